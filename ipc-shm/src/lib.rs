@@ -1,0 +1,88 @@
+//! Shared memory for the ipc crate family: segments, a versioned object header, typed
+//! shared objects, process-shared futexes and kernel-backed liveness.
+//!
+//! Two processes share a counter: the parent creates it, a forked child opens it by name
+//! and adds one.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ipc_shm::Shared;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! let name = ipc_shm::random_name("example")?;
+//! let counter = Shared::create(&name, AtomicU64::new(41))?;
+//!
+//! // SAFETY: the child only opens the segment, adds one and leaves with _exit.
+//! match unsafe { libc::fork() } {
+//!     -1 => return Err(std::io::Error::last_os_error().into()),
+//!     0 => {
+//!         let code = match Shared::<AtomicU64>::open(&name) {
+//!             Ok(c) => { c.fetch_add(1, Ordering::SeqCst); 0 }
+//!             Err(_) => 1,
+//!         };
+//!         // SAFETY: leave the forked child without running the parent's destructors.
+//!         unsafe { libc::_exit(code) }
+//!     }
+//!     child => {
+//!         let mut status = 0;
+//!         // SAFETY: `child` is our child; `status` is a valid out-pointer.
+//!         unsafe { libc::waitpid(child, &mut status, 0) };
+//!         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+//!     }
+//! }
+//! assert_eq!(counter.load(Ordering::SeqCst), 42);
+//! # Ok(()) }
+//! ```
+//!
+//! # What is here
+//! - [`Shm`] / [`ShmOptions`]: named POSIX segments (`/dev/shm`, created with
+//!   `O_CREAT|O_EXCL|O_NOFOLLOW`, mode set exactly, space reserved, owner and mode checked
+//!   at open) and anonymous memfd segments sealed against shrinking. [`sweep_stale`] removes
+//!   segments nobody maps.
+//! - [`header`]: the 64-byte header of every object we lay out in shared memory, with a pure
+//!   decoder; [`Object`] runs the init protocol (bounded wait for a live creator, safe
+//!   re-initialisation after a dead one) and [`Shared<T>`] gives a typed `&T` over it for
+//!   [`ShmSafe`] types.
+//! - [`futex`]: process-shared wait/wake with absolute monotonic deadlines; [`EventCount`],
+//!   the waiter-flag helper that keeps wakers off the syscall when nobody sleeps;
+//!   [`SpinWait`], the only (bounded) spinning allowed.
+//! - [`liveness`]: owner ids for lock words and ledgers, and `is_alive` answered by a lock
+//!   the kernel releases when a process dies, immune to pid reuse and correct across fork.
+//!
+//! # Where unsafe lives
+//! `sys.rs` (OFD locks, `pthread_atfork`, raw fds), `segment.rs` (copies in and out of the
+//! mapping, atomic views), `shared.rs` (the `&T` view, `ShmSafe` impls), `liveness.rs` (the
+//! raw lease fd). Everything else is `#![deny(unsafe_code)]`.
+//!
+//! # Platform
+//! Linux only (futex, memfd, OFD locks, /dev/shm); other targets fail to compile with a
+//! clear message.
+#![deny(unsafe_code)]
+
+mod platform_check;
+
+pub mod crash;
+mod error;
+mod event_count;
+pub mod futex;
+pub mod header;
+pub mod liveness;
+mod name;
+mod object;
+mod segment;
+mod shared;
+pub mod spin;
+pub mod sync;
+mod sys;
+
+pub use bytemuck;
+
+pub use error::{Error, Result};
+pub use event_count::EventCount;
+pub use header::ObjectKind;
+pub use liveness::OwnerId;
+pub use name::{MAX_NAME_LEN, random_name, validate_name};
+pub use object::{Init, Object};
+pub use segment::{Shm, ShmOptions, sweep_stale};
+pub use shared::{Shared, ShmSafe, object_kind};
+pub use spin::{SpinWait, current_cpu};

@@ -1,0 +1,281 @@
+//! Liveness: who is alive, decided by the kernel, immune to pid reuse.
+//!
+//! Each process that takes part registers once ([`current`]) in a registry segment
+//! (`/dev/shm/ipc-liveness.<uid>`, mode 0600) by taking an OFD write lock on one byte of it,
+//! its *slot*, and bumping that slot's generation. Its [`OwnerId`] is `generation << 14 |
+//! slot`: 30 bits, never zero, so it fits in a lock word with two flag bits to spare.
+//! [`is_alive`] answers "is the owner of this id alive?" with one `F_OFD_GETLK`: the kernel
+//! drops the lock when the process dies (SIGKILL included), and a reused slot has a new
+//! generation, so a new process that happens to get a dead one's pid, or even its slot, is
+//! never taken for it.
+//!
+//! OFD locks belong to the open file description, which `fork` shares. A `pthread_atfork`
+//! child handler therefore closes the child's copy of the lease (or the parent's death would
+//! go unnoticed while the child lives) and the child registers afresh, with its own id, on
+//! its next call. The lease fd is close-on-exec. (A raw `clone` that skips the fork handlers
+//! keeps the parent's lease alive until the child exits or execs.)
+//!
+//! Every participant of one object must use the same registry. The default is one per uid;
+//! processes of several users that share objects set `IPC_LIVENESS_REGISTRY` to a common name
+//! (and must be able to open it).
+//!
+//! Cost: registration a few syscalls once per process; `is_alive` one syscall (~1 µs), meant
+//! for slow paths (a waiter that timed out, a recovery sweep).
+#![allow(unsafe_code)] // the raw lease fd kept in process-global state for the fork handler
+
+use std::num::NonZeroU32;
+use std::os::fd::{AsFd, RawFd};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+
+use crate::error::{Error, Result};
+use crate::segment::{Shm, ShmOptions};
+use crate::sys::{self, LockKind};
+
+/// Name prefix of registry segments (never swept).
+pub(crate) const REGISTRY_PREFIX: &str = "ipc-liveness.";
+const SLOT_BITS: u32 = 14;
+/// Number of slots: at most this many processes registered at once per registry.
+pub const SLOTS: usize = 1 << SLOT_BITS;
+const GEN_BITS: u32 = 16;
+const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
+/// Slot `s` is locked at byte `LOCK_BASE + s` (clear of the segment's own use/init bytes).
+const LOCK_BASE: u64 = 4096;
+/// Each slot holds `{generation: u32, pid: u32}` from this offset.
+const SLOT_TABLE: usize = 64;
+const REGISTRY_LEN: usize = SLOT_TABLE + SLOTS * 8;
+
+/// A registered process: 30 bits, never zero. Store [`get`](Self::get) in shared words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct OwnerId(NonZeroU32);
+
+impl OwnerId {
+    /// Owner ids use the low 30 bits of a word; the top two are free for flags.
+    pub const BITS: u32 = SLOT_BITS + GEN_BITS;
+    /// Mask of the owner id bits.
+    pub const MASK: u32 = (1 << Self::BITS) - 1;
+
+    /// An owner id from a raw word read from shared memory; `None` if it cannot be one (zero,
+    /// or bits above [`BITS`](Self::BITS), or generation zero).
+    pub fn from_raw(raw: u32) -> Option<OwnerId> {
+        if raw & !Self::MASK != 0 || raw >> SLOT_BITS == 0 {
+            return None;
+        }
+        NonZeroU32::new(raw).map(OwnerId)
+    }
+
+    /// The raw 30-bit value.
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    fn slot(self) -> usize {
+        (self.get() & ((1 << SLOT_BITS) - 1)) as usize
+    }
+
+    fn generation(self) -> u32 {
+        self.get() >> SLOT_BITS
+    }
+}
+
+impl std::fmt::Display for OwnerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "owner {}:{}", self.slot(), self.generation())
+    }
+}
+
+struct Registry {
+    name: String,
+    shm: Shm,
+}
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+/// Our lease: an fd of our own open file description holding our slot's lock; -1 if none.
+static LEASE_FD: AtomicI32 = AtomicI32::new(-1);
+/// Our owner id; 0 if not registered (in this process: reset in a forked child).
+static OWNER: AtomicU32 = AtomicU32::new(0);
+/// Serialises registration against itself and against fork (the fork handlers take it).
+static REGISTERING: AtomicBool = AtomicBool::new(false);
+static ATFORK: OnceLock<Result<(), String>> = OnceLock::new();
+
+fn registry_name() -> String {
+    match std::env::var("IPC_LIVENESS_REGISTRY") {
+        Ok(name) if !name.is_empty() => name,
+        _ => format!("{REGISTRY_PREFIX}{}", sys::euid()),
+    }
+}
+
+fn registry() -> Result<&'static Registry> {
+    if let Some(reg) = REGISTRY.get() {
+        return Ok(reg);
+    }
+    // Not cached on failure: a transient error (EMFILE, say) does not poison the process.
+    // Two threads may both open it; open_or_create is safe for that and one copy is dropped.
+    let name = registry_name();
+    let mut opts = ShmOptions::new();
+    opts.persist(true);
+    let shm = opts.open_or_create(&name, REGISTRY_LEN)?;
+    shm.persist(true);
+    let _ = REGISTRY.set(Registry { name, shm });
+    REGISTRY.get().ok_or_else(|| {
+        Error::io("open liveness registry", "liveness", std::io::Error::other("lost"))
+    })
+}
+
+fn slot_words(reg: &Registry, slot: usize) -> Option<(&AtomicU32, &AtomicU32)> {
+    let at = SLOT_TABLE + slot * 8;
+    Some((reg.shm.atomic_u32(at)?, reg.shm.atomic_u32(at + 4)?))
+}
+
+unsafe extern "C" fn before_fork() {
+    lock_registering();
+}
+
+unsafe extern "C" fn after_fork_parent() {
+    REGISTERING.store(false, Ordering::Release);
+}
+
+unsafe extern "C" fn after_fork_child() {
+    // Only async-signal-safe work: atomics and close(2).
+    let fd = LEASE_FD.swap(-1, Ordering::AcqRel);
+    if fd >= 0 {
+        sys::close_raw(fd);
+    }
+    OWNER.store(0, Ordering::Release);
+    REGISTERING.store(false, Ordering::Release);
+}
+
+fn lock_registering() {
+    // Acquire: pairs with the Release stores that free it, so the holder's writes of
+    // LEASE_FD/OWNER are visible to the next holder.
+    while REGISTERING
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::thread::yield_now();
+    }
+}
+
+/// This process's owner id, registering on first use (and again in a forked child).
+///
+/// # Errors
+/// [`Error::LivenessFull`] when every slot is held by a live process; [`Error::Io`] if the
+/// registry cannot be opened or locked.
+pub fn current() -> Result<OwnerId> {
+    // Acquire: pairs with the Release store of OWNER below.
+    if let Some(id) = OwnerId::from_raw(OWNER.load(Ordering::Acquire)) {
+        return Ok(id);
+    }
+    ATFORK
+        .get_or_init(|| {
+            sys::atfork(before_fork, after_fork_parent, after_fork_child).map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|msg| {
+            Error::io("register fork handlers for", "liveness", std::io::Error::other(msg.clone()))
+        })?;
+    let reg = registry()?;
+    lock_registering();
+    let result = register(reg);
+    REGISTERING.store(false, Ordering::Release);
+    result
+}
+
+fn register(reg: &Registry) -> Result<OwnerId> {
+    if let Some(id) = OwnerId::from_raw(OWNER.load(Ordering::Acquire)) {
+        return Ok(id); // another thread registered while we waited
+    }
+    let path = sys::shm_path(&reg.name);
+    let lease =
+        sys::open_existing(&path).map_err(|e| Error::io("open liveness registry", &reg.name, e))?;
+    let mut seed = [0u8; 4];
+    sys::random_bytes(&mut seed).map_err(|e| Error::io("register in", &reg.name, e))?;
+    let start = u32::from_ne_bytes(seed) as usize;
+    for i in 0..SLOTS {
+        let slot = (start.wrapping_add(i)) % SLOTS;
+        let got = sys::ofd_try_lock(lease.as_fd(), LockKind::Write, LOCK_BASE + slot as u64, 1)
+            .map_err(|e| Error::io("register in", &reg.name, e))?;
+        if !got {
+            continue;
+        }
+        let Some((generation, pid)) = slot_words(reg, slot) else { break };
+        // Relaxed: we hold the slot's lock; nobody else writes this slot now (a hostile peer
+        // may, and then is_alive reports the id dead, the safe direction for nobody).
+        let old = generation.load(Ordering::Relaxed) & GEN_MASK;
+        let new = if old == 0 {
+            // A fresh registry (or one recreated after a sweep): start at a random
+            // generation so ids of processes from before cannot come back alive.
+            ((u32::from_ne_bytes(seed).rotate_left(16)) & GEN_MASK).max(1)
+        } else if old == GEN_MASK {
+            1
+        } else {
+            old + 1
+        };
+        // Release: pairs with the Acquire load in `is_alive`.
+        generation.store(new, Ordering::Release);
+        pid.store(sys::pid(), Ordering::Relaxed);
+        let id = (new << SLOT_BITS) | slot as u32;
+        LEASE_FD.store(sys::into_raw(lease), Ordering::Release);
+        // Release: pairs with the Acquire load in `current`.
+        OWNER.store(id, Ordering::Release);
+        return OwnerId::from_raw(id)
+            .ok_or_else(|| Error::io("register in", &reg.name, std::io::Error::other("bad id")));
+    }
+    Err(Error::LivenessFull { name: reg.name.clone(), slots: SLOTS })
+}
+
+/// Whether the process that registered `owner` is still alive. A stopped (SIGSTOP) process
+/// is alive; a process that died, even by SIGKILL, is dead as soon as the kernel has
+/// closed its files, before its parent reaps it; a new process never inherits a dead one's id.
+///
+/// # Errors
+/// As [`current`] (this process registers to get a lease to ask with).
+pub fn is_alive(owner: OwnerId) -> Result<bool> {
+    let me = current()?;
+    if me == owner {
+        return Ok(true);
+    }
+    let reg = registry()?;
+    let Some((generation, _)) = slot_words(reg, owner.slot()) else { return Ok(false) };
+    // Acquire: pairs with the Release store in `register`.
+    if generation.load(Ordering::Acquire) & GEN_MASK != owner.generation() {
+        return Ok(false); // the slot was taken by a newer process: the owner is gone
+    }
+    let fd = LEASE_FD.load(Ordering::Acquire);
+    if fd < 0 {
+        return Ok(true); // a fork handler ran mid-call; answer conservatively
+    }
+    // SAFETY: LEASE_FD holds an fd we own; it is closed only by the fork child handler, which
+    // runs in a child with a single thread, never concurrently with this call.
+    let lease = unsafe { sys::borrow_raw(fd) };
+    sys::ofd_conflicts(lease, LockKind::Write, LOCK_BASE + owner.slot() as u64, 1)
+        .map_err(|e| Error::io("query liveness registry", &reg.name, e))
+}
+
+/// [`is_alive`] for a raw word read from shared memory: `Ok(false)` when the word cannot be
+/// an owner id at all.
+///
+/// # Errors
+/// As [`is_alive`].
+pub fn is_alive_raw(raw: u32) -> Result<bool> {
+    match OwnerId::from_raw(raw) {
+        Some(owner) => is_alive(owner),
+        None => Ok(false),
+    }
+}
+
+/// The pid last recorded for `owner`'s slot (diagnostics only: pids are reused).
+pub fn pid_hint(owner: OwnerId) -> Option<u32> {
+    let reg = registry().ok()?;
+    let (_, pid) = slot_words(reg, owner.slot())?;
+    // Relaxed: diagnostics only.
+    Some(pid.load(Ordering::Relaxed))
+}
+
+#[doc(hidden)]
+/// The raw lease fd (tests check it is close-on-exec and not inherited).
+pub fn lease_fd() -> Option<RawFd> {
+    let fd = LEASE_FD.load(Ordering::Acquire);
+    (fd >= 0).then_some(fd)
+}

@@ -1,0 +1,288 @@
+//! [`Object`]: a segment that starts with the [header](crate::header), for objects whose
+//! length is known only at run time (queues). [`Shared<T>`](crate::Shared) is the typed
+//! form for fixed-size objects.
+//!
+//! The init protocol: the creator holds the segment's init lock (an OFD lock the kernel drops
+//! if it dies) from before the file is sized until the header's state is READY (stored with
+//! Release). An opener loads the state with Acquire; while it is not READY it waits, bounded,
+//! as long as the init lock is held, and when it is not held the creator died mid-way:
+//! `open` reports [`Error::NotInitialized`], `open_or_create` takes the init lock and
+//! initialises the object again. No opener ever uses a header that is not READY.
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+
+use crate::crash;
+use crate::error::{Error, Result};
+use crate::header::{
+    self, Body, HEADER_LEN, HEADER_VERSION, HeaderError, HeaderFields, INITIALISING, MAGIC,
+    ObjectKind, READY,
+};
+use crate::segment::{Backoff, Pending, Shm, ShmOptions};
+
+/// A segment holding one object behind a validated header. See the module docs.
+#[derive(Debug)]
+pub struct Object {
+    shm: Shm,
+    body: Body,
+}
+
+/// Writes the body of a new object: called with a pointer to `len` zeroed bytes, aligned
+/// to the kind's alignment, that no other process reads until the header is READY.
+pub type Init<'a> = &'a mut dyn FnMut(NonNull<u8>, usize);
+
+fn incompatible(op: &'static str, shm: &Shm, source: HeaderError) -> Error {
+    Error::Incompatible { op, name: shm.label().to_owned(), source }
+}
+
+fn plan(op: &'static str, name: &str, kind: &ObjectKind, body_len: usize) -> Result<Body> {
+    header::plan(kind, body_len).ok_or(Error::InvalidLength {
+        op,
+        name: name.to_owned(),
+        len: body_len,
+    })
+}
+
+/// Write the header (state INITIALISING), the body, then publish READY with Release.
+fn initialise(shm: &Shm, kind: &ObjectKind, body: Body, init: Init<'_>) -> Result<()> {
+    let creator = crate::liveness::current().map(|o| o.get()).unwrap_or(0);
+    let fields = HeaderFields {
+        magic: MAGIC,
+        header_version: HEADER_VERSION,
+        state: INITIALISING,
+        creator,
+        layout_version: kind.version,
+        layout_tag: kind.tag,
+        total_len: shm.len() as u64,
+        body_offset: body.offset as u64,
+        body_len: body.len as u64,
+        body_align: u32::try_from(kind.align).unwrap_or(u32::MAX),
+        reserved: 0,
+    };
+    // A re-initialised segment may hold a dead creator's partial body: zero it first so the
+    // initialiser always starts from the all-zero state.
+    let zeros = vec![0u8; body.len.min(1 << 16)];
+    let mut at = body.offset;
+    let end = body.offset + body.len;
+    while at < end {
+        let n = (end - at).min(zeros.len());
+        shm.write_at(at, zeros.get(..n).unwrap_or_default())?;
+        at += n;
+    }
+    shm.write_at(0, &header::encode(&fields))?;
+    crash::point("object.init.header");
+    // Offset is inside the mapping: body.offset <= shm.len() was planned from it.
+    let ptr = NonNull::new(shm.as_ptr().as_ptr().wrapping_add(body.offset)).unwrap_or(shm.as_ptr());
+    init(ptr, body.len);
+    crash::point("object.init.body");
+    let state = shm.atomic_u32(header::STATE_OFFSET).ok_or_else(|| {
+        incompatible("initialise", shm, HeaderError::TooShort { found: shm.len() })
+    })?;
+    // SYNC POINT. Release: publishes the header and body; pairs with the Acquire load of the
+    // state in `attach`.
+    state.store(READY, Ordering::Release);
+    crash::point("object.init.ready");
+    Ok(())
+}
+
+/// Validate a header of a mapped segment, waiting (bounded) for a live initialiser. With
+/// `reinit`, a segment whose initialiser died is initialised again.
+fn attach(
+    op: &'static str,
+    shm: &Shm,
+    kind: &ObjectKind,
+    body_len: Option<usize>,
+    timeout: std::time::Duration,
+    mut reinit: Option<(usize, Init<'_>)>,
+) -> Result<Body> {
+    if shm.len() < HEADER_LEN {
+        return Err(incompatible(op, shm, HeaderError::TooShort { found: shm.len() }));
+    }
+    let state = shm
+        .atomic_u32(header::STATE_OFFSET)
+        .ok_or_else(|| incompatible(op, shm, HeaderError::TooShort { found: shm.len() }))?;
+    let mut backoff = Backoff::new(timeout);
+    loop {
+        // SYNC POINT. Acquire: pairs with the Release store of READY in `initialise`, so the
+        // copy below sees the finished header and body.
+        if state.load(Ordering::Acquire) == READY {
+            let mut bytes = [0u8; HEADER_LEN];
+            shm.read_at(0, &mut bytes)?;
+            let fields = header::decode(&bytes).map_err(|e| incompatible(op, shm, e))?;
+            return header::validate(&fields, kind, body_len, shm.len())
+                .map_err(|e| incompatible(op, shm, e));
+        }
+        if shm.init_busy()? {
+            if !backoff.wait() {
+                return Err(Error::InitTimeout {
+                    op,
+                    name: shm.label().to_owned(),
+                    waited: timeout,
+                });
+            }
+            continue;
+        }
+        // Not ready and nobody initialising. Re-check: it may have become ready just now.
+        // Relaxed: the loop's Acquire load is the one that publishes.
+        let now = state.load(Ordering::Relaxed);
+        if now == READY {
+            continue;
+        }
+        if now > READY {
+            return Err(incompatible(op, shm, HeaderError::BadState { found: now }));
+        }
+        let Some((len, init)) = reinit.as_mut() else {
+            return Err(Error::NotInitialized { op, name: shm.label().to_owned() });
+        };
+        if shm.try_init_lock()? {
+            let result = if state.load(Ordering::Acquire) == READY {
+                Ok(())
+            } else {
+                plan(op, shm.label(), kind, *len).and_then(|body| {
+                    if body.offset + body.len != shm.len() {
+                        return Err(Error::SizeMismatch {
+                            op,
+                            name: shm.label().to_owned(),
+                            expected: body.offset + body.len,
+                            found: shm.len(),
+                        });
+                    }
+                    initialise(shm, kind, body, &mut **init)
+                })
+            };
+            shm.unlock_init();
+            result?;
+        }
+    }
+}
+
+impl Object {
+    /// Create a named object of `kind` with a `body_len`-byte body written by `init`.
+    ///
+    /// # Errors
+    /// As [`ShmOptions::create`], and [`Error::InvalidLength`] for an impossible layout.
+    pub fn create(
+        opts: &ShmOptions,
+        name: &str,
+        kind: ObjectKind,
+        body_len: usize,
+        init: Init<'_>,
+    ) -> Result<Object> {
+        let body = plan("create", name, &kind, body_len)?;
+        let shm = Shm::create_impl(opts, name, body.offset + body.len, true)?;
+        let result = initialise(&shm, &kind, body, init);
+        shm.unlock_init();
+        result?;
+        Ok(Object { shm, body })
+    }
+
+    /// Open a named object of `kind`; `body_len` if the caller knows it.
+    ///
+    /// # Errors
+    /// As [`ShmOptions::open`], [`Error::Incompatible`] for any header mismatch (expected and
+    /// found values inside), [`Error::NotInitialized`] if its creator died mid-init.
+    pub fn open(
+        opts: &ShmOptions,
+        name: &str,
+        kind: ObjectKind,
+        body_len: Option<usize>,
+    ) -> Result<Object> {
+        let shm = opts.open(name)?;
+        let body = attach("open", &shm, &kind, body_len, opts.timeout(), None)?;
+        Ok(Object { shm, body })
+    }
+
+    /// Open the object, or create it with `init` if there is none. Exactly one of many
+    /// concurrent callers initialises it; a segment whose creator died mid-init is
+    /// initialised again (under its init lock, so by one process).
+    ///
+    /// # Errors
+    /// As [`create`](Self::create) and [`open`](Self::open).
+    pub fn open_or_create(
+        opts: &ShmOptions,
+        name: &str,
+        kind: ObjectKind,
+        body_len: usize,
+        init: Init<'_>,
+    ) -> Result<Object> {
+        let body = plan("create", name, &kind, body_len)?;
+        let total = body.offset + body.len;
+        for _ in 0..64 {
+            match Shm::create_impl(opts, name, total, true) {
+                Ok(shm) => {
+                    let result = initialise(&shm, &kind, body, init);
+                    shm.unlock_init();
+                    result?;
+                    return Ok(Object { shm, body });
+                }
+                Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let pending = match Pending::open(opts, name, "open") {
+                Ok(p) => p,
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let size = pending.wait_sized(opts, "open", Some(total))?;
+            let shm = pending.map(size, "open")?;
+            let body = attach(
+                "open",
+                &shm,
+                &kind,
+                Some(body_len),
+                opts.timeout(),
+                Some((body_len, init)),
+            )?;
+            return Ok(Object { shm, body });
+        }
+        Err(Error::io("open or create", name, std::io::Error::other("the name kept changing")))
+    }
+
+    /// An anonymous object (memfd) of `kind`, inherited across fork, passable as an fd.
+    ///
+    /// # Errors
+    /// As [`ShmOptions::anonymous`].
+    pub fn anonymous(
+        opts: &ShmOptions,
+        kind: ObjectKind,
+        body_len: usize,
+        init: Init<'_>,
+    ) -> Result<Object> {
+        let body = plan("create", "<anonymous>", &kind, body_len)?;
+        let shm = opts.anonymous(body.offset + body.len)?;
+        initialise(&shm, &kind, body, init)?;
+        Ok(Object { shm, body })
+    }
+
+    /// Adopt a segment received from elsewhere (e.g. [`Shm::from_fd`]); its header must be
+    /// READY and match `kind`.
+    ///
+    /// # Errors
+    /// [`Error::Incompatible`], [`Error::NotInitialized`].
+    pub fn from_shm(shm: Shm, kind: ObjectKind, body_len: Option<usize>) -> Result<Object> {
+        let body = attach("map", &shm, &kind, body_len, std::time::Duration::ZERO, None)?;
+        Ok(Object { shm, body })
+    }
+
+    /// The object's bytes: `body_len()` bytes at an address aligned to the kind's alignment.
+    pub fn body(&self) -> NonNull<u8> {
+        // body.offset + body.len <= shm.len() was validated.
+        NonNull::new(self.shm.as_ptr().as_ptr().wrapping_add(self.body.offset))
+            .unwrap_or(self.shm.as_ptr())
+    }
+
+    /// Length of the object's bytes.
+    pub fn body_len(&self) -> usize {
+        self.body.len
+    }
+
+    /// The underlying segment.
+    pub fn shm(&self) -> &Shm {
+        &self.shm
+    }
+
+    /// Give up the object, keeping the segment.
+    pub fn into_shm(self) -> Shm {
+        self.shm
+    }
+}

@@ -1,0 +1,52 @@
+//! ipc-testkit: the fork harness of the ipc crate family, and (under `tests/`) the
+//! cross-process test suite of every crate.
+//!
+//! - [`fork`] runs a closure in a forked child and returns a [`Child`]: a report pipe opened
+//!   before the fork carries the child's panic message or error back; its exit status is
+//!   decoded ([`Exit`]); [`Child::join_timeout`] waits on a pidfd with a deadline; the child
+//!   dies with its parent (`PR_SET_PDEATHSIG`) and is killed and reaped on drop.
+//! - [`spawn_role`] runs a named role in a *fresh, unrelated* process (a re-exec of the test
+//!   binary), for objects shared by name between processes that share no memory; declare
+//!   the roles once per test binary with [`roles!`].
+//! - Line messages both ways ([`Child::recv_line`], [`Child::send_line`] in the parent,
+//!   [`send_line`] and [`recv_line`] in the child) to hand out ids and say "ready" / "go".
+//! - [`fault`]: seeds printed and replayable (`IPC_SEED`), kill-at-a-random-moment helpers,
+//!   round counts for the default and soak (`IPC_SOAK=1`) tiers.
+//! - [`audit`]: segments left in /dev/shm under a prefix, open fds of a process.
+//! - [`unique_name`] and [`watchdog`].
+//!
+//! # Rules for test authors
+//! 1. **Every wait has a deadline.** Use `join_timeout`/`recv_line(timeout)`; `join()` waits
+//!    [`DEFAULT_DEADLINE`] at most and fails the test after that. Use [`watchdog`] around
+//!    anything else that blocks.
+//! 2. **Keep forked children small.** `cargo test` runs tests on threads, and after `fork`
+//!    only the forking thread exists in the child: a lock another thread held at the fork
+//!    (stdout's, for instance) stays held forever in the child. glibc's malloc is safe after
+//!    fork, so allocating is fine; printing is not: report with [`send_line`] or by panicking.
+//!    Under `cargo nextest run` (the primary runner) each test is its own process and the
+//!    problem does not arise.
+//! 3. **A child reports failure by panicking** (or returning `Err`): the message reaches the
+//!    parent and [`Child::assert_success`] fails the test with it.
+//! 4. **Name objects with [`unique_name`]** so concurrent tests never collide, and check
+//!    [`audit::shm_entries`] is empty for your prefix at the end.
+//! 5. **No sleeps as synchronisation.** Use lines ("ready"/"go") or the primitive under test.
+//!    A random delay before a SIGKILL is fault timing, not synchronisation.
+#![allow(unsafe_code)] // fork, waitpid, pipes, prctl: this crate is the harness around the OS
+#![allow(clippy::disallowed_methods)] // libc::fork is allowed here, and only here
+#![allow(clippy::missing_panics_doc)] // test infrastructure: failing loudly is its job
+#![allow(clippy::expect_used, clippy::unwrap_used)] // same
+
+pub mod audit;
+mod child;
+pub mod fault;
+mod names;
+mod reexec;
+mod sys;
+mod watchdog;
+
+pub use child::{
+    Child, ChildResult, DEFAULT_DEADLINE, Exit, JoinError, fork, fork_named, recv_line, send_line,
+};
+pub use names::{TEST_PREFIX, unique_name};
+pub use reexec::{ROLE_TEST, Role, dispatch, spawn_role, spawn_role_wrapped};
+pub use watchdog::{Watchdog, watchdog};
