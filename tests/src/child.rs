@@ -465,11 +465,30 @@ pub fn recv_line(timeout: Duration) -> Option<String> {
     }
 }
 
+/// Install (once, in the parent, before any fork) a panic hook that, in a testkit child,
+/// sends the panic message to the parent, and elsewhere defers to the previous hook.
+///
+/// Installing it in the child instead would be a trap: `set_hook` takes the hook lock, and a
+/// thread of the parent that was panicking at the moment of the fork leaves that lock held
+/// forever in the child.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CHILD_TX.load(Ordering::Acquire) >= 0 {
+                write_record(PANIC, &info.to_string());
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Set up the child side (after fork or exec) and run `f`, then `_exit`.
 pub(crate) fn run_child<R: ChildResult>(tx: RawFd, rx: RawFd, f: impl FnOnce() -> R) -> ! {
     CHILD_TX.store(tx, Ordering::Release);
     CHILD_RX.store(rx, Ordering::Release);
-    std::panic::set_hook(Box::new(|info| write_record(PANIC, &info.to_string())));
     let code = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => match result.into_report() {
             Ok(()) => 0,
@@ -495,6 +514,7 @@ pub fn fork<R: ChildResult>(f: impl FnOnce() -> R) -> Child {
 
 /// [`fork`] with a label used in failure messages.
 pub fn fork_named<R: ChildResult>(label: &str, f: impl FnOnce() -> R) -> Child {
+    install_panic_hook();
     let (parent_rx, child_tx) = sys::pipe().expect("pipe for child report");
     let (child_rx, parent_tx) = sys::pipe().expect("pipe to child");
     let parent = sys::getpid();

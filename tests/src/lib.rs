@@ -21,8 +21,10 @@
 //!    anything else that blocks.
 //! 2. **Keep forked children small.** `cargo test` runs tests on threads, and after `fork`
 //!    only the forking thread exists in the child: a lock another thread held at the fork
-//!    (stdout's, for instance) stays held forever in the child. glibc's malloc is safe after
-//!    fork, so allocating is fine; printing is not: report with [`send_line`] or by panicking.
+//!    (stdout's, the panic hook's) stays held forever in the child. glibc's malloc is safe
+//!    after fork, so allocating is fine; printing is not: report with [`send_line`] or by
+//!    panicking (the harness installs its panic hook in the parent, before the first fork, so
+//!    a child never touches the hook lock to set it).
 //!    Under `cargo nextest run` (the primary runner) each test is its own process and the
 //!    problem does not arise.
 //! 3. **A child reports failure by panicking** (or returning `Err`): the message reaches the

@@ -46,6 +46,7 @@ macro_rules! roles {
 /// Body of the dispatch test: a no-op unless this process was started by [`spawn_role`].
 pub fn dispatch(roles: &[(&str, Role)]) {
     let Ok(role) = std::env::var(ENV_ROLE) else { return };
+    crate::child::install_panic_hook();
     let fds = std::env::var(ENV_FDS).unwrap_or_default();
     let mut it = fds.split(',').map(|s| s.parse::<i32>().unwrap_or(-1));
     let (tx, rx) = (it.next().unwrap_or(-1), it.next().unwrap_or(-1));
