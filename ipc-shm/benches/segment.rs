@@ -10,7 +10,6 @@ use std::os::fd::AsFd;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ipc_shm::{Shm, ShmOptions};
 use rustix::fs::{FallocateFlags, Mode};
-use rustix::mm::{MapFlags, ProtFlags};
 use rustix::shm::OFlags;
 
 const LEN: usize = 1 << 20;

@@ -41,6 +41,7 @@ pub struct EventCount {
     word: AtomicU32,
 }
 
+#[cfg(not(ipc_loom))] // loom atomics are bigger
 const _: () = assert!(size_of::<EventCount>() == 4);
 
 impl EventCount {
@@ -60,7 +61,9 @@ impl EventCount {
     /// value of `ready()`). `ready` is called again after every wake-up, spurious or not.
     ///
     /// The notifier must make `ready()` true *before* calling [`notify_all`](Self::notify_all)
-    /// or [`notify_one`](Self::notify_one).
+    /// or [`notify_one`](Self::notify_one). `ready` must be exact: `false` only when the
+    /// condition does not hold (a condition that takes a token with a CAS must retry a failed
+    /// CAS, not report `false`, or the wake-up meant for it is lost).
     pub fn wait_until(&self, mut ready: impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
         loop {
             if ready() {

@@ -1,0 +1,156 @@
+//! In-process tests of ipc-shm's API (the cross-process suite is in tests/tests/shm.rs).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ipc_shm::header::{HeaderError, ObjectKind, layout_tag};
+use ipc_shm::{Error, EventCount, Object, Shared, Shm, ShmOptions, SpinWait};
+
+fn name(tag: &str) -> String {
+    ipc_shm::random_name(&format!("ipctest-it-{tag}")).unwrap()
+}
+
+#[test]
+fn read_write_are_bounds_checked() {
+    let s = Shm::anonymous(100).unwrap();
+    s.write_at(90, &[1; 10]).unwrap();
+    let mut b = [0u8; 10];
+    s.read_at(90, &mut b).unwrap();
+    assert_eq!(b, [1; 10]);
+    for (off, len) in [(91usize, 10usize), (100, 1), (usize::MAX, 2), (0, 101)] {
+        let buf = vec![0u8; len];
+        let e = s.write_at(off, &buf).unwrap_err();
+        assert!(matches!(e, Error::OutOfBounds { .. }), "{e}");
+        let mut buf = vec![0u8; len];
+        assert!(matches!(s.read_at(off, &mut buf), Err(Error::OutOfBounds { .. })));
+    }
+    s.read_at(100, &mut []).unwrap(); // empty range at the end is fine
+    assert!(s.atomic_u32(96).is_some());
+    assert!(s.atomic_u32(97).is_none());
+    assert!(s.atomic_u32(100).is_none());
+    assert!(s.atomic_u32(usize::MAX - 1).is_none());
+}
+
+#[test]
+fn lengths_are_checked() {
+    assert!(matches!(Shm::anonymous(0), Err(Error::InvalidLength { .. })));
+    assert!(matches!(Shm::create(&name("zero"), 0), Err(Error::InvalidLength { .. })));
+    assert!(matches!(Shm::anonymous(usize::MAX), Err(Error::InvalidLength { .. })));
+}
+
+#[test]
+fn errors_name_the_operation_and_the_object() {
+    let n = name("missing");
+    let e = Shm::open(&n).unwrap_err();
+    assert_eq!(e.to_string(), format!("open shm segment {n:?}: not found"));
+    let made = Shm::create(&n, 10).unwrap();
+    let e = Shm::create(&n, 10).unwrap_err();
+    assert_eq!(e.to_string(), format!("create shm segment {n:?}: already exists"));
+    let e = Shared::<AtomicU64>::open(&n).unwrap_err();
+    assert!(e.to_string().starts_with(&format!("open shm segment {n:?}")), "{e}");
+    drop(made);
+    let e = Shm::create("bad/name", 10).unwrap_err();
+    assert!(e.to_string().contains("invalid shm name \"bad/name\""), "{e}");
+}
+
+#[test]
+fn objects_with_a_runtime_length() {
+    let kind = ObjectKind { tag: layout_tag("test ring"), version: 2, align: 64 };
+    let n = name("object");
+    let mut init = |p: NonNull<u8>, len: usize| {
+        assert_eq!(len, 1000);
+        assert_eq!(p.as_ptr() as usize % 64, 0);
+        // SAFETY: the init closure owns these `len` zeroed bytes until READY.
+        unsafe { p.as_ptr().write_bytes(7, len) };
+    };
+    let o = Object::create(&ShmOptions::new(), &n, kind, 1000, &mut init).unwrap();
+    let opened = Object::open(&ShmOptions::new(), &n, kind, None).unwrap();
+    assert_eq!(opened.body_len(), 1000);
+    let mut b = [0u8; 4];
+    opened
+        .shm()
+        .read_at(opened.body().as_ptr() as usize - opened.shm().as_ptr().as_ptr() as usize, &mut b)
+        .unwrap();
+    assert_eq!(b, [7; 4]);
+    // Another length, version or tag is refused with the values.
+    match Object::open(&ShmOptions::new(), &n, kind, Some(999)) {
+        Err(Error::Incompatible {
+            source: HeaderError::BodyLen { expected: 999, found: 1000 },
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    let v3 = ObjectKind { version: 3, ..kind };
+    assert!(matches!(
+        Object::open(&ShmOptions::new(), &n, v3, None),
+        Err(Error::Incompatible {
+            source: HeaderError::LayoutVersion { expected: 3, found: 2 },
+            ..
+        })
+    ));
+    // open_or_create finds it and does not run init again.
+    let mut never = |_: NonNull<u8>, _: usize| panic!("init ran on an existing object");
+    let again = Object::open_or_create(&ShmOptions::new(), &n, kind, 1000, &mut never).unwrap();
+    assert!(!again.shm().created());
+    drop((o, opened, again));
+    assert!(matches!(Shm::open(&n), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn bad_alignment_is_an_error() {
+    let kind = ObjectKind { tag: 1, version: 0, align: 3 };
+    let mut init = |_: NonNull<u8>, _: usize| {};
+    assert!(matches!(
+        Object::anonymous(&ShmOptions::new(), kind, 8, &mut init),
+        Err(Error::InvalidLength { .. })
+    ));
+}
+
+#[test]
+fn anonymous_objects_round_trip_through_from_shm() {
+    let a = Shared::anonymous([AtomicU64::new(3), AtomicU64::new(4)]).unwrap();
+    a[1].store(5, Ordering::Relaxed);
+    assert_eq!(a[0].load(Ordering::Relaxed) + a[1].load(Ordering::Relaxed), 8);
+    assert!(a.shm().name().is_none());
+}
+
+#[test]
+fn event_count_skips_the_syscall_without_sleepers() {
+    let ec = EventCount::new();
+    assert!(!ec.has_sleepers());
+    ec.notify_all();
+    ec.notify_one();
+    assert!(!ec.has_sleepers());
+    // A timed wait on a condition that never holds times out and leaves the flag set.
+    let t = std::time::Instant::now();
+    assert!(!ec.wait_until(|| false, Some(t + std::time::Duration::from_millis(5))));
+    assert!(ec.has_sleepers());
+    ec.notify_all();
+    assert!(!ec.has_sleepers());
+}
+
+#[test]
+fn spin_wait_is_bounded() {
+    let mut s = SpinWait::with_steps(4);
+    let mut n = 0;
+    while s.spin() {
+        n += 1;
+    }
+    assert_eq!(n, 4);
+    s.reset();
+    assert!(s.spin());
+    assert!(ipc_shm::current_cpu() < 4096);
+}
+
+#[test]
+fn liveness_of_self() {
+    let me = ipc_shm::liveness::current().unwrap();
+    assert_eq!(ipc_shm::liveness::current().unwrap(), me);
+    assert!(ipc_shm::liveness::is_alive(me).unwrap());
+    assert!(me.get() & !ipc_shm::OwnerId::MASK == 0 && me.get() != 0);
+    assert!(ipc_shm::OwnerId::from_raw(0).is_none());
+    assert!(ipc_shm::OwnerId::from_raw(u32::MAX).is_none());
+    assert!(!ipc_shm::liveness::is_alive_raw(u32::MAX).unwrap());
+    assert_eq!(ipc_shm::liveness::pid_hint(me), Some(std::process::id()));
+}

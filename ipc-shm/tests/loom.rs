@@ -1,0 +1,99 @@
+//! loom models of ipc-shm's state machines: the EventCount handshake (no lost wake-up
+//! between a waiter's check and its sleep), under the futex emulation that makes
+//! check-then-sleep atomic. Run with
+//! `RUSTFLAGS="--cfg ipc_loom" cargo test --release -p ipc-shm --test loom`.
+#![cfg(ipc_loom)]
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use ipc_shm::EventCount;
+use ipc_shm::sync::atomic::{AtomicU32, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+
+/// One notifier, one waiter: the waiter always sees the flag (a lost wake-up would leave it
+/// asleep forever, which loom reports as a deadlock).
+#[test]
+fn notify_all_reaches_a_waiter() {
+    loom::model(|| {
+        let flag = Arc::new(AtomicU32::new(0));
+        let ec = Arc::new(EventCount::new());
+        let (f2, e2) = (flag.clone(), ec.clone());
+        let t = thread::spawn(move || {
+            // Release: pairs with the Acquire in the waiter's condition.
+            f2.store(1, Ordering::Release);
+            e2.notify_all();
+        });
+        assert!(ec.wait_until(|| flag.load(Ordering::Acquire) == 1, None));
+        t.join().unwrap();
+    });
+}
+
+/// Two waiters, notify_one twice: both wake.
+#[test]
+fn notify_one_twice_wakes_two_waiters() {
+    loom::model(|| {
+        let count = Arc::new(AtomicU32::new(0));
+        let ec = Arc::new(EventCount::new());
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (c, e) = (count.clone(), ec.clone());
+                thread::spawn(move || {
+                    // Take one token each.
+                    // The condition must be exact: a failed CAS means "look again",
+                    // not "no token" (that mistake is a lost wake-up loom finds).
+                    e.wait_until(
+                        || {
+                            let mut n = c.load(Ordering::Acquire);
+                            while n > 0 {
+                                // AcqRel: pairs with the producer's fetch_add.
+                                match c.compare_exchange(
+                                    n,
+                                    n - 1,
+                                    Ordering::AcqRel,
+                                    Ordering::Acquire,
+                                ) {
+                                    Ok(_) => return true,
+                                    Err(actual) => n = actual,
+                                }
+                            }
+                            false
+                        },
+                        None,
+                    );
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            // AcqRel: publishes the token to the waiter that takes it.
+            count.fetch_add(1, Ordering::AcqRel);
+            ec.notify_one();
+        }
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_eq!(count.load(Ordering::Acquire), 0);
+    });
+}
+
+/// A ping-pong of two rounds through one event count.
+#[test]
+fn ping_pong() {
+    loom::model(|| {
+        let turn = Arc::new(AtomicU32::new(0));
+        let ec = Arc::new(EventCount::new());
+        let (t2, e2) = (turn.clone(), ec.clone());
+        let other = thread::spawn(move || {
+            for r in 0..2u32 {
+                e2.wait_until(|| t2.load(Ordering::Acquire) == 2 * r + 1, None);
+                t2.store(2 * r + 2, Ordering::Release);
+                e2.notify_all();
+            }
+        });
+        for r in 0..2u32 {
+            ec.wait_until(|| turn.load(Ordering::Acquire) == 2 * r, None);
+            turn.store(2 * r + 1, Ordering::Release);
+            ec.notify_all();
+        }
+        other.join().unwrap();
+    });
+}
