@@ -1,4 +1,24 @@
 //! Bounded shared-memory queues (MPMC, SPSC, typed, joinable) that survive SIGKILL.
-//!
-//! This crate is being built; see the workspace README for the family.
 #![deny(unsafe_code)]
+
+mod error;
+pub mod ring;
+mod raw;
+mod region;
+mod sys;
+mod wait;
+
+#[cfg(not(ipc_loom))]
+mod queue;
+
+/// Atomics from core, or loom's under `--cfg ipc_loom`.
+pub(crate) mod sync {
+    pub(crate) use ipc_shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+}
+
+pub use error::{
+    Corruption, Error, JoinTimeoutError, RecvError, RecvTimeoutError, Result, SendError,
+    SendTimeoutError, TryRecvError, TrySendError,
+};
+#[cfg(not(ipc_loom))]
+pub use queue::{Queue, QueueOptions, RECOVERY_CHECK, RecvRef, SendSlot, Stats};

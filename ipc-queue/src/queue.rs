@@ -1,0 +1,889 @@
+//! [`Queue`]: the MPMC bytes queue, and what every flavour shares: construction over an
+//! [`Object`], the wait loop (spin policy, sleeping, slow-path recovery of dead owners) and
+//! [`Stats`].
+#![allow(unsafe_code)] // the two lending guards (SendSlot, RecvRef) deref into a held slot
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ipc_shm::header::{ObjectKind, layout_tag};
+use ipc_shm::{Object, Shm, ShmOptions, liveness};
+
+use crate::error::{
+    Error, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
+use crate::raw::{self, ClaimErr, Claimed, ReserveErr};
+use crate::region::{Mapped, Region, Stat, init_body};
+use crate::ring::{self, Config, Corruption, Flavour, RawConfig};
+use crate::sync::{AtomicU32, Ordering};
+use crate::sys;
+use crate::wait::Policy;
+
+/// How long a slot may stay claimed by the same owner before a waiter asks whether that
+/// owner is alive (then again every such period). Recovery of a dead peer's slot therefore
+/// takes about this long, far below the 500 ms bound.
+pub const RECOVERY_CHECK: Duration = Duration::from_millis(10);
+
+/// Header identity of a queue body of `flavour`.
+pub(crate) fn kind(flavour: Flavour) -> ObjectKind {
+    let tag = match flavour {
+        Flavour::Mpmc => layout_tag("ipc-queue/mpmc"),
+        Flavour::Spsc => layout_tag("ipc-queue/spsc"),
+    };
+    ObjectKind { tag, version: ring::LAYOUT_VERSION, align: 128 }
+}
+
+/// How to get a queue segment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum How<'a> {
+    Create(&'a str),
+    OpenOrCreate(&'a str),
+    Anonymous,
+}
+
+/// Counters kept in the queue's shared memory (all processes see the same figures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Slots of producers that died between reserve and commit, skipped by survivors.
+    pub abandoned: u64,
+    /// Messages lent to consumers that died holding them (MPMC: dropped, at most once).
+    pub lost: u64,
+    /// Corrupt values found (each was reported as `Corrupted`).
+    pub corrupt: u64,
+    /// Reservations dropped without commit.
+    pub cancelled: u64,
+    /// Sends that had to sleep.
+    pub send_waits: u64,
+    /// Receives that had to sleep.
+    pub recv_waits: u64,
+}
+
+/// Which side of the queue a wait is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Send,
+    Recv,
+}
+
+/// What an attempt inside a wait loop found.
+pub(crate) enum Attempt<T, E> {
+    Done(T),
+    /// Nothing yet; `Some((pos, word))` names a slot whose owner may be dead.
+    Blocked(Option<(u64, u64)>),
+    Failed(E),
+}
+
+/// The state every queue handle shares: the mapped body and per-handle hints.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    mapped: Mapped,
+    name: String,
+    /// try_* calls that found the same slot blocked: (word, first seen).
+    pending: Mutex<Option<(u64, Instant)>>,
+    /// Sampling counter for publishing our CPU (plain load/store: races only skew sampling).
+    tick: AtomicU32,
+}
+
+fn shm_err<'a>(op: &'static str, name: &'a str) -> impl FnOnce(ipc_shm::Error) -> Error + 'a {
+    move |source| Error::Shm { op, name: name.to_owned(), source }
+}
+
+/// Read the config block of an object's body into private memory.
+fn read_config(object: &Object) -> std::result::Result<RawConfig, ipc_shm::Error> {
+    let off = object.body().as_ptr().addr().wrapping_sub(object.shm().as_ptr().as_ptr().addr());
+    let mut bytes = [0u8; 64];
+    object.shm().read_at(off, &mut bytes)?;
+    let mut words = [0u32; 16];
+    for (w, b) in words.iter_mut().zip(bytes.chunks_exact(4)) {
+        *w = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    Ok(RawConfig::from_words(&words))
+}
+
+impl Inner {
+    fn assemble(op: &'static str, name: &str, object: Object, cfg: Config) -> Result<Inner> {
+        sys::register();
+        liveness::current().map_err(shm_err(op, name))?;
+        let mapped = Mapped::new(object, cfg).ok_or_else(|| Error::Corrupted {
+            op,
+            name: name.to_owned(),
+            source: Corruption::Config { field: "body_len", found: cfg.body_len as u64 },
+        })?;
+        Ok(Inner {
+            mapped,
+            name: name.to_owned(),
+            pending: Mutex::new(None),
+            tick: AtomicU32::new(0),
+        })
+    }
+
+    /// Validate the config of an opened object (read once, checked, the copy used).
+    fn adopt(op: &'static str, name: &str, object: Object, flavour: Flavour) -> Result<Inner> {
+        let raw = read_config(&object).map_err(shm_err(op, name))?;
+        let cfg = ring::validate(&raw, object.body_len())
+            .map_err(|source| Error::Corrupted { op, name: name.to_owned(), source })?;
+        if cfg.flavour != flavour {
+            return Err(Error::Corrupted {
+                op,
+                name: name.to_owned(),
+                source: Corruption::Config { field: "flavour", found: cfg.flavour as u64 },
+            });
+        }
+        Self::assemble(op, name, object, cfg)
+    }
+
+    pub(crate) fn make(
+        how: How<'_>,
+        shm: &ShmOptions,
+        flavour: Flavour,
+        capacity: usize,
+        max_message: usize,
+        elem: (u32, u64),
+        start: u64,
+    ) -> Result<Inner> {
+        let (op, name) = match how {
+            How::Create(n) => ("create", n),
+            How::OpenOrCreate(n) => ("open or create", n),
+            How::Anonymous => ("create", "<anonymous>"),
+        };
+        let cfg = ring::plan(flavour, capacity, max_message, elem.0, elem.1)
+            .map_err(|source| Error::InvalidConfig { op, name: name.to_owned(), source })?;
+        let mut init = init_body(cfg, start);
+        let kind = kind(flavour);
+        let object = match how {
+            How::Create(n) => Object::create(shm, n, kind, cfg.body_len, &mut init),
+            How::OpenOrCreate(n) => Object::open_or_create(shm, n, kind, cfg.body_len, &mut init),
+            How::Anonymous => Object::anonymous(shm, kind, cfg.body_len, &mut init),
+        }
+        .map_err(shm_err(op, name))?;
+        match how {
+            // Someone else may have created it: its config is validated like any open.
+            How::OpenOrCreate(_) if !object.shm().created() => {
+                Self::adopt(op, name, object, flavour)
+            }
+            _ => Self::assemble(op, name, object, cfg),
+        }
+    }
+
+    pub(crate) fn open(shm: &ShmOptions, name: &str, flavour: Flavour) -> Result<Inner> {
+        let object = Object::open(shm, name, kind(flavour), None).map_err(shm_err("open", name))?;
+        Self::adopt("open", name, object, flavour)
+    }
+
+    pub(crate) fn from_shm(shm: Shm, flavour: Flavour) -> Result<Inner> {
+        let name = shm.name().unwrap_or("<fd>").to_owned();
+        let object =
+            Object::from_shm(shm, kind(flavour), None).map_err(shm_err("map", &name))?;
+        Self::adopt("map", &name, object, flavour)
+    }
+
+    #[inline]
+    pub(crate) fn region(&self) -> &Region {
+        self.mapped.region()
+    }
+
+    pub(crate) fn cfg(&self) -> &Config {
+        self.region().cfg()
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn shm(&self) -> &Shm {
+        self.mapped.object().shm()
+    }
+
+    /// Our owner id (0 if the liveness registry refused us: such slots are never reclaimed).
+    #[inline]
+    pub(crate) fn me(&self) -> u32 {
+        liveness::current().map_or(0, |o| o.get())
+    }
+
+    /// Publish our CPU for the other side's spin policy, one op in 64.
+    #[inline]
+    pub(crate) fn tick(&self, side: Side) {
+        // Relaxed: a private sampling counter; a lost increment only shifts the sample.
+        let n = self.tick.load(Ordering::Relaxed);
+        self.tick.store(n.wrapping_add(1), Ordering::Relaxed);
+        if n % 64 == 0 {
+            self.publish_cpu(side, sys::my_cpu());
+        }
+    }
+
+    fn publish_cpu(&self, side: Side, cpu: u32) {
+        let ctrl = self.region().ctrl();
+        let word = if side == Side::Send { &ctrl.send_cpu } else { &ctrl.recv_cpu };
+        // Relaxed: a placement hint; written only when it changed.
+        if word.load(Ordering::Relaxed) != cpu {
+            word.store(cpu, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let c = self.region().ctrl();
+        Stats {
+            abandoned: c.stat(Stat::Abandoned),
+            lost: c.stat(Stat::Lost),
+            corrupt: c.stat(Stat::Corrupt),
+            cancelled: c.stat(Stat::Cancelled),
+            send_waits: c.stat(Stat::SendWaits),
+            recv_waits: c.stat(Stat::RecvWaits),
+        }
+    }
+
+    /// A try_* call found the slot of `pos` blocked by `word`: after it stayed so for
+    /// [`RECOVERY_CHECK`], ask whether its owner is alive (slow path).
+    pub(crate) fn note_blocked(&self, pos: u64, word: u64) {
+        let now = Instant::now();
+        let mut p = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *p {
+            Some((w, since)) if w == word => {
+                if now.duration_since(since) >= RECOVERY_CHECK {
+                    *p = if raw::recover(self.region(), pos, word) { None } else { Some((w, now)) };
+                }
+            }
+            _ => *p = Some((word, now)),
+        }
+    }
+
+    /// Run `attempt` until it is done, fails, or the deadline passes (`Err(None)`): spin
+    /// while the peer can be running, then sleep on the side's waiter word, checking a
+    /// blocking slot's owner every [`RECOVERY_CHECK`].
+    pub(crate) fn wait_loop<T, E>(
+        &self,
+        side: Side,
+        deadline: Option<Instant>,
+        ready: impl Fn(&Region) -> bool,
+        mut attempt: impl FnMut() -> Attempt<T, E>,
+    ) -> std::result::Result<T, Option<E>> {
+        let ctrl = self.region().ctrl();
+        let (waiters, peer_cpu, stat) = match side {
+            Side::Send => (&ctrl.not_full, &ctrl.recv_cpu, Stat::SendWaits),
+            Side::Recv => (&ctrl.not_empty, &ctrl.send_cpu, Stat::RecvWaits),
+        };
+        let my_cpu = sys::my_cpu();
+        self.publish_cpu(side, my_cpu);
+        let mut policy = Policy::new();
+        let mut since: Option<(u64, Instant)> = None;
+        let mut counted = false;
+        loop {
+            let mut check_at = None;
+            match attempt() {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Failed(e) => return Err(Some(e)),
+                Attempt::Blocked(None) => since = None,
+                Attempt::Blocked(Some((pos, word))) => {
+                    let now = Instant::now();
+                    match since {
+                        Some((w, t)) if w == word => {
+                            if now.duration_since(t) >= RECOVERY_CHECK {
+                                if raw::recover(self.region(), pos, word) {
+                                    since = None;
+                                    continue;
+                                }
+                                since = Some((w, now));
+                            }
+                        }
+                        _ => since = Some((word, now)),
+                    }
+                    check_at = since.map(|(_, t)| t + RECOVERY_CHECK);
+                }
+            }
+            if policy.step(peer_cpu, my_cpu) {
+                continue;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(None);
+            }
+            if !counted {
+                ctrl.bump(stat);
+                counted = true;
+            }
+            let wake_by = match (deadline, check_at) {
+                (Some(d), Some(c)) => Some(d.min(c)),
+                (d, c) => d.or(c),
+            };
+            let region = self.region();
+            waiters.wait(|| ready(region), wake_by);
+        }
+    }
+}
+
+/// A deadline `timeout` from now (`None`: too far to represent, i.e. wait forever).
+pub(crate) fn deadline_in(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// Why an MPMC reservation failed (internal, mapped to each API's outcome enum).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Refused {
+    Full,
+    Timeout,
+    Closed,
+    TooLong,
+    Corrupted(Corruption),
+}
+
+/// Why an MPMC claim failed (internal).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NoMessage {
+    Empty,
+    Timeout,
+    Closed,
+    Corrupted(Corruption),
+}
+
+/// A bounded MPMC queue of byte messages in shared memory (named or anonymous). Any number
+/// of processes (and threads) send and receive; a message is delivered to exactly one
+/// receiver. See the crate docs for the guarantees under SIGKILL.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use ipc_queue::Queue;
+/// let q = Queue::anonymous(16, 256)?; // shared with children forked from here on
+/// q.send(b"hello")?;
+/// assert_eq!(q.recv()?, b"hello");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Queue {
+    inner: Inner,
+}
+
+/// Options to create a queue (capacity, maximum message, segment options).
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    capacity: usize,
+    max_message: usize,
+    shm: ShmOptions,
+    start: u64,
+}
+
+impl QueueOptions {
+    /// A queue of `capacity` messages (rounded up to a power of two) of at most
+    /// `max_message` bytes each.
+    pub fn new(capacity: usize, max_message: usize) -> QueueOptions {
+        QueueOptions { capacity, max_message, shm: ShmOptions::new(), start: 0 }
+    }
+
+    /// Segment options (mode, persistence, init timeout, owner uid).
+    pub fn shm_options(&mut self, shm: ShmOptions) -> &mut Self {
+        self.shm = shm;
+        self
+    }
+
+    /// Start the position counters at `start` (tests of counter wrap-around).
+    #[doc(hidden)]
+    pub fn start_position(&mut self, start: u64) -> &mut Self {
+        self.start = start;
+        self
+    }
+
+    pub(crate) fn make(&self, how: How<'_>, flavour: Flavour, elem: (u32, u64)) -> Result<Inner> {
+        Inner::make(how, &self.shm, flavour, self.capacity, self.max_message, elem, self.start)
+    }
+
+    /// Create a named MPMC queue.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero or too large capacity or message size;
+    /// [`Error::Shm`] when the segment cannot be created (name taken, invalid, no space).
+    pub fn create(&self, name: &str) -> Result<Queue> {
+        Ok(Queue { inner: self.make(How::Create(name), Flavour::Mpmc, (0, 0))? })
+    }
+
+    /// Open the named MPMC queue, or create it with these options.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create) and [`Queue::open`].
+    pub fn open_or_create(&self, name: &str) -> Result<Queue> {
+        Ok(Queue { inner: self.make(How::OpenOrCreate(name), Flavour::Mpmc, (0, 0))? })
+    }
+
+    /// Create an anonymous MPMC queue (memfd): shared with children forked afterwards.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn anonymous(&self) -> Result<Queue> {
+        Ok(Queue { inner: self.make(How::Anonymous, Flavour::Mpmc, (0, 0))? })
+    }
+}
+
+impl Queue {
+    /// Create a named queue of `capacity` (rounded up to a power of two) messages of at most
+    /// `max_message` bytes.
+    ///
+    /// # Errors
+    /// See [`QueueOptions::create`].
+    pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<Queue> {
+        QueueOptions::new(capacity, max_message).create(name)
+    }
+
+    /// Open a named queue; its config is read once, validated and kept privately.
+    ///
+    /// # Errors
+    /// [`Error::Shm`] (not found, not ours, header mismatch), [`Error::Corrupted`] for a
+    /// config block no creator writes.
+    pub fn open(name: &str) -> Result<Queue> {
+        Self::open_with(&ShmOptions::new(), name)
+    }
+
+    /// [`open`](Self::open) with segment options.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with(shm: &ShmOptions, name: &str) -> Result<Queue> {
+        Ok(Queue { inner: Inner::open(shm, name, Flavour::Mpmc)? })
+    }
+
+    /// Open the named queue or create it.
+    ///
+    /// # Errors
+    /// See [`QueueOptions::open_or_create`].
+    pub fn open_or_create(name: &str, capacity: usize, max_message: usize) -> Result<Queue> {
+        QueueOptions::new(capacity, max_message).open_or_create(name)
+    }
+
+    /// An anonymous queue (memfd), shared with children forked afterwards or passed as an fd.
+    ///
+    /// # Errors
+    /// See [`QueueOptions::anonymous`].
+    pub fn anonymous(capacity: usize, max_message: usize) -> Result<Queue> {
+        QueueOptions::new(capacity, max_message).anonymous()
+    }
+
+    /// Adopt a queue segment received as an fd ([`Shm::from_fd`]).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_shm(shm: Shm) -> Result<Queue> {
+        Ok(Queue { inner: Inner::from_shm(shm, Flavour::Mpmc)? })
+    }
+
+    fn reserve_once(&self, len: usize) -> std::result::Result<u64, (Refused, Option<(u64, u64)>)> {
+        if len > self.inner.cfg().max_message as usize {
+            return Err((Refused::TooLong, None));
+        }
+        self.inner.tick(Side::Send);
+        match raw::try_reserve(self.inner.region(), self.inner.me()) {
+            Ok(pos) => Ok(pos),
+            Err(ReserveErr::Full { pos, word }) => Err((Refused::Full, Some((pos, word)))),
+            Err(ReserveErr::Closed) => Err((Refused::Closed, None)),
+            Err(ReserveErr::Corrupted(c)) => Err((Refused::Corrupted(c), None)),
+        }
+    }
+
+    pub(crate) fn try_reserve_pos(&self, len: usize) -> std::result::Result<u64, Refused> {
+        self.reserve_once(len).map_err(|(r, blocker)| {
+            if let Some((pos, word)) = blocker {
+                self.inner.note_blocked(pos, word);
+            }
+            r
+        })
+    }
+
+    pub(crate) fn reserve_pos(
+        &self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<u64, Refused> {
+        self.inner
+            .wait_loop(Side::Send, deadline, raw::send_ready, || match self.reserve_once(len) {
+                Ok(pos) => Attempt::Done(pos),
+                Err((Refused::Full, blocker)) => Attempt::Blocked(blocker),
+                Err((r, _)) => Attempt::Failed(r),
+            })
+            .map_err(|e| e.unwrap_or(Refused::Timeout))
+    }
+
+    fn write_commit(&self, pos: u64, msg: &[u8]) {
+        let region = self.inner.region();
+        region.write(pos, 0, msg);
+        ipc_shm::crash::point("queue.mid_copy");
+        raw::commit(region, pos, msg.len());
+    }
+
+    /// Send without waiting.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`], `Closed`, `TooLong`, `Corrupted`: each hands `msg` back.
+    pub fn try_send<'m>(&self, msg: &'m [u8]) -> std::result::Result<(), TrySendError<&'m [u8]>> {
+        match self.try_reserve_pos(msg.len()) {
+            Ok(pos) => {
+                self.write_commit(pos, msg);
+                Ok(())
+            }
+            Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full(msg)),
+            Err(Refused::Closed) => Err(TrySendError::Closed(msg)),
+            Err(Refused::TooLong) => Err(TrySendError::TooLong(msg)),
+            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(msg, c)),
+        }
+    }
+
+    /// Send, waiting (without limit) while the queue is full.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`], `TooLong`, `Corrupted`: each hands `msg` back.
+    pub fn send<'m>(&self, msg: &'m [u8]) -> std::result::Result<(), SendError<&'m [u8]>> {
+        match self.send_deadline(msg, None) {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::Closed(m) | SendTimeoutError::Timeout(m)) => {
+                Err(SendError::Closed(m))
+            }
+            Err(SendTimeoutError::TooLong(m)) => Err(SendError::TooLong(m)),
+            Err(SendTimeoutError::Corrupted(m, c)) => Err(SendError::Corrupted(m, c)),
+        }
+    }
+
+    /// Send, waiting at most `timeout` while the queue is full.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`], `Closed`, `TooLong`, `Corrupted`: each hands `msg` back.
+    pub fn send_timeout<'m>(
+        &self,
+        msg: &'m [u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), SendTimeoutError<&'m [u8]>> {
+        self.send_deadline(msg, deadline_in(timeout))
+    }
+
+    fn send_deadline<'m>(
+        &self,
+        msg: &'m [u8],
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), SendTimeoutError<&'m [u8]>> {
+        match self.reserve_pos(msg.len(), deadline) {
+            Ok(pos) => {
+                self.write_commit(pos, msg);
+                Ok(())
+            }
+            Err(Refused::Full | Refused::Timeout) => Err(SendTimeoutError::Timeout(msg)),
+            Err(Refused::Closed) => Err(SendTimeoutError::Closed(msg)),
+            Err(Refused::TooLong) => Err(SendTimeoutError::TooLong(msg)),
+            Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(msg, c)),
+        }
+    }
+
+    /// Zero-copy send: lend a writable slot of `len` bytes, waiting while the queue is full.
+    /// [`SendSlot::commit`] publishes it; dropping it uncommitted gives it back (receivers
+    /// skip it).
+    ///
+    /// # Errors
+    /// As [`send`](Self::send), handing `len` back.
+    pub fn reserve(&self, len: usize) -> std::result::Result<SendSlot<'_>, SendError<usize>> {
+        match self.reserve_pos(len, None) {
+            Ok(pos) => Ok(self.slot(pos, len)),
+            Err(Refused::TooLong) => Err(SendError::TooLong(len)),
+            Err(Refused::Corrupted(c)) => Err(SendError::Corrupted(len, c)),
+            Err(_) => Err(SendError::Closed(len)),
+        }
+    }
+
+    /// [`reserve`](Self::reserve) without waiting.
+    ///
+    /// # Errors
+    /// As [`try_send`](Self::try_send), handing `len` back.
+    pub fn try_reserve(&self, len: usize) -> std::result::Result<SendSlot<'_>, TrySendError<usize>> {
+        match self.try_reserve_pos(len) {
+            Ok(pos) => Ok(self.slot(pos, len)),
+            Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full(len)),
+            Err(Refused::Closed) => Err(TrySendError::Closed(len)),
+            Err(Refused::TooLong) => Err(TrySendError::TooLong(len)),
+            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(len, c)),
+        }
+    }
+
+    /// [`reserve`](Self::reserve) waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](Self::send_timeout), handing `len` back.
+    pub fn reserve_timeout(
+        &self,
+        len: usize,
+        timeout: Duration,
+    ) -> std::result::Result<SendSlot<'_>, SendTimeoutError<usize>> {
+        match self.reserve_pos(len, deadline_in(timeout)) {
+            Ok(pos) => Ok(self.slot(pos, len)),
+            Err(Refused::Full | Refused::Timeout) => Err(SendTimeoutError::Timeout(len)),
+            Err(Refused::Closed) => Err(SendTimeoutError::Closed(len)),
+            Err(Refused::TooLong) => Err(SendTimeoutError::TooLong(len)),
+            Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(len, c)),
+        }
+    }
+
+    fn slot(&self, pos: u64, len: usize) -> SendSlot<'_> {
+        SendSlot { queue: self, pos, len, me: self.inner.me(), done: false }
+    }
+
+    fn claim_once(&self) -> std::result::Result<Claimed, (NoMessage, Option<(u64, u64)>)> {
+        self.inner.tick(Side::Recv);
+        match raw::try_claim(self.inner.region(), self.inner.me()) {
+            Ok(c) => Ok(c),
+            Err(ClaimErr::Empty) => Err((NoMessage::Empty, None)),
+            Err(ClaimErr::Pending { pos, word }) => Err((NoMessage::Empty, Some((pos, word)))),
+            Err(ClaimErr::Closed) => Err((NoMessage::Closed, None)),
+            Err(ClaimErr::Corrupted(c)) => Err((NoMessage::Corrupted(c), None)),
+        }
+    }
+
+    pub(crate) fn try_claim(&self) -> std::result::Result<Claimed, NoMessage> {
+        self.claim_once().map_err(|(n, blocker)| {
+            if let Some((pos, word)) = blocker {
+                self.inner.note_blocked(pos, word);
+            }
+            n
+        })
+    }
+
+    pub(crate) fn claim(&self, deadline: Option<Instant>) -> std::result::Result<Claimed, NoMessage> {
+        self.inner
+            .wait_loop(Side::Recv, deadline, raw::recv_ready, || match self.claim_once() {
+                Ok(c) => Attempt::Done(c),
+                Err((NoMessage::Empty, blocker)) => Attempt::Blocked(blocker),
+                Err((n, _)) => Attempt::Failed(n),
+            })
+            .map_err(|e| e.unwrap_or(NoMessage::Timeout))
+    }
+
+    /// Copy a claimed message out and release its slot.
+    pub(crate) fn take(&self, c: Claimed, out: &mut Vec<u8>) {
+        out.clear();
+        out.resize(c.len, 0);
+        self.inner.region().read(c.pos, out);
+        raw::release(self.inner.region(), c.pos);
+    }
+
+    /// Copy a claimed message into `out` (exactly `c.len` bytes) and release its slot.
+    pub(crate) fn take_into(&self, c: Claimed, out: &mut [u8]) {
+        if let Some(dst) = out.get_mut(..c.len) {
+            self.inner.region().read(c.pos, dst);
+        }
+        raw::release(self.inner.region(), c.pos);
+    }
+
+    /// Receive without waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`], `Closed` (closed and drained), `Corrupted`.
+    pub fn try_recv(&self) -> std::result::Result<Vec<u8>, TryRecvError> {
+        let c = self.try_claim().map_err(try_recv_err)?;
+        let mut v = Vec::new();
+        self.take(c, &mut v);
+        Ok(v)
+    }
+
+    /// Receive, waiting without limit.
+    ///
+    /// # Errors
+    /// [`RecvError::Closed`] once closed and drained, `Corrupted`.
+    pub fn recv(&self) -> std::result::Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        self.recv_into(&mut v)?;
+        Ok(v)
+    }
+
+    /// Receive into `buf` (cleared first, reusing its allocation); returns the length.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    pub fn recv_into(&self, buf: &mut Vec<u8>) -> std::result::Result<usize, RecvError> {
+        let c = self.claim(None).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
+        self.take(c, buf);
+        Ok(c.len)
+    }
+
+    /// Receive, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`], `Closed`, `Corrupted`.
+    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
+        let c = self.claim(deadline_in(timeout)).map_err(recv_timeout_err)?;
+        let mut v = Vec::new();
+        self.take(c, &mut v);
+        Ok(v)
+    }
+
+    /// Zero-copy receive: lend the next message, waiting without limit. Its slot is released
+    /// when the guard drops. If this process dies while holding it, the message is lost
+    /// (counted in [`Stats::lost`]): delivery is at most once.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    pub fn recv_ref(&self) -> std::result::Result<RecvRef<'_>, RecvError> {
+        let c = self.claim(None).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
+        Ok(RecvRef { queue: self, claimed: c })
+    }
+
+    /// [`recv_ref`](Self::recv_ref) without waiting.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv).
+    pub fn try_recv_ref(&self) -> std::result::Result<RecvRef<'_>, TryRecvError> {
+        let c = self.try_claim().map_err(try_recv_err)?;
+        Ok(RecvRef { queue: self, claimed: c })
+    }
+
+    /// [`recv_ref`](Self::recv_ref) waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_ref_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<RecvRef<'_>, RecvTimeoutError> {
+        let c = self.claim(deadline_in(timeout)).map_err(recv_timeout_err)?;
+        Ok(RecvRef { queue: self, claimed: c })
+    }
+
+    /// Messages in the queue (committed, or claimed by a producer and being written).
+    pub fn len(&self) -> usize {
+        raw::len(self.inner.region())
+    }
+
+    /// Whether [`len`](Self::len) is zero.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether [`len`](Self::len) equals the capacity.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Slots (the requested capacity rounded up to a power of two).
+    pub fn capacity(&self) -> usize {
+        self.inner.cfg().capacity as usize
+    }
+
+    /// Largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.inner.cfg().max_message as usize
+    }
+
+    /// Close the queue for every process: senders get `Closed` at once, receivers drain
+    /// what was committed and then get `Closed`; every sleeping sender and receiver, in every
+    /// process, wakes. A send that raced the close may still land (and is received).
+    pub fn close(&self) {
+        raw::close(self.inner.region());
+    }
+
+    /// Whether [`close`](Self::close) was called (by any process).
+    pub fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release store in close.
+        self.inner.region().ctrl().closed.load(Ordering::Acquire) != 0
+    }
+
+    /// The shared counters (abandoned slots, lost messages, waits...).
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// The segment's name (`<anonymous>` for memfd queues).
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// The underlying segment (to pass its fd, or to persist/unlink the name).
+    pub fn shm(&self) -> &Shm {
+        self.inner.shm()
+    }
+
+    /// Slots held by `owner`: (being written, being read). Diagnostics for fault tests.
+    #[doc(hidden)]
+    pub fn slots_held_by(&self, owner: u32) -> (usize, usize) {
+        raw::held_by(self.inner.region(), owner)
+    }
+}
+
+pub(crate) fn try_recv_err(e: NoMessage) -> TryRecvError {
+    match e {
+        NoMessage::Empty | NoMessage::Timeout => TryRecvError::Empty,
+        NoMessage::Closed => TryRecvError::Closed,
+        NoMessage::Corrupted(c) => TryRecvError::Corrupted(c),
+    }
+}
+
+pub(crate) fn recv_timeout_err(e: NoMessage) -> RecvTimeoutError {
+    match e {
+        NoMessage::Empty | NoMessage::Timeout => RecvTimeoutError::Timeout,
+        NoMessage::Closed => RecvTimeoutError::Closed,
+        NoMessage::Corrupted(c) => RecvTimeoutError::Corrupted(c),
+    }
+}
+
+/// A slot lent for writing by [`Queue::reserve`]: `len` bytes, published by
+/// [`commit`](Self::commit), given back if dropped uncommitted.
+#[derive(Debug)]
+pub struct SendSlot<'q> {
+    queue: &'q Queue,
+    pos: u64,
+    len: usize,
+    me: u32,
+    done: bool,
+}
+
+impl SendSlot<'_> {
+    /// Publish the message (all `len` bytes, or fewer after [`truncate`](Self::truncate)).
+    pub fn commit(mut self) {
+        self.done = true;
+        raw::commit(self.queue.inner.region(), self.pos, self.len);
+    }
+
+    /// Shorten the message to `len` bytes (no-op if longer than now).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+impl Deref for SendSlot<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: this guard holds the slot of `pos` (claimed WRITING by this process) until
+        // commit or drop, and every slice it lends borrows the guard.
+        unsafe { self.queue.inner.region().lend(self.pos, self.len) }
+    }
+}
+
+impl DerefMut for SendSlot<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in deref; `&mut self` makes this the only slice alive.
+        unsafe { self.queue.inner.region().lend_mut(self.pos, self.len) }
+    }
+}
+
+impl Drop for SendSlot<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            raw::cancel(self.queue.inner.region(), self.pos, self.me);
+        }
+    }
+}
+
+/// A message lent by [`Queue::recv_ref`]; its slot is released on drop.
+#[derive(Debug)]
+pub struct RecvRef<'q> {
+    queue: &'q Queue,
+    claimed: Claimed,
+}
+
+impl Deref for RecvRef<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: this guard holds the slot (claimed READING by this process) until drop;
+        // the slice borrows the guard.
+        unsafe { self.queue.inner.region().lend(self.claimed.pos, self.claimed.len) }
+    }
+}
+
+impl Drop for RecvRef<'_> {
+    fn drop(&mut self) {
+        raw::release(self.queue.inner.region(), self.claimed.pos);
+    }
+}
