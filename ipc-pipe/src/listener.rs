@@ -1,0 +1,537 @@
+//! [`Listener`] and [`Client`]: Python's `multiprocessing.connection.Listener`/`Client` over
+//! local sockets, with its challenge handshake, a deadline on every wait, a credential policy
+//! and a safely managed socket file.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use interprocess::ConnectWaitMode;
+use interprocess::local_socket::traits::Listener as _;
+use interprocess::local_socket::{
+    ConnectOptions, GenericFilePath, GenericNamespaced, ListenerNonblockingMode,
+    ListenerOptions as SocketOptions, Name, ToFsName, ToNsName,
+};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use interprocess::os::unix::uds_local_socket::{Listener as UdsListener, Stream as UdsStream};
+use rustix::event::PollFlags;
+
+use crate::address::Address;
+use crate::auth::Policy;
+use crate::connection::Connection;
+use crate::core::Limit;
+use crate::creds::Credentials;
+use crate::error::{Error, Result};
+use crate::handshake::{self, Side};
+use crate::reader::{DEFAULT_FRAME_TIMEOUT, DEFAULT_MAX_MESSAGE};
+use crate::sockdir::{self, DirRules, SocketFile};
+use crate::sys;
+
+/// Default handshake deadline.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default connect deadline.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn check_key(authkey: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
+    match authkey {
+        // CPython's Listener treats b"" as "no key" while its Client authenticates with it, and
+        // the two hang (cpython#88118); an empty key protects nothing anyway.
+        Some([]) => Err(Error::InvalidAuthKey { reason: "the authkey is empty" }),
+        Some(k) => Ok(Some(k.to_vec())),
+        None => Ok(None),
+    }
+}
+
+fn wipe(key: &mut Option<Vec<u8>>) {
+    if let Some(k) = key {
+        k.fill(0);
+        std::hint::black_box(&k);
+    }
+}
+
+fn socket_name<'a>(address: &'a Address, op: &'static str) -> Result<Name<'a>> {
+    let bad = |reason| Error::InvalidAddress { op, object: address.to_string(), reason };
+    let name = match address {
+        Address::Path(p) => {
+            if p.as_os_str().len() > sockdir::MAX_SUN_PATH {
+                return Err(bad("the path is longer than 107 bytes (sun_path)"));
+            }
+            p.as_path().to_fs_name::<GenericFilePath>()
+        }
+        Address::Abstract(n) => {
+            if n.is_empty() || n.len() > sockdir::MAX_SUN_PATH - 1 {
+                return Err(bad("an abstract name is 1 to 106 bytes"));
+            }
+            OsStr::from_bytes(n).to_ns_name::<GenericNamespaced>()
+        }
+    };
+    name.map_err(|_| bad("not a valid local socket name (NUL byte?)"))
+}
+
+/// How a [`Listener`] is set up; [`Listener::bind`] uses the defaults.
+#[derive(Debug, Clone)]
+pub struct ListenerOptions {
+    mode: u32,
+    allowed_uids: Option<Vec<u32>>,
+    any_uid: bool,
+    handshake_timeout: Duration,
+    max_message: usize,
+    frame_timeout: Option<Duration>,
+    policy: Policy,
+    dir: DirRules,
+}
+
+impl Default for ListenerOptions {
+    fn default() -> Self {
+        ListenerOptions {
+            mode: 0o600,
+            allowed_uids: None,
+            any_uid: false,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_message: DEFAULT_MAX_MESSAGE,
+            frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
+            policy: Policy::default(),
+            dir: DirRules { create: false, allow_shared: false },
+        }
+    }
+}
+
+impl ListenerOptions {
+    /// The defaults: socket file mode 0600, any uid (paths; abstract names: our own uid only),
+    /// 5 s handshake deadline, 64 MiB messages, 30 s frame timeout, HMAC-MD5 accepted from
+    /// CPython 3.11 peers, the directory must exist and be ours and private.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Mode of the socket file (default 0600: only our uid can connect). Others need search
+    /// permission on the directory too.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Admit only peers whose uid (`SO_PEERCRED`) is in `uids`; others are refused at accept,
+    /// before the handshake, with [`Error::PeerNotAllowed`].
+    pub fn allowed_uids(&mut self, uids: impl IntoIterator<Item = u32>) -> &mut Self {
+        self.allowed_uids = Some(uids.into_iter().collect());
+        self
+    }
+
+    /// On an abstract name, admit any uid (the default there is our own uid only).
+    pub fn allow_any_uid(&mut self) -> &mut Self {
+        self.any_uid = true;
+        self
+    }
+
+    /// Deadline for the handshake of each accepted connection (default 5 s).
+    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// `max_message` of accepted connections (default 64 MiB).
+    pub fn max_message(&mut self, max: usize) -> &mut Self {
+        self.max_message = max;
+        self
+    }
+
+    /// Frame timeout of accepted connections (default 30 s).
+    pub fn frame_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.frame_timeout = timeout;
+        self
+    }
+
+    /// Accept HMAC-MD5 answers (default: yes, CPython 3.11 and older know nothing else).
+    pub fn accept_md5(&mut self, yes: bool) -> &mut Self {
+        self.policy.allow_md5 = yes;
+        self
+    }
+
+    /// Create the socket's directory (mode 0700) if it is missing (default: no).
+    pub fn create_dir(&mut self, yes: bool) -> &mut Self {
+        self.dir.create = yes;
+        self
+    }
+
+    /// Accept a shared sticky directory such as `/tmp` (default: no, the directory must be
+    /// ours and writable by nobody else). Anything another user put at the path is still
+    /// refused, never followed or removed.
+    pub fn allow_shared_dir(&mut self, yes: bool) -> &mut Self {
+        self.dir.allow_shared = yes;
+        self
+    }
+
+    /// Listen at `address`, authenticating every client with `authkey` (`None`: no
+    /// handshake, as Python's `Listener(authkey=None)`).
+    ///
+    /// For a path: the directory is verified, a `<name>.lock` file next to the socket is
+    /// locked for the listener's lifetime, a dead listener's socket is reclaimed, anything
+    /// else at the path is refused; both files are removed on drop.
+    ///
+    /// # Errors
+    /// [`Error::InvalidAuthKey`] (empty key), [`Error::InvalidAddress`] (too long, NUL, an
+    /// abstract name without a key), [`Error::UnsafeDirectory`], [`Error::AddrInUse`],
+    /// [`Error::Io`].
+    pub fn bind(&self, address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Listener> {
+        let address = address.into();
+        let op = "bind";
+        let key = check_key(authkey)?;
+        let object = address.to_string();
+        let in_use = |e: io::Error| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                Error::AddrInUse {
+                    op,
+                    object: object.clone(),
+                    reason: "bind: EADDRINUSE".to_owned(),
+                }
+            } else {
+                Error::io(op, object.clone(), e)
+            }
+        };
+        let mut allowed = self.allowed_uids.clone();
+        let (inner, file) = match &address {
+            Address::Path(path) => {
+                let prepared = sockdir::prepare(path, self.dir)?;
+                let name = prepared
+                    .bind_path
+                    .as_path()
+                    .to_fs_name::<GenericFilePath>()
+                    .map_err(|e| Error::io(op, object.clone(), e))?;
+                let inner = SocketOptions::new()
+                    .name(name)
+                    .mode(self.mode)
+                    .reclaim_name(false)
+                    .try_overwrite(false)
+                    .nonblocking(ListenerNonblockingMode::Accept)
+                    .create_sync_as::<UdsListener>()
+                    .map_err(in_use)?;
+                (inner, Some(prepared.bound()))
+            }
+            Address::Abstract(_) => {
+                if key.is_none() {
+                    return Err(Error::InvalidAddress {
+                        op,
+                        object,
+                        reason: "an abstract name needs an authkey (any local process can reach it)",
+                    });
+                }
+                if allowed.is_none() && !self.any_uid {
+                    allowed = Some(vec![sys::euid()]);
+                }
+                let inner = SocketOptions::new()
+                    .name(socket_name(&address, op)?)
+                    .reclaim_name(false)
+                    .nonblocking(ListenerNonblockingMode::Accept)
+                    .create_sync_as::<UdsListener>()
+                    .map_err(in_use)?;
+                (inner, None)
+            }
+        };
+        Ok(Listener {
+            inner,
+            _file: file,
+            label: Arc::from(format!("listener {object}")),
+            conn_label: Arc::from(format!("connection on {object}")),
+            address,
+            key,
+            allowed,
+            opts: self.clone(),
+        })
+    }
+}
+
+/// A local-socket server speaking Python's `multiprocessing.connection` protocol: a Python
+/// `Client(address, authkey=...)` connects to it, and so does our [`Client`].
+///
+/// `accept` authenticates each client (mutual HMAC challenge, at most 256 bytes read before
+/// authentication, a deadline) and checks its uid against the policy; a failure is an error of
+/// that `accept` only, the listener goes on.
+#[derive(Debug)]
+pub struct Listener {
+    // Field order is drop order: the listening socket closes, then the socket file and the
+    // lock file go, then the lock is released.
+    inner: UdsListener,
+    _file: Option<SocketFile>,
+    label: Arc<str>,
+    conn_label: Arc<str>,
+    address: Address,
+    key: Option<Vec<u8>>,
+    allowed: Option<Vec<u32>>,
+    opts: ListenerOptions,
+}
+
+impl Listener {
+    /// Listen at `address` with the default [`ListenerOptions`].
+    ///
+    /// # Errors
+    /// See [`ListenerOptions::bind`].
+    pub fn bind(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Listener> {
+        ListenerOptions::new().bind(address, authkey)
+    }
+
+    /// The address listened on.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Accept the next client, authenticate it and check its credentials.
+    ///
+    /// # Errors
+    /// [`Error::PeerNotAllowed`], [`Error::AuthFailed`] (wrong key, a client without a key
+    /// that never answers: within the handshake deadline), [`Error::Io`].
+    pub fn accept(&self) -> Result<Connection> {
+        match self.accept_limit(Limit::Block)? {
+            Some(c) => Ok(c),
+            None => Err(self.timeout()),
+        }
+    }
+
+    /// [`accept`](Self::accept), waiting at most `timeout` for a client to arrive (the
+    /// handshake then has its own deadline).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as [`accept`](Self::accept).
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Connection> {
+        match self.accept_limit(Limit::after(timeout))? {
+            Some(c) => Ok(c),
+            None => Err(self.timeout()),
+        }
+    }
+
+    /// [`accept`](Self::accept) if a client is waiting now; `Ok(None)` otherwise.
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept).
+    pub fn try_accept(&self) -> Result<Option<Connection>> {
+        self.accept_limit(Limit::Now)
+    }
+
+    fn timeout(&self) -> Error {
+        Error::Timeout { op: "accept", object: self.label.to_string(), partial: false }
+    }
+
+    fn accept_limit(&self, limit: Limit) -> Result<Option<Connection>> {
+        loop {
+            match self.inner.accept() {
+                Ok(stream) => return self.admit(OwnedFd::from(stream)).map(Some),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let deadline = match limit {
+                        Limit::Now => return Ok(None),
+                        Limit::Block => None,
+                        Limit::Until(d) => Some(d),
+                    };
+                    let ev = sys::poll(self.inner.as_fd(), PollFlags::IN, deadline)
+                        .map_err(|e| Error::io("accept", self.label.to_string(), e))?;
+                    if ev.is_empty() {
+                        return Err(self.timeout());
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => return Err(Error::io("accept", self.label.to_string(), e)),
+            }
+        }
+    }
+
+    fn admit(&self, fd: OwnedFd) -> Result<Connection> {
+        let op = "accept";
+        if let Some(uids) = &self.allowed {
+            let creds = sys::peer_creds(fd.as_fd())
+                .map(Credentials::from)
+                .map_err(|e| Error::io(op, self.label.to_string(), e))?;
+            if !uids.contains(&creds.uid) {
+                drop(fd);
+                return Err(Error::PeerNotAllowed { op, object: self.label.to_string(), creds });
+            }
+        }
+        let mut conn = Connection::with_label(fd, Arc::clone(&self.conn_label));
+        conn.set_max_message(self.opts.max_message);
+        conn.set_frame_timeout(self.opts.frame_timeout);
+        if let Some(key) = &self.key {
+            let deadline = sys::deadline_after(self.opts.handshake_timeout)
+                .unwrap_or_else(|| Instant::now() + DEFAULT_HANDSHAKE_TIMEOUT);
+            handshake::run(
+                &mut conn,
+                Side::Server,
+                op,
+                &self.label,
+                key,
+                self.opts.policy,
+                deadline,
+            )?;
+        }
+        Ok(conn)
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        wipe(&mut self.key);
+    }
+}
+
+/// How a [`Client`] connects; [`Client::connect`] uses the defaults.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    connect_timeout: Option<Duration>,
+    handshake_timeout: Duration,
+    max_message: usize,
+    frame_timeout: Option<Duration>,
+    policy: Policy,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_message: DEFAULT_MAX_MESSAGE,
+            frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
+            policy: Policy::default(),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// The defaults: 10 s to connect (a listener's backlog can be full), 5 s for the
+    /// handshake, 64 MiB messages, 30 s frame timeout, HMAC-MD5 accepted from CPython 3.11.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Deadline to get connected (`None`: wait as long as the listener's backlog stays full).
+    pub fn connect_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Deadline for the handshake (default 5 s).
+    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// `max_message` of the connection (default 64 MiB).
+    pub fn max_message(&mut self, max: usize) -> &mut Self {
+        self.max_message = max;
+        self
+    }
+
+    /// Frame timeout of the connection (default 30 s).
+    pub fn frame_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.frame_timeout = timeout;
+        self
+    }
+
+    /// Accept HMAC-MD5 (default: yes, for CPython 3.11 listeners).
+    pub fn accept_md5(&mut self, yes: bool) -> &mut Self {
+        self.policy.allow_md5 = yes;
+        self
+    }
+
+    /// Connect to the listener at `address` and, with an `authkey`, run the handshake.
+    ///
+    /// Without a key, the first message received is checked: a `#CHALLENGE#` means the
+    /// listener wants a key, and `recv` fails at once with [`Error::AuthRequired`] instead of
+    /// handing the challenge to the application. With a key, a listener that sends no
+    /// challenge (it has no key: CPython's client hangs forever there, cpython#123736) fails
+    /// the handshake at its deadline, or at once if it sends anything else.
+    ///
+    /// # Errors
+    /// [`Error::InvalidAuthKey`], [`Error::InvalidAddress`], [`Error::Timeout`] (connect
+    /// deadline), [`Error::AuthFailed`], [`Error::Io`] (no listener: `ENOENT`,
+    /// `ECONNREFUSED`).
+    pub fn connect(
+        &self,
+        address: impl Into<Address>,
+        authkey: Option<&[u8]>,
+    ) -> Result<Connection> {
+        let address = address.into();
+        let op = "connect";
+        let mut key = check_key(authkey)?;
+        let object = address.to_string();
+        let name = socket_name(&address, op)?;
+        let deadline = self.connect_timeout.and_then(sys::deadline_after);
+        let fd = loop {
+            let mode = match deadline {
+                None => ConnectWaitMode::Unbounded,
+                Some(d) => ConnectWaitMode::Timeout(d.saturating_duration_since(Instant::now())),
+            };
+            let stream = ConnectOptions::new()
+                .name(name.borrow())
+                .wait_mode(mode)
+                .connect_sync_as::<UdsStream>();
+            match stream {
+                Ok(s) => {
+                    let fd = OwnedFd::from(s);
+                    // A full backlog can leave the socket unconnected (EAGAIN): try again.
+                    if sys::is_connected(fd.as_fd()) {
+                        break fd;
+                    }
+                }
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {}
+                Err(e) => return Err(Error::io(op, object, e)),
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::Timeout { op, object, partial: false });
+            }
+            // The backlog is full: back off briefly and retry until the deadline.
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let mut conn = Connection::with_label(fd, format!("connection to {object}"));
+        conn.set_max_message(self.max_message);
+        conn.set_frame_timeout(self.frame_timeout);
+        match &key {
+            Some(k) => {
+                let hs = sys::deadline_after(self.handshake_timeout)
+                    .unwrap_or_else(|| Instant::now() + DEFAULT_HANDSHAKE_TIMEOUT);
+                let r = handshake::run(&mut conn, Side::Client, op, &object, k, self.policy, hs);
+                wipe(&mut key);
+                r?;
+            }
+            None => conn.core.challenge_check = true,
+        }
+        Ok(conn)
+    }
+}
+
+/// Connects to a [`Listener`] (or a Python `multiprocessing.connection.Listener`), like
+/// Python's `Client(address, authkey=...)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Client;
+
+impl Client {
+    /// Connect with the default [`ClientOptions`].
+    ///
+    /// # Errors
+    /// See [`ClientOptions::connect`].
+    pub fn connect(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Connection> {
+        ClientOptions::new().connect(address, authkey)
+    }
+
+    /// Connect, waiting at most `timeout` to get connected.
+    ///
+    /// # Errors
+    /// See [`ClientOptions::connect`].
+    pub fn connect_timeout(
+        address: impl Into<Address>,
+        authkey: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Connection> {
+        ClientOptions::new().connect_timeout(Some(timeout)).connect(address, authkey)
+    }
+}

@@ -1,0 +1,285 @@
+//! The only place that calls the OS: thin wrappers over rustix for sockets, pipes, fd passing,
+//! poll and credentials. Every wrapper retries `EINTR`; non-blocking forms use per-call flags
+//! (`MSG_DONTWAIT`, `RWF_NOWAIT`) so the fd itself stays blocking and the plain blocking calls
+//! cost exactly one syscall.
+#![allow(unsafe_code)] // Vec::set_len after the kernel filled spare capacity; getsockopt(SO_PEERCRED)
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::{Errno, ReadWriteFlags};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+
+/// Whether a call may block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Block until some progress (one syscall).
+    Block,
+    /// Return `WouldBlock` instead of blocking.
+    NoWait,
+}
+
+/// What the fd is: the calls differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A connected `AF_UNIX` stream socket (socketpair, listener, client).
+    Socket,
+    /// One end of a pipe.
+    Pipe,
+}
+
+/// The most fds one message may carry (the kernel's `SCM_MAX_FD`).
+pub(crate) const MAX_FDS: usize = 253;
+
+/// Bytes of control buffer that hold [`MAX_FDS`] fds.
+pub(crate) const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
+
+/// One receive: bytes read, fds that came with them, and whether the control data was cut.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) n: usize,
+    pub(crate) fds: Vec<OwnedFd>,
+    pub(crate) truncated: bool,
+}
+
+fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => {}
+            other => return other.map_err(io::Error::from),
+        }
+    }
+}
+
+/// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    retry(|| {
+        rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
+    })
+}
+
+/// `pipe2(O_CLOEXEC)`: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    retry(|| rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC))
+}
+
+/// Raise a pipe's buffer (`F_SETPIPE_SZ`), as far as `/proc/sys/fs/pipe-max-size` allows an
+/// unprivileged process; best effort, the size obtained is returned.
+pub(crate) fn grow_pipe(fd: BorrowedFd<'_>, want: usize) -> usize {
+    let mut size = want;
+    while size >= 65536 {
+        if let Ok(got) = rustix::pipe::fcntl_setpipe_size(fd, size) {
+            return got;
+        }
+        size /= 2;
+    }
+    rustix::pipe::fcntl_getpipe_size(fd).unwrap_or(65536)
+}
+
+/// `recvmsg` into `buf`, taking any `SCM_RIGHTS` fds (`MSG_CMSG_CLOEXEC`) into `Received::fds`.
+pub(crate) fn recv_msg(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    cmsg: &mut [MaybeUninit<u8>],
+    wait: Wait,
+) -> io::Result<Received> {
+    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    if wait == Wait::NoWait {
+        flags |= RecvFlags::DONTWAIT;
+    }
+    loop {
+        let mut control = RecvAncillaryBuffer::new(cmsg);
+        let mut iov = [IoSliceMut::new(buf)];
+        match rustix::net::recvmsg(fd, &mut iov, &mut control, flags) {
+            Ok(msg) => {
+                let mut fds = Vec::new();
+                for m in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(it) = m {
+                        fds.extend(it);
+                    }
+                }
+                return Ok(Received {
+                    n: msg.bytes,
+                    fds,
+                    truncated: msg.flags.contains(ReturnFlags::CTRUNC),
+                });
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Read at most `max` bytes into the spare capacity of `vec` (a socket with `recv`, or a pipe
+/// with `read`), appending them; 0 means end of file. Fds attached to these bytes (only a
+/// misbehaving peer attaches fds mid-frame) are closed by the kernel.
+pub(crate) fn recv_spare(
+    fd: BorrowedFd<'_>,
+    kind: Kind,
+    vec: &mut Vec<u8>,
+    max: usize,
+    wait: Wait,
+) -> io::Result<usize> {
+    if kind == Kind::Pipe && wait == Wait::NoWait {
+        // preadv2 takes initialised buffers: zero the window, read, trim (the timed pipe path
+        // only).
+        let old = vec.len();
+        vec.resize(old.saturating_add(max), 0);
+        let r = pipe_read(fd, vec.get_mut(old..).unwrap_or_default(), wait);
+        vec.truncate(old.saturating_add(*r.as_ref().unwrap_or(&0)));
+        return r;
+    }
+    let spare = vec.spare_capacity_mut();
+    let take = spare.len().min(max);
+    let window = spare.get_mut(..take).unwrap_or_default();
+    let n = retry(|| match kind {
+        Kind::Socket => {
+            let flags = if wait == Wait::NoWait { RecvFlags::DONTWAIT } else { RecvFlags::empty() };
+            rustix::net::recv(fd, &mut *window, flags).map(|((init, _), _)| init.len())
+        }
+        Kind::Pipe => rustix::io::read(fd, &mut *window).map(|(init, _)| init.len()),
+    })?;
+    let new_len = vec.len().saturating_add(n.min(take));
+    // SAFETY: `recv`/`read` initialised the first `n` bytes of the spare capacity (rustix
+    // returns the initialised prefix, never longer than the window of `take` bytes), so the
+    // elements up to `new_len` are initialised and `new_len <= capacity`.
+    unsafe { vec.set_len(new_len) };
+    Ok(n)
+}
+
+/// Read from a pipe into `buf`; `NoWait` uses `preadv2(RWF_NOWAIT)` at the current offset.
+pub(crate) fn pipe_read(fd: BorrowedFd<'_>, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
+    match wait {
+        Wait::Block => retry(|| rustix::io::read(fd, &mut *buf)),
+        Wait::NoWait => retry(|| {
+            rustix::io::preadv2(fd, &mut [IoSliceMut::new(buf)], u64::MAX, ReadWriteFlags::NOWAIT)
+        }),
+    }
+}
+
+/// Write `iov` (with `fds` as `SCM_RIGHTS` on a socket) once; returns the bytes written.
+/// Sockets use `MSG_NOSIGNAL` (a vanished peer is `EPIPE`, never `SIGPIPE`).
+pub(crate) fn send(
+    fd: BorrowedFd<'_>,
+    kind: Kind,
+    iov: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    wait: Wait,
+) -> io::Result<usize> {
+    match kind {
+        Kind::Socket => {
+            let mut flags = SendFlags::NOSIGNAL;
+            if wait == Wait::NoWait {
+                flags |= SendFlags::DONTWAIT;
+            }
+            if fds.is_empty() {
+                if let [one] = iov {
+                    return retry(|| rustix::net::send(fd, one, flags));
+                }
+                return retry(|| {
+                    rustix::net::sendmsg(fd, iov, &mut SendAncillaryBuffer::default(), flags)
+                });
+            }
+            let mut space =
+                vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many fds"));
+            }
+            retry(|| rustix::net::sendmsg(fd, iov, &mut control, flags))
+        }
+        Kind::Pipe => match wait {
+            Wait::Block => retry(|| rustix::io::writev(fd, iov)),
+            Wait::NoWait => {
+                retry(|| rustix::io::pwritev2(fd, iov, u64::MAX, ReadWriteFlags::NOWAIT))
+            }
+        },
+    }
+}
+
+/// Wait until `fd` has one of `events` (or an error/hangup), at most until `deadline`
+/// (`None`: forever). Returns the events seen; empty on timeout.
+pub(crate) fn poll(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    deadline: Option<Instant>,
+) -> io::Result<PollFlags> {
+    loop {
+        let timeout = match deadline {
+            None => None,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                Some(
+                    rustix::time::Timespec::try_from(left)
+                        .unwrap_or(rustix::time::Timespec { tv_sec: i64::MAX, tv_nsec: 0 }),
+                )
+            }
+        };
+        let mut fds = [PollFd::new(&fd, events)];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(PollFlags::empty());
+                }
+            }
+            Ok(_) => return Ok(fds[0].revents()),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `Instant::now() + d`, saturating (a huge timeout means "no deadline").
+pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
+/// `SO_PEERCRED`: (pid, uid, gid). The pid is 0 when the peer is outside our pid namespace
+/// (rustix's `UCred` holds a non-zero `Pid`, so this reads the raw struct with libc).
+pub(crate) fn peer_creds(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a writable `ucred` and `len` holds its exact size, as SO_PEERCRED
+    // requires; the kernel writes at most `len` bytes and updates `len`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &raw mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.pid.unsigned_abs(), cred.uid, cred.gid))
+}
+
+/// Whether a socket is connected (`getpeername` succeeds).
+pub(crate) fn is_connected(fd: BorrowedFd<'_>) -> bool {
+    rustix::net::getpeername(fd).is_ok()
+}
+
+/// Random bytes from the kernel.
+pub(crate) fn random(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = buf.get_mut(filled..).unwrap_or_default();
+        let n =
+            retry(|| rustix::rand::getrandom(&mut *rest, rustix::rand::GetRandomFlags::empty()))?;
+        filled = filled.saturating_add(n);
+    }
+    Ok(())
+}
+
+/// Our effective uid.
+pub(crate) fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
