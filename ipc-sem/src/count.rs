@@ -1,0 +1,116 @@
+//! The untracked count: one `u32` word that is both the permit count and the futex word.
+//! Shared by [`Semaphore`](crate::Semaphore) (untracked mode) and
+//! [`BoundedSemaphore`](crate::BoundedSemaphore).
+//!
+//! | bits | meaning |
+//! |---|---|
+//! | 0..31 | the count (at most [`COUNT_MAX`], and at most the caller's `max`) |
+//! | 31 (`SLEEPERS`) | a waiter may be asleep on the word |
+//!
+//! - take `n`: one CAS `c -> c - n` (keeps `SLEEPERS`); a count above `max` (garbage from a
+//!   peer) is taken as `max`, so a take never grants more than `max` permits in a row.
+//! - release `n`: one CAS `c -> c + n` that also clears `SLEEPERS`; if the flag was set,
+//!   `FUTEX_WAKE` everybody (they re-check, the losers re-arm the flag and sleep again). The
+//!   wake-all makes a flag left by a killed waiter cost one syscall, once: it heals itself.
+//! - sleep: set `SLEEPERS` (CAS, only if clear), then `FUTEX_WAIT` on the armed value. Every
+//!   change of the word after that point either is a release (which wakes) or makes the
+//!   kernel's compare fail, so no wake-up is lost. Only a release clears the flag.
+//!
+//! All-zero is a valid state: no permits, nobody asleep.
+
+use std::time::Instant;
+
+use ipc_shm::futex::{self, WaitResult};
+use ipc_shm::sync::atomic::{AtomicU32, Ordering};
+
+use crate::wait::Spin;
+
+/// Flag: a waiter may be asleep.
+pub(crate) const SLEEPERS: u32 = 1 << 31;
+/// The largest count the word can hold.
+pub(crate) const COUNT_MAX: u32 = SLEEPERS - 1;
+
+/// The count of `word` as the object sees it: never above `max`.
+#[inline]
+pub(crate) fn value(word: &AtomicU32, max: u32) -> u32 {
+    // Relaxed: a snapshot; nothing is published by reading it.
+    (word.load(Ordering::Relaxed) & COUNT_MAX).min(max)
+}
+
+/// Take `n` permits if there are that many. `n >= 1`.
+#[inline]
+pub(crate) fn try_take(word: &AtomicU32, n: u32, max: u32) -> bool {
+    // Relaxed: the CAS below is the synchronising access.
+    let mut cur = word.load(Ordering::Relaxed);
+    loop {
+        let count = (cur & COUNT_MAX).min(max);
+        if count < n {
+            return false;
+        }
+        let new = (count - n) | (cur & SLEEPERS);
+        // Acquire: pairs with the Release CAS in `release`, so what the releaser did before
+        // releasing is visible to the taker. Failure Relaxed: we only retry.
+        match word.compare_exchange_weak(cur, new, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// Why a release failed: the count found (already above `max`, or too high for `n` more).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Overflow {
+    pub(crate) found: u32,
+}
+
+/// Release `n` permits; wakes the sleepers if any. Fails without changing anything if the
+/// count would pass `max`.
+#[inline]
+pub(crate) fn release(word: &AtomicU32, n: u32, max: u32) -> Result<(), Overflow> {
+    // Relaxed: the CAS below is the synchronising access.
+    let mut cur = word.load(Ordering::Relaxed);
+    loop {
+        let count = cur & COUNT_MAX;
+        if count > max || n > max - count {
+            return Err(Overflow { found: count });
+        }
+        // Release: pairs with the Acquire CAS in `try_take`. Failure Relaxed: we only retry.
+        match word.compare_exchange_weak(cur, count + n, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(actual) => cur = actual,
+        }
+    }
+    if cur & SLEEPERS != 0 {
+        futex::wake_all(word);
+    }
+    Ok(())
+}
+
+/// Take `n` permits, waiting until `deadline` (`None`: for ever). `true` if taken.
+pub(crate) fn take(word: &AtomicU32, n: u32, max: u32, deadline: Option<Instant>) -> bool {
+    let mut spin = Spin::new();
+    loop {
+        if try_take(word, n, max) {
+            return true;
+        }
+        if spin.spin() {
+            continue;
+        }
+        // Relaxed: the futex compare and the CAS work on this one word; its modification
+        // order alone decides whether a release came before or after we armed.
+        let cur = word.load(Ordering::Relaxed);
+        if (cur & COUNT_MAX).min(max) >= n {
+            continue;
+        }
+        let armed = cur | SLEEPERS;
+        if cur & SLEEPERS == 0
+            && word.compare_exchange(cur, armed, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            continue;
+        }
+        if futex::wait(word, armed, deadline) == WaitResult::TimedOut {
+            // One last look: a release may have landed right at the deadline.
+            return try_take(word, n, max);
+        }
+    }
+}

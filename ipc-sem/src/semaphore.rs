@@ -1,0 +1,856 @@
+//! [`Semaphore`]: a counting semaphore in shared memory, untracked (a bare count, the
+//! fastest path) or tracked (a permit ledger keyed by owner ids, so permits held by a killed
+//! process come back).
+//!
+//! # Tracked mode: one word per permit
+//! A tracked semaphore of `p` permits keeps `p` ledger words. A word is `0` when its permit
+//! is free and holds the holder's [owner id](ipc_shm::liveness) while it is held:
+//!
+//! | bits | meaning |
+//! |---|---|
+//! | 0..31 | `0` (free) or the holder's owner id (30 bits; bit 30 is never set by us) |
+//! | 31 (`WANTED`) | a waiter may be asleep waiting for a permit |
+//!
+//! Taking a permit and recording who took it are **one CAS** (`0 -> me`), and so is giving
+//! it back (`me -> 0`): there is no instant at which a process holds a permit the ledger does
+//! not show, so a process killed at any instruction leaves the ledger exact. The count of
+//! free permits is not stored anywhere else; `available + held_by_live + held_by_dead ==
+//! permits` holds at every instant by construction, and once the dead holders' words are
+//! reclaimed, `available + held_by_live == permits`.
+//!
+//! A dead holder's words are reclaimed by the next acquirer that finds no free permit (it
+//! asks [`liveness::is_alive`](ipc_shm::liveness::is_alive) about each holder, ~1 µs each, on
+//! that slow path only), by a sleeping waiter every [poll interval](crate::wait::POLL), or by
+//! [`Semaphore::recover`]. The reclaimer takes the word over with one CAS `dead -> me`, so two
+//! reclaimers never both get it. A word holding a value that cannot be an owner id (a peer's
+//! garbage) counts as held by a dead owner and is reclaimed the same way.
+//!
+//! Waiting: a waiter that finds every permit held sets `WANTED` on the held words (CAS),
+//! reads the `seq` word and sleeps on it; a release that clears a word with `WANTED` bumps
+//! `seq` and wakes the sleepers. A waiter killed while asleep holds nothing and so consumes no
+//! permit; the `WANTED` flags it left cost at most one spurious wake each.
+//!
+//! The uncontended path is a load of the config, the owner id (a process-global load), one
+//! CAS to take and one CAS to give back: the same number of atomic read-modify-writes as
+//! glibc's `sem_wait` + `sem_post`.
+//!
+//! # Untracked mode
+//! One count word (see [`count`](crate::count)); a holder killed while holding `k` permits
+//! leaks exactly those `k`, as POSIX semaphores and Python's do. `release` needs no prior
+//! `acquire` (the producer/consumer use of a semaphore).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use ipc_shm::ShmSafe;
+use ipc_shm::futex::{self, WaitResult};
+use ipc_shm::liveness;
+use ipc_shm::sync::atomic::{AtomicU32, Ordering};
+
+use crate::count::{self, COUNT_MAX};
+use crate::error::{Error, Result};
+use crate::wait::{self, Spin};
+
+const OBJECT: &str = "semaphore";
+
+/// Tracked-mode flag in the config word; the low bits hold the number of permits.
+const TRACKED: u32 = 1 << 31;
+/// The config check word is `config * CHECK_MUL` (odd, so zero maps to zero: an all-zero
+/// semaphore is a valid untracked semaphore with no permits).
+const CHECK_MUL: u32 = 0x9E37_79B1;
+/// Ledger word flag: a waiter may be asleep.
+const WANTED: u32 = 1 << 31;
+/// The most ledger words a semaphore type may declare.
+pub const MAX_LEDGER: usize = 1 << 16;
+/// The largest count of an untracked semaphore.
+pub const MAX_VALUE: u32 = COUNT_MAX;
+
+/// A counting semaphore that lives in shared memory (put it in a [`ipc_shm::Shared`], alone
+/// or inside your own `#[repr(C)]` struct). `L` is the ledger size: the most permits a
+/// tracked semaphore of this type can have (64 by default; an untracked one ignores it).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use ipc_sem::Semaphore;
+/// use ipc_shm::Shared;
+///
+/// let name = ipc_shm::random_name("doc-sem")?;
+/// let sem = Shared::create(&name, Semaphore::tracked(2)?)?;
+/// let a = sem.acquire()?;
+/// let b = sem.try_acquire()?.expect("a second permit");
+/// assert!(sem.try_acquire()?.is_none());
+/// drop(a);
+/// assert_eq!(sem.value(), 1);
+/// # drop(b);
+/// # Ok(()) }
+/// ```
+#[repr(C)]
+pub struct Semaphore<const L: usize = 64> {
+    /// Untracked: the count word (see `count`).
+    count: AtomicU32,
+    /// 0 for untracked, `TRACKED | permits` for tracked. Written once, before publication.
+    config: AtomicU32,
+    /// `config * CHECK_MUL`.
+    check: AtomicU32,
+    /// Tracked: bumped by every release that found `WANTED`; the waiters' futex word.
+    seq: AtomicU32,
+    /// Tracked: a ledger index that was free a moment ago (a hint only).
+    hint: AtomicU32,
+    /// Tracked: permits taken back from dead holders (statistics).
+    recovered: AtomicU32,
+    _reserved: [AtomicU32; 10],
+    /// Tracked: one word per permit.
+    ledger: [AtomicU32; L],
+}
+
+#[cfg(not(ipc_loom))]
+const _: () = assert!(size_of::<Semaphore>() == 64 + 64 * 4);
+#[cfg(not(ipc_loom))]
+const _: () = assert!(size_of::<Semaphore<1>>() == 68);
+
+#[allow(unsafe_code)] // the ShmSafe marker; its argument follows
+// SAFETY: (1) only atomics, no pointers; (2) every bit pattern of every word is a valid state
+// (a bad config is reported as `Corrupted`, a bad ledger word is treated as held by a dead
+// owner, any count is clamped to the maximum); all-zero is an untracked semaphore with no
+// permits; (3) all mutation is atomic; (4) no Drop; (5) `#[repr(C)]`.
+unsafe impl<const L: usize> ShmSafe for Semaphore<L> {
+    const LAYOUT_VERSION: u32 = 1;
+}
+
+impl<const L: usize> fmt::Debug for Semaphore<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Semaphore");
+        match self.mode("inspect") {
+            Ok(Mode::Untracked) => d.field("mode", &"untracked"),
+            Ok(Mode::Tracked(p)) => d.field("mode", &"tracked").field("permits", &p),
+            Err(_) => d.field("mode", &"corrupted"),
+        };
+        d.field("value", &self.value()).finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Untracked,
+    Tracked(u32),
+}
+
+/// A snapshot of a tracked semaphore's ledger (see [`Semaphore::ledger`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ledger {
+    /// Permits of the semaphore.
+    pub permits: u32,
+    /// Free permits.
+    pub free: u32,
+    /// Permits held by live processes (this one included).
+    pub held_by_live: u32,
+    /// Permits held by this process.
+    pub held_by_me: u32,
+    /// Permits held by dead processes (or by garbage words), not reclaimed yet.
+    pub held_by_dead: u32,
+}
+
+/// Which permits a [`Permit`] holds.
+#[derive(Debug)]
+enum Slots {
+    /// Untracked: a number of permits.
+    Count(u32),
+    /// Tracked: one ledger word.
+    One(u32),
+    /// Tracked: several ledger words.
+    Many(Vec<u32>),
+    /// Released or forgotten.
+    Gone,
+}
+
+/// Permits held from a [`Semaphore`]; released on drop.
+#[must_use = "the permit is released at once if it is not kept"]
+pub struct Permit<'a, const L: usize = 64> {
+    sem: &'a Semaphore<L>,
+    slots: Slots,
+}
+
+impl<const L: usize> fmt::Debug for Permit<'_, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit").field("count", &self.count()).finish()
+    }
+}
+
+impl<const L: usize> Permit<'_, L> {
+    /// How many permits this holds.
+    pub fn count(&self) -> u32 {
+        match &self.slots {
+            Slots::Count(n) => *n,
+            Slots::One(_) => 1,
+            Slots::Many(v) => u32::try_from(v.len()).unwrap_or(u32::MAX),
+            Slots::Gone => 0,
+        }
+    }
+
+    /// Keep the permits without releasing them. Untracked: they are gone until someone
+    /// calls [`Semaphore::release`]. Tracked: the ledger still shows this process as their
+    /// holder; [`Semaphore::release_many`] from this process gives them back, and they
+    /// return to the pool when this process dies.
+    pub fn forget(mut self) {
+        self.slots = Slots::Gone;
+    }
+
+    /// Release now, reporting errors (drop releases too, but cannot report).
+    ///
+    /// # Errors
+    /// [`Error::NotHeld`] if a tracked permit is no longer this process's (it was inherited
+    /// over `fork`, or a peer rewrote the ledger); [`Error::Overflow`] if an untracked count
+    /// would pass the maximum (only after a peer wrote garbage); [`Error::Liveness`].
+    pub fn release(mut self) -> Result<()> {
+        let slots = std::mem::replace(&mut self.slots, Slots::Gone);
+        self.sem.release_slots(slots)
+    }
+}
+
+impl<const L: usize> Drop for Permit<'_, L> {
+    fn drop(&mut self) {
+        let slots = std::mem::replace(&mut self.slots, Slots::Gone);
+        let _ = self.sem.release_slots(slots);
+    }
+}
+
+/// How long an acquire may wait.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// Not at all.
+    Try,
+    /// Until the deadline (`None`: for ever).
+    Until(Option<Instant>),
+}
+
+impl Semaphore<64> {
+    /// An untracked semaphore holding `value` permits (Python's `Semaphore(value)`): the
+    /// fastest mode; `release` needs no prior `acquire`; a holder killed while holding `k`
+    /// permits leaks exactly those `k`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `value` is above [`MAX_VALUE`].
+    pub fn new(value: u32) -> Result<Self> {
+        Self::with_ledger_untracked(value)
+    }
+
+    /// A tracked semaphore of `permits` permits (1..=64; use [`Semaphore::with_ledger`] for
+    /// more): permits held by a process that dies come back. `release` gives back only what
+    /// this process holds.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `permits` is 0 or above the ledger size.
+    pub fn tracked(permits: u32) -> Result<Self> {
+        Self::with_ledger(permits)
+    }
+}
+
+impl<const L: usize> Semaphore<L> {
+    fn zeroed() -> Self {
+        Semaphore {
+            count: AtomicU32::new(0),
+            config: AtomicU32::new(0),
+            check: AtomicU32::new(0),
+            seq: AtomicU32::new(0),
+            hint: AtomicU32::new(0),
+            recovered: AtomicU32::new(0),
+            _reserved: std::array::from_fn(|_| AtomicU32::new(0)),
+            ledger: std::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+
+    /// An untracked semaphore of this ledger size (the ledger is unused).
+    ///
+    /// # Errors
+    /// As [`Semaphore::new`].
+    pub fn with_ledger_untracked(value: u32) -> Result<Self> {
+        if value > MAX_VALUE {
+            return Err(Error::InvalidArgument {
+                op: "create",
+                object: OBJECT,
+                what: format!("initial value {value} is above the maximum {MAX_VALUE}"),
+            });
+        }
+        let s = Self::zeroed();
+        s.count.store(value, Ordering::Relaxed);
+        Ok(s)
+    }
+
+    /// A tracked semaphore of `permits` permits, `1..=L`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `permits` is 0 or above `L`, or `L` is above
+    /// [`MAX_LEDGER`].
+    pub fn with_ledger(permits: u32) -> Result<Self> {
+        if L > MAX_LEDGER || permits == 0 || permits as usize > L {
+            return Err(Error::InvalidArgument {
+                op: "create",
+                object: OBJECT,
+                what: format!(
+                    "a tracked semaphore needs 1..={} permits (its ledger size), not {permits}",
+                    L.min(MAX_LEDGER)
+                ),
+            });
+        }
+        let s = Self::zeroed();
+        let config = TRACKED | permits;
+        // Relaxed: the value is published with the object (the header's Release of READY).
+        s.config.store(config, Ordering::Relaxed);
+        s.check.store(config.wrapping_mul(CHECK_MUL), Ordering::Relaxed);
+        Ok(s)
+    }
+
+    /// The mode, validated.
+    #[inline]
+    fn mode(&self, op: &'static str) -> Result<Mode> {
+        // Relaxed: written before the object was published and never again by us; a peer's
+        // later rewrite is caught by the check word.
+        let config = self.config.load(Ordering::Relaxed);
+        let check = self.check.load(Ordering::Relaxed);
+        if config == 0 && check == 0 {
+            return Ok(Mode::Untracked);
+        }
+        let permits = config & !TRACKED;
+        if check == config.wrapping_mul(CHECK_MUL)
+            && config & TRACKED != 0
+            && permits != 0
+            && permits as usize <= L.min(MAX_LEDGER)
+        {
+            return Ok(Mode::Tracked(permits));
+        }
+        Err(Error::Corrupted { op, object: OBJECT, what: "config word", found: config })
+    }
+
+    /// The ledger words in use.
+    #[inline]
+    fn words(&self, permits: u32) -> &[AtomicU32] {
+        self.ledger.get(..permits as usize).unwrap_or(&self.ledger)
+    }
+
+    /// Whether this is a tracked semaphore (`false` also when its config is corrupted).
+    pub fn is_tracked(&self) -> bool {
+        matches!(self.mode("inspect"), Ok(Mode::Tracked(_)))
+    }
+
+    /// Permits free now (0 if the shared state is corrupted). Tracked: permits held by dead
+    /// processes are not counted until reclaimed.
+    pub fn value(&self) -> u32 {
+        match self.mode("value") {
+            Ok(Mode::Untracked) => count::value(&self.count, MAX_VALUE),
+            Ok(Mode::Tracked(p)) => {
+                // Relaxed: a snapshot.
+                let free = self.words(p).iter().filter(|w| w.load(Ordering::Relaxed) == 0).count();
+                u32::try_from(free).unwrap_or(u32::MAX)
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// The most permits this semaphore can ever grant at once: the permits of a tracked one,
+    /// [`MAX_VALUE`] for an untracked one.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`].
+    pub fn max_permits(&self) -> Result<u32> {
+        Ok(match self.mode("inspect")? {
+            Mode::Untracked => MAX_VALUE,
+            Mode::Tracked(p) => p,
+        })
+    }
+
+    /// Take one permit, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`Error::Liveness`] (tracked: this process could not register), [`Error::Corrupted`].
+    pub fn acquire(&self) -> Result<Permit<'_, L>> {
+        self.acquire_impl("acquire", 1, Wait::Until(None))?.ok_or_else(unreachable_timeout)
+    }
+
+    /// Take one permit if one is free now (tracked: after reclaiming any held by dead
+    /// processes). `Ok(None)` if none is.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn try_acquire(&self) -> Result<Option<Permit<'_, L>>> {
+        self.acquire_impl("try_acquire", 1, Wait::Try)
+    }
+
+    /// Take one permit, waiting at most `timeout`. `Ok(None)` on timeout.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Permit<'_, L>>> {
+        self.acquire_impl("acquire", 1, Wait::Until(wait::deadline_after(timeout)))
+    }
+
+    /// Take one permit, waiting until `deadline` at most. `Ok(None)` on timeout.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_until(&self, deadline: Instant) -> Result<Option<Permit<'_, L>>> {
+        self.acquire_impl("acquire", 1, Wait::Until(Some(deadline)))
+    }
+
+    /// Take `n` permits at once (all or none), waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCount`] if `n` is 0 or more than the semaphore can ever hold, and as
+    /// [`acquire`](Self::acquire).
+    pub fn acquire_many(&self, n: u32) -> Result<Permit<'_, L>> {
+        self.acquire_impl("acquire", n, Wait::Until(None))?.ok_or_else(unreachable_timeout)
+    }
+
+    /// Take `n` permits if that many are free now.
+    ///
+    /// # Errors
+    /// As [`acquire_many`](Self::acquire_many).
+    pub fn try_acquire_many(&self, n: u32) -> Result<Option<Permit<'_, L>>> {
+        self.acquire_impl("try_acquire", n, Wait::Try)
+    }
+
+    /// Take `n` permits, waiting at most `timeout`. `Ok(None)` on timeout.
+    ///
+    /// # Errors
+    /// As [`acquire_many`](Self::acquire_many).
+    pub fn acquire_many_timeout(&self, n: u32, timeout: Duration) -> Result<Option<Permit<'_, L>>> {
+        self.acquire_impl("acquire", n, Wait::Until(wait::deadline_after(timeout)))
+    }
+
+    /// Release one permit. Untracked: adds one to the count (no prior acquire needed).
+    /// Tracked: gives back one permit this process holds (one it kept with
+    /// [`Permit::forget`]).
+    ///
+    /// # Errors
+    /// [`Error::Overflow`] (untracked: the count would pass [`MAX_VALUE`]), [`Error::NotHeld`]
+    /// (tracked: this process holds no permit), [`Error::Corrupted`], [`Error::Liveness`].
+    pub fn release(&self) -> Result<()> {
+        self.release_many(1)
+    }
+
+    /// Release `n` permits (see [`release`](Self::release)). Tracked: if this process holds
+    /// fewer than `n`, it releases those it holds and reports [`Error::NotHeld`].
+    ///
+    /// # Errors
+    /// As [`release`](Self::release), and [`Error::InvalidCount`] for `n == 0`.
+    pub fn release_many(&self, n: u32) -> Result<()> {
+        const OP: &str = "release";
+        match self.mode(OP)? {
+            Mode::Untracked => {
+                if n == 0 {
+                    return Err(Error::InvalidCount { op: OP, object: OBJECT, n, max: MAX_VALUE });
+                }
+                count::release(&self.count, n, MAX_VALUE).map_err(|o| Error::Overflow {
+                    op: OP,
+                    object: OBJECT,
+                    found: o.found,
+                    n,
+                    max: MAX_VALUE,
+                })
+            }
+            Mode::Tracked(p) => {
+                if n == 0 || n > p {
+                    return Err(Error::InvalidCount { op: OP, object: OBJECT, n, max: p });
+                }
+                let me = owner(OP)?;
+                let mut held = 0;
+                for (i, w) in self.words(p).iter().enumerate() {
+                    if held == n {
+                        break;
+                    }
+                    // Relaxed: a probe; the CAS in `give_back` is the synchronising access.
+                    if w.load(Ordering::Relaxed) & !WANTED == me && self.give_back(i, me) {
+                        held += 1;
+                    }
+                }
+                if held < n {
+                    return Err(Error::NotHeld { op: OP, object: OBJECT, n, held });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn release_slots(&self, slots: Slots) -> Result<()> {
+        const OP: &str = "release";
+        match slots {
+            Slots::Gone => Ok(()),
+            Slots::Count(n) => count::release(&self.count, n, MAX_VALUE).map_err(|o| {
+                Error::Overflow { op: OP, object: OBJECT, found: o.found, n, max: MAX_VALUE }
+            }),
+            Slots::One(i) => {
+                let me = owner(OP)?;
+                if self.give_back(i as usize, me) {
+                    Ok(())
+                } else {
+                    Err(Error::NotHeld { op: OP, object: OBJECT, n: 1, held: 0 })
+                }
+            }
+            Slots::Many(v) => {
+                let me = owner(OP)?;
+                let n = u32::try_from(v.len()).unwrap_or(u32::MAX);
+                let held = v.iter().filter(|&&i| self.give_back(i as usize, me)).count();
+                let held = u32::try_from(held).unwrap_or(u32::MAX);
+                if held == n {
+                    Ok(())
+                } else {
+                    Err(Error::NotHeld { op: OP, object: OBJECT, n, held })
+                }
+            }
+        }
+    }
+
+    fn acquire_impl(&self, op: &'static str, n: u32, how: Wait) -> Result<Option<Permit<'_, L>>> {
+        match self.mode(op)? {
+            Mode::Untracked => {
+                if n == 0 {
+                    return Err(Error::InvalidCount { op, object: OBJECT, n, max: MAX_VALUE });
+                }
+                let got = match how {
+                    Wait::Try => count::try_take(&self.count, n, MAX_VALUE),
+                    Wait::Until(deadline) => count::take(&self.count, n, MAX_VALUE, deadline),
+                };
+                Ok(got.then_some(Permit { sem: self, slots: Slots::Count(n) }))
+            }
+            Mode::Tracked(p) => {
+                if n == 0 || n > p {
+                    return Err(Error::InvalidCount { op, object: OBJECT, n, max: p });
+                }
+                let me = owner(op)?;
+                let slots = self.tracked_acquire(p, n, me, how);
+                Ok(slots.map(|slots| Permit { sem: self, slots }))
+            }
+        }
+    }
+
+    // ---- tracked mode -------------------------------------------------------------------
+
+    /// Take a free word at or after the hint. The uncontended fast path.
+    #[inline]
+    fn take_free(&self, words: &[AtomicU32], me: u32) -> Option<u32> {
+        let len = words.len();
+        // Relaxed: a hint only.
+        let hint = self.hint.load(Ordering::Relaxed) as usize;
+        let start = if hint < len { hint } else { 0 };
+        for i in (start..len).chain(0..start) {
+            let Some(w) = words.get(i) else { continue };
+            // Relaxed: a probe; the CAS synchronises.
+            if w.load(Ordering::Relaxed) != 0 {
+                continue;
+            }
+            let idx = u32::try_from(i).unwrap_or(u32::MAX);
+            ipc_shm::crash::point("sem.tracked.before_take");
+            // Acquire: pairs with the Release CAS in `give_back`, so the previous holder's
+            // writes are visible to us. Failure Relaxed: we move on.
+            if w.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                ipc_shm::crash::point("sem.tracked.after_take");
+                return Some(idx);
+            }
+        }
+        None
+    }
+
+    /// Give back ledger word `i` if `me` holds it: one CAS `me -> 0`. Wakes the waiters if
+    /// one flagged the word. `false` if the word is not ours.
+    fn give_back(&self, i: usize, me: u32) -> bool {
+        let Some(w) = self.ledger.get(i) else { return false };
+        // Relaxed: the CAS synchronises.
+        let mut cur = w.load(Ordering::Relaxed);
+        loop {
+            if cur & !WANTED != me {
+                return false;
+            }
+            ipc_shm::crash::point("sem.tracked.before_give_back");
+            // Release: pairs with the Acquire CAS of the next taker. Failure Relaxed: retry.
+            match w.compare_exchange_weak(cur, 0, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        ipc_shm::crash::point("sem.tracked.after_give_back");
+        // Relaxed: a hint only.
+        self.hint.store(u32::try_from(i).unwrap_or(0), Ordering::Relaxed);
+        if cur & WANTED != 0 {
+            self.wake();
+        }
+        true
+    }
+
+    fn wake(&self) {
+        // Release: pairs with the Acquire load of `seq` in `tracked_acquire`: a waiter that
+        // reads the new value also sees the word we freed.
+        self.seq.fetch_add(1, Ordering::Release);
+        futex::wake_all(&self.seq);
+    }
+
+    fn tracked_acquire(&self, permits: u32, n: u32, me: u32, how: Wait) -> Option<Slots> {
+        let words = self.words(permits);
+        if n == 1
+            && let Some(i) = self.take_free(words, me)
+        {
+            return Some(Slots::One(i));
+        }
+        let mut taken: Vec<u32> = Vec::new();
+        let mut spin = Spin::new();
+        let mut check_live = true;
+        let deadline = match how {
+            Wait::Try => None,
+            Wait::Until(d) => d,
+        };
+        loop {
+            while (taken.len() as u32) < n {
+                match self.take_free(words, me) {
+                    Some(i) => taken.push(i),
+                    None => break,
+                }
+            }
+            if taken.len() as u32 == n {
+                return Some(into_slots(taken));
+            }
+            if matches!(how, Wait::Until(_)) && spin.spin() {
+                continue;
+            }
+            // Acquire: pairs with the Release bump in `wake`.
+            let seq = self.seq.load(Ordering::Acquire);
+            let arm = matches!(how, Wait::Until(_));
+            self.sweep(words, me, n, &mut taken, check_live, arm);
+            if taken.len() as u32 == n {
+                return Some(into_slots(taken));
+            }
+            // Not enough now: give back what we hold so others can progress, then sleep.
+            for i in taken.drain(..) {
+                self.give_back(i as usize, me);
+            }
+            let Wait::Until(_) = how else { return None };
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            let r = futex::wait(&self.seq, seq, wait::poll_deadline(deadline));
+            // A poll interval with no release: look at the holders' liveness again.
+            check_live = r == WaitResult::TimedOut;
+        }
+    }
+
+    /// The slow pass over the ledger: take free words, take over words of dead holders (if
+    /// `check_live`), and flag the rest `WANTED` (if `arm`).
+    fn sweep(
+        &self,
+        words: &[AtomicU32],
+        me: u32,
+        n: u32,
+        taken: &mut Vec<u32>,
+        check_live: bool,
+        arm: bool,
+    ) {
+        let mut alive = AliveCache::default();
+        for (i, w) in words.iter().enumerate() {
+            if taken.len() as u32 >= n {
+                return;
+            }
+            let idx = u32::try_from(i).unwrap_or(u32::MAX);
+            if taken.contains(&idx) {
+                continue;
+            }
+            // Relaxed: the CASes below synchronise.
+            let mut cur = w.load(Ordering::Relaxed);
+            loop {
+                let holder = cur & !WANTED;
+                if cur == 0 {
+                    // Acquire: as in `take_free`.
+                    match w.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                        Ok(_) => {
+                            taken.push(idx);
+                            break;
+                        }
+                        Err(actual) => {
+                            cur = actual;
+                            continue;
+                        }
+                    }
+                }
+                if holder != me && check_live && !alive.is_alive(holder) {
+                    // Take the dead holder's permit over, keeping any waiter's flag so our
+                    // own release of it wakes them. Acquire: as in `take_free`.
+                    let new = me | (cur & WANTED);
+                    match w.compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed) {
+                        Ok(_) => {
+                            // Relaxed: statistics.
+                            self.recovered.fetch_add(1, Ordering::Relaxed);
+                            taken.push(idx);
+                            break;
+                        }
+                        Err(actual) => {
+                            cur = actual;
+                            continue;
+                        }
+                    }
+                }
+                if arm && cur & WANTED == 0 {
+                    // Relaxed: the flag and the holder's release CAS are on this one word.
+                    if let Err(actual) =
+                        w.compare_exchange(cur, cur | WANTED, Ordering::Relaxed, Ordering::Relaxed)
+                    {
+                        cur = actual;
+                        continue;
+                    }
+                }
+                break;
+            }
+        }
+    }
+
+    /// Tracked: give every permit held by a dead process (or by a garbage word) back to the
+    /// pool now; returns how many. Untracked: 0 (nothing is recorded).
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`], [`Error::Liveness`].
+    pub fn recover(&self) -> Result<u32> {
+        const OP: &str = "recover";
+        let Mode::Tracked(p) = self.mode(OP)? else { return Ok(0) };
+        let me = owner(OP)?;
+        let mut alive = AliveCache::default();
+        let mut back = 0;
+        let mut wake = false;
+        for w in self.words(p) {
+            // Relaxed: the CAS synchronises.
+            let mut cur = w.load(Ordering::Relaxed);
+            while cur != 0 && cur & !WANTED != me && !alive.is_alive(cur & !WANTED) {
+                // Release: the permit goes back to the pool, as in `give_back`.
+                match w.compare_exchange(cur, 0, Ordering::Release, Ordering::Relaxed) {
+                    Ok(_) => {
+                        back += 1;
+                        wake |= cur & WANTED != 0;
+                        break;
+                    }
+                    Err(actual) => cur = actual,
+                }
+            }
+        }
+        if back > 0 {
+            // Relaxed: statistics.
+            self.recovered.fetch_add(back, Ordering::Relaxed);
+        }
+        if wake {
+            self.wake();
+        }
+        Ok(back)
+    }
+
+    /// Tracked: permits taken back from dead holders since creation (statistics).
+    pub fn recovered(&self) -> u32 {
+        // Relaxed: statistics.
+        self.recovered.load(Ordering::Relaxed)
+    }
+
+    /// Tracked: who holds what, with each holder's liveness checked (a syscall per distinct
+    /// holder: for tests and diagnostics). Nothing is reclaimed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an untracked semaphore; [`Error::Corrupted`],
+    /// [`Error::Liveness`].
+    pub fn ledger(&self) -> Result<Ledger> {
+        const OP: &str = "inspect";
+        let Mode::Tracked(p) = self.mode(OP)? else {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                object: OBJECT,
+                what: "an untracked semaphore keeps no ledger".into(),
+            });
+        };
+        let me = owner(OP)?;
+        let mut alive = AliveCache::default();
+        let mut l = Ledger { permits: p, ..Ledger::default() };
+        for w in self.words(p) {
+            // Relaxed: a snapshot.
+            let holder = w.load(Ordering::Relaxed) & !WANTED;
+            if holder == 0 {
+                l.free += 1;
+            } else if holder == me {
+                l.held_by_me += 1;
+                l.held_by_live += 1;
+            } else if alive.is_alive(holder) {
+                l.held_by_live += 1;
+            } else {
+                l.held_by_dead += 1;
+            }
+        }
+        Ok(l)
+    }
+
+    /// Under loom: acquire as owner `me` (the model has no processes).
+    #[cfg(ipc_loom)]
+    #[doc(hidden)]
+    pub fn loom_try_acquire_as(&self, me: u32) -> Option<u32> {
+        let Ok(Mode::Tracked(p)) = self.mode("acquire") else { return None };
+        self.take_free(self.words(p), me)
+    }
+
+    /// Under loom: acquire `n` as owner `me`, waiting for ever.
+    #[cfg(ipc_loom)]
+    #[doc(hidden)]
+    pub fn loom_acquire_as(&self, me: u32, n: u32) -> Vec<u32> {
+        let Ok(Mode::Tracked(p)) = self.mode("acquire") else { return Vec::new() };
+        match self.tracked_acquire(p, n, me, Wait::Until(None)) {
+            Some(Slots::One(i)) => vec![i],
+            Some(Slots::Many(v)) => v,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Under loom: give back word `i` held by `me`.
+    #[cfg(ipc_loom)]
+    #[doc(hidden)]
+    pub fn loom_release_as(&self, me: u32, i: u32) -> bool {
+        self.give_back(i as usize, me)
+    }
+}
+
+fn into_slots(mut taken: Vec<u32>) -> Slots {
+    if taken.len() == 1
+        && let Some(i) = taken.pop()
+    {
+        return Slots::One(i);
+    }
+    Slots::Many(taken)
+}
+
+fn unreachable_timeout() -> Error {
+    // An untimed wait returns only with permits; this is here so no path can panic.
+    Error::InvalidArgument {
+        op: "acquire",
+        object: OBJECT,
+        what: "an untimed wait timed out".into(),
+    }
+}
+
+/// This process's owner id, for the ledger.
+#[inline]
+fn owner(op: &'static str) -> Result<u32> {
+    liveness::current().map(ipc_shm::OwnerId::get).map_err(|source| Error::Liveness {
+        op,
+        object: OBJECT,
+        source,
+    })
+}
+
+/// Liveness answers of one pass, so a holder of many permits costs one syscall.
+#[derive(Default)]
+struct AliveCache {
+    known: [(u32, bool); 8],
+    len: usize,
+}
+
+impl AliveCache {
+    fn is_alive(&mut self, holder: u32) -> bool {
+        if let Some(&(_, alive)) =
+            self.known.get(..self.len).and_then(|k| k.iter().find(|(h, _)| *h == holder))
+        {
+            return alive;
+        }
+        let alive = wait::is_alive(holder);
+        if let Some(slot) = self.known.get_mut(self.len) {
+            *slot = (holder, alive);
+            self.len += 1;
+        }
+        alive
+    }
+}
