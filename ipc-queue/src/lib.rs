@@ -9,7 +9,13 @@ mod sys;
 mod wait;
 
 #[cfg(not(ipc_loom))]
+mod joinable;
+#[cfg(not(ipc_loom))]
 mod queue;
+#[cfg(not(ipc_loom))]
+mod spsc;
+#[cfg(not(ipc_loom))]
+mod typed;
 
 /// Atomics from core, or loom's under `--cfg ipc_loom`.
 pub(crate) mod sync {
@@ -21,4 +27,10 @@ pub use error::{
     SendTimeoutError, TryRecvError, TrySendError,
 };
 #[cfg(not(ipc_loom))]
+pub use joinable::JoinableQueue;
+#[cfg(not(ipc_loom))]
 pub use queue::{Queue, QueueOptions, RECOVERY_CHECK, RecvRef, SendSlot, Stats};
+#[cfg(not(ipc_loom))]
+pub use spsc::{Receiver, Sender, SpscQueue, SpscRef, SpscSlot};
+#[cfg(not(ipc_loom))]
+pub use typed::TypedQueue;

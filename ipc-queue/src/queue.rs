@@ -214,7 +214,7 @@ impl Inner {
         }
     }
 
-    fn publish_cpu(&self, side: Side, cpu: u32) {
+    pub(crate) fn publish_cpu(&self, side: Side, cpu: u32) {
         let ctrl = self.region().ctrl();
         let word = if side == Side::Send { &ctrl.send_cpu } else { &ctrl.recv_cpu };
         // Relaxed: a placement hint; written only when it changed.
@@ -415,6 +415,22 @@ impl QueueOptions {
 }
 
 impl Queue {
+    pub(crate) fn from_inner(inner: Inner) -> Queue {
+        Queue { inner }
+    }
+
+    pub(crate) fn inner_cfg(&self) -> &Config {
+        self.inner.cfg()
+    }
+
+    pub(crate) fn region_ctrl(&self) -> &crate::region::Ctrl {
+        self.inner.region().ctrl()
+    }
+
+    pub(crate) fn write_commit_pub(&self, pos: u64, msg: &[u8]) {
+        self.write_commit(pos, msg);
+    }
+
     /// Create a named queue of `capacity` (rounded up to a power of two) messages of at most
     /// `max_message` bytes.
     ///

@@ -82,12 +82,6 @@ impl Waiters {
         self.sleepers.fetch_add(0, Ordering::AcqRel) != 0
     }
 
-    /// Whether a waiter may be asleep (a hint).
-    pub(crate) fn has_sleepers(&self) -> bool {
-        // Relaxed: a hint.
-        self.sleepers.load(Ordering::Relaxed) != 0
-    }
-
     /// Sleep until `ready()` (checked after announcing ourselves) or the deadline; returns
     /// the last value of `ready()`. One sleep at most: callers loop.
     pub(crate) fn wait(&self, mut ready: impl FnMut() -> bool, deadline: Option<Instant>) -> bool {

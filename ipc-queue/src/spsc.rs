@@ -1,0 +1,724 @@
+//! The SPSC flavour: one producer, one consumer, the fastest path.
+//!
+//! Each side keeps its own index privately and a cached copy of the other's (rigtorp's
+//! SPSCQueue): the producer reads the shared `tail` only when its cached copy says the ring is
+//! full, the consumer reads `head` only when its copy says it is empty, and nobody CASes.
+//! The roles are enforced at attach time: [`SpscQueue::sender`] and [`SpscQueue::receiver`]
+//! record the owner id of the process that holds each role, and a role whose holder died can
+//! be taken over.
+//!
+//! Crash behaviour: the producer publishes `head` with a Release store after the payload, so a
+//! producer killed mid-copy published nothing (there is no abandoned slot to skip). The
+//! consumer advances `tail` only after it is done with a message, so a consumer killed while
+//! holding a lent message ([`Receiver::recv_ref`]) leaves it in the queue: the next consumer
+//! receives it again (**at least once**, unlike the MPMC flavour's at most once).
+#![allow(unsafe_code)] // the two lending guards deref into a held slot
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipc_shm::{Shm, ShmOptions, liveness};
+
+use crate::error::{
+    Error, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
+use crate::queue::{Attempt, How, Inner, QueueOptions, Side, Stats, deadline_in};
+use crate::region::Region;
+use crate::ring::{self, Corruption, Flavour};
+use crate::sync::{AtomicU32, Ordering};
+
+/// A named or anonymous SPSC queue segment; take its two roles with [`sender`](Self::sender)
+/// and [`receiver`](Self::receiver) (in the same or different processes).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use ipc_queue::SpscQueue;
+/// let q = SpscQueue::anonymous(64, 64)?;
+/// let mut tx = q.sender()?;
+/// let mut rx = q.receiver()?;
+/// tx.send(b"ping")?;
+/// assert_eq!(rx.recv()?, b"ping");
+/// assert!(q.receiver().is_err()); // one consumer at a time
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SpscQueue {
+    inner: Arc<Inner>,
+}
+
+impl QueueOptions {
+    /// Create a named SPSC queue.
+    ///
+    /// # Errors
+    /// As [`QueueOptions::create`].
+    pub fn create_spsc(&self, name: &str) -> Result<SpscQueue> {
+        Ok(SpscQueue { inner: Arc::new(self.make(How::Create(name), Flavour::Spsc, (0, 0))?) })
+    }
+
+    /// Open or create a named SPSC queue.
+    ///
+    /// # Errors
+    /// As [`QueueOptions::open_or_create`].
+    pub fn open_or_create_spsc(&self, name: &str) -> Result<SpscQueue> {
+        let inner = self.make(How::OpenOrCreate(name), Flavour::Spsc, (0, 0))?;
+        Ok(SpscQueue { inner: Arc::new(inner) })
+    }
+
+    /// An anonymous SPSC queue.
+    ///
+    /// # Errors
+    /// As [`QueueOptions::anonymous`].
+    pub fn anonymous_spsc(&self) -> Result<SpscQueue> {
+        Ok(SpscQueue { inner: Arc::new(self.make(How::Anonymous, Flavour::Spsc, (0, 0))?) })
+    }
+}
+
+fn take_role(inner: &Inner, op: &'static str, role: &'static str, word: &AtomicU32) -> Result<u32> {
+    let me = liveness::current()
+        .map_err(|source| Error::Shm { op, name: inner.name().to_owned(), source })?
+        .get();
+    let taken = |holder| Error::RoleTaken { op, name: inner.name().to_owned(), role, holder };
+    loop {
+        // Acquire: pairs with the Release CAS of the previous holder (and its release on drop),
+        // so its last index store is visible before we read the indices.
+        let cur = word.load(Ordering::Acquire);
+        if cur == me {
+            return Err(taken(cur));
+        }
+        if cur != 0 && !matches!(liveness::is_alive_raw(cur), Ok(false)) {
+            return Err(taken(cur));
+        }
+        // AcqRel: Acquire as above; Release publishes nothing yet but keeps the pair uniform.
+        // Relaxed on failure: we reload.
+        if word.compare_exchange(cur, me, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            return Ok(me);
+        }
+    }
+}
+
+fn give_role(word: &AtomicU32, me: u32) {
+    // Only the process that took the role gives it back (a forked child dropping an inherited
+    // handle must not free its parent's role).
+    if liveness::current().is_ok_and(|o| o.get() == me) {
+        // Release: pairs with the Acquire in `take_role`: our last index store is visible to
+        // the next holder. Relaxed on failure: the role was already taken over.
+        let _ = word.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+impl SpscQueue {
+    /// Create a named SPSC queue of `capacity` (rounded up to a power of two) messages of
+    /// at most `max_message` bytes.
+    ///
+    /// # Errors
+    /// As [`QueueOptions::create`].
+    pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<SpscQueue> {
+        QueueOptions::new(capacity, max_message).create_spsc(name)
+    }
+
+    /// Open a named SPSC queue.
+    ///
+    /// # Errors
+    /// As [`Queue::open`](crate::Queue::open).
+    pub fn open(name: &str) -> Result<SpscQueue> {
+        Self::open_with(&ShmOptions::new(), name)
+    }
+
+    /// [`open`](Self::open) with segment options.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with(shm: &ShmOptions, name: &str) -> Result<SpscQueue> {
+        Ok(SpscQueue { inner: Arc::new(Inner::open(shm, name, Flavour::Spsc)?) })
+    }
+
+    /// Open or create a named SPSC queue.
+    ///
+    /// # Errors
+    /// As [`QueueOptions::open_or_create`].
+    pub fn open_or_create(name: &str, capacity: usize, max_message: usize) -> Result<SpscQueue> {
+        QueueOptions::new(capacity, max_message).open_or_create_spsc(name)
+    }
+
+    /// An anonymous SPSC queue, shared with children forked afterwards.
+    ///
+    /// # Errors
+    /// As [`QueueOptions::anonymous`].
+    pub fn anonymous(capacity: usize, max_message: usize) -> Result<SpscQueue> {
+        QueueOptions::new(capacity, max_message).anonymous_spsc()
+    }
+
+    /// Adopt an SPSC segment received as an fd.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_shm(shm: Shm) -> Result<SpscQueue> {
+        Ok(SpscQueue { inner: Arc::new(Inner::from_shm(shm, Flavour::Spsc)?) })
+    }
+
+    /// Take the producer role: one per queue at a time, across all processes; a role whose
+    /// holder died is taken over. Take it in the process that sends (a forked child takes
+    /// its own; it must not use a `Sender` inherited from its parent).
+    ///
+    /// # Errors
+    /// [`Error::RoleTaken`] while a live process holds it; [`Error::Corrupted`] if the
+    /// indices are impossible.
+    pub fn sender(&self) -> Result<Sender> {
+        let ctrl = self.inner.region().ctrl();
+        let role = take_role(&self.inner, "take producer role of", "producer", &ctrl.prod_role)?;
+        // Relaxed: our own index (the role's Acquire ordered the previous holder's stores).
+        let head = ctrl.head.load(Ordering::Relaxed);
+        // Acquire: pairs with the consumer's Release store of tail.
+        let tail = ctrl.tail.load(Ordering::Acquire);
+        if let Err(source) = ring::occupancy(head, tail, self.inner.cfg().capacity) {
+            give_role(&ctrl.prod_role, role);
+            return Err(Error::Corrupted {
+                op: "take producer role of",
+                name: self.inner.name().to_owned(),
+                source,
+            });
+        }
+        Ok(Sender { inner: self.inner.clone(), head, cached_tail: tail, role, ops: 0 })
+    }
+
+    /// Take the consumer role (see [`sender`](Self::sender)).
+    ///
+    /// # Errors
+    /// As [`sender`](Self::sender).
+    pub fn receiver(&self) -> Result<Receiver> {
+        let ctrl = self.inner.region().ctrl();
+        let role = take_role(&self.inner, "take consumer role of", "consumer", &ctrl.cons_role)?;
+        // Relaxed: our own index.
+        let tail = ctrl.tail.load(Ordering::Relaxed);
+        // Acquire: pairs with the producer's Release store of head.
+        let head = ctrl.head.load(Ordering::Acquire);
+        if let Err(source) = ring::occupancy(head, tail, self.inner.cfg().capacity) {
+            give_role(&ctrl.cons_role, role);
+            return Err(Error::Corrupted {
+                op: "take consumer role of",
+                name: self.inner.name().to_owned(),
+                source,
+            });
+        }
+        Ok(Receiver { inner: self.inner.clone(), tail, cached_head: head, role, ops: 0 })
+    }
+
+    /// Messages in the queue.
+    pub fn len(&self) -> usize {
+        spsc_len(self.inner.region())
+    }
+
+    /// Whether the queue is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Slots (a power of two).
+    pub fn capacity(&self) -> usize {
+        self.inner.cfg().capacity as usize
+    }
+
+    /// Close for both sides (see [`Queue::close`](crate::Queue::close)).
+    pub fn close(&self) {
+        crate::raw::close(self.inner.region());
+    }
+
+    /// Shared counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// The underlying segment.
+    pub fn shm(&self) -> &Shm {
+        self.inner.shm()
+    }
+}
+
+fn spsc_len(r: &Region) -> usize {
+    let ctrl = r.ctrl();
+    // Relaxed: a snapshot; tail first so that head - tail does not go negative.
+    let tail = ctrl.tail.load(Ordering::Relaxed);
+    let head = ctrl.head.load(Ordering::Relaxed);
+    head.wrapping_sub(tail).min(u64::from(r.cfg().capacity)) as usize
+}
+
+fn closed(r: &Region) -> bool {
+    // Acquire: pairs with the Release store in close.
+    r.ctrl().closed.load(Ordering::Acquire) != 0
+}
+
+fn send_ready(r: &Region) -> bool {
+    let ctrl = r.ctrl();
+    // Relaxed: the producer's own index. Acquire: pairs with the consumer's Release of tail.
+    let head = ctrl.head.load(Ordering::Relaxed);
+    let tail = ctrl.tail.load(Ordering::Acquire);
+    head.wrapping_sub(tail) < u64::from(r.cfg().capacity) || closed(r)
+}
+
+fn recv_ready(r: &Region) -> bool {
+    let ctrl = r.ctrl();
+    // Acquire: pairs with the producer's Release store of head.
+    let head = ctrl.head.load(Ordering::Acquire);
+    // Relaxed: the consumer's own index.
+    let tail = ctrl.tail.load(Ordering::Relaxed);
+    head != tail || closed(r)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    Full,
+    Closed,
+    TooLong,
+    Corrupted(Corruption),
+}
+
+/// The producer side of an [`SpscQueue`].
+#[derive(Debug)]
+pub struct Sender {
+    inner: Arc<Inner>,
+    head: u64,
+    cached_tail: u64,
+    role: u32,
+    ops: u32,
+}
+
+impl Sender {
+    #[inline]
+    fn try_slot(&mut self, len: usize) -> std::result::Result<u64, Refused> {
+        let region = self.inner.region();
+        let cfg = region.cfg();
+        if len > cfg.max_message as usize {
+            return Err(Refused::TooLong);
+        }
+        let ctrl = region.ctrl();
+        // Relaxed: checked again (Acquire) on the slow path below before reporting Closed.
+        if ctrl.closed.load(Ordering::Relaxed) != 0 {
+            return Err(Refused::Closed);
+        }
+        if self.ops % 64 == 0 {
+            self.inner.publish_cpu(Side::Send, crate::sys::my_cpu());
+        }
+        self.ops = self.ops.wrapping_add(1);
+        if self.head.wrapping_sub(self.cached_tail) >= u64::from(cfg.capacity) {
+            // Acquire: pairs with the consumer's Release store of tail: it is done with the
+            // slot we are about to overwrite.
+            self.cached_tail = ctrl.tail.load(Ordering::Acquire);
+            ring::occupancy(self.head, self.cached_tail, cfg.capacity)
+                .map_err(Refused::Corrupted)?;
+            if self.head.wrapping_sub(self.cached_tail) >= u64::from(cfg.capacity) {
+                return Err(Refused::Full);
+            }
+        }
+        Ok(self.head)
+    }
+
+    #[inline]
+    fn publish(&mut self, pos: u64, len: usize) {
+        let region = self.inner.region();
+        // Relaxed: published by the Release store of head below.
+        region.slot(pos).len.store(len as u32, Ordering::Relaxed);
+        self.head = pos.wrapping_add(1);
+        // SYNC POINT. Release: publishes the payload and length; pairs with the Acquire load
+        // of head in the receiver.
+        region.ctrl().head.store(self.head, Ordering::Release);
+        region.ctrl().not_empty.notify();
+    }
+
+    fn slot_deadline(&mut self, len: usize, deadline: Option<Instant>) -> std::result::Result<u64, Option<Refused>> {
+        match self.try_slot(len) {
+            Ok(pos) => return Ok(pos),
+            Err(Refused::Full) => {}
+            Err(e) => return Err(Some(e)),
+        }
+        let inner = self.inner.clone();
+        inner.wait_loop(Side::Send, deadline, send_ready, || match self.try_slot(len) {
+            Ok(pos) => Attempt::Done(pos),
+            Err(Refused::Full) => Attempt::Blocked(None),
+            Err(e) => Attempt::Failed(e),
+        })
+    }
+
+    /// Send without waiting.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`], `Closed`, `TooLong`, `Corrupted` (the message handed back).
+    #[inline]
+    pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> std::result::Result<(), TrySendError<&'m [u8]>> {
+        match self.try_slot(msg.len()) {
+            Ok(pos) => {
+                self.inner.region().write(pos, 0, msg);
+                self.publish(pos, msg.len());
+                Ok(())
+            }
+            Err(Refused::Full) => Err(TrySendError::Full(msg)),
+            Err(Refused::Closed) => Err(TrySendError::Closed(msg)),
+            Err(Refused::TooLong) => Err(TrySendError::TooLong(msg)),
+            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(msg, c)),
+        }
+    }
+
+    /// Send, waiting without limit while full.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`], `TooLong`, `Corrupted`.
+    pub fn send<'m>(&mut self, msg: &'m [u8]) -> std::result::Result<(), SendError<&'m [u8]>> {
+        match self.send_deadline(msg, None) {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::TooLong(m)) => Err(SendError::TooLong(m)),
+            Err(SendTimeoutError::Corrupted(m, c)) => Err(SendError::Corrupted(m, c)),
+            Err(SendTimeoutError::Closed(m) | SendTimeoutError::Timeout(m)) => Err(SendError::Closed(m)),
+        }
+    }
+
+    /// Send, waiting at most `timeout` while full.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`], `Closed`, `TooLong`, `Corrupted`.
+    pub fn send_timeout<'m>(
+        &mut self,
+        msg: &'m [u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), SendTimeoutError<&'m [u8]>> {
+        self.send_deadline(msg, deadline_in(timeout))
+    }
+
+    fn send_deadline<'m>(
+        &mut self,
+        msg: &'m [u8],
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), SendTimeoutError<&'m [u8]>> {
+        match self.slot_deadline(msg.len(), deadline) {
+            Ok(pos) => {
+                self.inner.region().write(pos, 0, msg);
+                self.publish(pos, msg.len());
+                Ok(())
+            }
+            Err(None | Some(Refused::Full)) => Err(SendTimeoutError::Timeout(msg)),
+            Err(Some(Refused::Closed)) => Err(SendTimeoutError::Closed(msg)),
+            Err(Some(Refused::TooLong)) => Err(SendTimeoutError::TooLong(msg)),
+            Err(Some(Refused::Corrupted(c))) => Err(SendTimeoutError::Corrupted(msg, c)),
+        }
+    }
+
+    /// Zero-copy: lend the next slot (`len` bytes), waiting while full; publish it with
+    /// [`SpscSlot::commit`]. Dropping it uncommitted publishes nothing.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send), handing `len` back.
+    pub fn reserve(&mut self, len: usize) -> std::result::Result<SpscSlot<'_>, SendError<usize>> {
+        match self.slot_deadline(len, None) {
+            Ok(pos) => Ok(SpscSlot { sender: self, pos, len }),
+            Err(Some(Refused::TooLong)) => Err(SendError::TooLong(len)),
+            Err(Some(Refused::Corrupted(c))) => Err(SendError::Corrupted(len, c)),
+            Err(_) => Err(SendError::Closed(len)),
+        }
+    }
+
+    /// [`reserve`](Self::reserve) without waiting.
+    ///
+    /// # Errors
+    /// As [`try_send`](Self::try_send), handing `len` back.
+    pub fn try_reserve(&mut self, len: usize) -> std::result::Result<SpscSlot<'_>, TrySendError<usize>> {
+        match self.try_slot(len) {
+            Ok(pos) => Ok(SpscSlot { sender: self, pos, len }),
+            Err(Refused::Full) => Err(TrySendError::Full(len)),
+            Err(Refused::Closed) => Err(TrySendError::Closed(len)),
+            Err(Refused::TooLong) => Err(TrySendError::TooLong(len)),
+            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(len, c)),
+        }
+    }
+
+    /// [`reserve`](Self::reserve) waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](Self::send_timeout), handing `len` back.
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> std::result::Result<SpscSlot<'_>, SendTimeoutError<usize>> {
+        match self.slot_deadline(len, deadline_in(timeout)) {
+            Ok(pos) => Ok(SpscSlot { sender: self, pos, len }),
+            Err(None | Some(Refused::Full)) => Err(SendTimeoutError::Timeout(len)),
+            Err(Some(Refused::Closed)) => Err(SendTimeoutError::Closed(len)),
+            Err(Some(Refused::TooLong)) => Err(SendTimeoutError::TooLong(len)),
+            Err(Some(Refused::Corrupted(c))) => Err(SendTimeoutError::Corrupted(len, c)),
+        }
+    }
+
+    /// Close the queue (see [`Queue::close`](crate::Queue::close)).
+    pub fn close(&self) {
+        crate::raw::close(self.inner.region());
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        give_role(&self.inner.region().ctrl().prod_role, self.role);
+    }
+}
+
+/// A slot lent by [`Sender::reserve`].
+#[derive(Debug)]
+pub struct SpscSlot<'s> {
+    sender: &'s mut Sender,
+    pos: u64,
+    len: usize,
+}
+
+impl SpscSlot<'_> {
+    /// Publish the message.
+    pub fn commit(self) {
+        let (pos, len) = (self.pos, self.len);
+        self.sender.publish(pos, len);
+    }
+
+    /// Shorten the message to `len` bytes.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+impl Deref for SpscSlot<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the producer role gives this process the slot at its private head until it
+        // publishes it; the guard borrows the sender mutably, so no other lend exists.
+        unsafe { self.sender.inner.region().lend(self.pos, self.len) }
+    }
+}
+
+impl DerefMut for SpscSlot<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in deref; `&mut self` makes this the only slice alive.
+        unsafe { self.sender.inner.region().lend_mut(self.pos, self.len) }
+    }
+}
+
+/// The consumer side of an [`SpscQueue`].
+#[derive(Debug)]
+pub struct Receiver {
+    inner: Arc<Inner>,
+    tail: u64,
+    cached_head: u64,
+    role: u32,
+    ops: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Nothing {
+    Empty,
+    Closed,
+    Corrupted(Corruption),
+}
+
+impl Receiver {
+    /// The next message's position and validated length.
+    #[inline]
+    fn try_next(&mut self) -> std::result::Result<(u64, usize), Nothing> {
+        let region = self.inner.region();
+        let cfg = region.cfg();
+        let ctrl = region.ctrl();
+        if self.ops % 64 == 0 {
+            self.inner.publish_cpu(Side::Recv, crate::sys::my_cpu());
+        }
+        self.ops = self.ops.wrapping_add(1);
+        if self.tail == self.cached_head {
+            // Acquire: pairs with the producer's Release store of head.
+            self.cached_head = ctrl.head.load(Ordering::Acquire);
+            ring::occupancy(self.cached_head, self.tail, cfg.capacity).map_err(Nothing::Corrupted)?;
+            if self.tail == self.cached_head {
+                if !closed(region) {
+                    return Err(Nothing::Empty);
+                }
+                // Closed: one more look, a message may have landed before the close.
+                // Acquire: as above.
+                self.cached_head = ctrl.head.load(Ordering::Acquire);
+                if self.tail == self.cached_head
+                    || ring::occupancy(self.cached_head, self.tail, cfg.capacity).is_err()
+                {
+                    return Err(Nothing::Closed);
+                }
+            }
+        }
+        let pos = self.tail;
+        // Relaxed: ordered by the Acquire load of head. Loaded once, checked, used.
+        let len = region.slot(pos).len.load(Ordering::Relaxed);
+        match ring::check_len(len, cfg.max_message) {
+            Ok(len) => Ok((pos, len)),
+            Err(c) => {
+                self.advance(pos);
+                Err(Nothing::Corrupted(c))
+            }
+        }
+    }
+
+    #[inline]
+    fn advance(&mut self, pos: u64) {
+        self.tail = pos.wrapping_add(1);
+        let ctrl = self.inner.region().ctrl();
+        // SYNC POINT. Release: we are done reading the slot; pairs with the producer's Acquire
+        // load of tail before it overwrites it.
+        ctrl.tail.store(self.tail, Ordering::Release);
+        ctrl.not_full.notify();
+    }
+
+    fn next_deadline(&mut self, deadline: Option<Instant>) -> std::result::Result<(u64, usize), Option<Nothing>> {
+        match self.try_next() {
+            Ok(v) => return Ok(v),
+            Err(Nothing::Empty) => {}
+            Err(e) => return Err(Some(e)),
+        }
+        let inner = self.inner.clone();
+        inner.wait_loop(Side::Recv, deadline, recv_ready, || match self.try_next() {
+            Ok(v) => Attempt::Done(v),
+            Err(Nothing::Empty) => Attempt::Blocked(None),
+            Err(e) => Attempt::Failed(e),
+        })
+    }
+
+    fn take(&mut self, (pos, len): (u64, usize), out: &mut Vec<u8>) {
+        out.clear();
+        out.resize(len, 0);
+        self.inner.region().read(pos, out);
+        self.advance(pos);
+    }
+
+    /// Receive without waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`], `Closed`, `Corrupted`.
+    #[inline]
+    pub fn try_recv(&mut self) -> std::result::Result<Vec<u8>, TryRecvError> {
+        let mut v = Vec::new();
+        self.try_recv_into(&mut v)?;
+        Ok(v)
+    }
+
+    /// [`try_recv`](Self::try_recv) into `buf` (cleared first); returns the length.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv).
+    #[inline]
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> std::result::Result<usize, TryRecvError> {
+        match self.try_next() {
+            Ok(next) => {
+                self.take(next, buf);
+                Ok(next.1)
+            }
+            Err(Nothing::Empty) => Err(TryRecvError::Empty),
+            Err(Nothing::Closed) => Err(TryRecvError::Closed),
+            Err(Nothing::Corrupted(c)) => Err(TryRecvError::Corrupted(c)),
+        }
+    }
+
+    /// Receive, waiting without limit.
+    ///
+    /// # Errors
+    /// [`RecvError::Closed`] once closed and drained, `Corrupted`.
+    pub fn recv(&mut self) -> std::result::Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        self.recv_into(&mut v)?;
+        Ok(v)
+    }
+
+    /// Receive into `buf` (cleared first); returns the length.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> std::result::Result<usize, RecvError> {
+        let next = self.next_deadline(None).map_err(|e| RecvError::from(timeout_err(e)))?;
+        self.take(next, buf);
+        Ok(next.1)
+    }
+
+    /// Receive, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`], `Closed`, `Corrupted`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
+        let next = self.next_deadline(deadline_in(timeout)).map_err(timeout_err)?;
+        let mut v = Vec::new();
+        self.take(next, &mut v);
+        Ok(v)
+    }
+
+    /// Zero-copy: lend the next message, waiting without limit; released on drop. If this
+    /// process dies holding it, the next consumer receives it again (at least once).
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    pub fn recv_ref(&mut self) -> std::result::Result<SpscRef<'_>, RecvError> {
+        let (pos, len) = self.next_deadline(None).map_err(|e| RecvError::from(timeout_err(e)))?;
+        Ok(SpscRef { receiver: self, pos, len })
+    }
+
+    /// [`recv_ref`](Self::recv_ref) without waiting.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv).
+    pub fn try_recv_ref(&mut self) -> std::result::Result<SpscRef<'_>, TryRecvError> {
+        match self.try_next() {
+            Ok((pos, len)) => Ok(SpscRef { receiver: self, pos, len }),
+            Err(Nothing::Empty) => Err(TryRecvError::Empty),
+            Err(Nothing::Closed) => Err(TryRecvError::Closed),
+            Err(Nothing::Corrupted(c)) => Err(TryRecvError::Corrupted(c)),
+        }
+    }
+
+    /// [`recv_ref`](Self::recv_ref) waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> std::result::Result<SpscRef<'_>, RecvTimeoutError> {
+        let (pos, len) = self.next_deadline(deadline_in(timeout)).map_err(timeout_err)?;
+        Ok(SpscRef { receiver: self, pos, len })
+    }
+}
+
+fn timeout_err(e: Option<Nothing>) -> RecvTimeoutError {
+    match e {
+        None | Some(Nothing::Empty) => RecvTimeoutError::Timeout,
+        Some(Nothing::Closed) => RecvTimeoutError::Closed,
+        Some(Nothing::Corrupted(c)) => RecvTimeoutError::Corrupted(c),
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        give_role(&self.inner.region().ctrl().cons_role, self.role);
+    }
+}
+
+/// A message lent by [`Receiver::recv_ref`]; released on drop.
+#[derive(Debug)]
+pub struct SpscRef<'r> {
+    receiver: &'r mut Receiver,
+    pos: u64,
+    len: usize,
+}
+
+impl Deref for SpscRef<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the consumer role gives this process the slot at its private tail until it
+        // advances the tail (on drop); the producer never writes a slot the tail has not passed.
+        unsafe { self.receiver.inner.region().lend(self.pos, self.len) }
+    }
+}
+
+impl Drop for SpscRef<'_> {
+    fn drop(&mut self) {
+        let pos = self.pos;
+        self.receiver.advance(pos);
+    }
+}
