@@ -178,7 +178,7 @@ impl BoundedSemaphore {
             None => count::try_take(&self.count, n, max),
             Some(deadline) => count::take(&self.count, n, max, deadline),
         };
-        Ok(got.then_some(BoundedPermit { sem: self, n }))
+        Ok(got.then(|| BoundedPermit { sem: self, n }))
     }
 
     /// Take one permit, waiting as long as it takes.

@@ -509,7 +509,7 @@ impl<const L: usize> Semaphore<L> {
                     Wait::Try => count::try_take(&self.count, n, MAX_VALUE),
                     Wait::Until(deadline) => count::take(&self.count, n, MAX_VALUE, deadline),
                 };
-                Ok(got.then_some(Permit { sem: self, slots: Slots::Count(n) }))
+                Ok(got.then(|| Permit { sem: self, slots: Slots::Count(n) }))
             }
             Mode::Tracked(p) => {
                 if n == 0 || n > p {
