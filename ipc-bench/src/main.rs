@@ -1,10 +1,8 @@
 //! `cargo run --release -p ipc-bench`: the benchmark table of the ipc family.
 //!
-//! The runner is being built (see the bench issue); until it lands this prints a notice.
+//! See the library docs (`ipc_bench`) and the crate README for what is measured and how.
+#![deny(unsafe_code)]
 
-fn main() {
-    println!(
-        "ipc-bench: the benchmark runner is not built yet.\n\
-         Per-crate micro-benchmarks: cargo bench -p ipc-shm"
-    );
+fn main() -> std::process::ExitCode {
+    ipc_bench::main_with_args(std::env::args().skip(1))
 }
