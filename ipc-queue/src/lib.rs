@@ -1,10 +1,126 @@
 //! Bounded shared-memory queues (MPMC, SPSC, typed, joinable) that survive SIGKILL.
+//!
+//! A parent feeds file paths to forked workers that copy the files; results come back on a
+//! second queue (Python's classic `multiprocessing.Queue` example, without the feeder thread
+//! and with competing workers):
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ipc_queue::{Queue, RecvError};
+//!
+//! let dir = std::env::temp_dir().join(format!("ipc-queue-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! for i in 0..8 {
+//!     std::fs::write(dir.join(format!("in{i}")), vec![b'x'; 1000 * i])?;
+//! }
+//! let jobs = Queue::anonymous(16, 4096)?;    // paths to copy
+//! let results = Queue::anonymous(16, 4096)?; // "<path> <bytes>" or "<path> error ..."
+//!
+//! let mut workers = Vec::new();
+//! for _ in 0..2 {
+//!     // SAFETY: the child only uses the inherited queues and the file system, then _exits.
+//!     match unsafe { libc::fork() } {
+//!         -1 => return Err(std::io::Error::last_os_error().into()),
+//!         0 => {
+//!             let mut path = Vec::new();
+//!             while jobs.recv_into(&mut path).is_ok() {
+//!                 let src = String::from_utf8_lossy(&path).into_owned();
+//!                 let report = match std::fs::copy(&src, format!("{src}.copy")) {
+//!                     Ok(n) => format!("{src} {n}"),
+//!                     Err(e) => format!("{src} error {e}"),
+//!                 };
+//!                 let _ = results.send(report.as_bytes());
+//!             }
+//!             // SAFETY: leave the child without running the parent's destructors.
+//!             unsafe { libc::_exit(0) }
+//!         }
+//!         pid => workers.push(pid),
+//!     }
+//! }
+//!
+//! for i in 0..8 {
+//!     jobs.send(dir.join(format!("in{i}")).to_string_lossy().as_bytes())?;
+//! }
+//! jobs.close(); // workers drain the queue, then see Closed and leave
+//! let mut copied = 0;
+//! for _ in 0..8 {
+//!     let report = String::from_utf8(results.recv()?)?;
+//!     let (path, bytes) = report.rsplit_once(' ').unwrap_or_default();
+//!     assert_eq!(std::fs::metadata(path)?.len().to_string(), bytes, "{report}");
+//!     copied += 1;
+//! }
+//! assert_eq!(copied, 8);
+//! for pid in workers {
+//!     let mut status = 0;
+//!     // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+//!     unsafe { libc::waitpid(pid, &mut status, 0) };
+//!     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+//! }
+//! assert_eq!(results.try_recv(), Err(ipc_queue::TryRecvError::Empty));
+//! # let _ = RecvError::Closed;
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok(()) }
+//! ```
+//!
+//! # The queues
+//! - [`Queue`]: bytes, many producers and many consumers (each message to exactly one
+//!   receiver), in a named segment ([`Queue::create`], [`Queue::open`],
+//!   [`Queue::open_or_create`]) or an anonymous memfd ([`Queue::anonymous`], inherited by
+//!   children forked afterwards, or passed as an fd and adopted with [`Queue::from_shm`]).
+//!   `send`/`try_send`/`send_timeout`, `recv`/`recv_into`/`try_recv`/`recv_timeout`, `len`,
+//!   `is_empty`, `is_full`, `capacity`, `close`, [`stats`](Queue::stats).
+//! - Zero-copy: [`Queue::reserve`] lends a writable slot ([`SendSlot`]), `commit` publishes it,
+//!   dropping it uncommitted gives it back; [`Queue::recv_ref`] lends a committed message
+//!   ([`RecvRef`]), released on drop.
+//! - [`SpscQueue`]: one producer ([`Sender`]) and one consumer ([`Receiver`]), enforced at
+//!   attach; cached indices and no CAS: the fastest path. Same verbs.
+//! - [`TypedQueue<T>`] for `bytemuck::Pod` values; [`JoinableQueue`] (`task_done`, `join`,
+//!   `join_timeout`; too many `task_done` is an error, as in Python).
+//! - Every blocking call has `try_` and `_timeout` forms. Hot-path failures are small enums
+//!   that hand the refused message back ([`TrySendError::Full`]); set-up failures are
+//!   [`Error`], naming the operation and the queue.
+//!
+//! # Under SIGKILL
+//! Every slot records, in the same CAS that claims it, the liveness owner id of the process
+//! writing or reading it ([`ring`] has the layout).
+//! - **A producer killed between reserve and commit** leaves its slot claimed by a dead owner.
+//!   A consumer (or producer) that finds the same slot claimed for [`RECOVERY_CHECK`] (10 ms)
+//!   asks whether the owner is alive (one syscall, only on this slow path) and, if not, frees
+//!   the slot: it is skipped, never delivered, and counted in [`Stats::abandoned`]. Nobody
+//!   waits much longer than 10 ms on a dead producer (the bound we test is 500 ms).
+//! - **A message killed mid-copy is never delivered torn**: commit is a Release store of the
+//!   slot word after the payload; a slot not committed is never handed out.
+//! - **A consumer killed while holding a lent message** ([`Queue::recv_ref`], or between claim
+//!   and copy): MPMC delivery is *at most once*: that one message is lost (counted in
+//!   [`Stats::lost`] when a producer reclaims the slot); nothing else is. The SPSC flavour is
+//!   *at least once*: the consumer advances its index only after it is done, so the next
+//!   consumer receives the message again.
+//! - **A hostile or buggy peer** that scribbles on the segment: every value read from the ring
+//!   (indices, slot words, lengths, the config) is loaded once, checked, and the checked copy
+//!   is used; a bad value is [`Corruption`] inside a typed `Corrupted` outcome, never UB, a
+//!   panic, an out-of-bounds copy or an allocation beyond the configured maximum message.
+//!
+//! # Waiting
+//! A waiter spins a bounded budget (~10 µs) only when the other side last ran on another CPU;
+//! when it shares our CPU it yields a few times instead (spinning would burn the time slice
+//! the peer needs), then it sleeps on a futex behind a waiter count. Notifiers wake only when
+//! the count says someone sleeps, and pay no locked instruction for checking it: waiters issue
+//! `membarrier(GLOBAL_EXPEDITED)` on their way to sleep (see `wait.rs`), with an RMW fallback
+//! where membarrier is unavailable. `close` wakes every sleeper in every process.
+//!
+//! # Where unsafe lives
+//! `region.rs` (the `&Ctrl`/`&SlotHdr` views of the mapping and payload copies), and the
+//! lending guards' `Deref` in `queue.rs` and `spsc.rs`. Everything else is
+//! `#![deny(unsafe_code)]`.
+//!
+//! # Platform
+//! Linux (futex, memfd, OFD locks, membarrier), like ipc-shm.
 #![deny(unsafe_code)]
 
 mod error;
-pub mod ring;
 mod raw;
 mod region;
+pub mod ring;
 mod sys;
 mod wait;
 
@@ -16,6 +132,9 @@ mod queue;
 mod spsc;
 #[cfg(not(ipc_loom))]
 mod typed;
+
+#[cfg(ipc_loom)]
+pub mod model;
 
 /// Atomics from core, or loom's under `--cfg ipc_loom`.
 pub(crate) mod sync {

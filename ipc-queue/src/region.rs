@@ -20,7 +20,9 @@
 //! sets to `FREE(i)`.
 #![allow(unsafe_code)]
 
-use crate::ring::{CTRL_LEN, Config, SLOT_HEADER};
+use crate::ring::Config;
+#[cfg(not(ipc_loom))]
+use crate::ring::{CTRL_LEN, SLOT_HEADER};
 use crate::sync::{AtomicU32, AtomicU64};
 use crate::wait::Waiters;
 
