@@ -133,6 +133,13 @@ impl Event {
         self.wait_deadline(Some(deadline))
     }
 
+    /// Under loom: whether a waiter armed the sleepers flag (it captured its generation).
+    #[cfg(ipc_loom)]
+    #[doc(hidden)]
+    pub fn loom_has_sleepers(&self) -> bool {
+        self.word.load(Ordering::SeqCst) & SLEEPERS != 0
+    }
+
     fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
         // Acquire: as in `is_set`.
         let start = self.word.load(Ordering::Acquire);
