@@ -4,6 +4,8 @@
 mod platform_check;
 
 mod address;
+#[cfg(feature = "tokio")]
+mod async_conn;
 pub mod auth;
 mod connection;
 mod core;
@@ -12,12 +14,19 @@ mod error;
 pub mod frame;
 mod handshake;
 mod listener;
+#[cfg(feature = "pickle")]
+pub mod pickle_guard;
 mod reader;
+#[cfg(feature = "shm")]
+pub mod shm;
 mod simplex;
 mod sockdir;
 mod sys;
+mod value;
 
 pub use address::Address;
+#[cfg(feature = "tokio")]
+pub use async_conn::AsyncConnection;
 pub use auth::{AuthError, Digest};
 pub use connection::{Connection, pipe};
 pub use creds::Credentials;

@@ -20,13 +20,13 @@ const PIPE_SIZE: usize = 1 << 20;
 /// that matters.
 #[derive(Debug)]
 pub struct Sender {
-    core: Core,
+    pub(crate) core: Core,
 }
 
 /// The receiving end of a [`simplex`] pipe.
 #[derive(Debug)]
 pub struct Receiver {
-    core: Core,
+    pub(crate) core: Core,
 }
 
 /// A one-way message pipe (`pipe2(O_CLOEXEC)`, with the buffer raised to 1 MiB where the
