@@ -1,0 +1,566 @@
+//! Cross-process suite of ipc-queue: conservation under contention, random SIGKILLs of
+//! producers and consumers, crash points inside the reserve-commit window, close waking
+//! parked processes, unrelated processes sharing a named queue.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use ipc_queue::{Queue, QueueOptions, RecvError, RecvTimeoutError, SendError, SpscQueue};
+use ipc_shm::{Shm, liveness};
+use ipc_testkit::{Child, audit, fault, fork, fork_named, send_line, spawn_role, unique_name, watchdog};
+
+ipc_testkit::roles! {
+    "queue-echo" => roles::echo,
+}
+
+const LINE: Duration = Duration::from_secs(20);
+
+mod roles {
+    use super::*;
+
+    /// args: name. Opens the named queue, receives one message and sends it back doubled.
+    pub(super) fn echo(args: &[String]) {
+        let q = Queue::open(&args[0]).unwrap();
+        let m = q.recv_timeout(LINE).unwrap();
+        q.send(&[m.clone(), m].concat()).unwrap();
+        send_line("echoed");
+    }
+}
+
+/// Monotonic clock in ns, comparable across processes (Instant's inside is private).
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn fnv(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in bytes {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// A message: `[id: u64][len: u32][check: u32][pattern]`, `check` over everything else.
+fn encode(out: &mut [u8], id: u64) {
+    let len = out.len() as u32;
+    out[..8].copy_from_slice(&id.to_le_bytes());
+    out[8..12].copy_from_slice(&len.to_le_bytes());
+    for (i, b) in out[16..].iter_mut().enumerate() {
+        *b = (id as usize).wrapping_mul(31).wrapping_add(i) as u8;
+    }
+    let mut c = fnv(&out[16..]) ^ (id as u32) ^ (id >> 32) as u32 ^ len;
+    if c == 0 {
+        c = 1;
+    }
+    out[12..16].copy_from_slice(&c.to_le_bytes());
+}
+
+/// The id of an intact message; `None` if torn or corrupt.
+fn verify(m: &[u8]) -> Option<u64> {
+    if m.len() < 16 {
+        return None;
+    }
+    let id = u64::from_le_bytes(m[..8].try_into().unwrap());
+    let len = u32::from_le_bytes(m[8..12].try_into().unwrap());
+    let c = u32::from_le_bytes(m[12..16].try_into().unwrap());
+    let mut want = fnv(&m[16..]) ^ (id as u32) ^ (id >> 32) as u32 ^ len;
+    if want == 0 {
+        want = 1;
+    }
+    (len as usize == m.len() && c == want).then_some(id)
+}
+
+/// Shared test memory: `words` u32 counters/bitmaps in an anonymous segment.
+struct Board {
+    shm: Shm,
+}
+
+impl Board {
+    fn new(words: usize) -> Board {
+        Board { shm: Shm::anonymous(words * 4).unwrap() }
+    }
+
+    fn word(&self, i: usize) -> &AtomicU32 {
+        self.shm.atomic_u32(i * 4).unwrap()
+    }
+
+    /// Set bit `bit` of the bitmap starting at word `base`; `true` if it was already set.
+    fn set_bit(&self, base: usize, bit: u64) -> bool {
+        let w = self.word(base + (bit / 32) as usize);
+        w.fetch_or(1 << (bit % 32), Ordering::SeqCst) & (1 << (bit % 32)) != 0
+    }
+
+    fn bit(&self, base: usize, bit: u64) -> bool {
+        self.word(base + (bit / 32) as usize).load(Ordering::SeqCst) & (1 << (bit % 32)) != 0
+    }
+}
+
+fn join_all(children: &mut [Child], deadline: Duration) {
+    for c in children {
+        c.assert_success_within(deadline);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Conservation under contention
+
+fn conservation(producers: u64, consumers: usize, n: u64) {
+    let per = n / producers;
+    let total = per * producers;
+    let q = Queue::anonymous(64, 512).unwrap();
+    // Bitmap of received ids from word 16; word 0: duplicates, 1: corrupt, 2: order breaks.
+    let board = Board::new(16 + (total as usize).div_ceil(32));
+    let mut rng = fault::seeded(&format!("conservation P{producers} C{consumers}"));
+    let seeds: Vec<u64> = (0..producers).map(|_| rng.next_u64()).collect();
+    let mut kids = Vec::new();
+    for c in 0..consumers {
+        let (q, board) = (&q, &board);
+        kids.push(fork_named(&format!("consumer {c}"), move || {
+            let mut last = vec![None::<u64>; producers as usize];
+            let mut buf = Vec::new();
+            loop {
+                match q.recv_into(&mut buf) {
+                    Ok(_) => {}
+                    Err(RecvError::Closed) => return,
+                    Err(e) => panic!("recv: {e}"),
+                }
+                let Some(id) = verify(&buf) else {
+                    board.word(1).fetch_add(1, Ordering::SeqCst);
+                    continue;
+                };
+                let (p, seq) = ((id / per) as usize, id % per);
+                if last[p].is_some_and(|l| l >= seq) {
+                    board.word(2).fetch_add(1, Ordering::SeqCst);
+                }
+                last[p] = Some(seq);
+                if board.set_bit(16, id) {
+                    board.word(0).fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    let mut prods = Vec::new();
+    for (p, seed) in seeds.into_iter().enumerate() {
+        let q = &q;
+        prods.push(fork_named(&format!("producer {p}"), move || {
+            let mut rng = fault::Rng::new(seed);
+            let mut buf = vec![0u8; 512];
+            for seq in 0..per {
+                // Mostly small messages (the suite runs oversubscribed on 2 cores).
+                let len = if rng.chance(1, 16) { rng.range(16, 513) } else { rng.range(16, 64) };
+                let m = &mut buf[..len as usize];
+                encode(m, p as u64 * per + seq);
+                q.send(m).unwrap();
+            }
+        }));
+    }
+    join_all(&mut prods, Duration::from_secs(120));
+    q.close();
+    join_all(&mut kids, Duration::from_secs(60));
+    let missing = (0..total).filter(|&id| !board.bit(16, id)).count();
+    let (dups, corrupt, order) = (
+        board.word(0).load(Ordering::SeqCst),
+        board.word(1).load(Ordering::SeqCst),
+        board.word(2).load(Ordering::SeqCst),
+    );
+    eprintln!(
+        "conservation P{producers} C{consumers}: {total} messages, {missing} lost, {dups} duplicated, \
+         {corrupt} corrupt, {order} out of order; stats {:?}",
+        q.stats()
+    );
+    assert_eq!((missing, dups, corrupt, order), (0, 0, 0, 0));
+    assert_eq!(q.stats().corrupt, 0);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn mpmc_conservation_under_contention() {
+    let n = fault::rounds(100_000, 10_000_000) as u64;
+    let _w = watchdog(Duration::from_secs(if fault::soak() { 3600 } else { 600 }), "conservation");
+    let t = Instant::now();
+    for p in [1, 2, 4] {
+        for c in [1, 2, 4] {
+            let t0 = Instant::now();
+            conservation(p, c, n);
+            eprintln!("  P{p} C{c}: {:?}", t0.elapsed());
+        }
+    }
+    eprintln!("conservation: 9 configs x {n} messages in {:?}", t.elapsed());
+}
+
+#[test]
+fn spsc_keeps_total_order_across_processes() {
+    let n = fault::rounds(100_000, 10_000_000) as u64;
+    let _w = watchdog(Duration::from_secs(600), "spsc order");
+    let q = SpscQueue::anonymous(64, 512).unwrap();
+    let mut cons = fork(|| {
+        let mut rx = q.receiver().unwrap();
+        let mut buf = Vec::new();
+        for expect in 0..n {
+            rx.recv_into(&mut buf).unwrap();
+            assert_eq!(verify(&buf), Some(expect), "message {expect} wrong or out of order");
+        }
+        assert_eq!(rx.recv(), Err(RecvError::Closed));
+    });
+    let mut prod = fork(|| {
+        let mut tx = q.sender().unwrap();
+        let mut rng = fault::seeded("spsc order");
+        let mut buf = vec![0u8; 512];
+        for id in 0..n {
+            let m = &mut buf[..rng.range(16, 512) as usize];
+            encode(m, id);
+            tx.send(m).unwrap();
+        }
+        tx.close();
+    });
+    prod.assert_success_within(Duration::from_secs(300));
+    cons.assert_success_within(Duration::from_secs(60));
+}
+
+// ---------------------------------------------------------------------------------------
+// Random SIGKILLs
+
+/// Board layout of the kill test.
+const NEXT_ID: usize = 0;
+const STOP: usize = 1;
+const DUPS: usize = 2;
+const TORN: usize = 3;
+const RECEIVED: usize = 64; // bitmap
+const MAX_IDS: u64 = 1 << 22;
+const COMMITTED: usize = RECEIVED + (MAX_IDS / 32) as usize; // bitmap
+
+fn kill_producer(q: &Queue, board: &Board, seed: u64) -> Child {
+    fork_named("producer", move || {
+        send_line(&liveness::current().unwrap().get().to_string());
+        let mut rng = fault::Rng::new(seed);
+        while board.word(STOP).load(Ordering::SeqCst) == 0 {
+            let id = u64::from(board.word(NEXT_ID).fetch_add(1, Ordering::SeqCst));
+            assert!(id < MAX_IDS);
+            let len = rng.range(16, 4097) as usize;
+            // Zero-copy: the message is encoded inside the slot, so the reserve-commit window
+            // is most of the loop and many kills land inside it (torn writes included).
+            match q.reserve_timeout(len, Duration::from_millis(200)) {
+                Ok(mut slot) => {
+                    encode(&mut slot, id);
+                    slot.commit();
+                    board.set_bit(COMMITTED, id);
+                }
+                Err(ipc_queue::SendTimeoutError::Timeout(_)) => {}
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+    })
+}
+
+fn kill_consumer(q: &Queue, board: &Board) -> Child {
+    fork_named("consumer", move || {
+        send_line(&liveness::current().unwrap().get().to_string());
+        let mut worst = Duration::ZERO;
+        loop {
+            let t = Instant::now();
+            let m = match q.recv_ref_timeout(Duration::from_millis(100)) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Closed) => break,
+                Err(e) => panic!("recv: {e}"),
+            };
+            worst = worst.max(t.elapsed());
+            match verify(&m) {
+                Some(id) => {
+                    if board.set_bit(RECEIVED, id) {
+                        board.word(DUPS).fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                None => {
+                    board.word(TORN).fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            drop(m);
+        }
+        send_line(&format!("worst {}", worst.as_micros()));
+    })
+}
+
+fn owner_of(child: &mut Child) -> u32 {
+    child.recv_line(LINE).unwrap().parse().unwrap()
+}
+
+#[test]
+fn random_sigkills_of_producers_and_consumers() {
+    let kills = fault::rounds(200, 1000);
+    let _w = watchdog(Duration::from_secs(if fault::soak() { 3000 } else { 600 }), "kills");
+    let mut rng = fault::seeded("queue random kills");
+    let q = Queue::anonymous(16, 4096).unwrap();
+    let board = Board::new(COMMITTED + (MAX_IDS / 32) as usize);
+    let mut producers: Vec<(Child, u32)> = Vec::new();
+    let mut consumers: Vec<(Child, u32)> = Vec::new();
+    for _ in 0..2 {
+        let mut c = kill_producer(&q, &board, rng.next_u64());
+        let id = owner_of(&mut c);
+        producers.push((c, id));
+        let mut c = kill_consumer(&q, &board);
+        let id = owner_of(&mut c);
+        consumers.push((c, id));
+    }
+    let (mut in_window, mut holding, mut producer_kills) = (0u64, 0u64, 0u64);
+    let mut worst_recovery = Duration::ZERO;
+    for _ in 0..kills {
+        std::thread::sleep(rng.duration(Duration::ZERO, Duration::from_millis(8)));
+        let producer = rng.chance(1, 2);
+        let list = if producer { &mut producers } else { &mut consumers };
+        let k = rng.below(list.len() as u64) as usize;
+        let (mut victim, owner) = list.swap_remove(k);
+        // Freeze it, look at what it holds (exactly: it cannot move), then kill it.
+        victim.signal(libc::SIGSTOP);
+        assert!(victim.wait_stopped(Duration::from_secs(10)), "victim did not stop");
+        let (writing, reading) = q.slots_held_by(owner);
+        let before = q.stats().abandoned;
+        victim.kill();
+        victim.join_within(Duration::from_secs(10));
+        in_window += writing as u64;
+        holding += reading as u64;
+        if producer {
+            producer_kills += 1;
+        }
+        if writing > 0 {
+            // Survivors skip the dead producer's slot within the recovery bound.
+            let t = Instant::now();
+            while q.stats().abandoned < before + writing as u64 {
+                assert!(t.elapsed() < Duration::from_secs(5), "abandoned slot never recovered");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            worst_recovery = worst_recovery.max(t.elapsed());
+        }
+        let mut c = if producer { kill_producer(&q, &board, rng.next_u64()) } else { kill_consumer(&q, &board) };
+        let id = owner_of(&mut c);
+        if producer { producers.push((c, id)) } else { consumers.push((c, id)) }
+    }
+    board.word(STOP).store(1, Ordering::SeqCst);
+    for (mut p, _) in producers {
+        p.assert_success_within(Duration::from_secs(30));
+    }
+    let t = Instant::now();
+    while !q.is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(30), "queue never drained: {} left", q.len());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    q.close();
+    let mut worst_wait = 0u128;
+    for (mut c, _) in consumers {
+        let line = c.recv_line(LINE).unwrap();
+        worst_wait = worst_wait.max(line.trim_start_matches("worst ").parse().unwrap());
+        c.assert_success_within(Duration::from_secs(30));
+    }
+    let ids = u64::from(board.word(NEXT_ID).load(Ordering::SeqCst));
+    let missing = (0..ids)
+        .filter(|&id| board.bit(COMMITTED, id) && !board.bit(RECEIVED, id))
+        .count() as u64;
+    let delivered = (0..ids).filter(|&id| board.bit(RECEIVED, id)).count();
+    let stats = q.stats();
+    let (dups, torn) = (board.word(DUPS).load(Ordering::SeqCst), board.word(TORN).load(Ordering::SeqCst));
+    eprintln!(
+        "random kills: {kills} kills ({producer_kills} producers, {in_window} inside reserve-commit, \
+         {holding} consumers holding a message); {delivered} delivered of {ids} ids; {missing} committed \
+         but lost to consumer kills; {dups} duplicated; {torn} torn; worst recovery of a dead producer's \
+         slot {worst_recovery:?}; worst consumer wait {worst_wait} us; stats {stats:?}"
+    );
+    assert_eq!(dups, 0, "a message was delivered twice");
+    assert_eq!(torn, 0, "a torn message was delivered");
+    assert_eq!(stats.abandoned, in_window, "abandoned slots != kills inside the window");
+    assert!(missing <= holding, "{missing} committed messages lost, only {holding} held by killed consumers");
+    assert!(stats.lost <= holding);
+    assert!(worst_recovery < Duration::from_millis(500), "recovery took {worst_recovery:?}");
+    assert!(in_window > 0 || kills < 50, "no kill landed inside the window: the test is not testing");
+}
+
+// ---------------------------------------------------------------------------------------
+// Crash points
+
+fn die_at(q: &Queue, point: &'static str, len: usize) -> Child {
+    fork_named(point, move || {
+        ipc_shm::crash::arm(point, 1);
+        let mut m = vec![0u8; len];
+        encode(&mut m, 7);
+        q.send(&m).unwrap();
+        Err::<(), String>(format!("crash point {point} did not fire"))
+    })
+}
+
+#[test]
+fn producer_killed_inside_the_window_is_skipped_within_the_bound() {
+    assert!(ipc_shm::crash::ENABLED);
+    let _w = watchdog(Duration::from_secs(60), "producer crash points");
+    for (i, point) in ["queue.after_reserve", "queue.mid_copy", "queue.before_commit"].into_iter().enumerate() {
+        let q = Queue::anonymous(4, 65536).unwrap();
+        // A consumer already parked on the empty queue.
+        let mut cons = fork(|| {
+            send_line("parked");
+            let first = q.recv_timeout(LINE).unwrap();
+            let got = mono_ns();
+            assert_eq!(verify(&first), Some(8), "the dead producer's message was delivered");
+            send_line(&got.to_string());
+        });
+        assert_eq!(cons.recv_line(LINE).unwrap(), "parked");
+        let mut dead = die_at(&q, point, 65536);
+        dead.assert_signaled(libc::SIGKILL);
+        let died = mono_ns();
+        assert_eq!(q.len(), 1, "the dead producer's slot is not in the queue");
+        let mut m = vec![0u8; 100];
+        encode(&mut m, 8);
+        q.send(&m).unwrap();
+        let got: u64 = cons.recv_line(LINE).unwrap().parse().unwrap();
+        cons.assert_success();
+        let blocked = Duration::from_nanos(got.saturating_sub(died));
+        eprintln!("{point}: consumer got the next message {blocked:?} after the producer died");
+        assert_eq!(q.stats().abandoned, 1, "{point}");
+        assert!(blocked < Duration::from_millis(500), "{point}: blocked {blocked:?}");
+        assert!(q.is_empty(), "{i}");
+    }
+}
+
+#[test]
+fn consumer_killed_holding_a_message_loses_only_that_message() {
+    let _w = watchdog(Duration::from_secs(60), "consumer crash point");
+    let q = Queue::anonymous(2, 64).unwrap();
+    q.send(b"m1-lost").unwrap();
+    let mut dead = fork(|| {
+        ipc_shm::crash::arm("queue.after_claim", 1);
+        let _ = q.recv();
+        Err::<(), &str>("crash point did not fire")
+    });
+    dead.assert_signaled(libc::SIGKILL);
+    q.send(b"m2").unwrap();
+    // m3 needs the dead consumer's slot: the sender finds its owner dead and reclaims it.
+    let t = Instant::now();
+    q.send_timeout(b"m3", Duration::from_secs(5)).unwrap();
+    eprintln!("slot held by a dead consumer reclaimed after {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_millis(500));
+    assert_eq!(q.recv().unwrap(), b"m2");
+    assert_eq!(q.recv().unwrap(), b"m3");
+    assert_eq!(q.stats().lost, 1);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn spsc_consumer_killed_holding_a_message_gets_it_redelivered() {
+    let _w = watchdog(Duration::from_secs(60), "spsc redelivery");
+    let q = SpscQueue::anonymous(4, 64).unwrap();
+    let mut tx = q.sender().unwrap();
+    tx.send(b"again").unwrap();
+    let mut dead = fork(|| {
+        let mut rx = q.receiver().unwrap();
+        let m = rx.recv_ref().unwrap();
+        assert_eq!(&*m, b"again");
+        send_line("holding");
+        std::thread::sleep(Duration::from_secs(30));
+        drop(m);
+    });
+    assert_eq!(dead.recv_line(LINE).unwrap(), "holding");
+    assert!(q.receiver().is_err(), "the role is held by a live process");
+    dead.kill_and_join();
+    let mut rx = q.receiver().unwrap(); // taken over from the dead holder
+    assert_eq!(rx.recv().unwrap(), b"again");
+}
+
+#[test]
+fn spsc_producer_killed_mid_copy_publishes_nothing() {
+    let _w = watchdog(Duration::from_secs(60), "spsc producer killed");
+    let q = SpscQueue::anonymous(4, 65536).unwrap();
+    let mut dead = fork(|| {
+        let mut tx = q.sender().unwrap();
+        tx.send(b"before").unwrap();
+        let mut s = tx.reserve(65536).unwrap();
+        s.fill(0xAA);
+        send_line("writing");
+        std::thread::sleep(Duration::from_secs(30));
+        s.commit();
+    });
+    assert_eq!(dead.recv_line(LINE).unwrap(), "writing");
+    dead.kill_and_join();
+    let mut rx = q.receiver().unwrap();
+    assert_eq!(rx.recv().unwrap(), b"before");
+    assert!(rx.try_recv().is_err());
+    let mut tx = q.sender().unwrap();
+    tx.send(b"after").unwrap();
+    assert_eq!(rx.recv().unwrap(), b"after");
+}
+
+// ---------------------------------------------------------------------------------------
+// close() wakes every parked process
+
+#[test]
+fn close_wakes_parked_senders_and_receivers_in_other_processes() {
+    let _w = watchdog(Duration::from_secs(60), "close wakes");
+    let empty = Queue::anonymous(4, 16).unwrap();
+    let full = Queue::anonymous(2, 16).unwrap();
+    full.send(b"1").unwrap();
+    full.send(b"2").unwrap();
+    let mut kids = Vec::new();
+    for i in 0..3 {
+        let (empty, full) = (&empty, &full);
+        kids.push(fork_named(&format!("receiver {i}"), move || {
+            assert_eq!(empty.recv(), Err(RecvError::Closed));
+            send_line(&mono_ns().to_string());
+        }));
+        kids.push(fork_named(&format!("sender {i}"), move || {
+            assert!(matches!(full.send(b"3"), Err(SendError::Closed(_))));
+            send_line(&mono_ns().to_string());
+        }));
+    }
+    // Wait until all six sleep (each counts its wait just before sleeping).
+    let t = Instant::now();
+    while empty.stats().recv_waits < 3 || full.stats().send_waits < 3 {
+        assert!(t.elapsed() < Duration::from_secs(20), "children did not park");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20)); // let them reach FUTEX_WAIT (fault timing)
+    let closed_at = mono_ns();
+    empty.close();
+    full.close();
+    let mut worst = 0;
+    for k in &mut kids {
+        let woke: u64 = k.recv_line(LINE).unwrap().parse().unwrap();
+        worst = worst.max(woke.saturating_sub(closed_at));
+        k.assert_success();
+    }
+    eprintln!("close woke 3 parked receivers and 3 parked senders; the last after {} us", worst / 1000);
+    assert!(Duration::from_nanos(worst) < Duration::from_millis(100));
+    assert_eq!(full.recv().unwrap(), b"1"); // receivers still drain
+}
+
+// ---------------------------------------------------------------------------------------
+// Unrelated processes, named queue
+
+#[test]
+fn unrelated_process_shares_a_named_queue() {
+    let _w = watchdog(Duration::from_secs(60), "named queue");
+    let name = unique_name("queue-echo");
+    let q = Queue::create(&name, 4, 64).unwrap();
+    let mut echo = spawn_role("queue-echo", &[&name]);
+    q.send(b"ab").unwrap();
+    assert_eq!(echo.recv_line(LINE).unwrap(), "echoed");
+    echo.assert_success();
+    assert_eq!(q.recv_timeout(LINE).unwrap(), b"abab");
+    drop(q);
+    assert!(audit::shm_entries(&name).is_empty());
+}
+
+#[test]
+fn counters_started_near_wrap_work_across_processes() {
+    let _w = watchdog(Duration::from_secs(60), "wrap");
+    let q = QueueOptions::new(4, 16).start_position(u64::MAX - 50).anonymous().unwrap();
+    let mut prod = fork(|| {
+        for i in 0..200u64 {
+            q.send(&i.to_le_bytes()).unwrap();
+        }
+    });
+    for i in 0..200u64 {
+        assert_eq!(q.recv_timeout(LINE).unwrap(), i.to_le_bytes());
+    }
+    prod.assert_success();
+}
