@@ -22,6 +22,7 @@ pub mod shm;
 mod simplex;
 mod sockdir;
 mod sys;
+#[cfg(any(feature = "serde", feature = "pickle"))]
 mod value;
 
 pub use address::Address;

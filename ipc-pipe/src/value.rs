@@ -11,17 +11,12 @@
 //! (a tree in a `Box`) can be nested by a peer as deep as its message allows: give such
 //! types a depth limit of their own.
 
-#[cfg(any(feature = "serde", feature = "pickle"))]
 use serde::{Serialize, de::DeserializeOwned};
 
-#[cfg(any(feature = "serde", feature = "pickle"))]
 use crate::connection::Connection;
-#[cfg(any(feature = "serde", feature = "pickle"))]
 use crate::error::{Error, Result};
-#[cfg(any(feature = "serde", feature = "pickle"))]
 use crate::simplex::{Receiver, Sender};
 
-#[cfg(any(feature = "serde", feature = "pickle"))]
 fn codec(op: &'static str, object: String, reason: impl std::fmt::Display) -> Error {
     Error::Codec { op, object, reason: reason.to_string() }
 }
@@ -144,11 +139,7 @@ macro_rules! recv_methods {
     };
 }
 
-#[cfg(any(feature = "serde", feature = "pickle"))]
 send_methods!(Connection);
-#[cfg(any(feature = "serde", feature = "pickle"))]
 recv_methods!(Connection);
-#[cfg(any(feature = "serde", feature = "pickle"))]
 send_methods!(Sender);
-#[cfg(any(feature = "serde", feature = "pickle"))]
 recv_methods!(Receiver);
