@@ -3,3 +3,4 @@
 
 mod mpmc;
 mod flavours;
+mod adversary;
