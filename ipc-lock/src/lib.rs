@@ -1,4 +1,137 @@
-//! Robust cross-process Mutex, RwLock, ReentrantMutex, Condvar and FileLock.
+//! Robust cross-process locks: [`Mutex`], [`RwLock`], [`ReentrantMutex`] (Python's `RLock`),
+//! [`Condvar`], their named forms, and [`FileLock`].
 //!
-//! This crate is being built; see the workspace README for the family.
+//! A process killed while it holds a lock never hangs the others: the next locker is told
+//! (`OwnerDied`, carrying the guard) and may repair the data. Here a child dies holding the
+//! lock mid-update, and the parent recovers:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ipc_lock::{LockError, Mutex};
+//! use ipc_shm::Shared;
+//!
+//! // Anonymous shared memory, inherited by the child below.
+//! let account = Shared::anonymous(Mutex::new([0u64; 2]))?;
+//!
+//! // SAFETY: the child only locks, writes and kills itself; it never returns.
+//! match unsafe { libc::fork() } {
+//!     -1 => return Err(std::io::Error::last_os_error().into()),
+//!     0 => {
+//!         if let Ok(mut money) = account.lock() {
+//!             money[0] = 100; // moved out of one account...
+//!             // ...and killed before it is moved into the other, holding the lock.
+//!             // SAFETY: signalling ourselves.
+//!             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+//!         }
+//!         // SAFETY: leave the child without running the parent's destructors.
+//!         unsafe { libc::_exit(1) }
+//!     }
+//!     child => {
+//!         let mut status = 0;
+//!         // SAFETY: `child` is our child; `status` is a valid out-pointer.
+//!         unsafe { libc::waitpid(child, &mut status, 0) };
+//!         assert!(libc::WIFSIGNALED(status));
+//!     }
+//! }
+//!
+//! match account.lock() {
+//!     Err(LockError::OwnerDied(mut money)) => {
+//!         // The dead owner's half-done transfer: roll it back, then declare it consistent.
+//!         money[0] = 0;
+//!         assert!(money.mark_consistent());
+//!     }
+//!     other => panic!("expected OwnerDied, got {other:?}"),
+//! }
+//! let money = account.lock().map_err(|e| e.to_string())?;
+//! assert_eq!(*money, [0, 0]);
+//! # Ok(()) }
+//! ```
+//!
+//! # What is here
+//! - [`Mutex<T>`]: `#[repr(C)]`, all-zero unlocked, [`ShmSafe`](ipc_shm::ShmSafe) for
+//!   [`Pod`](bytemuck::Pod) data, so it sits in any [`Shared`](ipc_shm::Shared) struct.
+//!   `lock`, `try_lock`, `try_lock_for`, `try_lock_until`. When the holder dies, exactly one
+//!   waiter inherits the lock as [`LockError::OwnerDied`]; it repairs the data and calls
+//!   [`MutexGuard::mark_consistent`], or the mutex becomes
+//!   [`NotRecoverable`](LockError::NotRecoverable) for every process (POSIX robust
+//!   semantics). Waiters sleep in bounded slices and notice a dead owner within
+//!   [`DEAD_OWNER_CHECK`] (32 ms), not at their own timeout.
+//! - [`RwLock<T>`]: a writer killed inside is inherited like a mutex (a reader that finds it
+//!   is handed the *write* guard to repair); a reader killed inside is reclaimed through the
+//!   liveness registry, so it never wedges writers; a full reader table
+//!   ([`READER_SLOTS`] processes) is [`LockError::TooManyReaders`], never a hang.
+//! - [`ReentrantMutex<T>`] and [`RawReentrantMutex`] (Python's `RLock`): the owner is a
+//!   process *and* a thread (`gettid`), never a thread-local address; unlock by a non-owner
+//!   is [`NotOwner`].
+//! - [`Condvar`]: `wait`, `wait_timeout`, `wait_while` (Python's `wait_for`),
+//!   `notify_one`, `notify_all` with [`Mutex`] across processes; no lost wake-ups, no
+//!   syscall to notify when nobody waits.
+//! - [`NamedMutex`], [`NamedRwLock`], [`NamedReentrantMutex`], [`NamedRLock`],
+//!   [`NamedCondvar`]: each in its own `/dev/shm` segment behind ipc-shm's checked header
+//!   (`create`, `open`, `open_or_create`).
+//! - [`FileLock`]: shared or exclusive locks on a path over OFD locks, try and timed forms,
+//!   released by the kernel when the process dies.
+//! - lock_api's raw traits: [`RawMutex`] implements `RawMutex` + `RawMutexTimed`,
+//!   [`RawRwLock`] implements `RawRwLock` + `RawRwLockTimed`, [`Condvar`] implements
+//!   `RawCondvar` + `RawCondvarTimed`; [`lock_api`] is re-exported. Our own `#[repr(C)]`
+//!   types are the shared layout: never put `lock_api::Mutex` in shared memory (its layout is
+//!   not fixed across binaries).
+//!
+//! # How it works
+//! A lock word holds the owner's 30-bit liveness id (`ipc_shm::liveness`: registered once
+//! per process, its death seen by the kernel dropping an OFD lock, immune to pid reuse) and
+//! two flag bits. Uncontended lock and unlock are one CAS each; the liveness registry is only
+//! consulted by waiters, after a bounded spin and after each sleep slice. Garbage written
+//! into a lock word by a faulty peer never yields a phantom acquire: a word no correct peer
+//! writes is [`LockError::Corrupted`]; one naming a live process (not us) is waited on (the
+//! timed forms time out); one naming a registered process that is dead is inherited as
+//! `OwnerDied`, since it is indistinguishable from that process dying while holding it.
+//!
+//! Owners are processes: two threads of a process exclude each other, but a thread that
+//! locks a [`Mutex`] it already holds deadlocks (the timed forms time out), as with
+//! `std::sync::Mutex`. All processes sharing a lock must use the same liveness registry (by
+//! default one per user; see `ipc_shm::liveness`).
+//!
+//! # Where unsafe lives
+//! Unsafe blocks: `mutex.rs`, `rwlock.rs` (the guards' views of the data cell) and `sys.rs`
+//! (the `fcntl` OFD calls). Unsafe impls, each with its SAFETY argument: `ShmSafe`,
+//! `Zeroable` and `Sync` of the lock types, and lock_api's raw traits (`raw_mutex.rs`,
+//! `raw_rwlock.rs`, `condvar.rs`, `mutex.rs`, `rwlock.rs`, `reentrant.rs`). Everything else
+//! is `#![deny(unsafe_code)]`.
 #![deny(unsafe_code)]
+
+mod condvar;
+mod error;
+mod file_lock;
+mod mutex;
+mod named;
+mod owner;
+mod raw_mutex;
+mod raw_rwlock;
+mod reentrant;
+mod rwlock;
+mod sys;
+
+pub use lock_api;
+
+pub use condvar::{CONDVAR_SLICE, Condvar};
+pub use error::{
+    Error, LockError, LockResult, NotOwner, Result, TryLockError, TryLockResult, WaitTimeoutResult,
+};
+pub use file_lock::{FileLock, FileLockGuard};
+pub use mutex::{Mutex, MutexGuard};
+pub use named::{Named, NamedCondvar, NamedMutex, NamedRLock, NamedReentrantMutex, NamedRwLock};
+pub use raw_mutex::{Held, RawMutex};
+pub use raw_rwlock::{READER_SLOTS, RawRwLock, ReadHeld};
+pub use reentrant::{RawReentrantMutex, ReentrantMutex, ReentrantMutexGuard};
+pub use rwlock::{ReadResult, RwLock, RwLockReadGuard, RwLockWriteGuard, TryReadResult};
+
+/// The longest a waiter sleeps before asking whether the lock's owner is still alive: a
+/// dead owner is noticed within this (plus one ~1 µs liveness query) of its death.
+pub const DEAD_OWNER_CHECK: std::time::Duration = owner::SLICE_MAX;
+
+/// The owner oracle seam, for model checking (loom cannot kill a process). Not a stable API.
+#[doc(hidden)]
+pub mod model {
+    pub use crate::owner::{Liveness, OwnerStatus, System};
+}

@@ -1,0 +1,411 @@
+//! Lock micro-benchmarks, ours beside the peers in the same run (BENCHMARKS.md B7-B9):
+//!
+//! - `uncontended`: lock + counter increment + unlock, one thread, with a second thread of the
+//!   process alive (glibc takes a single-threaded shortcut otherwise): ours (in shared
+//!   memory) vs `parking_lot::Mutex`, `std::sync::Mutex`, glibc pthread process-shared
+//!   robust mutex. Goal: ours <= 1.1x parking_lot.
+//! - `rwlock`: read lock + load + unlock vs `parking_lot::RwLock` and `std::sync::RwLock`
+//!   (goal <= 1.1x parking_lot); the write lock for information.
+//! - `contended`: two forked processes pinned to cpu0/cpu1 each do N x (lock; counter++;
+//!   unlock) on one lock in shared memory; time per operation. Ours vs the glibc robust
+//!   pshared mutex. Goal: >= 1.2x its throughput.
+//! - `handoff`: a holder unlocks while the other process (pinned to the other cpu) is parked
+//!   in the lock; the time until the waiter owns it (CLOCK_MONOTONIC stamps, comparable across
+//!   processes). Ours vs the glibc robust mutex vs a raw futex handoff (the floor).
+//!
+//! Run: `cargo bench -p ipc-lock --bench lock`. The machine is shared and noisy: compare
+//! ratios within one run, over several runs.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(unsafe_code)] // glibc peers, fork, affinity
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ipc_lock::{Mutex, RwLock};
+use ipc_shm::futex;
+use ipc_shm::{Shared, Shm, ShmSafe};
+
+/// A glibc robust, process-shared mutex (offset 0) in an anonymous shared segment, with a
+/// counter (offset 2048) and a start flag (offset 1024).
+struct GlibcRobust {
+    shm: Shm,
+}
+
+impl GlibcRobust {
+    fn new() -> GlibcRobust {
+        let shm = Shm::anonymous(4096).unwrap();
+        #[allow(clippy::cast_ptr_alignment)] // page-aligned mapping, asserted below
+        let m = shm.as_ptr().as_ptr().cast::<libc::pthread_mutex_t>();
+        assert_eq!(m.align_offset(align_of::<libc::pthread_mutex_t>()), 0);
+        // SAFETY: `attr` is a local the init call initialises before the others use it.
+        let mut attr: libc::pthread_mutexattr_t = unsafe { std::mem::zeroed() };
+        let pattr = &raw mut attr;
+        // SAFETY: `pattr` points at our local attribute object.
+        assert_eq!(unsafe { libc::pthread_mutexattr_init(pattr) }, 0);
+        // SAFETY: as above, initialised.
+        let rc = unsafe { libc::pthread_mutexattr_setpshared(pattr, libc::PTHREAD_PROCESS_SHARED) };
+        assert_eq!(rc, 0);
+        // SAFETY: as above.
+        let rc = unsafe { libc::pthread_mutexattr_setrobust(pattr, libc::PTHREAD_MUTEX_ROBUST) };
+        assert_eq!(rc, 0);
+        // SAFETY: `m` points at 4096 zeroed, page-aligned (checked), writable bytes of our
+        // mapping, room for a pthread_mutex_t nobody else uses yet; `pattr` is initialised.
+        assert_eq!(unsafe { libc::pthread_mutex_init(m, pattr) }, 0);
+        // SAFETY: as above; the mutex does not keep the attribute object.
+        unsafe { libc::pthread_mutexattr_destroy(pattr) };
+        GlibcRobust { shm }
+    }
+
+    fn mutex(&self) -> *mut libc::pthread_mutex_t {
+        #[allow(clippy::cast_ptr_alignment)] // page-aligned mapping, asserted in `new`
+        self.shm.as_ptr().as_ptr().cast()
+    }
+
+    fn counter(&self) -> &AtomicU32 {
+        self.shm.atomic_u32(2048).unwrap()
+    }
+
+    fn start(&self) -> &AtomicU32 {
+        self.shm.atomic_u32(1024).unwrap()
+    }
+
+    /// The futex word (`__lock`, offset 0 on glibc): bit 31 is FUTEX_WAITERS.
+    fn word(&self) -> u32 {
+        self.shm.atomic_u32(0).unwrap().load(Ordering::SeqCst)
+    }
+
+    #[inline]
+    fn lock(&self) {
+        // SAFETY: an initialised robust pshared mutex in our live mapping.
+        let rc = unsafe { libc::pthread_mutex_lock(self.mutex()) };
+        if rc == libc::EOWNERDEAD {
+            // SAFETY: as above; we hold it after EOWNERDEAD.
+            unsafe { libc::pthread_mutex_consistent(self.mutex()) };
+        }
+    }
+
+    #[inline]
+    fn unlock(&self) {
+        // SAFETY: as above; we hold it.
+        unsafe { libc::pthread_mutex_unlock(self.mutex()) };
+    }
+}
+
+/// Keep a second thread alive so glibc takes its multi-threaded paths (BENCHMARKS.md §1).
+fn second_thread() -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    tx
+}
+
+fn uncontended(c: &mut Criterion) {
+    let _keep = second_thread();
+    let shared = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    // Borrowed once, as a user holds `&Mutex` inside a shared struct.
+    let ours: &Mutex<u64> = &shared;
+    let pl = parking_lot::Mutex::new(0u64);
+    let st = std::sync::Mutex::new(0u64);
+    let gl = GlibcRobust::new();
+    let mut g = c.benchmark_group("uncontended lock+inc+unlock");
+    g.bench_function("ipc-lock Mutex (shm)", |b| {
+        b.iter(|| {
+            let mut guard = ours.lock().unwrap();
+            *guard += 1;
+        })
+    });
+    g.bench_function("parking_lot::Mutex", |b| b.iter(|| *pl.lock() += 1));
+    g.bench_function("std::sync::Mutex", |b| b.iter(|| *st.lock().unwrap() += 1));
+    g.bench_function("glibc pshared robust", |b| {
+        b.iter(|| {
+            gl.lock();
+            let c = gl.counter();
+            c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            gl.unlock();
+        })
+    });
+    g.finish();
+    black_box((*pl.lock(), gl.counter().load(Ordering::Relaxed)));
+}
+
+fn rwlock(c: &mut Criterion) {
+    let _keep = second_thread();
+    let shared = Shared::anonymous(RwLock::new(7u64)).unwrap();
+    let ours: &RwLock<u64> = &shared;
+    let pl = parking_lot::RwLock::new(7u64);
+    let st = std::sync::RwLock::new(7u64);
+    let mut g = c.benchmark_group("uncontended rwlock");
+    g.bench_function("read ipc-lock RwLock (shm)", |b| b.iter(|| black_box(*ours.read().unwrap())));
+    g.bench_function("read parking_lot::RwLock", |b| b.iter(|| black_box(*pl.read())));
+    g.bench_function("read std::sync::RwLock", |b| b.iter(|| black_box(*st.read().unwrap())));
+    g.bench_function("write ipc-lock RwLock (shm)", |b| b.iter(|| *ours.write().unwrap() += 1));
+    g.bench_function("write parking_lot::RwLock", |b| b.iter(|| *pl.write() += 1));
+    g.finish();
+}
+
+/// Pin the calling thread to `cpu`; returns the previous mask.
+fn pin(cpu: usize) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is a plain bit array; zero is a valid (empty) set.
+    let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `old` is a valid out-pointer of the given size.
+    unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut old) };
+    // SAFETY: as above.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` < CPU_SETSIZE; `set` is ours.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid mask of the given size.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) };
+    old
+}
+
+fn unpin(old: &libc::cpu_set_t) {
+    // SAFETY: `old` is a valid mask of the given size.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), old) };
+}
+
+/// Fork a child (pinned to cpu1) that runs `f` and leaves with `_exit`; returns its pid.
+fn fork_child(f: impl FnOnce()) -> libc::pid_t {
+    #[allow(clippy::disallowed_methods)] // a benchmark of cross-process locks needs a process
+    // SAFETY: the child only runs `f` (locks and atomics in shared memory) and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        pin(1);
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok();
+        // SAFETY: leave without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    pid
+}
+
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` a valid out-pointer.
+    unsafe { libc::waitpid(pid, &raw mut status, 0) };
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "bench child failed");
+}
+
+/// Both processes arrive before either starts.
+fn rendezvous(flag: &AtomicU32) {
+    flag.fetch_add(1, Ordering::SeqCst);
+    let t = Instant::now();
+    while flag.load(Ordering::SeqCst) < 2 {
+        std::hint::spin_loop();
+        assert!(t.elapsed() < Duration::from_secs(10), "rendezvous timed out");
+    }
+}
+
+#[repr(C)]
+struct Contended {
+    lock: Mutex<u64>,
+    start: AtomicU32,
+}
+
+// SAFETY: a Pod mutex and an atomic: no pointers, any bits valid, no drop, repr(C).
+unsafe impl ShmSafe for Contended {}
+
+/// Run `work(1)` in a child pinned to cpu1 and `work(0)` here pinned to cpu0; the wall time.
+fn two_processes(work: impl Fn(u64) + Copy) -> Duration {
+    let old = pin(0);
+    let pid = fork_child(|| work(1));
+    let t = Instant::now();
+    work(0);
+    reap(pid);
+    let el = t.elapsed();
+    unpin(&old);
+    el
+}
+
+fn contended(c: &mut Criterion) {
+    let mut g = c.benchmark_group("contended 2 processes (cpu0+cpu1), per op");
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(4));
+    g.bench_function("ipc-lock Mutex", |b| {
+        b.iter_custom(|iters| {
+            let s = Shared::anonymous(Contended { lock: Mutex::new(0), start: AtomicU32::new(0) })
+                .unwrap();
+            let s = &s;
+            let el = two_processes(|_| {
+                rendezvous(&s.start);
+                for _ in 0..iters {
+                    *s.lock.lock().unwrap() += 1;
+                }
+            });
+            assert_eq!(*s.lock.lock().unwrap(), 2 * iters);
+            el / 2
+        })
+    });
+    g.bench_function("glibc pshared robust", |b| {
+        b.iter_custom(|iters| {
+            let gl = GlibcRobust::new();
+            let gl = &gl;
+            let el = two_processes(|_| {
+                rendezvous(gl.start());
+                for _ in 0..iters {
+                    gl.lock();
+                    let c = gl.counter();
+                    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+                    gl.unlock();
+                }
+            });
+            assert_eq!(u64::from(gl.counter().load(Ordering::Relaxed)), (2 * iters) & 0xffff_ffff);
+            el / 2
+        })
+    });
+    g.finish();
+}
+
+fn monotonic_ns() -> u64 {
+    // SAFETY: zero is a valid timespec.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    ts.tv_sec.unsigned_abs() * 1_000_000_000 + ts.tv_nsec.unsigned_abs()
+}
+
+/// Shared state of a handoff run: stamps, the accumulated handoff time, the turn counter.
+#[repr(C)]
+struct Handoff {
+    lock: Mutex<u64>,
+    futex: AtomicU32,
+    parked: AtomicU32,
+    turn: AtomicU32,
+    start: AtomicU32,
+    stamp: AtomicU64,
+    total: AtomicU64,
+}
+
+// SAFETY: a Pod mutex and atomics.
+unsafe impl ShmSafe for Handoff {}
+
+fn handoff_state() -> Shared<Handoff> {
+    Shared::anonymous(Handoff {
+        lock: Mutex::new(0),
+        futex: AtomicU32::new(0),
+        parked: AtomicU32::new(0),
+        turn: AtomicU32::new(0),
+        start: AtomicU32::new(0),
+        stamp: AtomicU64::new(0),
+        total: AtomicU64::new(0),
+    })
+    .unwrap()
+}
+
+/// Wait until `parked()` (the waiter's flag is up), then a little longer so it is asleep in
+/// the kernel, not just about to enter it.
+fn until_parked(parked: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !parked() {
+        std::hint::spin_loop();
+        assert!(t.elapsed() < Duration::from_secs(10), "peer never parked");
+    }
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_micros(20) {
+        std::hint::spin_loop();
+    }
+}
+
+/// One process's side of a lock handoff run: on its turns it holds the lock until the other
+/// parks, stamps and unlocks; on the others' it waits for the turn, locks (parking), stamps.
+fn handoff_side(
+    s: &Handoff,
+    me: u64,
+    iters: u64,
+    lock: &dyn Fn(),
+    unlock: &dyn Fn(),
+    parked: &dyn Fn() -> bool,
+) {
+    rendezvous(&s.start);
+    for i in 0..iters {
+        let turn = (i as u32).wrapping_mul(2).wrapping_add(1);
+        if i % 2 == me {
+            lock();
+            s.turn.store(turn, Ordering::SeqCst);
+            until_parked(parked);
+            s.stamp.store(monotonic_ns(), Ordering::SeqCst);
+            unlock();
+        } else {
+            while s.turn.load(Ordering::SeqCst) != turn {
+                std::hint::spin_loop();
+            }
+            lock();
+            let now = monotonic_ns();
+            s.total.fetch_add(now.saturating_sub(s.stamp.load(Ordering::SeqCst)), Ordering::SeqCst);
+            unlock();
+        }
+    }
+}
+
+fn handoff(c: &mut Criterion) {
+    let mut g = c.benchmark_group("handoff to a parked waiter (2 processes, cpu0/cpu1)");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(3));
+    g.bench_function("ipc-lock Mutex", |b| {
+        b.iter_custom(|iters| {
+            let s = handoff_state();
+            let s = &s;
+            two_processes(|me| {
+                // The guard lives between the two closures.
+                let held = std::cell::RefCell::new(None);
+                handoff_side(
+                    s,
+                    me,
+                    iters,
+                    &|| *held.borrow_mut() = Some(s.lock.lock().unwrap()),
+                    &|| drop(held.borrow_mut().take()),
+                    &|| s.lock.raw().word_value() & (1 << 31) != 0,
+                );
+            });
+            Duration::from_nanos(s.total.load(Ordering::SeqCst))
+        })
+    });
+    g.bench_function("glibc pshared robust", |b| {
+        b.iter_custom(|iters| {
+            let s = handoff_state();
+            let gl = GlibcRobust::new();
+            let (s, gl) = (&s, &gl);
+            two_processes(|me| {
+                handoff_side(s, me, iters, &|| gl.lock(), &|| gl.unlock(), &|| {
+                    gl.word() & (1 << 31) != 0
+                });
+            });
+            Duration::from_nanos(s.total.load(Ordering::SeqCst))
+        })
+    });
+    g.bench_function("raw futex (floor)", |b| {
+        b.iter_custom(|iters| {
+            let s = handoff_state();
+            let s = &s;
+            two_processes(|me| {
+                rendezvous(&s.start);
+                for i in 0..iters {
+                    let value = i as u32 + 1;
+                    if i % 2 == me {
+                        until_parked(|| s.parked.load(Ordering::SeqCst) == value);
+                        s.stamp.store(monotonic_ns(), Ordering::SeqCst);
+                        s.futex.store(value, Ordering::SeqCst);
+                        futex::wake_one(&s.futex);
+                    } else {
+                        s.parked.store(value, Ordering::SeqCst);
+                        while s.futex.load(Ordering::SeqCst) != value {
+                            futex::wait(&s.futex, value - 1, None);
+                        }
+                        let now = monotonic_ns();
+                        s.total.fetch_add(
+                            now.saturating_sub(s.stamp.load(Ordering::SeqCst)),
+                            Ordering::SeqCst,
+                        );
+                    }
+                }
+            });
+            Duration::from_nanos(s.total.load(Ordering::SeqCst))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, uncontended, rwlock, contended, handoff);
+criterion_main!(benches);

@@ -1,0 +1,237 @@
+//! Who holds a lock and whether they are alive: owner ids from `ipc_shm::liveness`, the
+//! waiting policy (sleep in bounded slices so a dead owner is noticed), and the internal
+//! outcome of the raw state machines.
+//!
+//! The state machines take the oracle as a parameter ([`Liveness`]): [`System`] in real use,
+//! a model with fake owners in the loom tests (which cannot kill a process).
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::time::{Duration, Instant};
+
+use ipc_shm::liveness::{self, OwnerId};
+
+use crate::error::{LockError, TryLockError};
+
+/// The first sleep of a waiter lasts at most this long before it asks whether the owner is
+/// alive; each later slice doubles, up to [`SLICE_MAX`]. A dead owner is therefore noticed
+/// within `SLICE_MAX` (plus one liveness query, ~1 µs) of its death.
+pub(crate) const SLICE_FIRST: Duration = Duration::from_millis(1);
+/// The longest sleep between two liveness checks of the owner.
+pub(crate) const SLICE_MAX: Duration = Duration::from_millis(32);
+
+/// What the state machine needs to know about owners. See the module docs.
+#[doc(hidden)]
+pub trait Liveness {
+    /// The calling process's owner id (non-zero, at most 30 bits).
+    ///
+    /// # Errors
+    /// When the process cannot register.
+    fn me(&self) -> Result<u32, ipc_shm::Error>;
+
+    /// Whether `owner`, read from a lock word, is a live process, a dead one, or no owner id
+    /// at all (garbage).
+    ///
+    /// # Errors
+    /// When the liveness registry cannot be queried.
+    fn status(&self, owner: u32) -> Result<OwnerStatus, ipc_shm::Error>;
+}
+
+/// The answer of [`Liveness::status`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerStatus {
+    /// The owner is a live process (or a stopped one: a slow peer is not a dead one).
+    Alive,
+    /// The owner was a registered process and is dead.
+    Dead,
+    /// The value cannot be an owner id that ever registered: a corrupted word.
+    Invalid,
+}
+
+/// This process's owner id, cached so the fast paths pay one plain load (0: not known yet).
+/// A fork handler clears it in the child, which registers afresh and gets its own id.
+static ME: AtomicU32 = AtomicU32::new(0);
+static ATFORK: Once = Once::new();
+static ATFORK_OK: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn forget_me_in_child() {
+    // Relaxed: the child has one thread; only an atomic store here (async-signal-safe).
+    ME.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The cached owner id, if this process has one (the lock fast paths).
+#[inline]
+pub(crate) fn cached_me() -> Option<u32> {
+    // Relaxed: the id is immutable for the life of the process once stored (a forked child
+    // starts from the cleared value), and it orders nothing else.
+    match ME.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        me => Some(me),
+    }
+}
+
+/// The owner id, registering (and caching, when the fork handler is in place) on first use.
+#[inline]
+pub(crate) fn me() -> Result<u32, ipc_shm::Error> {
+    match cached_me() {
+        Some(me) => Ok(me),
+        None => me_slow(),
+    }
+}
+
+#[cold]
+fn me_slow() -> Result<u32, ipc_shm::Error> {
+    ATFORK.call_once(|| {
+        // Relaxed: read after `call_once`, which synchronises.
+        ATFORK_OK.store(
+            crate::sys::atfork_child(forget_me_in_child).is_ok(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    });
+    let me = liveness::current()?.get();
+    // Without the fork handler a cached id could leak into a forked child: do not cache.
+    // Relaxed: see `cached_me`.
+    if ATFORK_OK.load(std::sync::atomic::Ordering::Relaxed) {
+        ME.store(me, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(me)
+}
+
+/// The real oracle: `ipc_shm::liveness`.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct System;
+
+impl Liveness for System {
+    #[inline]
+    fn me(&self) -> Result<u32, ipc_shm::Error> {
+        me()
+    }
+
+    fn status(&self, owner: u32) -> Result<OwnerStatus, ipc_shm::Error> {
+        let Some(id) = OwnerId::from_raw(owner) else { return Ok(OwnerStatus::Invalid) };
+        // A slot of the registry that never held a process (pid 0) cannot have produced this
+        // id: a garbage word, not a dead owner. (A slot that did hold one may have been reused
+        // since; liveness then reports the id dead, and it is treated as a dead owner.)
+        if liveness::pid_hint(id) == Some(0) {
+            return Ok(OwnerStatus::Invalid);
+        }
+        Ok(if liveness::is_alive(id)? { OwnerStatus::Alive } else { OwnerStatus::Dead })
+    }
+}
+
+/// How long a lock operation may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Not at all (`try_`).
+    No,
+    /// Until acquired.
+    Forever,
+    /// Until the deadline.
+    Until(Instant),
+}
+
+impl Wait {
+    pub(crate) fn for_duration(timeout: Duration) -> Wait {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => Wait::Until(deadline),
+            None => Wait::Forever,
+        }
+    }
+
+    /// Whether the caller's deadline has passed.
+    pub(crate) fn expired(self) -> bool {
+        match self {
+            Wait::No => true,
+            Wait::Forever => false,
+            Wait::Until(deadline) => Instant::now() >= deadline,
+        }
+    }
+}
+
+/// The sleep schedule of one waiter: bounded slices so it re-checks the owner's liveness.
+#[derive(Debug)]
+pub(crate) struct Slices {
+    next: Duration,
+}
+
+impl Slices {
+    pub(crate) fn new() -> Slices {
+        Slices { next: SLICE_FIRST }
+    }
+
+    /// The deadline of the next sleep: the caller's, or sooner, to ask whether the owner died.
+    /// (Under loom the caller's own deadline: the model has no clock, and a slice would turn
+    /// every blocking wait into a spin that hides lost wake-ups.)
+    pub(crate) fn next_deadline(&mut self, wait: Wait) -> Option<Instant> {
+        let user = match wait {
+            Wait::Until(deadline) => Some(deadline),
+            Wait::No | Wait::Forever => None,
+        };
+        if cfg!(ipc_loom) {
+            return user;
+        }
+        let slice = Instant::now().checked_add(self.next);
+        self.next = (self.next * 2).min(SLICE_MAX);
+        match (user, slice) {
+            (Some(u), Some(s)) => Some(u.min(s)),
+            (u, s) => u.or(s),
+        }
+    }
+}
+
+/// Internal outcome of the raw state machines, converted to the public enums at the edge.
+#[derive(Debug)]
+pub(crate) enum RawError {
+    WouldBlock,
+    TimedOut,
+    NotRecoverable,
+    Corrupted(u64),
+    TooManyReaders,
+    Liveness(Box<ipc_shm::Error>),
+}
+
+impl From<ipc_shm::Error> for RawError {
+    fn from(e: ipc_shm::Error) -> Self {
+        RawError::Liveness(Box::new(e))
+    }
+}
+
+impl RawError {
+    pub(crate) fn into_try<G>(self) -> TryLockError<G> {
+        match self {
+            RawError::WouldBlock => TryLockError::WouldBlock,
+            RawError::TimedOut => TryLockError::TimedOut,
+            RawError::NotRecoverable => TryLockError::NotRecoverable,
+            RawError::Corrupted(word) => TryLockError::Corrupted { word },
+            RawError::TooManyReaders => TryLockError::TooManyReaders,
+            RawError::Liveness(e) => TryLockError::Liveness(e),
+        }
+    }
+
+    /// For blocking operations. `None` for the busy outcomes, which a blocking operation
+    /// never produces; callers retry on `None` rather than panic.
+    pub(crate) fn into_lock<G>(self) -> Option<LockError<G>> {
+        match self {
+            RawError::WouldBlock | RawError::TimedOut => None,
+            RawError::NotRecoverable => Some(LockError::NotRecoverable),
+            RawError::Corrupted(word) => Some(LockError::Corrupted { word }),
+            RawError::TooManyReaders => Some(LockError::TooManyReaders),
+            RawError::Liveness(e) => Some(LockError::Liveness(e)),
+        }
+    }
+}
+
+impl std::fmt::Display for RawError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawError::WouldBlock => f.write_str("held by a live owner"),
+            RawError::TimedOut => f.write_str("timed out"),
+            RawError::NotRecoverable => f.write_str("not recoverable"),
+            RawError::Corrupted(word) => write!(f, "corrupted lock word {word:#x}"),
+            RawError::TooManyReaders => f.write_str("reader table full"),
+            RawError::Liveness(e) => write!(f, "no owner id: {e}"),
+        }
+    }
+}

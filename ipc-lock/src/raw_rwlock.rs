@@ -1,0 +1,676 @@
+//! [`RawRwLock`]: a robust reader-writer lock word set, and lock_api's raw traits over it.
+//!
+//! Layout (`#[repr(C)]`, 264 bytes, all-zero unlocked):
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `writer: RawMutex` | the writer word, with a mutex word's states (owner id, `CONTENDED`, `INCONSISTENT`, not recoverable). A writer takes it first, then waits for readers to leave; readers never take it, they wait until it is free |
+//! | `drain: u32` | bit 0 `WAITING`: a writer waits for readers to leave; bits 1..: epoch, bumped by a leaving reader that saw `WAITING` (the writer sleeps on this word) |
+//! | `slots: [u64; 32]` | the reader table: `owner id << 32 \| count`, the read locks a process holds through the slot. Count 0 with an owner: reserved but idle, any process may take it over |
+//!
+//! A reader bumps its process's slot (one CAS), then loads the writer word: free means it holds
+//! a read lock; otherwise it backs out and waits for the writer. A writer takes the writer
+//! word (so new readers back out), then waits until every slot's count is zero. The two
+//! sides form a Dekker pair (reader: slot, then writer word; writer: writer word, then slots)
+//! made sound by sequentially consistent operations, so at least one of them sees the other.
+//!
+//! A reader killed while holding leaves its count behind: a writer waiting on it sleeps in
+//! bounded slices and, after each, asks whether the slot's owner is alive; a dead owner's
+//! slot is reclaimed (CAS to zero). A writer killed while holding the writer word is
+//! inherited by the next reader or writer as with a mutex, handed out as the *write* guard in
+//! `OwnerDied` (the heir needs exclusive access to repair). When all 32 slots are held by live
+//! readers of other processes, a new reader gets `TooManyReaders`, never a hang.
+#![allow(unsafe_code)] // unsafe impls only (ShmSafe, Zeroable, lock_api's raw traits); no unsafe blocks
+
+use std::time::{Duration, Instant};
+
+use ipc_shm::SpinWait;
+use ipc_shm::futex::{self, WaitResult};
+use ipc_shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use ipc_shm::sync::spin_loop;
+
+use crate::owner::{Liveness, OwnerStatus, RawError, Slices, System, Wait};
+use crate::raw_mutex::{CONTENDED, Held, INCONSISTENT, Mode, RawMutex};
+
+/// Number of reader slots: at most this many processes hold read locks at once.
+pub const READER_SLOTS: usize = 32;
+/// `drain` bit: a writer waits for readers to leave.
+const WAITING: u32 = 1;
+/// `drain` epoch increment.
+const EPOCH: u32 = 2;
+/// Spin budget of a writer waiting on a reader before it sleeps.
+const SPIN_STEPS: u32 = 7;
+/// Rounds a `try_` read makes when writers keep arriving between its two looks.
+const TRY_ROUNDS: u32 = 4;
+
+fn split(v: u64) -> (u32, u32) {
+    ((v >> 32) as u32, v as u32)
+}
+
+fn join(owner: u32, count: u32) -> u64 {
+    (u64::from(owner) << 32) | u64::from(count)
+}
+
+/// The sequentially consistent operations make the Dekker pair sound on real hardware; loom
+/// treats SeqCst accesses as AcqRel, so the model gets the equivalent fences.
+#[inline(always)]
+fn dekker_fence() {
+    #[cfg(ipc_loom)]
+    ipc_shm::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// A full fence after a writer took the writer word by any path (the slow path's CAS is only
+/// Acquire): its later slot loads cannot be ordered before it.
+#[inline(always)]
+fn writer_fence() {
+    ipc_shm::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// Per-acquisition state of a read lock (lock_api's shared guard state).
+#[derive(Debug)]
+pub struct ReadHeld(ReadKind);
+
+#[derive(Debug)]
+enum ReadKind {
+    /// A count in reader slot `slot`, taken as `owner`.
+    Slot { slot: u32, owner: u32 },
+    /// The writer word, inherited from a dead writer (exclusive).
+    Exclusive(Held),
+}
+
+impl ReadHeld {
+    /// Whether this read acquisition inherited a dead writer's lock (and holds it
+    /// exclusively).
+    pub fn owner_died(&self) -> bool {
+        matches!(&self.0, ReadKind::Exclusive(h) if h.owner_died())
+    }
+}
+
+/// A robust, process-shared reader-writer lock: see the module docs. All-zero unlocked;
+/// protects no data by itself ([`RwLock`](crate::RwLock) pairs it with the data).
+///
+/// Through lock_api's surface, a read lock that inherits a dead writer is held exclusively
+/// until released, and `lock_shared`/`lock_exclusive` panic on the outcomes they cannot
+/// return (not recoverable, corrupted, reader table full); [`RwLock`](crate::RwLock) returns
+/// them as typed errors.
+#[repr(C)]
+pub struct RawRwLock {
+    writer: RawMutex,
+    drain: AtomicU32,
+    slots: [AtomicU64; READER_SLOTS],
+}
+
+const _: () = assert!(size_of::<RawRwLock>() == 8 + 8 * READER_SLOTS);
+const _: () = assert!(align_of::<RawRwLock>() == 8);
+
+// SAFETY: all-zero is an unlocked writer word, no waiting writer and an empty reader table.
+unsafe impl bytemuck::Zeroable for RawRwLock {}
+
+// SAFETY: (1) atomics only, no pointers; (2) every bit pattern is a state: the writer word
+// decodes totally, a slot is an (owner, count) pair whose owner is checked with the liveness
+// registry before anything is reclaimed; (3) atomic mutation only; (4) no drop;
+// (5) `#[repr(C)]`.
+unsafe impl ipc_shm::ShmSafe for RawRwLock {
+    const LAYOUT_VERSION: u32 = 1;
+}
+
+impl Default for RawRwLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for RawRwLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawRwLock")
+            .field("writer", &self.writer)
+            .field("readers", &self.reader_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RawRwLock {
+    /// An unlocked reader-writer lock.
+    #[cfg(not(ipc_loom))]
+    pub const fn new() -> Self {
+        RawRwLock {
+            writer: RawMutex::new(),
+            drain: AtomicU32::new(0),
+            slots: [const { AtomicU64::new(0) }; READER_SLOTS],
+        }
+    }
+
+    /// An unlocked reader-writer lock.
+    #[cfg(ipc_loom)]
+    pub fn new() -> Self {
+        RawRwLock {
+            writer: RawMutex::new(),
+            drain: AtomicU32::new(0),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn slot(&self, i: usize) -> &AtomicU64 {
+        &self.slots[i % READER_SLOTS]
+    }
+
+    /// The uncontended read path: bump our slot, see no writer. `None`: take the full path.
+    #[inline]
+    pub(crate) fn read_fast(&self) -> Option<(u32, u32)> {
+        let me = crate::owner::cached_me()?;
+        let i = me as usize % READER_SLOTS;
+        let slot = self.slot(i);
+        // Relaxed: the CAS below re-checks the value.
+        let v = slot.load(Ordering::Relaxed);
+        let (owner, count) = split(v);
+        if !(v == 0 || (owner == me && count < u32::MAX)) {
+            return None;
+        }
+        let new = if v == 0 { join(me, 1) } else { v + 1 };
+        // SeqCst: the reader half of the Dekker pair (slot, then writer word).
+        if slot.compare_exchange(v, new, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            return None;
+        }
+        dekker_fence();
+        // SeqCst: as above; it also acquires, pairing with the Release of the last writer's
+        // unlock, so that writer's data is visible.
+        if self.writer.word().load(Ordering::SeqCst) == 0 {
+            return Some((i as u32, me));
+        }
+        self.leave_slot(i, me);
+        None
+    }
+
+    /// Take a read lock with the owner oracle `l`.
+    pub(crate) fn read_acquire<L: Liveness>(
+        &self,
+        l: &L,
+        wait: Wait,
+    ) -> Result<ReadHeld, RawError> {
+        let me = l.me()?;
+        self.read_slow(l, me, wait)
+    }
+
+    #[cold]
+    fn read_slow<L: Liveness>(&self, l: &L, me: u32, wait: Wait) -> Result<ReadHeld, RawError> {
+        let mut rounds = 0;
+        loop {
+            // Wait until no writer holds or waits; a dead writer's word is inherited.
+            if let Some(held) = self.writer.slow(l, me, wait, Mode::WaitFree)? {
+                // The writer word is ours, exclusively: let the readers drain out.
+                writer_fence();
+                return match self.drain_readers(l, wait) {
+                    Ok(()) => Ok(ReadHeld(ReadKind::Exclusive(held))),
+                    Err(e) => {
+                        self.give_back(&held);
+                        Err(e)
+                    }
+                };
+            }
+            let i = self.claim_slot(l, me)?;
+            dekker_fence();
+            // SeqCst: as in `read_acquire`.
+            if self.writer.word().load(Ordering::SeqCst) == 0 {
+                return Ok(ReadHeld(ReadKind::Slot { slot: i as u32, owner: me }));
+            }
+            self.leave_slot(i, me);
+            // A writer came between our two looks. Bounded: a `try_` gives up after a few
+            // such rounds, a timed one at its deadline.
+            rounds += 1;
+            if wait == Wait::No && rounds >= TRY_ROUNDS {
+                return Err(RawError::WouldBlock);
+            }
+            if wait != Wait::No && wait.expired() {
+                return Err(RawError::TimedOut);
+            }
+            spin_loop();
+        }
+    }
+
+    /// Bump a reader slot for `me`: its own, a free or idle one, or a dead reader's.
+    fn claim_slot<L: Liveness>(&self, l: &L, me: u32) -> Result<usize, RawError> {
+        let start = me as usize % READER_SLOTS;
+        for pass in 0..2 {
+            for k in 0..READER_SLOTS {
+                let i = (start + k) % READER_SLOTS;
+                let slot = self.slot(i);
+                loop {
+                    // Relaxed: the CAS re-checks it.
+                    let v = slot.load(Ordering::Relaxed);
+                    let (owner, count) = split(v);
+                    let new = if owner == me && count < u32::MAX {
+                        v + 1
+                    } else if count == 0 && owner != me {
+                        // Free, or reserved by a process that holds nothing through it.
+                        join(me, 1)
+                    } else if pass == 1 && owner != me && l.status(owner)? != OwnerStatus::Alive {
+                        // A dead (or garbage) reader's slot: reclaim it.
+                        join(me, 1)
+                    } else {
+                        break;
+                    };
+                    // SeqCst: the reader half of the Dekker pair, as in `read_acquire`.
+                    if slot.compare_exchange(v, new, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+                        return Ok(i);
+                    }
+                }
+            }
+        }
+        Err(RawError::TooManyReaders)
+    }
+
+    /// Give back one read count of slot `i`, held by `me`; wake a draining writer when the
+    /// count reaches zero.
+    #[inline]
+    pub(crate) fn leave_slot(&self, i: usize, me: u32) {
+        let slot = self.slot(i);
+        loop {
+            // Relaxed: the CAS re-checks it.
+            let v = slot.load(Ordering::Relaxed);
+            let (owner, count) = split(v);
+            if owner != me || count == 0 {
+                return; // not ours (garbage from a peer): nothing to give back
+            }
+            // SeqCst: the reader half of the drain Dekker pair (slot, then `drain`); it is
+            // also a Release: our reads of the data happen before the writer's writes.
+            if slot.compare_exchange(v, v - 1, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+                if count == 1 {
+                    dekker_fence();
+                    // SeqCst: as above.
+                    if self.drain.load(Ordering::SeqCst) & WAITING != 0 {
+                        self.wake_writer();
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    #[cold]
+    fn wake_writer(&self) {
+        // Release: pairs with the writer's futex re-check; the epoch change makes its sleep on
+        // the old value return at once.
+        self.drain.fetch_add(EPOCH, Ordering::Release);
+        futex::wake_all(&self.drain);
+    }
+
+    /// As the holder of the writer word, wait until every reader slot is empty, reclaiming
+    /// the slots of dead readers.
+    #[inline]
+    fn drain_readers<L: Liveness>(&self, l: &L, wait: Wait) -> Result<(), RawError> {
+        // SeqCst: the writer half of the Dekker pair; it also acquires, pairing with the
+        // leaving readers' decrements.
+        if self.slots.iter().all(|s| split(s.load(Ordering::SeqCst)).1 == 0) {
+            return Ok(());
+        }
+        self.drain_slow(l, wait)
+    }
+
+    #[cold]
+    fn drain_slow<L: Liveness>(&self, l: &L, wait: Wait) -> Result<(), RawError> {
+        let result = self.drain_inner(l, wait);
+        // Relaxed: the flag only decides whether leaving readers wake us.
+        self.drain.fetch_and(!WAITING, Ordering::Relaxed);
+        result
+    }
+
+    fn drain_inner<L: Liveness>(&self, l: &L, wait: Wait) -> Result<(), RawError> {
+        for i in 0..READER_SLOTS {
+            let slot = self.slot(i);
+            let mut spin = SpinWait::with_steps(SPIN_STEPS);
+            let mut slices = Slices::new();
+            let mut slept = false;
+            let mut check = false;
+            loop {
+                // SeqCst: the writer half of the Dekker pair (after the fence that follows our
+                // taking the writer word); it also acquires, pairing with the leaving reader's
+                // decrement.
+                let v = slot.load(Ordering::SeqCst);
+                let (owner, count) = split(v);
+                if count == 0 {
+                    break;
+                }
+                if wait != Wait::No && !slept && spin.spin() {
+                    continue;
+                }
+                if wait == Wait::No || !slept || check {
+                    check = false;
+                    if l.status(owner)? != OwnerStatus::Alive {
+                        // A dead (or garbage) reader: reclaim its slot.
+                        // SeqCst: keeps the slot's modification order simple for readers.
+                        let _ = slot.compare_exchange(v, 0, Ordering::SeqCst, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+                if wait == Wait::No {
+                    return Err(RawError::WouldBlock);
+                }
+                // SeqCst: the writer half of the drain Dekker pair (`drain`, then slot).
+                let armed = self.drain.fetch_or(WAITING, Ordering::SeqCst) | WAITING;
+                dekker_fence();
+                // SeqCst: as above.
+                if slot.load(Ordering::SeqCst) != v {
+                    continue;
+                }
+                if wait.expired() {
+                    return Err(RawError::TimedOut);
+                }
+                let deadline = slices.next_deadline(wait);
+                slept = true;
+                if futex::wait(&self.drain, armed, deadline) == WaitResult::TimedOut {
+                    if wait.expired() {
+                        return Err(RawError::TimedOut);
+                    }
+                    check = true;
+                    spin_loop();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Undo an acquisition of the writer word that could not complete (timeout while readers
+    /// drain): a clean one is released; an inherited one goes back to the dead owner's id, so
+    /// the next locker inherits it (and is told) as we were.
+    fn give_back(&self, held: &Held) {
+        match held.dead_owner() {
+            None => {
+                self.writer.release(held.owner(), true);
+            }
+            Some(dead) => {
+                // Relaxed: nothing was written under the lock.
+                let _ = self.writer.word().compare_exchange(
+                    held.owner() | INCONSISTENT,
+                    dead | CONTENDED,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                futex::wake_all(self.writer.word());
+            }
+        }
+    }
+
+    /// Take the write lock with the owner oracle `l`.
+    #[inline]
+    pub(crate) fn write_acquire<L: Liveness>(&self, l: &L, wait: Wait) -> Result<Held, RawError> {
+        let me = l.me()?;
+        // SeqCst (an Acquire too): the writer half of the Dekker pair (writer word, then the
+        // slots); pairs with the previous writer's Release unlock.
+        let held = if self
+            .writer
+            .word()
+            .compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+        {
+            dekker_fence();
+            Held::new(me, 0)
+        } else {
+            let held = self.writer.slow(l, me, wait, Mode::Acquire)?.ok_or(RawError::WouldBlock)?;
+            // The slow path's CAS is only Acquire: order it before the slot loads.
+            writer_fence();
+            held
+        };
+        match self.drain_readers(l, wait) {
+            Ok(()) => Ok(held),
+            Err(e) => {
+                self.give_back(&held);
+                Err(e)
+            }
+        }
+    }
+
+    /// Release the write lock held as `owner` (wakes every waiter: readers may all proceed).
+    #[inline]
+    pub(crate) fn write_release(&self, owner: u32) -> bool {
+        self.writer.release(owner, true)
+    }
+
+    /// Release a read acquisition.
+    pub(crate) fn read_release(&self, held: ReadHeld) {
+        match held.0 {
+            ReadKind::Slot { slot, owner } => self.leave_slot(slot as usize, owner),
+            ReadKind::Exclusive(h) => {
+                self.write_release(h.owner());
+            }
+        }
+    }
+
+    /// Split a read acquisition: `Ok((slot, owner))` for a shared one, `Err(held)` for one
+    /// that inherited the writer word.
+    pub(crate) fn read_parts(held: ReadHeld) -> Result<(u32, u32), Held> {
+        match held.0 {
+            ReadKind::Slot { slot, owner } => Ok((slot, owner)),
+            ReadKind::Exclusive(h) => Err(h),
+        }
+    }
+
+    pub(crate) fn writer(&self) -> &RawMutex {
+        &self.writer
+    }
+
+    /// Blocking read for lock_api's surface (retries the busy outcomes).
+    pub(crate) fn read_blocking(&self) -> Result<ReadHeld, RawError> {
+        loop {
+            match self.read_acquire(&System, Wait::Forever) {
+                Err(RawError::WouldBlock | RawError::TimedOut) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Blocking write (retries the busy outcomes).
+    pub(crate) fn write_blocking(&self) -> Result<Held, RawError> {
+        loop {
+            match self.write_acquire(&System, Wait::Forever) {
+                Err(RawError::WouldBlock | RawError::TimedOut) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Read locks held now, summed over the table (a snapshot, garbage included).
+    pub fn reader_count(&self) -> u64 {
+        self.slots
+            .iter()
+            // Relaxed: a snapshot.
+            .map(|s| u64::from(split(s.load(Ordering::Relaxed)).1))
+            .sum()
+    }
+
+    /// Whether a writer holds (or is draining readers for) the writer word (a snapshot).
+    pub fn is_locked_exclusive(&self) -> bool {
+        self.writer.is_locked()
+    }
+
+    /// Whether the lock is permanently unusable.
+    pub fn is_not_recoverable(&self) -> bool {
+        self.writer.is_not_recoverable()
+    }
+
+    /// If this process holds the write lock inherited from a dead writer, declare the data
+    /// consistent again; see [`RawMutex::mark_consistent`].
+    pub fn mark_consistent(&self) -> bool {
+        self.writer.mark_consistent()
+    }
+
+    /// The raw reader slot `i` (diagnostics and tests of the table; `i` wraps).
+    #[doc(hidden)]
+    pub fn slot_value(&self, i: usize) -> u64 {
+        // Relaxed: a snapshot.
+        self.slot(i).load(Ordering::Relaxed)
+    }
+
+    /// Overwrite reader slot `i` (tests that play a faulty peer; `i` wraps).
+    #[doc(hidden)]
+    pub fn set_slot_value(&self, i: usize, value: u64) {
+        // SeqCst: behaves like a peer's write in any order.
+        self.slot(i).store(value, Ordering::SeqCst);
+    }
+
+    /// Overwrite the writer word (tests that play a faulty peer).
+    #[doc(hidden)]
+    pub fn set_writer_word(&self, value: u32) {
+        // SeqCst: as above.
+        self.writer.word().store(value, Ordering::SeqCst);
+    }
+
+    /// Read lock with a caller-supplied owner oracle (a seam for model checking).
+    ///
+    /// # Errors
+    /// The raw outcome.
+    #[doc(hidden)]
+    pub fn read_with<L: Liveness>(
+        &self,
+        l: &L,
+        deadline: Option<Instant>,
+    ) -> Result<ReadHeld, crate::TryLockError<ReadHeld>> {
+        self.read_acquire(l, deadline.map_or(Wait::Forever, Wait::Until))
+            .map_err(RawError::into_try)
+    }
+
+    /// Write lock with a caller-supplied owner oracle (a seam for model checking).
+    ///
+    /// # Errors
+    /// The raw outcome.
+    #[doc(hidden)]
+    pub fn write_with<L: Liveness>(
+        &self,
+        l: &L,
+        deadline: Option<Instant>,
+    ) -> Result<Held, crate::TryLockError<Held>> {
+        match self.write_acquire(l, deadline.map_or(Wait::Forever, Wait::Until)) {
+            Ok(h) if h.owner_died() => Err(crate::TryLockError::OwnerDied(h)),
+            Ok(h) => Ok(h),
+            Err(e) => Err(e.into_try()),
+        }
+    }
+
+    /// Release an acquisition made with [`read_with`](Self::read_with).
+    #[doc(hidden)]
+    pub fn unlock_read_held(&self, held: ReadHeld) {
+        self.read_release(held);
+    }
+
+    /// Release an acquisition made with [`write_with`](Self::write_with).
+    #[doc(hidden)]
+    pub fn unlock_write_held(&self, held: Held) -> bool {
+        self.write_release(held.owner())
+    }
+
+    #[cfg(not(ipc_loom))]
+    fn sleep_until(wait: Wait) {
+        if let Wait::Until(deadline) = wait {
+            let now = Instant::now();
+            if deadline > now {
+                std::thread::sleep(deadline - now);
+            }
+        }
+    }
+}
+
+#[cfg(not(ipc_loom))]
+// SAFETY: readers and a writer exclude each other through the Dekker pair described in the
+// module docs (every read count is taken before checking the writer word, and every writer
+// takes the writer word before checking the counts, with sequentially consistent operations);
+// writers exclude each other through the writer word, a robust mutex word. Guard states are
+// plain data; forgetting one leaves the lock held, which is safe. Panics happen before
+// anything is acquired.
+unsafe impl lock_api::RawRwLock for RawRwLock {
+    #[allow(clippy::declare_interior_mutable_const)] // the documented lock_api idiom
+    const INIT: Self = RawRwLock::new();
+    type SharedGuard = ReadHeld;
+    type ExclusiveGuard = Held;
+
+    /// # Panics
+    /// If the lock is not recoverable or corrupted, the reader table is full, or this process
+    /// cannot get an owner id: lock_api cannot return an error. [`RwLock`](crate::RwLock) can.
+    fn lock_shared(&self) -> ReadHeld {
+        match self.read_blocking() {
+            Ok(h) => h,
+            Err(e) => panic!("ipc_lock::RawRwLock::lock_shared: {e}; use ipc_lock::RwLock"),
+        }
+    }
+
+    fn try_lock_shared(&self) -> Option<ReadHeld> {
+        self.read_acquire(&System, Wait::No).ok()
+    }
+
+    unsafe fn unlock_shared(&self, guard: ReadHeld) {
+        self.read_release(guard);
+    }
+
+    /// # Panics
+    /// As [`lock_shared`](Self::lock_shared).
+    fn lock_exclusive(&self) -> Held {
+        match self.write_blocking() {
+            Ok(h) => h,
+            Err(e) => panic!("ipc_lock::RawRwLock::lock_exclusive: {e}; use ipc_lock::RwLock"),
+        }
+    }
+
+    fn try_lock_exclusive(&self) -> Option<Held> {
+        self.write_acquire(&System, Wait::No).ok()
+    }
+
+    unsafe fn unlock_exclusive(&self, guard: Held) {
+        self.write_release(guard.owner());
+    }
+
+    fn is_locked(&self) -> bool {
+        self.is_locked_exclusive() || self.reader_count() > 0
+    }
+
+    fn is_locked_exclusive(&self) -> bool {
+        RawRwLock::is_locked_exclusive(self)
+    }
+}
+
+#[cfg(not(ipc_loom))]
+// SAFETY: as for `RawRwLock`; the timed forms use the same acquisitions, and a failed one
+// gives back whatever it took.
+unsafe impl lock_api::RawRwLockTimed for RawRwLock {
+    type Duration = Duration;
+    type Instant = Instant;
+
+    fn try_lock_shared_for(&self, timeout: Duration) -> Option<ReadHeld> {
+        self.try_lock_shared_until_wait(Wait::for_duration(timeout))
+    }
+
+    fn try_lock_shared_until(&self, deadline: Instant) -> Option<ReadHeld> {
+        self.try_lock_shared_until_wait(Wait::Until(deadline))
+    }
+
+    fn try_lock_exclusive_for(&self, timeout: Duration) -> Option<Held> {
+        self.try_lock_exclusive_until_wait(Wait::for_duration(timeout))
+    }
+
+    fn try_lock_exclusive_until(&self, deadline: Instant) -> Option<Held> {
+        self.try_lock_exclusive_until_wait(Wait::Until(deadline))
+    }
+}
+
+#[cfg(not(ipc_loom))]
+impl RawRwLock {
+    fn try_lock_shared_until_wait(&self, wait: Wait) -> Option<ReadHeld> {
+        match self.read_acquire(&System, wait) {
+            Ok(h) => Some(h),
+            Err(RawError::WouldBlock | RawError::TimedOut) => None,
+            Err(_) => {
+                // lock_api: an unsuccessful timed lock must not return before its timeout.
+                Self::sleep_until(wait);
+                None
+            }
+        }
+    }
+
+    fn try_lock_exclusive_until_wait(&self, wait: Wait) -> Option<Held> {
+        match self.write_acquire(&System, wait) {
+            Ok(h) => Some(h),
+            Err(RawError::WouldBlock | RawError::TimedOut) => None,
+            Err(_) => {
+                Self::sleep_until(wait);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Bytes a faulty peer writes into the lock words (in-process: the words of an anonymous
+//! shared segment written through the mapping). The cross-process suite repeats this with a
+//! forked writer and random values.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ipc_lock::{Mutex, RwLock, TryLockError};
+use ipc_shm::Shared;
+
+fn word_of<T: ipc_shm::ShmSafe>(s: &Shared<T>, at: usize) -> &std::sync::atomic::AtomicU32 {
+    let base = s.shm().as_ptr().as_ptr() as usize;
+    let obj = std::ptr::from_ref::<T>(s) as usize;
+    s.shm().atomic_u32(obj - base + at).unwrap()
+}
+
+#[test]
+fn corrupted_words_are_typed_errors_never_acquired() {
+    let s = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    let w = word_of(&s, 0);
+    for bad in [u32::MAX, 1 << 31, (1 << 31) | (1 << 30) | 12345, 7 /* generation 0 */] {
+        w.store(bad, Ordering::SeqCst);
+        match s.try_lock_for(Duration::from_millis(50)) {
+            Err(TryLockError::Corrupted { word }) => assert_eq!(word, u64::from(bad)),
+            other => panic!("{bad:#x}: expected Corrupted, got {other:?}"),
+        }
+        assert!(matches!(s.try_lock(), Err(TryLockError::Corrupted { .. })));
+        assert!(s.lock().is_err());
+        assert_eq!(w.load(Ordering::SeqCst), bad, "the word was changed");
+    }
+    w.store(1 << 30, Ordering::SeqCst);
+    assert!(matches!(s.try_lock(), Err(TryLockError::NotRecoverable)));
+    w.store(0, Ordering::SeqCst);
+    assert!(s.try_lock().is_ok());
+}
+
+#[test]
+fn our_own_id_in_the_word_times_out() {
+    let s = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    let me = ipc_shm::liveness::current().unwrap().get();
+    word_of(&s, 0).store(me, Ordering::SeqCst);
+    assert!(matches!(s.try_lock_for(Duration::from_millis(30)), Err(TryLockError::TimedOut)));
+    assert!(matches!(s.try_lock(), Err(TryLockError::WouldBlock)));
+}
+
+#[test]
+fn forged_reader_slots_are_reclaimed_or_waited_on() {
+    let s = Shared::anonymous(RwLock::new(0u64)).unwrap();
+    // A slot with garbage owner bits and a count: a writer reclaims it.
+    s.raw().set_slot_value(5, (0xdead_beef_u64 << 32) | 3);
+    let w = s.try_write_for(Duration::from_secs(1)).unwrap();
+    drop(w);
+    assert_eq!(s.raw().slot_value(5), 0);
+    // A slot naming a live process (us): the writer waits, then times out.
+    let me = u64::from(ipc_shm::liveness::current().unwrap().get());
+    s.raw().set_slot_value(9, (me << 32) | 1);
+    assert!(matches!(s.try_write_for(Duration::from_millis(30)), Err(TryLockError::TimedOut)));
+    s.raw().set_slot_value(9, 0);
+    // Garbage in the writer word.
+    s.raw().set_writer_word(u32::MAX);
+    assert!(matches!(s.try_read(), Err(TryLockError::Corrupted { .. })));
+    assert!(matches!(s.try_write(), Err(TryLockError::Corrupted { .. })));
+    s.raw().set_writer_word(0);
+    assert!(s.try_read().is_ok());
+}
