@@ -201,7 +201,7 @@ pub fn catalog() -> Vec<GroupSpec> {
                     ours::queue::spsc_block,
                 ),
                 row("queue-mpmc", "ipc-queue MPMC, blocking recv", Ours, ours::queue::mpmc_block),
-                row("sem", "ipc-sem Semaphore ping-pong", Ours, ours::sem::ping_pong),
+                row("sem", "ipc-sem Semaphore ping-pong (untracked)", Ours, ours::sem::ping_pong_rtt),
                 row("sem_t", "glibc sem_t pshared ping-pong", Peer, peers::glibc::sem_rtt),
                 row(
                     "crossbeam-channel",
@@ -288,6 +288,12 @@ pub fn catalog() -> Vec<GroupSpec> {
             row("uds-stream", "raw Unix stream socketpair, 1 MiB reads", Floor, floors::uds_tput),
             row("pipe2", "raw pipe(2), 1 MiB reads", Floor, floors::pipe_tput),
             row("ipc-pipe", "ipc-pipe Connection, 1 MiB messages", Ours, ours::pipe::tput),
+            row(
+                "ipc-pipe-simplex",
+                "ipc-pipe simplex (grown pipe), 1 MiB messages",
+                Ours,
+                ours::pipe::simplex_tput,
+            ),
             row(
                 "interprocess",
                 "interprocess local socket, 1 MiB",
@@ -398,7 +404,13 @@ pub fn catalog() -> Vec<GroupSpec> {
         note: "one thread; the floor is the two atomic read-modify-writes any semaphore needs",
         rows: vec![
             row("rmw", "atomic fetch_sub + fetch_add in shm", Floor, floors::rmw),
-            row("sem", "ipc-sem Semaphore acquire+release", Ours, ours::sem::op),
+            row("sem", "ipc-sem Semaphore acquire+release (untracked)", Ours, ours::sem::op),
+            row(
+                "sem-tracked",
+                "ipc-sem Semaphore acquire+release (tracked, robust)",
+                Ours,
+                ours::sem::tracked_op,
+            ),
             row("sem_t", "glibc sem_t pshared sem_wait+sem_post", Peer, peers::glibc::sem_op),
             row("mp-semaphore", "Python mp.Semaphore acquire+release", Peer, peers::python::sem_op),
         ],

@@ -33,7 +33,8 @@ pub struct RowResult {
     pub status: Status,
     /// Why skipped or failed (the first reason).
     pub reason: Option<String>,
-    /// The figure: median over runs of p50 ns (time metrics) or of bytes/s (throughput).
+    /// The figure: median over runs of p50 ns (time metrics) or of bytes/s at the p50 sample
+    /// (throughput).
     pub figure: Option<f64>,
     /// The figure of each run (`None` where the run failed).
     pub per_run: Vec<Option<f64>>,
@@ -140,7 +141,7 @@ pub struct Report {
 
 /// The comparable figure of one measurement.
 pub fn figure_of(metric: Metric, m: &Measurement) -> f64 {
-    if metric == Metric::Throughput { m.bytes_per_sec() } else { m.p50_ns }
+    if metric == Metric::Throughput { m.bytes_per_sec_p50() } else { m.p50_ns }
 }
 
 fn median_measurement(ms: &[Measurement]) -> Option<Measurement> {
@@ -842,8 +843,8 @@ How to read it: every figure is the median over the interleaved runs (each run m
 row of a group once, alternating the order). Latency figures are round trips (RTT) between two
 real processes (threads only where a row says so); one-way is RTT/2, labelled. `vs floor` is the
 median over runs of (row / floor of the same run); `vs best peer` the same against the best peer
-row of the group. For times lower is better; for throughput (GiB/s) higher is better, so a
-throughput ratio of 0.9x means 90% of the reference. Placements: X = cpu0/cpu1, S = both on cpu0,
+row of the group. For times lower is better; for throughput (GiB/s, bytes over the median
+sample time) higher is better, so a throughput ratio of 0.9x means 90% of the reference. Placements: X = cpu0/cpu1, S = both on cpu0,
 U = unpinned. Figures marked * come from batched samples (a sample is the mean of a batch of
 operations, which keeps the ~20 ns clock cost out of sub-microsecond figures; its tail
 percentiles are batch means). Cross-core blocking round trips on this VM cost ~60 us because

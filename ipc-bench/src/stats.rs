@@ -43,6 +43,12 @@ impl Measurement {
         self
     }
 
+    /// Bytes per second at the median sample (0 when the row moves no bytes): the throughput
+    /// figure, robust against a writer preempted by a noisy neighbour.
+    pub fn bytes_per_sec_p50(&self) -> f64 {
+        if self.p50_ns > 0.0 { self.bytes_per_op as f64 * 1e9 / self.p50_ns } else { 0.0 }
+    }
+
     /// Bytes per second from the mean (0 when the row moves no bytes).
     pub fn bytes_per_sec(&self) -> f64 {
         if self.mean_ns > 0.0 { self.bytes_per_op as f64 * 1e9 / self.mean_ns } else { 0.0 }

@@ -1,39 +1,331 @@
 //! ipc-queue rows (B3 polling, B4 blocking, B5 throughput).
+//!
+//! Ping-pong uses two queues, one per direction. Polling rows loop on `try_recv_into`
+//! (`try_recv_ref` for zero-copy) with a deadline; blocking rows call `recv_into`, which
+//! spins a bounded budget only when the peer runs on another CPU and then sleeps on a futex.
+//! A message whose first byte is 1 tells the echo side to leave.
 
-use super::not_built;
-use crate::harness::{Ctx, Outcome};
+use std::hint::black_box;
+use std::time::Instant;
+
+use ipc_queue::{Queue, Receiver, Sender, SpscQueue, TryRecvError, TrySendError};
+
+use crate::harness::{
+    Ctx, Fail, Initiator, OrFail, Outcome, ping_pong, stream_from_peer, timed_out,
+};
+
+/// Slots per queue for round trips (one message is in flight at a time).
+const RTT_CAP: usize = 16;
+
+fn corrupt(e: impl std::fmt::Display) -> Fail {
+    Fail::Error(format!("queue: {e}"))
+}
+
+/// Poll `try` until it yields, with a deadline.
+fn poll<T>(
+    deadline: Instant,
+    what: &str,
+    mut attempt: impl FnMut() -> Result<Option<T>, Fail>,
+) -> Result<T, Fail> {
+    let mut turns = 0u32;
+    loop {
+        if let Some(v) = attempt()? {
+            return Ok(v);
+        }
+        std::hint::spin_loop();
+        turns = turns.wrapping_add(1);
+        if turns.is_multiple_of(1024) && Instant::now() >= deadline {
+            return Err(timed_out(what));
+        }
+    }
+}
+
+fn spsc_try_send(tx: &mut Sender, msg: &[u8], deadline: Instant) -> Result<(), Fail> {
+    poll(deadline, "spsc space", || match tx.try_send(msg) {
+        Ok(()) => Ok(Some(())),
+        Err(TrySendError::Full(_)) => Ok(None),
+        Err(e) => Err(corrupt(e)),
+    })
+}
+
+fn spsc_try_recv(rx: &mut Receiver, buf: &mut Vec<u8>, deadline: Instant) -> Result<(), Fail> {
+    poll(deadline, "spsc message", || match rx.try_recv_into(buf) {
+        Ok(_) => Ok(Some(())),
+        Err(TryRecvError::Empty) => Ok(None),
+        Err(e) => Err(corrupt(e)),
+    })
+}
+
+/// How the sides of a queue ping-pong move one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `try_send` + `try_recv_into` loops.
+    Poll,
+    /// `send` + blocking `recv_into`.
+    Block,
+    /// `reserve` + write in place + `commit`; `try_recv_ref` read in place.
+    ZeroCopy,
+}
+
+fn spsc_move(
+    tx: &mut Sender,
+    rx: &mut Receiver,
+    buf: &mut Vec<u8>,
+    mode: Mode,
+    deadline: Instant,
+) -> Result<(), Fail> {
+    // Send what `buf` holds, then receive into `buf`.
+    match mode {
+        Mode::Poll => {
+            spsc_try_send(tx, buf, deadline)?;
+            spsc_try_recv(rx, buf, deadline)
+        }
+        Mode::Block => {
+            tx.send(buf).map_err(corrupt)?;
+            rx.recv_into(buf).map(|_| ()).map_err(corrupt)
+        }
+        Mode::ZeroCopy => {
+            let mut slot = tx.reserve(buf.len()).map_err(corrupt)?;
+            slot.copy_from_slice(buf);
+            slot.commit();
+            poll(deadline, "spsc message", || match rx.try_recv_ref() {
+                Ok(m) => {
+                    // Read in place: the first byte is all the echo needs to look at.
+                    if let (Some(d), Some(s)) = (buf.first_mut(), m.first()) {
+                        *d = *s;
+                    }
+                    black_box(&*m);
+                    Ok(Some(()))
+                }
+                Err(TryRecvError::Empty) => Ok(None),
+                Err(e) => Err(corrupt(e)),
+            })
+        }
+    }
+}
+
+struct SpscInit {
+    tx: Sender,
+    rx: Receiver,
+    buf: Vec<u8>,
+    mode: Mode,
+    deadline: Instant,
+}
+
+impl Initiator for SpscInit {
+    fn round_trip(&mut self) -> Result<(), Fail> {
+        spsc_move(&mut self.tx, &mut self.rx, &mut self.buf, self.mode, self.deadline)
+    }
+
+    fn stop(&mut self) {
+        if let Some(b) = self.buf.first_mut() {
+            *b = 1;
+        }
+        let _ = self.tx.try_send(&self.buf);
+    }
+}
+
+fn spsc_rtt(ctx: &Ctx, mode: Mode) -> Outcome {
+    let size = ctx.size.max(1);
+    let there = SpscQueue::anonymous(RTT_CAP, size).or_fail("create spsc")?;
+    let back = SpscQueue::anonymous(RTT_CAP, size).or_fail("create spsc")?;
+    let deadline = ctx.peer_deadline();
+    let (t, b) = (&there, &back);
+    let echo = move || -> Result<(), Fail> {
+        // Roles are taken in the process that uses them.
+        let mut rx = t.receiver().or_fail("receiver role")?;
+        let mut tx = b.sender().or_fail("sender role")?;
+        let mut buf = vec![0u8; size];
+        loop {
+            match mode {
+                Mode::Poll => spsc_try_recv(&mut rx, &mut buf, deadline)?,
+                Mode::Block => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    rx.recv_timeout(left).map(|m| buf = m).map_err(corrupt)?;
+                }
+                Mode::ZeroCopy => {
+                    let mut turns = 0u32;
+                    loop {
+                        match rx.try_recv_ref() {
+                            Ok(m) => {
+                                if m.first() == Some(&1) {
+                                    return Ok(());
+                                }
+                                // Echo straight from the received slot into the reserved one.
+                                let mut slot = tx.reserve(m.len()).map_err(corrupt)?;
+                                slot.copy_from_slice(&m);
+                                slot.commit();
+                                break;
+                            }
+                            Err(TryRecvError::Empty) => {}
+                            Err(e) => return Err(corrupt(e)),
+                        }
+                        std::hint::spin_loop();
+                        turns = turns.wrapping_add(1);
+                        if turns.is_multiple_of(1024) && Instant::now() >= deadline {
+                            return Err(timed_out("spsc ping"));
+                        }
+                    }
+                    continue;
+                }
+            }
+            if buf.first() == Some(&1) {
+                return Ok(());
+            }
+            match mode {
+                Mode::Block => tx.send(&buf).map_err(corrupt)?,
+                _ => spsc_try_send(&mut tx, &buf, deadline)?,
+            }
+        }
+    };
+    let tx = there.sender().or_fail("sender role")?;
+    let rx = back.receiver().or_fail("receiver role")?;
+    ping_pong(ctx, 0, echo, SpscInit { tx, rx, buf: vec![0u8; size], mode, deadline })
+}
+
+struct MpmcInit<'a> {
+    there: &'a Queue,
+    back: &'a Queue,
+    buf: Vec<u8>,
+    mode: Mode,
+    deadline: Instant,
+}
+
+fn mpmc_send(q: &Queue, msg: &[u8], mode: Mode, deadline: Instant) -> Result<(), Fail> {
+    match mode {
+        Mode::Block => q.send(msg).map_err(corrupt),
+        _ => poll(deadline, "mpmc space", || match q.try_send(msg) {
+            Ok(()) => Ok(Some(())),
+            Err(TrySendError::Full(_)) => Ok(None),
+            Err(e) => Err(corrupt(e)),
+        }),
+    }
+}
+
+fn mpmc_recv(q: &Queue, buf: &mut Vec<u8>, mode: Mode, deadline: Instant) -> Result<(), Fail> {
+    match mode {
+        Mode::Block => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            q.recv_timeout(left).map(|m| *buf = m).map_err(corrupt)
+        }
+        _ => poll(deadline, "mpmc message", || match q.try_recv() {
+            Ok(m) => {
+                *buf = m;
+                Ok(Some(()))
+            }
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(e) => Err(corrupt(e)),
+        }),
+    }
+}
+
+impl Initiator for MpmcInit<'_> {
+    fn round_trip(&mut self) -> Result<(), Fail> {
+        mpmc_send(self.there, &self.buf, self.mode, self.deadline)?;
+        mpmc_recv(self.back, &mut self.buf, self.mode, self.deadline)
+    }
+
+    fn stop(&mut self) {
+        if let Some(b) = self.buf.first_mut() {
+            *b = 1;
+        }
+        let _ = self.there.try_send(&self.buf);
+    }
+}
+
+fn mpmc_rtt(ctx: &Ctx, mode: Mode) -> Outcome {
+    let size = ctx.size.max(1);
+    let there = Queue::anonymous(RTT_CAP, size).or_fail("create queue")?;
+    let back = Queue::anonymous(RTT_CAP, size).or_fail("create queue")?;
+    let deadline = ctx.peer_deadline();
+    let (t, b) = (&there, &back);
+    let echo = move || -> Result<(), Fail> {
+        let mut buf = vec![0u8; size];
+        loop {
+            mpmc_recv(t, &mut buf, mode, deadline)?;
+            if buf.first() == Some(&1) {
+                return Ok(());
+            }
+            mpmc_send(b, &buf, mode, deadline)?;
+        }
+    };
+    let init = MpmcInit { there: &there, back: &back, buf: vec![0u8; size], mode, deadline };
+    ping_pong(ctx, 0, echo, init)
+}
 
 /// SPSC, polling receiver, round trips between two processes.
-pub fn spsc_poll(_ctx: &Ctx) -> Outcome {
-    not_built("ipc-queue")
+pub fn spsc_poll(ctx: &Ctx) -> Outcome {
+    spsc_rtt(ctx, Mode::Poll)
 }
 
 /// MPMC bytes queue, polling receiver, round trips between two processes.
-pub fn mpmc_poll(_ctx: &Ctx) -> Outcome {
-    not_built("ipc-queue")
+pub fn mpmc_poll(ctx: &Ctx) -> Outcome {
+    mpmc_rtt(ctx, Mode::Poll)
 }
 
 /// Zero-copy reserve/commit, polling receiver, round trips.
-pub fn zero_copy_poll(_ctx: &Ctx) -> Outcome {
-    not_built("ipc-queue")
+pub fn zero_copy_poll(ctx: &Ctx) -> Outcome {
+    spsc_rtt(ctx, Mode::ZeroCopy)
 }
 
 /// SPSC, blocking (adaptive) receive, round trips.
-pub fn spsc_block(_ctx: &Ctx) -> Outcome {
-    not_built("ipc-queue")
+pub fn spsc_block(ctx: &Ctx) -> Outcome {
+    spsc_rtt(ctx, Mode::Block)
 }
 
 /// MPMC, blocking receive, round trips.
-pub fn mpmc_block(_ctx: &Ctx) -> Outcome {
-    not_built("ipc-queue")
+pub fn mpmc_block(ctx: &Ctx) -> Outcome {
+    mpmc_rtt(ctx, Mode::Block)
 }
 
-/// SPSC one-way throughput.
-pub fn spsc_tput(_ctx: &Ctx) -> Outcome {
-    not_built("ipc-queue")
+fn tput_cap(size: usize) -> usize {
+    if size <= 4096 { 1024 } else { 16 }
 }
 
-/// Zero-copy one-way throughput.
-pub fn zero_copy_tput(_ctx: &Ctx) -> Outcome {
-    not_built("ipc-queue")
+/// SPSC one-way throughput: the forked producer `send`s, this side `recv_into`s.
+pub fn spsc_tput(ctx: &Ctx) -> Outcome {
+    let size = ctx.size.max(1);
+    let q = SpscQueue::anonymous(tput_cap(size), size).or_fail("create spsc")?;
+    let qr = &q;
+    let producer = move || -> Result<(), Fail> {
+        let mut tx = qr.sender().or_fail("sender role")?;
+        let msg = vec![3u8; size];
+        loop {
+            tx.send(&msg).map_err(corrupt)?;
+        }
+    };
+    let mut rx = q.receiver().or_fail("receiver role")?;
+    let mut buf = Vec::with_capacity(size);
+    stream_from_peer(ctx, size as u64, producer, move || {
+        rx.recv_into(&mut buf).map_err(corrupt)?;
+        black_box(&buf);
+        Ok(())
+    })
+}
+
+/// Zero-copy one-way throughput: the producer writes in place (`reserve` + `commit`), this
+/// side reads in place (`recv_ref`) and copies out once.
+pub fn zero_copy_tput(ctx: &Ctx) -> Outcome {
+    let size = ctx.size.max(1);
+    let q = SpscQueue::anonymous(tput_cap(size), size).or_fail("create spsc")?;
+    let qr = &q;
+    let producer = move || -> Result<(), Fail> {
+        let mut tx = qr.sender().or_fail("sender role")?;
+        loop {
+            let mut slot = tx.reserve(size).map_err(corrupt)?;
+            slot.fill(3);
+            slot.commit();
+        }
+    };
+    let mut rx = q.receiver().or_fail("receiver role")?;
+    let mut buf = vec![0u8; size];
+    stream_from_peer(ctx, size as u64, producer, move || {
+        let m = rx.recv_ref().map_err(corrupt)?;
+        let n = m.len().min(buf.len());
+        if let (Some(d), Some(s)) = (buf.get_mut(..n), m.get(..n)) {
+            d.copy_from_slice(s);
+        }
+        black_box(&buf);
+        Ok(())
+    })
 }
