@@ -44,7 +44,9 @@ pub enum Error {
         source: Corruption,
     },
     /// A typed queue of another element type or size.
-    #[error("{op} queue {name:?}: holds elements of {found} bytes (tag {found_tag:#x}), expected {expected} bytes (tag {expected_tag:#x})")]
+    #[error(
+        "{op} queue {name:?}: holds elements of {found} bytes (tag {found_tag:#x}), expected {expected} bytes (tag {expected_tag:#x})"
+    )]
     ElementMismatch {
         /// The operation.
         op: &'static str,

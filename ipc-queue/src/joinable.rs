@@ -75,7 +75,10 @@ impl JoinableQueue {
         Ok(JoinableQueue { queue: Queue::from_shm(shm)? })
     }
 
-    fn counted<T, E>(&self, send: impl FnOnce() -> std::result::Result<T, E>) -> std::result::Result<T, E> {
+    fn counted<T, E>(
+        &self,
+        send: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         let ctrl = self.queue.region_ctrl();
         // Relaxed: the count is read by `join` with Acquire after task_done's Release; the
         // increment happens before the message is published (the send's Release).
@@ -125,7 +128,12 @@ impl JoinableQueue {
             }
             // AcqRel: Release publishes the consumer's work to `join`'s Acquire load.
             // Relaxed on failure: retry with the fresh value.
-            match ctrl.unfinished.compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Relaxed) {
+            match ctrl.unfinished.compare_exchange_weak(
+                cur,
+                cur - 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(now) => cur = now,
             }
@@ -167,7 +175,10 @@ impl JoinableQueue {
         self.join_deadline(deadline_in(timeout))
     }
 
-    fn join_deadline(&self, deadline: Option<Instant>) -> std::result::Result<(), JoinTimeoutError> {
+    fn join_deadline(
+        &self,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), JoinTimeoutError> {
         let ctrl = self.queue.region_ctrl();
         loop {
             let left = self.unfinished();

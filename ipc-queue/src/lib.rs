@@ -39,7 +39,8 @@
 //! }
 //!
 //! for i in 0..8 {
-//!     jobs.send(dir.join(format!("in{i}")).to_string_lossy().as_bytes())?;
+//!     let path = dir.join(format!("in{i}")).to_string_lossy().into_owned();
+//!     jobs.send(path.as_bytes()).map_err(|e| e.to_string())?;
 //! }
 //! jobs.close(); // workers drain the queue, then see Closed and leave
 //! let mut copied = 0;

@@ -123,8 +123,11 @@ impl Inner {
     /// Validate the config of an opened object (read once, checked, the copy used).
     fn adopt(op: &'static str, name: &str, object: Object, flavour: Flavour) -> Result<Inner> {
         let raw = read_config(&object).map_err(shm_err(op, name))?;
-        let cfg = ring::validate(&raw, object.body_len())
-            .map_err(|source| Error::Corrupted { op, name: name.to_owned(), source })?;
+        let cfg = ring::validate(&raw, object.body_len()).map_err(|source| Error::Corrupted {
+            op,
+            name: name.to_owned(),
+            source,
+        })?;
         if cfg.flavour != flavour {
             return Err(Error::Corrupted {
                 op,
@@ -175,8 +178,7 @@ impl Inner {
 
     pub(crate) fn from_shm(shm: Shm, flavour: Flavour) -> Result<Inner> {
         let name = shm.name().unwrap_or("<fd>").to_owned();
-        let object =
-            Object::from_shm(shm, kind(flavour), None).map_err(shm_err("map", &name))?;
+        let object = Object::from_shm(shm, kind(flavour), None).map_err(shm_err("map", &name))?;
         Self::adopt("map", &name, object, flavour)
     }
 
@@ -209,7 +211,7 @@ impl Inner {
         // Relaxed: a private sampling counter; a lost increment only shifts the sample.
         let n = self.tick.load(Ordering::Relaxed);
         self.tick.store(n.wrapping_add(1), Ordering::Relaxed);
-        if n % 64 == 0 {
+        if n.is_multiple_of(64) {
             self.publish_cpu(side, sys::my_cpu());
         }
     }
@@ -604,7 +606,10 @@ impl Queue {
     ///
     /// # Errors
     /// As [`try_send`](Self::try_send), handing `len` back.
-    pub fn try_reserve(&self, len: usize) -> std::result::Result<SendSlot<'_>, TrySendError<usize>> {
+    pub fn try_reserve(
+        &self,
+        len: usize,
+    ) -> std::result::Result<SendSlot<'_>, TrySendError<usize>> {
         match self.try_reserve_pos(len) {
             Ok(pos) => Ok(self.slot(pos, len)),
             Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full(len)),
@@ -656,7 +661,10 @@ impl Queue {
         })
     }
 
-    pub(crate) fn claim(&self, deadline: Option<Instant>) -> std::result::Result<Claimed, NoMessage> {
+    pub(crate) fn claim(
+        &self,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<Claimed, NoMessage> {
         self.inner
             .wait_loop(Side::Recv, deadline, raw::recv_ready, || match self.claim_once() {
                 Ok(c) => Attempt::Done(c),
@@ -717,7 +725,10 @@ impl Queue {
     ///
     /// # Errors
     /// [`RecvTimeoutError::Timeout`], `Closed`, `Corrupted`.
-    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
+    pub fn recv_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
         let c = self.claim(deadline_in(timeout)).map_err(recv_timeout_err)?;
         let mut v = Vec::new();
         self.take(c, &mut v);

@@ -24,7 +24,10 @@ const MAX_RETRIES: u32 = 1 << 22;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReserveErr {
     /// The slot still holds the previous lap: `pos` and the word found there.
-    Full { pos: u64, word: u64 },
+    Full {
+        pos: u64,
+        word: u64,
+    },
     Closed,
     Corrupted(Corruption),
 }
@@ -75,7 +78,8 @@ pub(crate) fn try_reserve(r: &Region, me: u32) -> Result<u64, ReserveErr> {
                 match slot.word.compare_exchange(word, claimed, Acquire, Relaxed) {
                     Ok(_) => {
                         // Relaxed: a hint; a failure means someone helped already.
-                        let _ = ctrl.head.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
+                        let _ =
+                            ctrl.head.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
                         ipc_shm::crash::point("queue.after_reserve");
                         return Ok(pos);
                     }

@@ -213,15 +213,18 @@ mod imp {
             // SAFETY: slot_offset masks the position, so off + stride <= body_len (validated
             // config); off is a multiple of 8 (CTRL_LEN and stride are); SlotHdr is atomics
             // only, valid for every bit pattern; it lives as long as `self`.
-            unsafe { self.base.add(off).cast::<SlotHdr>().as_ref() }
+            #[allow(clippy::cast_ptr_alignment)] // off is a multiple of 8 (see above)
+            let ptr = self.base.as_ptr().wrapping_add(off).cast::<SlotHdr>();
+            // SAFETY: see above.
+            unsafe { &*ptr }
         }
 
         /// Start of the payload of the slot of `pos` (`max_message` bytes).
         #[inline]
         pub(crate) fn payload(&self, pos: u64) -> NonNull<u8> {
             let off = self.cfg.slot_offset(pos) + SLOT_HEADER;
-            // SAFETY: off + max_message <= off_slot + stride <= body_len: inside the mapping.
-            unsafe { self.base.add(off) }
+            // off + max_message <= off_slot + stride <= body_len: inside the mapping.
+            NonNull::new(self.base.as_ptr().wrapping_add(off)).unwrap_or(self.base)
         }
 
         /// Copy `data` into the payload of the slot of `pos` at `at`. The caller holds the
@@ -232,12 +235,12 @@ mod imp {
             if end > self.cfg.max_message as usize {
                 return;
             }
-            let dst = self.payload(pos);
+            let dst = self.payload(pos).as_ptr().wrapping_add(at);
             // SAFETY: (1) at + len <= max_message, so the range lies inside the slot's
             // payload inside the mapping; (2) `data` is private memory, never the mapping's
             // payload of this slot, so no overlap; (3) the protocol gives the caller the
             // slot; a hostile writer can only change plain bytes.
-            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst.add(at).as_ptr(), data.len()) };
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
         }
 
         /// Copy the first `dst.len()` payload bytes of the slot of `pos` into `dst`. The
@@ -261,6 +264,7 @@ mod imp {
         /// The caller holds the slot of `pos` (claimed it for writing or reading and has not
         /// released it) for the whole life of the slice, and creates no other slice over it.
         #[inline]
+        #[allow(clippy::mut_from_ref)] // exclusivity comes from the slot protocol (# Safety)
         pub(crate) unsafe fn lend_mut(&self, pos: u64, len: usize) -> &mut [u8] {
             let len = len.min(self.cfg.max_message as usize);
             // SAFETY: in range (len <= max_message); exclusive by the caller's contract;
@@ -299,7 +303,7 @@ mod imp {
         /// `cfg` needs and is 128-aligned.
         pub(crate) fn new(object: ipc_shm::Object, cfg: Config) -> Option<Mapped> {
             let base = object.body();
-            if object.body_len() != cfg.body_len || base.as_ptr().addr() % 128 != 0 {
+            if object.body_len() != cfg.body_len || !base.as_ptr().addr().is_multiple_of(128) {
                 return None;
             }
             // SAFETY: (1) the body is body_len bytes of the object's mapping, 128-aligned
@@ -322,7 +326,7 @@ mod imp {
     /// The initialiser of a new body: config block and free slots, for `Object::create`.
     pub(crate) fn init_body(cfg: Config, start: u64) -> impl FnMut(NonNull<u8>, usize) {
         move |base: NonNull<u8>, len: usize| {
-            if len != cfg.body_len || base.as_ptr().addr() % 8 != 0 {
+            if len != cfg.body_len || !base.as_ptr().addr().is_multiple_of(8) {
                 return; // cannot happen: the object was planned from cfg.body_len
             }
             // SAFETY: Object's init contract: `base` points to `len` zeroed, writable bytes

@@ -46,6 +46,8 @@ pub const CONFIG_MAGIC: u32 = u32::from_le_bytes(*b"IPCQ");
 pub const MAX_CAPACITY: u32 = 1 << 30;
 /// Largest message (and slot payload): 1 GiB.
 pub const MAX_MESSAGE: u32 = 1 << 30;
+/// Largest body (1 TiB): larger layouts are refused before any mapping is tried.
+pub const MAX_BODY: usize = 1 << 40;
 /// Bytes of the slot header (word + length + pad) before the payload.
 pub const SLOT_HEADER: usize = 16;
 /// Length of the control block at the start of the body (config, indices, waiters, stats).
@@ -406,7 +408,7 @@ pub fn plan(
     let body_len = capacity
         .checked_mul(stride)
         .and_then(|s| s.checked_add(CTRL_LEN))
-        .filter(|&l| l <= isize::MAX as usize / 2)
+        .filter(|&l| l <= MAX_BODY)
         .ok_or(bad("capacity", capacity))?;
     Ok(Config {
         flavour,
@@ -438,13 +440,8 @@ pub fn validate(raw: &RawConfig, body_len: usize) -> Result<Config, Corruption> 
         return Err(bad("capacity", raw.capacity));
     }
     let type_tag = (u64::from(raw.type_tag_hi) << 32) | u64::from(raw.type_tag_lo);
-    let want = plan(
-        flavour,
-        raw.capacity as usize,
-        raw.max_message as usize,
-        raw.elem_size,
-        type_tag,
-    )?;
+    let want =
+        plan(flavour, raw.capacity as usize, raw.max_message as usize, raw.elem_size, type_tag)?;
     if raw.stride as usize != want.stride {
         return Err(bad("stride", raw.stride));
     }
@@ -505,7 +502,7 @@ mod tests {
         assert_eq!(producer_view(pos, free_word(pos), cap), Ok(ProducerView::Claim));
         let next = pos.wrapping_add(1);
         assert_eq!(producer_view(next, free_word(next), cap), Ok(ProducerView::Claim));
-        assert_eq!(consumer_view(next, next_lap(pos as u32, cap), cap), Ok(ConsumerView::Advance));
+        assert_eq!(consumer_view(pos, next_lap(pos as u32, cap), cap), Ok(ConsumerView::Advance));
         assert_eq!(occupancy(1, u64::MAX, cap), Ok(2));
         assert!(occupancy(u64::MAX, 1, cap).is_err());
     }

@@ -302,7 +302,7 @@ impl Sender {
         if ctrl.closed.load(Ordering::Relaxed) != 0 {
             return Err(Refused::Closed);
         }
-        if self.ops % 64 == 0 {
+        if self.ops.is_multiple_of(64) {
             self.inner.publish_cpu(Side::Send, crate::sys::my_cpu());
         }
         self.ops = self.ops.wrapping_add(1);
@@ -331,7 +331,11 @@ impl Sender {
         region.ctrl().not_empty.notify();
     }
 
-    fn slot_deadline(&mut self, len: usize, deadline: Option<Instant>) -> std::result::Result<u64, Option<Refused>> {
+    fn slot_deadline(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<u64, Option<Refused>> {
         match self.try_slot(len) {
             Ok(pos) => return Ok(pos),
             Err(Refused::Full) => {}
@@ -350,7 +354,10 @@ impl Sender {
     /// # Errors
     /// [`TrySendError::Full`], `Closed`, `TooLong`, `Corrupted` (the message handed back).
     #[inline]
-    pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> std::result::Result<(), TrySendError<&'m [u8]>> {
+    pub fn try_send<'m>(
+        &mut self,
+        msg: &'m [u8],
+    ) -> std::result::Result<(), TrySendError<&'m [u8]>> {
         match self.try_slot(msg.len()) {
             Ok(pos) => {
                 self.inner.region().write(pos, 0, msg);
@@ -373,7 +380,9 @@ impl Sender {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::TooLong(m)) => Err(SendError::TooLong(m)),
             Err(SendTimeoutError::Corrupted(m, c)) => Err(SendError::Corrupted(m, c)),
-            Err(SendTimeoutError::Closed(m) | SendTimeoutError::Timeout(m)) => Err(SendError::Closed(m)),
+            Err(SendTimeoutError::Closed(m) | SendTimeoutError::Timeout(m)) => {
+                Err(SendError::Closed(m))
+            }
         }
     }
 
@@ -425,7 +434,10 @@ impl Sender {
     ///
     /// # Errors
     /// As [`try_send`](Self::try_send), handing `len` back.
-    pub fn try_reserve(&mut self, len: usize) -> std::result::Result<SpscSlot<'_>, TrySendError<usize>> {
+    pub fn try_reserve(
+        &mut self,
+        len: usize,
+    ) -> std::result::Result<SpscSlot<'_>, TrySendError<usize>> {
         match self.try_slot(len) {
             Ok(pos) => Ok(SpscSlot { sender: self, pos, len }),
             Err(Refused::Full) => Err(TrySendError::Full(len)),
@@ -527,14 +539,15 @@ impl Receiver {
         let region = self.inner.region();
         let cfg = region.cfg();
         let ctrl = region.ctrl();
-        if self.ops % 64 == 0 {
+        if self.ops.is_multiple_of(64) {
             self.inner.publish_cpu(Side::Recv, crate::sys::my_cpu());
         }
         self.ops = self.ops.wrapping_add(1);
         if self.tail == self.cached_head {
             // Acquire: pairs with the producer's Release store of head.
             self.cached_head = ctrl.head.load(Ordering::Acquire);
-            ring::occupancy(self.cached_head, self.tail, cfg.capacity).map_err(Nothing::Corrupted)?;
+            ring::occupancy(self.cached_head, self.tail, cfg.capacity)
+                .map_err(Nothing::Corrupted)?;
             if self.tail == self.cached_head {
                 if !closed(region) {
                     return Err(Nothing::Empty);
@@ -571,7 +584,10 @@ impl Receiver {
         ctrl.not_full.notify();
     }
 
-    fn next_deadline(&mut self, deadline: Option<Instant>) -> std::result::Result<(u64, usize), Option<Nothing>> {
+    fn next_deadline(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(u64, usize), Option<Nothing>> {
         match self.try_next() {
             Ok(v) => return Ok(v),
             Err(Nothing::Empty) => {}
@@ -644,7 +660,10 @@ impl Receiver {
     ///
     /// # Errors
     /// [`RecvTimeoutError::Timeout`], `Closed`, `Corrupted`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
+    pub fn recv_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
         let next = self.next_deadline(deadline_in(timeout)).map_err(timeout_err)?;
         let mut v = Vec::new();
         self.take(next, &mut v);
@@ -678,7 +697,10 @@ impl Receiver {
     ///
     /// # Errors
     /// As [`recv_timeout`](Self::recv_timeout).
-    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> std::result::Result<SpscRef<'_>, RecvTimeoutError> {
+    pub fn recv_ref_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> std::result::Result<SpscRef<'_>, RecvTimeoutError> {
         let (pos, len) = self.next_deadline(deadline_in(timeout)).map_err(timeout_err)?;
         Ok(SpscRef { receiver: self, pos, len })
     }

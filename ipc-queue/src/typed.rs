@@ -159,7 +159,11 @@ impl<T: Pod> TypedQueue<T> {
     ///
     /// # Errors
     /// [`SendTimeoutError::Timeout`], `Closed`, `Corrupted`.
-    pub fn send_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), SendTimeoutError<T>> {
+    pub fn send_timeout(
+        &self,
+        value: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), SendTimeoutError<T>> {
         match self.queue.reserve_pos(size_of::<T>(), deadline_in(timeout)) {
             Ok(pos) => {
                 self.put(pos, &value);

@@ -1,9 +1,10 @@
-#![cfg(ipc_loom)]
 //! loom models of the MPMC ring and its waiters: 2 producers / 1 consumer, 1 producer / 2
 //! consumers, capacity 2 with wrap-around, counters started near the u64 and u32 wrap, a
 //! cancelled reservation, and close waking a sleeper. Payloads live in loom cells, so a
 //! payload access the slot protocol does not order is reported as a data race; a lost
-//! wake-up shows as a deadlock.
+//! wake-up shows as a deadlock. Run with
+//! `RUSTFLAGS="--cfg ipc_loom" cargo test --release -p ipc-queue --test loom`.
+#![cfg(ipc_loom)]
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;

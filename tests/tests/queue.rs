@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use ipc_queue::{Queue, QueueOptions, RecvError, RecvTimeoutError, SendError, SpscQueue};
 use ipc_shm::{Shm, liveness};
-use ipc_testkit::{Child, audit, fault, fork, fork_named, send_line, spawn_role, unique_name, watchdog};
+use ipc_testkit::{
+    Child, audit, fault, fork, fork_named, send_line, spawn_role, unique_name, watchdog,
+};
 
 ipc_testkit::roles! {
     "queue-echo" => roles::echo,
@@ -32,7 +34,7 @@ mod roles {
 fn mono_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -336,7 +338,11 @@ fn random_sigkills_of_producers_and_consumers() {
             }
             worst_recovery = worst_recovery.max(t.elapsed());
         }
-        let mut c = if producer { kill_producer(&q, &board, rng.next_u64()) } else { kill_consumer(&q, &board) };
+        let mut c = if producer {
+            kill_producer(&q, &board, rng.next_u64())
+        } else {
+            kill_consumer(&q, &board)
+        };
         let id = owner_of(&mut c);
         if producer { producers.push((c, id)) } else { consumers.push((c, id)) }
     }
@@ -357,12 +363,12 @@ fn random_sigkills_of_producers_and_consumers() {
         c.assert_success_within(Duration::from_secs(30));
     }
     let ids = u64::from(board.word(NEXT_ID).load(Ordering::SeqCst));
-    let missing = (0..ids)
-        .filter(|&id| board.bit(COMMITTED, id) && !board.bit(RECEIVED, id))
-        .count() as u64;
+    let missing =
+        (0..ids).filter(|&id| board.bit(COMMITTED, id) && !board.bit(RECEIVED, id)).count() as u64;
     let delivered = (0..ids).filter(|&id| board.bit(RECEIVED, id)).count();
     let stats = q.stats();
-    let (dups, torn) = (board.word(DUPS).load(Ordering::SeqCst), board.word(TORN).load(Ordering::SeqCst));
+    let (dups, torn) =
+        (board.word(DUPS).load(Ordering::SeqCst), board.word(TORN).load(Ordering::SeqCst));
     eprintln!(
         "random kills: {kills} kills ({producer_kills} producers, {in_window} inside reserve-commit, \
          {holding} consumers holding a message); {delivered} delivered of {ids} ids; {missing} committed \
@@ -372,10 +378,16 @@ fn random_sigkills_of_producers_and_consumers() {
     assert_eq!(dups, 0, "a message was delivered twice");
     assert_eq!(torn, 0, "a torn message was delivered");
     assert_eq!(stats.abandoned, in_window, "abandoned slots != kills inside the window");
-    assert!(missing <= holding, "{missing} committed messages lost, only {holding} held by killed consumers");
+    assert!(
+        missing <= holding,
+        "{missing} committed messages lost, only {holding} held by killed consumers"
+    );
     assert!(stats.lost <= holding);
     assert!(worst_recovery < Duration::from_millis(500), "recovery took {worst_recovery:?}");
-    assert!(in_window > 0 || kills < 50, "no kill landed inside the window: the test is not testing");
+    assert!(
+        in_window > 0 || kills < 50,
+        "no kill landed inside the window: the test is not testing"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -393,9 +405,11 @@ fn die_at(q: &Queue, point: &'static str, len: usize) -> Child {
 
 #[test]
 fn producer_killed_inside_the_window_is_skipped_within_the_bound() {
-    assert!(ipc_shm::crash::ENABLED);
+    const { assert!(ipc_shm::crash::ENABLED) };
     let _w = watchdog(Duration::from_secs(60), "producer crash points");
-    for (i, point) in ["queue.after_reserve", "queue.mid_copy", "queue.before_commit"].into_iter().enumerate() {
+    for (i, point) in
+        ["queue.after_reserve", "queue.mid_copy", "queue.before_commit"].into_iter().enumerate()
+    {
         let q = Queue::anonymous(4, 65536).unwrap();
         // A consumer already parked on the empty queue.
         let mut cons = fork(|| {
@@ -528,7 +542,10 @@ fn close_wakes_parked_senders_and_receivers_in_other_processes() {
         worst = worst.max(woke.saturating_sub(closed_at));
         k.assert_success();
     }
-    eprintln!("close woke 3 parked receivers and 3 parked senders; the last after {} us", worst / 1000);
+    eprintln!(
+        "close woke 3 parked receivers and 3 parked senders; the last after {} us",
+        worst / 1000
+    );
     assert!(Duration::from_nanos(worst) < Duration::from_millis(100));
     assert_eq!(full.recv().unwrap(), b"1"); // receivers still drain
 }

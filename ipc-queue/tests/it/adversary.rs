@@ -160,9 +160,12 @@ fn lengths_flipped_after_validation_never_escape() {
             while !stop.load(Ordering::Relaxed) {
                 for i in 0..4 {
                     let len = q.shm().atomic_u32(SLOTS + i * stride + 8).unwrap();
-                    len.store([u32::MAX, 0, MAX as u32 + 1, 1 << 30][(n % 4) as usize], Ordering::Relaxed);
+                    len.store(
+                        [u32::MAX, 0, MAX as u32 + 1, 1 << 30][(n % 4) as usize],
+                        Ordering::Relaxed,
+                    );
                 }
-                if n % 64 == 0 {
+                if n.is_multiple_of(64) {
                     // Now and then an impossible slot state or index as well.
                     let w = q.shm().atomic_u32(SLOTS + (n as usize % 4) * stride + 4).unwrap();
                     w.store(n.rotate_left(7), Ordering::Relaxed);

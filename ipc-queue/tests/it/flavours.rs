@@ -26,7 +26,7 @@ fn spsc_roles_order_and_zero_copy() {
     let mut s = tx.reserve(3).unwrap();
     s.copy_from_slice(b"abc");
     s.commit();
-    drop(tx.try_reserve(2).unwrap()); // dropped: nothing published
+    let _ = tx.try_reserve(2).unwrap(); // dropped: nothing published
     assert_eq!(&*rx.recv_ref().unwrap(), b"abc");
     assert!(rx.try_recv().is_err());
     drop(tx);

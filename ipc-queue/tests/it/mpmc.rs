@@ -34,7 +34,10 @@ fn timeouts_hold() {
     assert!(t.elapsed() >= Duration::from_millis(30));
     q.send(b"a").unwrap();
     let t = Instant::now();
-    assert!(matches!(q.send_timeout(b"b", Duration::from_millis(30)), Err(SendTimeoutError::Timeout(b"b"))));
+    assert!(matches!(
+        q.send_timeout(b"b", Duration::from_millis(30)),
+        Err(SendTimeoutError::Timeout(b"b"))
+    ));
     assert!(t.elapsed() >= Duration::from_millis(30));
 }
 
