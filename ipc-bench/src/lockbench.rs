@@ -10,11 +10,9 @@ use crate::harness::{Ctx, Fail, OrFail, Outcome, STOP, anon, pin, time_trials, t
 
 /// A cross-process lock as the drivers see it. Clones refer to the same shared lock.
 pub trait BenchLock: Clone {
-    /// Lock. `Ok(true)` when the previous owner died holding it (the lock is then made
-    /// consistent and held).
-    fn lock(&self) -> Result<bool, Fail>;
-    /// Unlock.
-    fn unlock(&self) -> Result<(), Fail>;
+    /// Lock, run `f` while holding the lock, unlock. `Ok(true)` when the previous owner
+    /// died holding it (the lock was made consistent before `f` ran).
+    fn with(&self, f: &mut dyn FnMut() -> Result<(), Fail>) -> Result<bool, Fail>;
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock `Instant` uses), comparable across processes.
@@ -75,11 +73,12 @@ pub fn handoff<L: BenchLock>(ctx: &Ctx, lock: L) -> Outcome {
                     return Ok(());
                 }
                 set(ready, k);
-                waiter_lock.lock()?;
-                let t1 = now_ns();
-                let dt = t1.saturating_sub(load_u64(t0_lo, t0_hi));
-                store_u64(dt_lo, dt_hi, dt);
-                waiter_lock.unlock()?;
+                waiter_lock.with(&mut || {
+                    let t1 = now_ns();
+                    let dt = t1.saturating_sub(load_u64(t0_lo, t0_hi));
+                    store_u64(dt_lo, dt_hi, dt);
+                    Ok(())
+                })?;
                 set(done, k);
             }
             Ok(())
@@ -90,13 +89,15 @@ pub fn handoff<L: BenchLock>(ctx: &Ctx, lock: L) -> Outcome {
     let trials = if ctx.quick { 40 } else { 400 };
     let res = time_trials(ctx, trials, || {
         k += 1;
-        lock.lock()?;
-        set(turn, k);
-        wait_for(ready, k, deadline, "waiter ready")?;
-        // Give the waiter time to park inside lock() (on the same core it must run to do so).
-        std::thread::sleep(Duration::from_micros(100));
-        store_u64(t0_lo, t0_hi, now_ns());
-        lock.unlock()?;
+        lock.with(&mut || {
+            set(turn, k);
+            wait_for(ready, k, deadline, "waiter ready")?;
+            // Give the waiter time to park inside lock() (on the same core it must run to
+            // do so).
+            std::thread::sleep(Duration::from_micros(100));
+            store_u64(t0_lo, t0_hi, now_ns());
+            Ok(())
+        })?;
         wait_for(done, k, deadline, "handoff done")?;
         Ok(Duration::from_nanos(load_u64(dt_lo, dt_hi)))
     });
@@ -112,10 +113,14 @@ pub fn recovery<L: BenchLock>(ctx: &Ctx, lock: L) -> Outcome {
     time_trials(ctx, trials, || {
         let owner_lock = lock.clone();
         let mut owner = ipc_testkit::fork_named("lock owner", move || -> Result<(), String> {
-            owner_lock.lock().map_err(|e| e.to_string())?;
-            ipc_testkit::send_line("held");
-            // Hold until killed (bounded: the bench kills within milliseconds).
-            let _ = ipc_testkit::recv_line(Duration::from_secs(60));
+            owner_lock
+                .with(&mut || {
+                    ipc_testkit::send_line("held");
+                    // Hold until killed (bounded: the bench kills within milliseconds).
+                    let _ = ipc_testkit::recv_line(Duration::from_secs(60));
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?;
             Ok(())
         });
         match owner.recv_line(Duration::from_secs(20)) {
@@ -132,19 +137,17 @@ pub fn recovery<L: BenchLock>(ctx: &Ctx, lock: L) -> Outcome {
                 owner.kill();
                 t
             });
-            let died = lock.lock();
-            let t1 = now_ns();
+            let mut t1 = 0;
+            let died = lock.with(&mut || {
+                t1 = now_ns();
+                Ok(())
+            });
             let t0 = killer.join().map_err(|_| Fail::Error("killer thread panicked".into()))?;
             match died {
-                Ok(true) => {}
-                Ok(false) => {
-                    let _ = lock.unlock();
-                    return Err(Fail::Error("lock() did not report the dead owner".into()));
-                }
-                Err(e) => return Err(e),
+                Ok(true) => Ok::<_, Fail>(t1.saturating_sub(t0)),
+                Ok(false) => Err(Fail::Error("lock() did not report the dead owner".into())),
+                Err(e) => Err(e),
             }
-            lock.unlock()?;
-            Ok::<_, Fail>(t1.saturating_sub(t0))
         })?;
         owner.join_timeout(Duration::from_secs(10)).or_fail("reap owner")?;
         Ok(Duration::from_nanos(killed_at))

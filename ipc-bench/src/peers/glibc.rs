@@ -70,6 +70,16 @@ impl<'a> PMutex<'a> {
 }
 
 impl BenchLock for PMutex<'_> {
+    fn with(&self, f: &mut dyn FnMut() -> Result<(), Fail>) -> Result<bool, Fail> {
+        let died = self.lock()?;
+        let r = f();
+        self.unlock()?;
+        r.map(|()| died)
+    }
+}
+
+impl PMutex<'_> {
+    /// Lock; `Ok(true)` when the previous owner died (made consistent, held).
     fn lock(&self) -> Result<bool, Fail> {
         // SAFETY: the mutex was initialised by `init` and its segment outlives `self`.
         match unsafe { libc::pthread_mutex_lock(self.ptr.as_ptr()) } {
@@ -86,6 +96,7 @@ impl BenchLock for PMutex<'_> {
         }
     }
 
+    /// Unlock (only by the holder).
     fn unlock(&self) -> Result<(), Fail> {
         // SAFETY: called only by the thread that holds the mutex.
         match unsafe { libc::pthread_mutex_unlock(self.ptr.as_ptr()) } {
