@@ -247,6 +247,14 @@ impl From<OwnedFd> for Connection {
     }
 }
 
+/// Give up the socket (to hand it to a child process, say). Bytes already read into the
+/// connection's buffer and not yet received are lost.
+impl From<Connection> for OwnedFd {
+    fn from(c: Connection) -> OwnedFd {
+        c.core.fd
+    }
+}
+
 impl From<std::os::unix::net::UnixStream> for Connection {
     fn from(s: std::os::unix::net::UnixStream) -> Connection {
         Connection::from(OwnedFd::from(s))

@@ -1,49 +1,82 @@
-//! Integration tests of ipc-pipe (one binary).
+//! Integration tests of ipc-pipe, one binary: connections and simplex pipes, the frame
+//! decoder (proptests and the malformed-frame corpus), the handshake (deterministic hostile
+//! peers and proptests), fd passing, listeners and clients, interop with the real CPython,
+//! and the optional features (serde, pickle, shm, tokio).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod smoke {
-    use ipc_pipe::*;
+mod alloc_track;
+mod connection;
+mod fds;
+mod frames;
+mod handshake;
+mod listener;
+#[cfg(feature = "pickle")]
+mod pickle;
+mod python;
+#[cfg(feature = "serde")]
+mod serde_values;
+#[cfg(feature = "shm")]
+mod shm;
+#[cfg(feature = "tokio")]
+mod tokio_conn;
 
-    #[test]
-    fn pipe_roundtrip() {
-        let (mut a, mut b) = pipe().unwrap();
-        a.send(b"hello").unwrap();
-        assert_eq!(b.recv().unwrap(), b"hello");
-        let big = vec![7u8; 3 << 20];
-        let t = std::thread::spawn(move || {
-            a.send(&big).unwrap();
-            a
-        });
-        assert_eq!(b.recv().unwrap().len(), 3 << 20);
-        let a = t.join().unwrap();
-        drop(a);
-        assert!(b.recv().unwrap_err().is_disconnected());
+pub(crate) mod util {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A private (0700) directory under the temp dir, removed with its contents on drop.
+    pub(crate) struct TempDir {
+        path: PathBuf,
     }
 
-    #[test]
-    fn python_client() {
-        let dir = tempdir();
-        let path = format!("{dir}/sock");
-        let l = Listener::bind(path.as_str(), Some(b"key")).unwrap();
-        let mut child = std::process::Command::new("python3").arg("-c").arg(format!(
-            "from multiprocessing.connection import Client\nc=Client({path:?}, authkey=b'key')\nc.send_bytes(b'x'*100000)\nprint(len(c.recv_bytes()))\n"
-        )).spawn().unwrap();
-        let mut c = l.accept().unwrap();
-        let m = c.recv().unwrap();
-        assert_eq!(m.len(), 100000);
-        c.send(&m[..70000]).unwrap();
-        assert!(child.wait().unwrap().success());
+    impl TempDir {
+        pub(crate) fn new(tag: &str) -> TempDir {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("ipctest-pipe-{}-{n}-{tag}", std::process::id()));
+            std::fs::create_dir(&path).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+            TempDir { path }
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.path
+        }
+
+        pub(crate) fn join(&self, name: &str) -> PathBuf {
+            self.path.join(name)
+        }
+
+        /// The names left in the directory.
+        pub(crate) fn entries(&self) -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(&self.path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        }
     }
 
-    fn tempdir() -> String {
-        let d = format!("/tmp/pp/t{}-{}", std::process::id(), rand());
-        std::fs::create_dir_all(&d).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-        d
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
-    fn rand() -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-            as u64
+
+    /// Whether python3 runs here (the interop tests need it; CI has it).
+    pub(crate) fn python() -> bool {
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import multiprocessing.connection")
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    pub(crate) fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
     }
 }

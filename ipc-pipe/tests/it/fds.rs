@@ -1,0 +1,82 @@
+//! fd passing in one process: one fd, the kernel's maximum, fds that came where none were
+//! expected. (Leak counts under a lowered RLIMIT_NOFILE and across processes are in the
+//! cross-process suite, tests/tests/pipe.rs.)
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use ipc_pipe::{Error, pipe};
+
+fn cloexec(fd: BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETFD on a valid fd.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) & libc::FD_CLOEXEC != 0 }
+}
+
+#[test]
+fn one_fd_travels_with_its_message() {
+    let (mut a, mut b) = pipe().unwrap();
+    let (r, w) = std::io::pipe().unwrap();
+    a.send_fds(b"here is a pipe", &[w.as_fd()]).unwrap();
+    drop(w);
+    let (msg, mut fds) = b.recv_fds().unwrap();
+    assert_eq!(msg, b"here is a pipe");
+    assert_eq!(fds.len(), 1);
+    let w2 = fds.pop().unwrap();
+    assert!(cloexec(w2.as_fd()), "received fds are CLOEXEC (MSG_CMSG_CLOEXEC)");
+    std::fs::File::from(w2).write_all(b"through the passed fd").unwrap();
+    let mut got = String::new();
+    std::fs::File::from(OwnedFd::from(r)).read_to_string(&mut got).unwrap();
+    assert_eq!(got, "through the passed fd");
+    // A message without fds is fine for recv_fds.
+    a.send(b"plain").unwrap();
+    let (m, f) = b.recv_fds().unwrap();
+    assert_eq!((m, f.len()), (b"plain".to_vec(), 0));
+}
+
+#[test]
+fn the_kernel_maximum_of_253_fds_and_neighbouring_messages() {
+    let (mut a, mut b) = pipe().unwrap();
+    let files: Vec<std::fs::File> =
+        (0..253).map(|_| std::fs::File::open("/dev/null").unwrap()).collect();
+    let borrowed: Vec<BorrowedFd<'_>> = files.iter().map(AsFd::as_fd).collect();
+    // Messages before and after, big and small, to check fds go with the right frame.
+    let t = std::thread::spawn(move || {
+        let (m1, f1) = b.recv_fds().unwrap();
+        assert_eq!((m1.len(), f1.len()), (100_000, 0));
+        let (m2, f2) = b.recv_fds().unwrap();
+        assert_eq!((m2, f2.len()), (vec![2u8; 300], 253));
+        assert!(f2.iter().all(|f| cloexec(f.as_fd())));
+        assert_eq!(b.recv().unwrap(), b"after");
+        let (m4, f4) = b.recv_fds().unwrap();
+        assert_eq!((m4.len(), f4.len()), (200_000, 2));
+    });
+    a.send(&vec![1u8; 100_000]).unwrap();
+    a.send_fds(&vec![2u8; 300], &borrowed).unwrap();
+    a.send(b"after").unwrap();
+    a.send_fds(&vec![3u8; 200_000], &borrowed[..2]).unwrap();
+    t.join().unwrap();
+    let too_many: Vec<BorrowedFd<'_>> = borrowed.iter().chain(&borrowed[..1]).copied().collect();
+    assert!(matches!(a.send_fds(b"x", &too_many), Err(Error::TooManyFds { count: 254, .. })));
+}
+
+#[test]
+fn fds_where_none_were_expected_are_closed_and_reported() {
+    let (mut a, mut b) = pipe().unwrap();
+    let f = std::fs::File::open("/dev/null").unwrap();
+    a.send_fds(b"sneaky", &[f.as_fd(), f.as_fd()]).unwrap();
+    a.send(b"next").unwrap();
+    match b.recv() {
+        Err(Error::UnexpectedFds { count: 2, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // The connection goes on with the next message.
+    assert_eq!(b.recv().unwrap(), b"next");
+    // try_recv and recv_into refuse them too.
+    a.send_fds(b"again", &[f.as_fd()]).unwrap();
+    assert!(b.poll(Some(std::time::Duration::from_secs(5))).unwrap());
+    assert!(matches!(b.try_recv(), Err(Error::UnexpectedFds { count: 1, .. })));
+    a.send_fds(b"and again", &[f.as_fd()]).unwrap();
+    let mut buf = Vec::new();
+    assert!(matches!(b.recv_into(&mut buf), Err(Error::UnexpectedFds { count: 1, .. })));
+}

@@ -1,0 +1,273 @@
+//! Listener and Client in one process: the handshake both ways, key mismatches that fail
+//! fast, the socket directory rules, what sits at the socket path, cleanup, abstract names.
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
+
+use ipc_pipe::{Address, AuthError, Client, ClientOptions, Error, Listener, ListenerOptions};
+
+use crate::util::{TempDir, is_root};
+
+fn serve_one(l: Listener) -> std::thread::JoinHandle<ipc_pipe::Result<Vec<u8>>> {
+    std::thread::spawn(move || {
+        let mut c = l.accept()?;
+        let m = c.recv()?;
+        c.send(&m)?;
+        Ok(m)
+    })
+}
+
+#[test]
+fn authenticated_round_trip_and_cleanup() {
+    let dir = TempDir::new("auth");
+    let path = dir.join("sock");
+    let l = Listener::bind(&path, Some(b"secret")).unwrap();
+    assert_eq!(dir.entries(), vec!["sock", "sock.lock"]);
+    let mode = std::fs::symlink_metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket file mode");
+    assert_eq!(l.address(), &Address::Path(path.clone()));
+    let t = serve_one(l);
+    let mut c = Client::connect(&path, Some(b"secret")).unwrap();
+    c.send(b"ping").unwrap();
+    assert_eq!(c.recv().unwrap(), b"ping");
+    assert_eq!(t.join().unwrap().unwrap(), b"ping");
+    assert!(dir.entries().is_empty(), "socket and lock files removed on drop: {:?}", dir.entries());
+    assert_eq!(c.peer_credentials().unwrap().pid, std::process::id());
+}
+
+#[test]
+fn wrong_key_is_rejected_on_both_sides() {
+    let dir = TempDir::new("wrongkey");
+    let path = dir.join("s");
+    let l = Listener::bind(&path, Some(b"right")).unwrap();
+    let t = std::thread::spawn(move || l.accept().map(drop));
+    let e = Client::connect(&path, Some(b"wrong")).unwrap_err();
+    assert!(matches!(e, Error::AuthFailed { reason: AuthError::Rejected, .. }), "{e}");
+    let e = t.join().unwrap().unwrap_err();
+    assert!(matches!(e, Error::AuthFailed { reason: AuthError::WrongDigest, .. }), "{e}");
+    assert!(e.to_string().contains("accept listener"), "{e}");
+}
+
+#[test]
+fn keyed_client_against_keyless_listener_fails_within_the_handshake_deadline() {
+    let dir = TempDir::new("keyless");
+    let path = dir.join("s");
+    let l = Listener::bind(&path, None).unwrap();
+    // The listener's application waits for the client to speak (cpython#123736: both hang).
+    let t = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        c.recv_timeout(Duration::from_secs(10))
+    });
+    let t0 = Instant::now();
+    let e = ClientOptions::new()
+        .handshake_timeout(Duration::from_millis(300))
+        .connect(&path, Some(b"key"))
+        .unwrap_err();
+    let took = t0.elapsed();
+    assert!(
+        matches!(e, Error::AuthFailed { reason: AuthError::Deadline { challenged: false }, .. }),
+        "{e}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(e.to_string().contains("does the listener have an authkey"), "{e}");
+    // The client gave up and closed: the listener side learns at once.
+    assert!(t.join().unwrap().unwrap_err().is_disconnected());
+
+    // A keyless listener that speaks first: the keyed client fails at once.
+    let l = ListenerOptions::new().bind(dir.join("s2"), None).unwrap();
+    let t = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        c.send(b"hello, no auth here").unwrap();
+        let _ = c.recv_timeout(Duration::from_secs(10));
+    });
+    let t0 = Instant::now();
+    let e = Client::connect(dir.join("s2"), Some(b"key")).unwrap_err();
+    assert!(matches!(e, Error::AuthFailed { reason: AuthError::NotAChallenge, .. }), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    t.join().unwrap();
+}
+
+#[test]
+fn keyless_client_against_keyed_listener_fails_fast() {
+    let dir = TempDir::new("nokey");
+    let path = dir.join("s");
+    let l = Listener::bind(&path, Some(b"key")).unwrap();
+    let t = std::thread::spawn(move || l.accept().map(drop));
+    let mut c = Client::connect(&path, None).unwrap();
+    let e = c.recv_timeout(Duration::from_secs(10)).unwrap_err();
+    assert!(matches!(e, Error::AuthRequired { .. }), "{e}");
+    assert!(c.is_poisoned());
+    drop(c);
+    let e = t.join().unwrap().unwrap_err();
+    assert!(matches!(e, Error::AuthFailed { reason: AuthError::Disconnected, .. }), "{e}");
+}
+
+#[test]
+fn empty_keys_are_refused() {
+    let dir = TempDir::new("empty");
+    assert!(matches!(Listener::bind(dir.join("s"), Some(b"")), Err(Error::InvalidAuthKey { .. })));
+    assert!(matches!(Client::connect(dir.join("s"), Some(b"")), Err(Error::InvalidAuthKey { .. })));
+}
+
+#[test]
+fn md5_can_be_refused() {
+    let dir = TempDir::new("md5");
+    let path = dir.join("s");
+    // Both sides of ours use sha256: refusing md5 changes nothing between us.
+    let l = ListenerOptions::new().accept_md5(false).bind(&path, Some(b"k")).unwrap();
+    let t = serve_one(l);
+    let mut c = ClientOptions::new().accept_md5(false).connect(&path, Some(b"k")).unwrap();
+    c.send(b"x").unwrap();
+    assert_eq!(c.recv().unwrap(), b"x");
+    t.join().unwrap().unwrap();
+}
+
+#[test]
+fn accept_timeout_and_try_accept() {
+    let dir = TempDir::new("acceptto");
+    let l = Listener::bind(dir.join("s"), None).unwrap();
+    assert!(l.try_accept().unwrap().is_none());
+    let t0 = Instant::now();
+    assert!(matches!(l.accept_timeout(Duration::from_millis(50)), Err(Error::Timeout { .. })));
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    let _c = Client::connect(dir.join("s"), None).unwrap();
+    assert!(l.accept_timeout(Duration::from_secs(5)).is_ok());
+}
+
+#[test]
+fn connecting_to_nothing_is_an_error_not_a_hang() {
+    let dir = TempDir::new("nothing");
+    let e = Client::connect_timeout(dir.join("none"), None, Duration::from_secs(1)).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+    // A dead listener's socket file: connection refused.
+    let std_l = UnixListener::bind(dir.join("dead")).unwrap();
+    drop(std_l);
+    let e = Client::connect(dir.join("dead"), None).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+}
+
+#[test]
+fn directory_rules() {
+    let dir = TempDir::new("dirs");
+    // Missing directory: an error unless asked to create it (0700).
+    let sub = dir.join("sub");
+    assert!(matches!(Listener::bind(sub.join("s"), None), Err(Error::UnsafeDirectory { .. })));
+    let l = ListenerOptions::new().create_dir(true).bind(sub.join("s"), None).unwrap();
+    let mode = std::fs::metadata(&sub).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode & 0o077, 0, "created directory is private: {mode:o}");
+    drop(l);
+    // Writable by others: refused.
+    let open = dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = Listener::bind(open.join("s"), None).unwrap_err();
+    assert!(matches!(e, Error::UnsafeDirectory { .. }), "{e}");
+    assert!(e.to_string().contains("lets group or others write"), "{e}");
+    // Sticky and shared (like /tmp): only when allowed.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert!(matches!(Listener::bind(open.join("s"), None), Err(Error::UnsafeDirectory { .. })));
+    drop(ListenerOptions::new().allow_shared_dir(true).bind(open.join("s"), None).unwrap());
+    // A symlink to a directory is not followed.
+    let link = dir.join("link");
+    symlink(dir.path(), &link).unwrap();
+    let e = Listener::bind(link.join("s"), None).unwrap_err();
+    assert!(matches!(e, Error::UnsafeDirectory { .. }), "{e}");
+    // Someone else's directory.
+    if is_root() {
+        let theirs = dir.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let e = Listener::bind(theirs.join("s"), None).unwrap_err();
+        assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+    }
+}
+
+#[test]
+fn whatever_sits_at_the_path_is_neither_followed_nor_removed() {
+    let dir = TempDir::new("squat");
+    // A regular file.
+    std::fs::write(dir.join("file"), b"precious").unwrap();
+    let e = Listener::bind(dir.join("file"), None).unwrap_err();
+    assert!(matches!(e, Error::AddrInUse { .. }), "{e}");
+    assert!(e.to_string().contains("regular file"), "{e}");
+    assert_eq!(std::fs::read(dir.join("file")).unwrap(), b"precious");
+    // A symlink, to a file and dangling.
+    std::fs::write(dir.join("target"), b"keep").unwrap();
+    symlink(dir.join("target"), dir.join("link")).unwrap();
+    symlink(dir.join("nowhere"), dir.join("dangling")).unwrap();
+    for name in ["link", "dangling"] {
+        let e = Listener::bind(dir.join(name), None).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(std::fs::symlink_metadata(dir.join(name)).unwrap().file_type().is_symlink());
+    }
+    assert_eq!(std::fs::read(dir.join("target")).unwrap(), b"keep");
+    assert!(!dir.join("nowhere").exists());
+    // A symlink planted at the lock file's name.
+    symlink(dir.join("target"), dir.join("locked.lock")).unwrap();
+    let e = Listener::bind(dir.join("locked"), None).unwrap_err();
+    assert!(matches!(e, Error::AddrInUse { .. }), "{e}");
+    assert_eq!(std::fs::read(dir.join("target")).unwrap(), b"keep");
+    // A live listener that does not use our lock (Python's, say).
+    let live = UnixListener::bind(dir.join("live")).unwrap();
+    let e = Listener::bind(dir.join("live"), None).unwrap_err();
+    assert!(e.to_string().contains("live listener"), "{e}");
+    drop(live);
+    // ... and once it is dead, its socket is reclaimed.
+    let l = Listener::bind(dir.join("live"), None).unwrap();
+    drop(l);
+    assert!(!dir.join("live").exists());
+}
+
+#[test]
+fn a_live_listener_holds_the_path() {
+    let dir = TempDir::new("held");
+    let l = Listener::bind(dir.join("s"), None).unwrap();
+    let e = Listener::bind(dir.join("s"), None).unwrap_err();
+    assert!(matches!(e, Error::AddrInUse { .. }), "{e}");
+    assert!(e.to_string().contains("holds its lock"), "{e}");
+    drop(l);
+    drop(Listener::bind(dir.join("s"), None).unwrap());
+}
+
+#[test]
+fn addresses_that_cannot_work() {
+    let dir = TempDir::new("addr");
+    let long = dir.join(&"x".repeat(120));
+    assert!(matches!(Listener::bind(&long, None), Err(Error::InvalidAddress { .. })));
+    assert!(matches!(Client::connect(&long, None), Err(Error::InvalidAddress { .. })));
+    assert!(matches!(Listener::bind("/", None), Err(Error::InvalidAddress { .. })));
+}
+
+#[test]
+fn abstract_names_need_a_key_and_admit_only_our_uid_by_default() {
+    let name = format!("ipctest-pipe-{}-abstract", std::process::id());
+    let e = Listener::bind(Address::abstract_name(&name), None).unwrap_err();
+    assert!(matches!(e, Error::InvalidAddress { .. }), "{e}");
+    let l = Listener::bind(Address::abstract_name(&name), Some(b"k")).unwrap();
+    let t = serve_one(l);
+    let mut c = Client::connect(Address::abstract_name(&name), Some(b"k")).unwrap();
+    c.send(b"abstract").unwrap();
+    assert_eq!(c.recv().unwrap(), b"abstract");
+    t.join().unwrap().unwrap();
+}
+
+#[test]
+fn an_allowed_uid_policy_admits_listed_uids() {
+    let dir = TempDir::new("policy");
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let l = ListenerOptions::new().allowed_uids([me]).bind(dir.join("s"), None).unwrap();
+    let _c = Client::connect(dir.join("s"), None).unwrap();
+    assert!(l.accept().is_ok());
+    let l2 = ListenerOptions::new().allowed_uids([me + 1]).bind(dir.join("t"), None).unwrap();
+    let _c = Client::connect(dir.join("t"), None).unwrap();
+    match l2.accept().unwrap_err() {
+        Error::PeerNotAllowed { creds, .. } => {
+            assert_eq!((creds.uid, creds.pid), (me, std::process::id()));
+        }
+        e => panic!("{e}"),
+    }
+    // The refused client sees its connection closed.
+    // (The foreign-uid case, via setpriv, is in tests/tests/pipe.rs.)
+}
