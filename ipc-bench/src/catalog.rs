@@ -87,6 +87,8 @@ pub struct GroupSpec {
     pub floor: Option<&'static str>,
     /// One line on how to read the group.
     pub note: &'static str,
+    /// Untimed pause before each round trip (the "peer asleep" groups), else `None`.
+    pub gap: Option<std::time::Duration>,
     /// The rows, measured in this order on even runs and reversed on odd runs.
     pub rows: Vec<RowSpec>,
 }
@@ -171,6 +173,7 @@ pub fn catalog() -> Vec<GroupSpec> {
             size,
             floor: Some("spin2"),
             note: "spinning sides on two cores; the floor is two processes spinning on shared lines",
+            gap: None,
             rows,
         });
     }
@@ -189,6 +192,7 @@ pub fn catalog() -> Vec<GroupSpec> {
             } else {
                 "same core or unpinned: the kernel / context-switch path"
             },
+            gap: None,
             rows: vec![
                 row("futex", "raw futex ping-pong (always sleeps)", Floor, floors::futex),
                 row("eventfd", "raw eventfd ping-pong", Floor, floors::eventfd),
@@ -222,6 +226,35 @@ pub fn catalog() -> Vec<GroupSpec> {
         });
     }
 
+    // B4, peer asleep: a 200 µs untimed pause before each round trip lets every bounded spin
+    // expire, so each trip wakes a sleeping peer: adaptive waits compared with the raw futex.
+    g.push(GroupSpec {
+        id: "wake-X".into(),
+        title: "B4 blocking round trip, peer asleep (200 µs pause before each), 64 B".into(),
+        metric: Metric::Rtt,
+        placement: Placement::Cross,
+        size: 64,
+        floor: Some("futex"),
+        note: "each trip wakes a sleeper across cores (a VM IPI here): compare with the raw futex of the same run",
+        gap: Some(std::time::Duration::from_micros(200)),
+        rows: vec![
+            row("futex", "raw futex ping-pong (always sleeps)", Floor, floors::futex),
+            row("eventfd", "raw eventfd ping-pong", Floor, floors::eventfd),
+            row("pipe", "raw pipe(2) 1-byte ping-pong", Floor, floors::pipe_1b),
+            row("queue-spsc", "ipc-queue SPSC, blocking recv (adaptive)", Ours, ours::queue::spsc_block),
+            row("queue-mpmc", "ipc-queue MPMC, blocking recv", Ours, ours::queue::mpmc_block),
+            row("sem", "ipc-sem Semaphore ping-pong (untracked)", Ours, ours::sem::ping_pong_rtt),
+            row("sem_t", "glibc sem_t pshared ping-pong", Peer, peers::glibc::sem_rtt),
+            row(
+                "crossbeam-channel",
+                "crossbeam bounded(1) channel (threads)",
+                Peer,
+                peers::threads::cb_channel_rtt,
+            ),
+            row("std-channel", "std sync_channel(1) (threads)", Peer, peers::threads::std_channel_rtt),
+        ],
+    });
+
     // B1: message pipes.
     for (size, places) in [
         (8usize, &[Placement::Cross, Placement::Same, Placement::Unpinned][..]),
@@ -238,6 +271,7 @@ pub fn catalog() -> Vec<GroupSpec> {
                 size,
                 floor: Some("socketpair"),
                 note: "a message and its echo; the floor is a raw socketpair moving the same bytes",
+                gap: None,
                 rows: vec![
                     row("socketpair", format!("raw socketpair, {sz}"), Floor, floors::socketpair),
                     row("pipe2", format!("raw pipe(2) pair, {sz}"), Floor, floors::pipe),
@@ -284,6 +318,7 @@ pub fn catalog() -> Vec<GroupSpec> {
         size: 1 << 20,
         floor: Some("uds-stream"),
         note: "higher is better; the floor is a raw Unix stream socket with the same chunks",
+        gap: None,
         rows: vec![
             row("uds-stream", "raw Unix stream socketpair, 1 MiB reads", Floor, floors::uds_tput),
             row("pipe2", "raw pipe(2), 1 MiB reads", Floor, floors::pipe_tput),
@@ -319,6 +354,7 @@ pub fn catalog() -> Vec<GroupSpec> {
             size,
             floor: Some("ring"),
             note: "higher is better; the floor is a reference SPSC ring (cached indices) copying in and out",
+            gap: None,
             rows: vec![
                 row("ring", format!("reference SPSC ring, {sz}"), Floor, floors::ring_tput),
                 row("queue-spsc", format!("ipc-queue SPSC, {sz}"), Ours, ours::queue::spsc_tput),
@@ -345,6 +381,7 @@ pub fn catalog() -> Vec<GroupSpec> {
         size: 0,
         floor: None,
         note: "the ceiling for any copy through shared memory (L1 / L2 / DRAM working sets)",
+        gap: None,
         rows: vec![
             row("4k", "memcpy 4 KiB", Floor, floors::memcpy_4k),
             row("1m", "memcpy 1 MiB", Floor, floors::memcpy_1m),
@@ -361,6 +398,7 @@ pub fn catalog() -> Vec<GroupSpec> {
         size: 0,
         floor: Some("tas"),
         note: "one thread, a second one alive and idle; the floor is a TAS spinlock (xchg + store)",
+        gap: None,
         rows: vec![
             row("tas", "TAS spinlock in shm (xchg + store)", Floor, floors::tas),
             row(
@@ -402,6 +440,7 @@ pub fn catalog() -> Vec<GroupSpec> {
         size: 0,
         floor: Some("rmw"),
         note: "one thread; the floor is the two atomic read-modify-writes any semaphore needs",
+        gap: None,
         rows: vec![
             row("rmw", "atomic fetch_sub + fetch_add in shm", Floor, floors::rmw),
             row("sem", "ipc-sem Semaphore acquire+release (untracked)", Ours, ours::sem::op),
@@ -425,6 +464,7 @@ pub fn catalog() -> Vec<GroupSpec> {
         size: 0,
         floor: Some("counter"),
         note: "both sides loop lock; counter++; unlock; the figure is wall time / total locks (throughput, unfair)",
+        gap: None,
         rows: vec![
             row("counter", "shared counter fetch_add, 2 processes", Floor, floors::counter_contended),
             row("mutex", "ipc-lock Mutex, 2 processes", Ours, ours::lock::mutex_contended),
@@ -454,6 +494,7 @@ pub fn catalog() -> Vec<GroupSpec> {
             size: 0,
             floor: Some("futex"),
             note: "one-way; the floor is half the raw futex round trip of the same run",
+            gap: None,
             rows: vec![
                 row("futex", "raw futex one-way (RTT/2)", Floor, floors::futex_oneway),
                 row("mutex", "ipc-lock Mutex handoff", Ours, ours::lock::mutex_handoff),
@@ -475,6 +516,7 @@ pub fn catalog() -> Vec<GroupSpec> {
         size: 0,
         floor: None,
         note: "from kill(2) to the waiter's lock() returning owner-died; goal: p99 <= 100 ms",
+        gap: None,
         rows: vec![
             row("mutex", "ipc-lock Mutex, OwnerDied", Ours, ours::lock::mutex_recovery),
             row(
@@ -495,6 +537,7 @@ pub fn catalog() -> Vec<GroupSpec> {
         size: 1 << 20,
         floor: Some("raw"),
         note: "ipc-shm reserve(false) compares with raw ftruncate; its default (space reserved) with raw fallocate",
+        gap: None,
         rows: vec![
             row("raw", "raw shm_open + ftruncate + mmap + unlink", Floor, floors::shm_raw),
             row(

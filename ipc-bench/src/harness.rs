@@ -66,6 +66,9 @@ pub struct Ctx {
     pub cpus: usize,
     /// `--quick`: fewer trials for the trial-based rows.
     pub quick: bool,
+    /// Round trips only: an untimed pause before each one, long enough for the peer to
+    /// fall asleep (its bounded spin expires), so each trip measures waking a sleeper.
+    pub gap: Option<Duration>,
 }
 
 impl Ctx {
@@ -200,8 +203,12 @@ pub fn time_trials(
     mut trial: impl FnMut() -> Result<Duration, Fail>,
 ) -> Outcome {
     let warm = (max_trials / 10).max(1);
-    for _ in 0..warm {
+    let warm_until = Instant::now() + ctx.budget / 10;
+    for i in 0..warm {
         trial()?;
+        if i >= 1 && Instant::now() >= warm_until {
+            break;
+        }
     }
     let begin = Instant::now();
     let soft = begin + ctx.budget;
@@ -245,7 +252,15 @@ pub fn ping_pong<I: Initiator>(
         pin(peer).map_err(|e| e.to_string())?;
         echo().map_err(|e| e.to_string())
     });
-    let res = time_ops(ctx, bytes_per_op, || init.round_trip());
+    let res = match ctx.gap {
+        None => time_ops(ctx, bytes_per_op, || init.round_trip()),
+        Some(gap) => time_trials(ctx, 1_000_000, || {
+            std::thread::sleep(gap);
+            let t = Instant::now();
+            init.round_trip()?;
+            Ok(t.elapsed())
+        }),
+    };
     init.stop();
     drop(init);
     finish_peer(&mut child, res)
@@ -287,7 +302,15 @@ pub fn thread_ping_pong<I: Initiator>(
             pin(peer)?;
             echo()
         });
-        let res = pin(me).and_then(|()| time_ops(ctx, bytes_per_op, || init.round_trip()));
+        let res = pin(me).and_then(|()| match ctx.gap {
+            None => time_ops(ctx, bytes_per_op, || init.round_trip()),
+            Some(gap) => time_trials(ctx, 1_000_000, || {
+                std::thread::sleep(gap);
+                let t = Instant::now();
+                init.round_trip()?;
+                Ok(t.elapsed())
+            }),
+        });
         init.stop();
         drop(init);
         let peer = h.join().unwrap_or_else(|_| Err(Fail::Error("peer thread panicked".into())));
@@ -534,6 +557,7 @@ mod tests {
             budget: Duration::from_millis(5),
             cpus: usable_cpus(),
             quick: true,
+            gap: None,
         }
     }
 

@@ -293,6 +293,7 @@ pub fn run(
             budget: cfg.budget,
             cpus,
             quick: cfg.quick,
+            gap: g.gap,
         };
         let mut outcomes: Vec<Vec<Outcome>> = vec![Vec::new(); g.rows.len()];
         for run in 0..cfg.runs {
