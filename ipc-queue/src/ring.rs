@@ -373,10 +373,12 @@ impl Config {
 
 fn stride_for(flavour: Flavour, max_message: u32) -> Option<usize> {
     let raw = SLOT_HEADER.checked_add(usize::try_from(max_message).ok()?)?;
-    // MPMC slots sit on their own cache lines (consumers CAS them); SPSC slots are packed
-    // for streaming.
+    // MPMC slots sit on their own cache lines (consumers CAS them). SPSC slots are packed for
+    // streaming, but a slot that fits a cache line never straddles two (a power-of-two
+    // stride), so a small message costs the consumer one line transfer.
     let align: usize = match flavour {
         Flavour::Mpmc => 64,
+        Flavour::Spsc if raw <= 64 => return Some(raw.next_power_of_two()),
         Flavour::Spsc => 8,
     };
     raw.checked_add(align.checked_sub(1)?)?.checked_div(align)?.checked_mul(align)

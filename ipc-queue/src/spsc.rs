@@ -1,8 +1,10 @@
 //! The SPSC flavour: one producer, one consumer, the fastest path.
 //!
-//! Each side keeps its own index privately and a cached copy of the other's (rigtorp's
-//! SPSCQueue): the producer reads the shared `tail` only when its cached copy says the ring is
-//! full, the consumer reads `head` only when its copy says it is empty, and nobody CASes.
+//! Each side keeps its own index privately (rigtorp's SPSCQueue): the producer reads the
+//! shared `tail` only when its cached copy says the ring is full, and nobody CASes. The
+//! consumer does not poll `head` at all: every slot carries a stamp (its slot word, `READY`
+//! with the position) stored with Release after the payload, so a small message costs it one
+//! cache line; `head` is still published (after the stamp) for `len` and for checks.
 //! The roles are enforced at attach time: [`SpscQueue::sender`] and [`SpscQueue::receiver`]
 //! record the owner id of the process that holds each role, and a role whose holder died can
 //! be taken over.
@@ -180,6 +182,18 @@ impl SpscQueue {
                 source,
             });
         }
+        // A producer that died between its stamp and its head store left a committed message
+        // at `head`: count it as sent (the consumer may be reading it), never overwrite it.
+        let mut head = head;
+        let cap = u64::from(self.inner.cfg().capacity);
+        // Acquire: pairs with the dead producer's Release store of the stamp.
+        while head.wrapping_sub(tail) < cap
+            && self.inner.region().slot(head).word.load(Ordering::Acquire) == ready(head)
+        {
+            head = head.wrapping_add(1);
+            // Release: as in publish.
+            ctrl.head.store(head, Ordering::Release);
+        }
         Ok(Sender { inner: self.inner.clone(), head, cached_tail: tail, role, ops: 0 })
     }
 
@@ -202,7 +216,7 @@ impl SpscQueue {
                 source,
             });
         }
-        Ok(Receiver { inner: self.inner.clone(), tail, cached_head: head, role, ops: 0 })
+        Ok(Receiver { inner: self.inner.clone(), tail, role, ops: 0 })
     }
 
     /// Messages in the queue.
@@ -264,11 +278,18 @@ fn send_ready(r: &Region) -> bool {
 
 fn recv_ready(r: &Region) -> bool {
     let ctrl = r.ctrl();
-    // Acquire: pairs with the producer's Release store of head.
-    let head = ctrl.head.load(Ordering::Acquire);
     // Relaxed: the consumer's own index.
     let tail = ctrl.tail.load(Ordering::Relaxed);
-    head != tail || closed(r)
+    // Acquire: pairs with the producer's Release stores of the stamp and of head.
+    r.slot(tail).word.load(Ordering::Acquire) == ready(tail)
+        || ctrl.head.load(Ordering::Acquire) != tail
+        || closed(r)
+}
+
+/// The stamp of a published message at `pos`.
+#[inline]
+fn ready(pos: u64) -> u64 {
+    ring::pack(pos as u32, ring::READY, 0)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -322,11 +343,17 @@ impl Sender {
     #[inline]
     fn publish(&mut self, pos: u64, len: usize) {
         let region = self.inner.region();
-        // Relaxed: published by the Release store of head below.
-        region.slot(pos).len.store(len as u32, Ordering::Relaxed);
-        self.head = pos.wrapping_add(1);
+        let slot = region.slot(pos);
+        // Relaxed: published by the Release store of the stamp below.
+        slot.len.store(len as u32, Ordering::Relaxed);
+        ipc_shm::crash::point("queue.spsc.before_publish");
         // SYNC POINT. Release: publishes the payload and length; pairs with the Acquire load
-        // of head in the receiver.
+        // of the stamp in the receiver.
+        slot.word.store(ready(pos), Ordering::Release);
+        ipc_shm::crash::point("queue.spsc.after_stamp");
+        self.head = pos.wrapping_add(1);
+        // Release: pairs with Acquire loads of head (len, checks, a new producer's attach);
+        // it follows the stamp, so head > pos implies the stamp of pos is visible.
         region.ctrl().head.store(self.head, Ordering::Release);
         region.ctrl().not_empty.notify();
     }
@@ -520,7 +547,6 @@ impl DerefMut for SpscSlot<'_> {
 pub struct Receiver {
     inner: Arc<Inner>,
     tail: u64,
-    cached_head: u64,
     role: u32,
     ops: u32,
 }
@@ -543,28 +569,35 @@ impl Receiver {
             self.inner.publish_cpu(Side::Recv, crate::sys::my_cpu());
         }
         self.ops = self.ops.wrapping_add(1);
-        if self.tail == self.cached_head {
-            // Acquire: pairs with the producer's Release store of head.
-            self.cached_head = ctrl.head.load(Ordering::Acquire);
-            ring::occupancy(self.cached_head, self.tail, cfg.capacity)
-                .map_err(Nothing::Corrupted)?;
-            if self.tail == self.cached_head {
+        let pos = self.tail;
+        let slot = region.slot(pos);
+        // Acquire: pairs with the producer's Release store of the stamp: payload and length
+        // are visible. Loaded once.
+        if slot.word.load(Ordering::Acquire) != ready(pos) {
+            // Nothing stamped at `pos`: empty, closed, or corrupt. Ask the head.
+            // Acquire: pairs with the producer's Release store of head (after the stamp).
+            let head = ctrl.head.load(Ordering::Acquire);
+            ring::occupancy(head, pos, cfg.capacity).map_err(Nothing::Corrupted)?;
+            if head == pos {
                 if !closed(region) {
                     return Err(Nothing::Empty);
                 }
                 // Closed: one more look, a message may have landed before the close.
                 // Acquire: as above.
-                self.cached_head = ctrl.head.load(Ordering::Acquire);
-                if self.tail == self.cached_head
-                    || ring::occupancy(self.cached_head, self.tail, cfg.capacity).is_err()
-                {
+                if ctrl.head.load(Ordering::Acquire) == pos {
                     return Err(Nothing::Closed);
                 }
             }
+            // The head says a message is there, so its stamp must be (it precedes the head).
+            // Acquire: as above.
+            let word = slot.word.load(Ordering::Acquire);
+            if word != ready(pos) {
+                ctrl.bump(crate::region::Stat::Corrupt);
+                return Err(Nothing::Corrupted(Corruption::SlotWord { pos, word }));
+            }
         }
-        let pos = self.tail;
-        // Relaxed: ordered by the Acquire load of head. Loaded once, checked, used.
-        let len = region.slot(pos).len.load(Ordering::Relaxed);
+        // Relaxed: ordered by the Acquire load of the stamp. Loaded once, checked, used.
+        let len = slot.len.load(Ordering::Relaxed);
         match ring::check_len(len, cfg.max_message) {
             Ok(len) => Ok((pos, len)),
             Err(c) => {

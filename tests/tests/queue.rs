@@ -504,6 +504,33 @@ fn spsc_producer_killed_mid_copy_publishes_nothing() {
     assert_eq!(rx.recv().unwrap(), b"after");
 }
 
+#[test]
+fn spsc_producer_killed_at_every_publish_step_never_tears_or_duplicates() {
+    let _w = watchdog(Duration::from_secs(60), "spsc publish crash points");
+    for (point, delivered) in
+        [("queue.spsc.before_publish", false), ("queue.spsc.after_stamp", true)]
+    {
+        let q = SpscQueue::anonymous(4, 64).unwrap();
+        let mut rx = q.receiver().unwrap();
+        let mut dead = fork(|| {
+            let mut tx = q.sender().unwrap();
+            tx.send(b"one").unwrap();
+            ipc_shm::crash::arm(point, 1);
+            tx.send(b"two").unwrap();
+            Err::<(), String>(format!("crash point {point} did not fire"))
+        });
+        dead.assert_signaled(libc::SIGKILL);
+        let mut tx = q.sender().unwrap(); // taken over from the dead producer
+        tx.send(b"three").unwrap();
+        let mut got = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            got.push(String::from_utf8(m).unwrap());
+        }
+        let want: &[&str] = if delivered { &["one", "two", "three"] } else { &["one", "three"] };
+        assert_eq!(got, want, "{point}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // close() wakes every parked process
 
