@@ -69,6 +69,8 @@ pub struct Ctx {
     /// Round trips only: an untimed pause before each one, long enough for the peer to
     /// fall asleep (its bounded spin expires), so each trip measures waking a sleeper.
     pub gap: Option<Duration>,
+    /// The python3 interpreter (resolved once, past any pyenv shim), if there is one.
+    pub python: Option<std::path::PathBuf>,
 }
 
 impl Ctx {
@@ -558,6 +560,7 @@ mod tests {
             cpus: usable_cpus(),
             quick: true,
             gap: None,
+            python: None,
         }
     }
 

@@ -92,7 +92,7 @@ usage: ipc-bench [--quick] [--filter PATTERN[,PATTERN..]]... [--json] [--runs N]
                  a kept group always keeps its floor row
   --json         print results.json on stdout instead of the tables
   --runs N       interleaved runs (default 5; the method wants >= 5)
-  --budget-ms MS measuring time per row and run (default 250, --quick 12)
+  --budget-ms MS measuring time per row and run (default 250, --quick 8)
   --out DIR      where report.md, chart.svg, results.json go (default target/ipc-bench)
   --no-progress  no progress line on stderr
   --list         print the group and row ids and exit
@@ -143,7 +143,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, Stri
             }
         }
     }
-    c.budget = budget.unwrap_or(if c.quick { Duration::from_millis(12) } else { c.budget });
+    c.budget = budget.unwrap_or(if c.quick { Duration::from_millis(8) } else { c.budget });
     Ok(c)
 }
 
@@ -284,6 +284,8 @@ pub fn run(
         done: 0,
         start: started,
     };
+    let uses_python = groups.iter().any(|g| g.rows.iter().any(|r| r.id.starts_with("mp-")));
+    let python = if uses_python { peers::python::resolve() } else { None };
     let mut results = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
         progress.group(gi, groups.len(), &g.id);
@@ -294,6 +296,7 @@ pub fn run(
             cpus,
             quick: cfg.quick,
             gap: g.gap,
+            python: python.clone(),
         };
         let mut outcomes: Vec<Vec<Outcome>> = vec![Vec::new(); g.rows.len()];
         for run in 0..cfg.runs {
@@ -327,7 +330,7 @@ pub fn run(
     let _ = Kind::Ours;
     Report {
         version: 1,
-        machine: machine(cpus, groups),
+        machine: machine(cpus, python.as_deref()),
         run: RunInfo {
             quick: cfg.quick,
             runs: cfg.runs,
@@ -345,7 +348,7 @@ pub fn run(
     }
 }
 
-fn machine(cpus: usize, groups: &[GroupSpec]) -> Machine {
+fn machine(cpus: usize, python: Option<&Path>) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |name: &str| {
         cpuinfo
@@ -367,9 +370,8 @@ fn machine(cpus: usize, groups: &[GroupSpec]) -> Machine {
             Some(format!("{:.0} GiB", kb / (1024.0 * 1024.0)))
         })
         .unwrap_or_default();
-    let uses_python = groups.iter().any(|g| g.rows.iter().any(|r| r.id.starts_with("mp-")));
-    let python = if uses_python {
-        std::process::Command::new("python3")
+    let python = if let Some(py) = python {
+        std::process::Command::new(py)
             .arg("--version")
             .output()
             .ok()

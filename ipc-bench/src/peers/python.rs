@@ -17,8 +17,13 @@ fn run(ctx: &Ctx, case: &str) -> Outcome {
     if ctx.placement == crate::harness::Placement::Cross && ctx.cpus < 2 {
         return Err(Fail::Skip("cross-core needs two CPUs".into()));
     }
+    let Some(python) = ctx.python.as_ref() else {
+        return Err(Fail::Skip("python3 not found".into()));
+    };
     let budget_ms = ctx.budget.as_secs_f64() * 1000.0;
-    let spawned = Command::new("python3")
+    // -S: no site-packages (the script needs only the standard library); starts faster.
+    let spawned = Command::new(python)
+        .arg("-S")
         .arg("-c")
         .arg(SCRIPT)
         .arg(case)
@@ -57,6 +62,19 @@ fn run(ctx: &Ctx, case: &str) -> Outcome {
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or("");
     serde_json::from_str::<Measurement>(line).or_fail("python3 result")
+}
+
+/// The real interpreter behind `python3` (past pyenv-style shims, which cost ~0.2 s per
+/// start), or `None` when there is no python3.
+pub fn resolve() -> Option<std::path::PathBuf> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !path.is_empty()).then(|| std::path::PathBuf::from(path))
 }
 
 /// `mp.Pipe()` round trips with `send_bytes`/`recv_bytes`.
