@@ -117,6 +117,8 @@
 //! # Platform
 //! Linux (futex, memfd, OFD locks, membarrier), like ipc-shm.
 #![deny(unsafe_code)]
+// Under loom only the ring, the waiters and the model are built: the rest is unused there.
+#![cfg_attr(ipc_loom, allow(dead_code))]
 
 mod error;
 mod raw;

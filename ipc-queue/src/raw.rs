@@ -173,10 +173,9 @@ pub(crate) fn try_claim(r: &Region, me: u32) -> Result<Claimed, ClaimErr> {
                     pos = ctrl.tail.load(Relaxed);
                     continue;
                 }
-                let next = pos.wrapping_add(1);
-                // Relaxed: hints. Help the head first so head - tail never goes negative.
-                let _ = ctrl.head.compare_exchange(pos, next, Relaxed, Relaxed);
-                let _ = ctrl.tail.compare_exchange(pos, next, Relaxed, Relaxed);
+                // Relaxed: a hint. (Consumers never touch the producers' head line: that
+                // would bounce it on every message; `len` tolerates a tail briefly ahead.)
+                let _ = ctrl.tail.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
                 ipc_shm::crash::point("queue.after_claim");
                 // Relaxed: ordered by the Acquire CAS above. Loaded once, checked, used.
                 let len = slot.len.load(Relaxed);
@@ -287,11 +286,12 @@ pub(crate) fn send_ready(r: &Region) -> bool {
 /// Messages in the queue (committed or being written), at most the capacity.
 pub(crate) fn len(r: &Region) -> usize {
     let ctrl = r.ctrl();
-    // Relaxed: a snapshot. Tail first: it never passes the head, so a later head is >= it.
+    // Relaxed: a snapshot. The tail can run briefly ahead of a head whose producer has not
+    // advanced it yet: that counts as empty.
     let tail = ctrl.tail.load(Relaxed);
     let head = ctrl.head.load(Relaxed);
-    let n = head.wrapping_sub(tail);
-    n.min(u64::from(r.cfg().capacity)) as usize
+    let n = head.wrapping_sub(tail) as i64;
+    n.clamp(0, i64::from(r.cfg().capacity)) as usize
 }
 
 /// Close: senders fail at once, receivers drain then fail; every sleeper wakes.
