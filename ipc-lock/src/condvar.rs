@@ -104,6 +104,7 @@ impl Condvar {
         self.waiters.fetch_add(1, Ordering::Relaxed);
         // Relaxed: read under the mutex; a notify after our unlock changes it (same argument).
         let seq = self.seq.load(Ordering::Relaxed);
+        ipc_shm::crash::point("condvar.registered");
         raw.release(held.owner(), false);
         let user = match wait {
             Wait::Until(deadline) => Some(deadline),
@@ -136,6 +137,7 @@ impl Condvar {
         // Relaxed: a count only; wrapping (after a peer's garbage) costs at most spurious
         // wake syscalls.
         self.waiters.fetch_sub(1, Ordering::Relaxed);
+        ipc_shm::crash::point("condvar.woken");
         timed_out
     }
 

@@ -78,14 +78,17 @@
 //!   not fixed across binaries).
 //!
 //! # How it works
-//! A lock word holds the owner's 30-bit liveness id (`ipc_shm::liveness`: registered once
-//! per process, its death seen by the kernel dropping an OFD lock, immune to pid reuse) and
-//! two flag bits. Uncontended lock and unlock are one CAS each; the liveness registry is only
-//! consulted by waiters, after a bounded spin and after each sleep slice. Garbage written
-//! into a lock word by a faulty peer never yields a phantom acquire: a word no correct peer
-//! writes is [`LockError::Corrupted`]; one naming a live process (not us) is waited on (the
-//! timed forms time out); one naming a registered process that is dead is inherited as
-//! `OwnerDied`, since it is indistinguishable from that process dying while holding it.
+//! A lock's state is one 64-bit word: the owner's 30-bit liveness id (`ipc_shm::liveness`:
+//! registered once per process, its death seen by the kernel dropping an OFD lock, immune to
+//! pid reuse), two flag bits, and a 32-bit check of the id ([`check_of`], [`owner_word`]).
+//! Uncontended lock and unlock are one CAS each; the liveness registry is only consulted by
+//! waiters, after a bounded spin and after each sleep slice; sleepers wait on a separate
+//! futex word. Garbage written into a lock's state by a faulty peer never yields a phantom
+//! acquire: a state no correct peer writes (a wrong check, impossible flags) is
+//! [`LockError::Corrupted`] (a random 64-bit value passes the check with probability
+//! 2^-32); a valid state naming a live process (not us) is waited on (the timed forms time
+//! out); a valid state naming a dead process is inherited as `OwnerDied`, since it is exactly
+//! what that process dying while holding it leaves behind.
 //!
 //! Owners are processes: two threads of a process exclude each other, but a thread that
 //! locks a [`Mutex`] it already holds deadlocks (the timed forms time out), as with
@@ -121,10 +124,27 @@ pub use error::{
 pub use file_lock::{FileLock, FileLockGuard};
 pub use mutex::{Mutex, MutexGuard};
 pub use named::{Named, NamedCondvar, NamedMutex, NamedRLock, NamedReentrantMutex, NamedRwLock};
-pub use raw_mutex::{Held, RawMutex};
+pub use raw_mutex::{Held, RawMutex, check_of, owner_word};
 pub use raw_rwlock::{READER_SLOTS, RawRwLock, ReadHeld};
 pub use reentrant::{RawReentrantMutex, ReentrantMutex, ReentrantMutexGuard};
 pub use rwlock::{ReadResult, RwLock, RwLockReadGuard, RwLockWriteGuard, TryReadResult};
+
+/// The crash points of ipc-lock (`ipc_shm::crash`, feature `crashpoints`), with where they
+/// sit: each is a moment a process can die at, exercised by the fault suite.
+pub const CRASH_POINTS: &[&str] = &[
+    // After winning the CAS that inherits a dead owner's mutex word, before returning.
+    "mutex.recovered",
+    // Releasing an inherited, unmarked word: before it becomes not recoverable.
+    "mutex.unlock.inconsistent",
+    // A reader has bumped its slot and not yet looked at the writer word.
+    "rwlock.read.counted",
+    // A writer holds the writer word and has not yet waited for readers to drain.
+    "rwlock.write.draining",
+    // A condvar waiter has registered, still holding the mutex.
+    "condvar.registered",
+    // A condvar waiter was woken and deregistered, before it re-locks.
+    "condvar.woken",
+];
 
 /// The longest a waiter sleeps before asking whether the lock's owner is still alive: a
 /// dead owner is noticed within this (plus one ~1 µs liveness query) of its death.

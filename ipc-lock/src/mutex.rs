@@ -31,8 +31,8 @@ pub struct Mutex<T> {
     data: UnsafeCell<T>,
 }
 
-const _: () = assert!(size_of::<Mutex<u64>>() == 16 && align_of::<Mutex<u64>>() == 8);
-const _: () = assert!(size_of::<Mutex<[u8; 4]>>() == 8);
+const _: () = assert!(size_of::<Mutex<u64>>() == 24 && align_of::<Mutex<u64>>() == 8);
+const _: () = assert!(size_of::<Mutex<[u8; 4]>>() == 24);
 
 // SAFETY: the mutex hands `&mut T` to one holder at a time (the lock word's CAS protocol),
 // so sharing it between threads needs only `T: Send`, as for `std::sync::Mutex`.

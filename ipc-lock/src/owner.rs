@@ -6,7 +6,7 @@
 //! a model with fake owners in the loom tests (which cannot kill a process).
 
 use std::sync::Once;
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
 use ipc_shm::liveness::{self, OwnerId};
@@ -49,9 +49,10 @@ pub enum OwnerStatus {
     Invalid,
 }
 
-/// This process's owner id, cached so the fast paths pay one plain load (0: not known yet).
-/// A fork handler clears it in the child, which registers afresh and gets its own id.
-static ME: AtomicU32 = AtomicU32::new(0);
+/// This process's owner word (`raw_mutex::owner_word` of its id), cached so the fast paths pay
+/// one plain load (0: not known yet). A fork handler clears it in the child, which registers
+/// afresh and gets its own id.
+static ME: AtomicU64 = AtomicU64::new(0);
 static ATFORK: Once = Once::new();
 static ATFORK_OK: AtomicBool = AtomicBool::new(false);
 
@@ -60,15 +61,21 @@ extern "C" fn forget_me_in_child() {
     ME.store(0, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// The cached owner id, if this process has one (the lock fast paths).
+/// The cached owner word, if this process has one (the lock fast paths).
 #[inline]
-pub(crate) fn cached_me() -> Option<u32> {
+pub(crate) fn cached_me_word() -> Option<u64> {
     // Relaxed: the id is immutable for the life of the process once stored (a forked child
     // starts from the cleared value), and it orders nothing else.
     match ME.load(std::sync::atomic::Ordering::Relaxed) {
         0 => None,
-        me => Some(me),
+        word => Some(word),
     }
+}
+
+/// The cached owner id, if this process has one.
+#[inline]
+pub(crate) fn cached_me() -> Option<u32> {
+    cached_me_word().map(|w| w as u32)
 }
 
 /// The owner id, registering (and caching, when the fork handler is in place) on first use.
@@ -93,7 +100,7 @@ fn me_slow() -> Result<u32, ipc_shm::Error> {
     // Without the fork handler a cached id could leak into a forked child: do not cache.
     // Relaxed: see `cached_me`.
     if ATFORK_OK.load(std::sync::atomic::Ordering::Relaxed) {
-        ME.store(me, std::sync::atomic::Ordering::Relaxed);
+        ME.store(crate::raw_mutex::owner_word(me), std::sync::atomic::Ordering::Relaxed);
     }
     Ok(me)
 }

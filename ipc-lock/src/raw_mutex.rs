@@ -1,48 +1,67 @@
 //! [`RawMutex`]: the robust lock word, and lock_api's raw traits over it.
 //!
-//! State table of the word (one `AtomicU32`; all-zero is unlocked):
+//! The state is one `AtomicU64` (all-zero is unlocked): the low 32 bits hold the owner's
+//! 30-bit liveness id and two flags, the high 32 bits a *check* of the owner id
+//! ([`check_of`]), so that a stray or hostile write is recognised as corruption instead of
+//! being taken for some (dead) owner. On x86-64 and aarch64 a 64-bit CAS costs what a 32-bit
+//! one does. Sleepers wait on a separate 32-bit futex word, bumped by every unlock that finds
+//! `CONTENDED`.
 //!
-//! | value | meaning |
+//! | state (`check << 32 \| low`) | meaning |
 //! |---|---|
 //! | `0` | unlocked |
-//! | `id` | held by the process with liveness owner id `id` (30 bits, never 0); nobody asleep |
-//! | `id \| CONTENDED` | held; waiters may be asleep, so the unlock wakes one |
-//! | `id \| INCONSISTENT` | held by `id`, who inherited it from a dead owner and has not yet marked the data consistent; waiters may be asleep |
-//! | `INCONSISTENT` (no owner) | not recoverable: an inherited lock was released without being marked consistent; permanent |
-//! | anything else (`CONTENDED` alone, or both flags with an owner) | corrupted: no correct peer writes it; a typed error |
+//! | `check_of(id) << 32 \| id` | held by the process with owner id `id` (30 bits, never 0); nobody asleep |
+//! | `… \| CONTENDED` | held; waiters may be asleep, so the unlock bumps the futex word and wakes one |
+//! | `… \| INCONSISTENT` | held by `id`, who inherited it from a dead owner and has not yet marked the data consistent; waiters may be asleep |
+//! | `INCONSISTENT` (no owner, no check) | not recoverable: an inherited lock was released without being marked consistent; permanent |
+//! | anything else (a wrong check, `CONTENDED` alone, both flags with an owner) | corrupted: no correct peer writes it; a typed error |
 //!
-//! Fast paths: lock is one CAS `0 -> id`, unlock one CAS `id -> 0`; the liveness registry is
-//! never consulted there. A waiter spins a bounded budget while nobody sleeps, then sets
-//! `CONTENDED` and sleeps on the word in bounded slices ([`crate::owner::Slices`]); after each
-//! slice it asks whether the owner is alive. The first waiter to see a dead owner replaces
-//! its id with its own plus `INCONSISTENT` in one CAS, so exactly one waiter inherits the lock
-//! and is told `OwnerDied`; the others see the new owner and keep waiting.
+//! Fast paths: lock is one CAS `0 -> owner word`, unlock one CAS back to 0; the liveness
+//! registry is never consulted there. A waiter spins a bounded budget while nobody sleeps,
+//! then reads the futex word, sets `CONTENDED` (an RMW, so the unlock that clears it
+//! synchronises with it and cannot bump the futex word before that read), and sleeps in
+//! bounded slices ([`crate::owner::Slices`]); after each slice it asks whether the owner is
+//! alive. The first waiter to see a dead owner replaces its word with its own plus
+//! `INCONSISTENT` in one CAS, so exactly one waiter inherits the lock and is told
+//! `OwnerDied`; the others see the new owner and keep waiting.
 #![allow(unsafe_code)] // unsafe impls only (ShmSafe, Zeroable, lock_api's raw traits); no unsafe blocks
 
 use std::time::{Duration, Instant};
 
 use ipc_shm::SpinWait;
 use ipc_shm::futex::{self, WaitResult};
-use ipc_shm::sync::atomic::{AtomicU32, Ordering};
+use ipc_shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use ipc_shm::sync::spin_loop;
 
 use crate::owner::{Liveness, OwnerStatus, RawError, Slices, System, Wait};
 
-/// Waiters may be asleep on the word.
+/// Waiters may be asleep (low word bit 31).
 pub(crate) const CONTENDED: u32 = 1 << 31;
 /// Held by an owner that inherited it from a dead one and has not marked it consistent; with
-/// no owner bits, the lock is not recoverable.
+/// no owner bits, the lock is not recoverable (low word bit 30).
 pub(crate) const INCONSISTENT: u32 = 1 << 30;
 /// The owner id bits (`ipc_shm::liveness::OwnerId::MASK`).
 pub(crate) const OWNER_MASK: u32 = INCONSISTENT - 1;
 /// The not-recoverable state.
-pub(crate) const NOT_RECOVERABLE: u32 = INCONSISTENT;
+pub(crate) const NOT_RECOVERABLE: u64 = INCONSISTENT as u64;
 /// Spin budget before sleeping: `2^7 - 1` PAUSEs, about 1.3 µs on the reference machine.
 const SPIN_STEPS: u32 = 7;
 
 const _: () = assert!(OWNER_MASK == ipc_shm::liveness::OwnerId::MASK);
 
-/// A decoded lock word.
+/// The check stored beside owner id `owner` in the high half of the state: a fixed mix of the
+/// id, never zero, the same in every process. A random 64-bit word passes it with probability
+/// 2^-32; a 32-bit write into the low half never does (its high half is a stale check or 0).
+pub const fn check_of(owner: u32) -> u32 {
+    (owner.wrapping_mul(0x9E37_79B1).rotate_left(13) ^ 0xA5A5_5A5A) | 1
+}
+
+/// The state of a lock held by `owner` with no flags: `check_of(owner) << 32 | owner`.
+pub const fn owner_word(owner: u32) -> u64 {
+    ((check_of(owner) as u64) << 32) | owner as u64
+}
+
+/// A decoded lock state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
     Unlocked,
@@ -51,36 +70,49 @@ pub(crate) enum State {
     Corrupted,
 }
 
-/// Decode a lock word (pure; every `u32` maps to a state).
+/// Decode a lock state (pure; every `u64` maps to a state).
 #[inline]
-pub(crate) fn decode(word: u32) -> State {
-    let owner = word & OWNER_MASK;
-    let contended = word & CONTENDED != 0;
-    let inconsistent = word & INCONSISTENT != 0;
+pub(crate) fn decode(state: u64) -> State {
+    let low = state as u32;
+    let check = (state >> 32) as u32;
+    let owner = low & OWNER_MASK;
+    let contended = low & CONTENDED != 0;
+    let inconsistent = low & INCONSISTENT != 0;
     match (owner, contended, inconsistent) {
-        (0, false, false) => State::Unlocked,
-        (0, _, true) => State::NotRecoverable,
-        (0, true, false) | (_, true, true) => State::Corrupted,
-        (owner, contended, inconsistent) => State::Held { owner, contended, inconsistent },
+        (0, false, false) if check == 0 => State::Unlocked,
+        (0, _, true) if check == 0 => State::NotRecoverable,
+        (0, ..) | (_, true, true) => State::Corrupted,
+        (owner, contended, inconsistent) if check == check_of(owner) => {
+            State::Held { owner, contended, inconsistent }
+        }
+        _ => State::Corrupted,
     }
 }
+
+const C64: u64 = CONTENDED as u64;
+const I64: u64 = INCONSISTENT as u64;
 
 /// Per-acquisition state of a [`RawMutex`] (lock_api's guard state): who locked it, and
 /// whether it was inherited from a dead owner.
 #[derive(Debug)]
 pub struct Held {
-    owner: u32,
+    word: u64,
     died: u32,
 }
 
 impl Held {
     pub(crate) fn new(owner: u32, died: u32) -> Held {
-        Held { owner, died }
+        Held { word: owner_word(owner), died }
     }
 
     /// The owner id this acquisition holds the lock with.
     pub fn owner(&self) -> u32 {
-        self.owner
+        self.word as u32
+    }
+
+    /// The owner word (state with no flags) of this acquisition.
+    pub(crate) fn word(&self) -> u64 {
+        self.word
     }
 
     /// Whether the lock was inherited from an owner that died holding it.
@@ -104,8 +136,9 @@ pub(crate) enum Mode {
     WaitFree,
 }
 
-/// A robust, process-shared mutex word: `#[repr(transparent)]` over one `AtomicU32`, all-zero
-/// unlocked. It protects no data by itself; [`Mutex`](crate::Mutex) pairs it with the data.
+/// A robust, process-shared mutex: a 64-bit state and a 32-bit futex word (16 bytes,
+/// `#[repr(C)]`, all-zero unlocked). It protects no data by itself; [`Mutex`](crate::Mutex)
+/// pairs it with the data.
 ///
 /// Through lock_api's surface ([`lock_api::RawMutex`], [`lock_api::RawMutexTimed`]) a lock
 /// inherited from a dead owner is handed out like any other (check
@@ -113,18 +146,20 @@ pub(crate) enum Mode {
 /// or unlocking makes it not recoverable), and a lock that is not recoverable or corrupted
 /// makes `lock` panic, because that surface has no way to return an error. Use
 /// [`Mutex`](crate::Mutex) for the typed outcomes.
-#[repr(transparent)]
+#[repr(C)]
 pub struct RawMutex {
-    word: AtomicU32,
+    state: AtomicU64,
+    futex: AtomicU32,
+    reserved: AtomicU32,
 }
 
-const _: () = assert!(size_of::<RawMutex>() == 4 && align_of::<RawMutex>() == 4);
+const _: () = assert!(size_of::<RawMutex>() == 16 && align_of::<RawMutex>() == 8);
 
 impl std::fmt::Debug for RawMutex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Relaxed: a snapshot for display.
-        let w = self.word.load(Ordering::Relaxed);
-        f.debug_struct("RawMutex").field("word", &format_args!("{w:#010x}")).finish()
+        let w = self.state.load(Ordering::Relaxed);
+        f.debug_struct("RawMutex").field("state", &format_args!("{w:#018x}")).finish()
     }
 }
 
@@ -134,41 +169,42 @@ impl Default for RawMutex {
     }
 }
 
-// SAFETY: a single atomic integer; all-zero is the unlocked state.
+// SAFETY: atomic integers; all-zero is the unlocked state with no sleepers.
 unsafe impl bytemuck::Zeroable for RawMutex {}
 
-// SAFETY: (1) an atomic integer, no pointers; (2) every bit pattern decodes to a state
-// (`decode` is total; garbage is a typed error); (3) it mutates only atomically; (4) no drop;
-// (5) `#[repr(transparent)]` over a primitive.
+// SAFETY: (1) atomic integers, no pointers; (2) every bit pattern decodes to a state
+// (`decode` is total; garbage is a typed error; the futex word is only compared for change);
+// (3) it mutates only atomically; (4) no drop; (5) `#[repr(C)]` over primitives.
 unsafe impl ipc_shm::ShmSafe for RawMutex {
-    const LAYOUT_VERSION: u32 = 1;
+    const LAYOUT_VERSION: u32 = 2;
 }
 
 impl RawMutex {
-    /// An unlocked mutex word.
+    /// An unlocked mutex.
     #[cfg(not(ipc_loom))]
     pub const fn new() -> Self {
-        RawMutex { word: AtomicU32::new(0) }
+        RawMutex { state: AtomicU64::new(0), futex: AtomicU32::new(0), reserved: AtomicU32::new(0) }
     }
 
-    /// An unlocked mutex word.
+    /// An unlocked mutex.
     #[cfg(ipc_loom)]
     pub fn new() -> Self {
-        RawMutex { word: AtomicU32::new(0) }
+        RawMutex { state: AtomicU64::new(0), futex: AtomicU32::new(0), reserved: AtomicU32::new(0) }
     }
 
-    pub(crate) fn word(&self) -> &AtomicU32 {
-        &self.word
+    pub(crate) fn state_word(&self) -> &AtomicU64 {
+        &self.state
     }
 
-    /// The uncontended fast path: one CAS `0 -> me` with the cached owner id; `None` if the
-    /// word is not free or the id is not cached yet (then take the full path).
+    /// The uncontended fast path: one CAS `0 -> owner word` with the cached owner id; `None`
+    /// if the state is not free or the id is not cached yet (then take the full path).
     #[inline]
     pub(crate) fn try_fast(&self) -> Option<Held> {
-        let me = crate::owner::cached_me()?;
-        // Acquire: pairs with the Release of the unlock that freed the word.
-        match self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => Some(Held { owner: me, died: 0 }),
+        let word = crate::owner::cached_me_word()?;
+        // Acquire: pairs with the Release of the unlock that freed the state, so the previous
+        // owner's writes to the protected data are visible.
+        match self.state.compare_exchange(0, word, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => Some(Held { word, died: 0 }),
             Err(_) => None,
         }
     }
@@ -177,17 +213,16 @@ impl RawMutex {
     /// `Held::owner_died`).
     #[inline]
     pub(crate) fn acquire<L: Liveness>(&self, l: &L, wait: Wait) -> Result<Held, RawError> {
-        let me = l.me()?;
-        // Acquire: pairs with the Release of the unlock that freed the word, so the previous
-        // owner's writes to the protected data are visible.
-        if self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            return Ok(Held { owner: me, died: 0 });
+        let word = owner_word(l.me()?);
+        // Acquire: as in `try_fast`.
+        if self.state.compare_exchange(0, word, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            return Ok(Held { word, died: 0 });
         }
-        self.slow(l, me, wait, Mode::Acquire)?.ok_or(RawError::WouldBlock)
+        self.slow(l, word as u32, wait, Mode::Acquire)?.ok_or(RawError::WouldBlock)
     }
 
-    /// The contended path. `Ok(Some)` holds the word; `Ok(None)` (only in
-    /// [`Mode::WaitFree`]) means the word was seen free.
+    /// The contended path. `Ok(Some)` holds the state; `Ok(None)` (only in
+    /// [`Mode::WaitFree`]) means the state was seen free.
     #[cold]
     pub(crate) fn slow<L: Liveness>(
         &self,
@@ -196,16 +231,17 @@ impl RawMutex {
         wait: Wait,
         mode: Mode,
     ) -> Result<Option<Held>, RawError> {
+        let mine = owner_word(me);
         let mut spin = SpinWait::with_steps(SPIN_STEPS);
         let mut slices = Slices::new();
         let mut slept = false;
         // Relaxed: a snapshot to tell whether the owner made progress while we spun.
-        let entry = self.word.load(Ordering::Relaxed);
+        let entry = self.state.load(Ordering::Relaxed);
         // Ask the oracle whether the owner lives before the next sleep.
         let mut check = false;
         loop {
             // Relaxed: the CAS that acquires carries the Acquire.
-            let w = self.word.load(Ordering::Relaxed);
+            let w = self.state.load(Ordering::Relaxed);
             let (owner, contended, inconsistent) = match decode(w) {
                 State::Unlocked => {
                     if mode == Mode::WaitFree {
@@ -213,15 +249,16 @@ impl RawMutex {
                     }
                     // Once we slept, others may sleep too: keep CONTENDED so our unlock wakes
                     // the next one (the std futex mutex does the same).
-                    let new = if slept { me | CONTENDED } else { me };
-                    // Acquire: as in `acquire`.
-                    match self.word.compare_exchange(0, new, Ordering::Acquire, Ordering::Relaxed) {
-                        Ok(_) => return Ok(Some(Held { owner: me, died: 0 })),
+                    let new = if slept { mine | C64 } else { mine };
+                    // Acquire: as in `try_fast`.
+                    match self.state.compare_exchange(0, new, Ordering::Acquire, Ordering::Relaxed)
+                    {
+                        Ok(_) => return Ok(Some(Held { word: mine, died: 0 })),
                         Err(_) => continue,
                     }
                 }
                 State::NotRecoverable => return Err(RawError::NotRecoverable),
-                State::Corrupted => return Err(RawError::Corrupted(u64::from(w))),
+                State::Corrupted => return Err(RawError::Corrupted(w)),
                 State::Held { owner, contended, inconsistent } => (owner, contended, inconsistent),
             };
             // Spin while the owner may be about to release and nobody sleeps yet.
@@ -238,41 +275,41 @@ impl RawMutex {
                     OwnerStatus::Alive => {}
                     OwnerStatus::Dead => {
                         // SYNC POINT: exactly one waiter wins this CAS from the dead owner's
-                        // word; the others see the new owner and wait on it.
+                        // state; the others see the new owner and wait on it.
                         // Acquire: whatever the dead owner published is visible to the heir.
-                        match self.word.compare_exchange(
+                        match self.state.compare_exchange(
                             w,
-                            me | INCONSISTENT,
+                            mine | I64,
                             Ordering::Acquire,
                             Ordering::Relaxed,
                         ) {
-                            Ok(_) => return Ok(Some(Held { owner: me, died: owner })),
+                            Ok(_) => {
+                                ipc_shm::crash::point("mutex.recovered");
+                                return Ok(Some(Held { word: mine, died: owner }));
+                            }
                             Err(_) => continue,
                         }
                     }
-                    OwnerStatus::Invalid => return Err(RawError::Corrupted(u64::from(w))),
+                    OwnerStatus::Invalid => return Err(RawError::Corrupted(w)),
                 }
             }
             if wait == Wait::No {
                 return Err(RawError::WouldBlock);
             }
-            // Announce a sleeper so the unlock wakes us. An inconsistent word needs no flag:
-            // leaving that state always wakes or keeps CONTENDED.
-            let expected = if contended || inconsistent {
-                w
-            } else {
-                // Relaxed: only the futex value matters; the data is ordered by the acquiring
-                // CAS.
-                match self.word.compare_exchange(
-                    w,
-                    w | CONTENDED,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => w | CONTENDED,
-                    Err(_) => continue,
-                }
-            };
+            // Read the futex word, then announce ourselves with an RMW on the state: the
+            // unlock that leaves this state acquires our RMW (AcqRel), so its bump of the
+            // futex word comes after our read and the futex wait below cannot sleep through
+            // it. An inconsistent state keeps its flags (leaving it always bumps and wakes).
+            // Relaxed: ordered by the RMW that follows, as explained.
+            let seen = self.futex.load(Ordering::Relaxed);
+            let announced = if inconsistent { w } else { w | C64 };
+            if self
+                .state
+                .compare_exchange(w, announced, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
             if wait.expired() {
                 if slept {
                     self.pass_on();
@@ -281,7 +318,7 @@ impl RawMutex {
             }
             let deadline = slices.next_deadline(wait);
             slept = true;
-            if futex::wait(&self.word, expected, deadline) == WaitResult::TimedOut {
+            if futex::wait(&self.futex, seen, deadline) == WaitResult::TimedOut {
                 if wait.expired() {
                     self.pass_on();
                     return Err(RawError::TimedOut);
@@ -293,37 +330,49 @@ impl RawMutex {
         }
     }
 
+    /// Bump the futex word and wake sleepers (one, or all).
+    #[cold]
+    fn wake(&self, all: bool) {
+        // Release: a sleeper that reads the new value (its futex compare fails) or is woken
+        // re-reads the state after.
+        self.futex.fetch_add(1, Ordering::Release);
+        if all {
+            futex::wake_all(&self.futex);
+        } else {
+            futex::wake_one(&self.futex);
+        }
+    }
+
     /// A waiter that slept and gives up (timeout) may have been the one an unlock woke:
     /// hand the wake-up on so the other sleepers are not left until their next slice.
     #[cold]
     fn pass_on(&self) {
         // Relaxed: only decides whom to wake.
-        let w = self.word.load(Ordering::Relaxed);
+        let w = self.state.load(Ordering::Relaxed);
         match decode(w) {
-            State::Unlocked => {
-                futex::wake_one(&self.word);
-            }
+            State::Unlocked => self.wake(false),
             State::Held { contended: false, inconsistent: false, .. } => {
-                // Relaxed: makes the holder's unlock wake the sleepers; orders no data.
-                let _ = self.word.compare_exchange(
-                    w,
-                    w | CONTENDED,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                // AcqRel: as the announcing CAS in `slow`; makes the holder's unlock wake the
+                // sleepers.
+                let _ =
+                    self.state.compare_exchange(w, w | C64, Ordering::AcqRel, Ordering::Relaxed);
             }
             _ => {}
         }
     }
 
-    /// Unlock as `owner`. Releasing an inherited word that was never marked consistent makes
-    /// it not recoverable (and wakes everyone, who then get the error). A word not held by
+    /// Unlock as `owner`. Releasing an inherited state that was never marked consistent makes
+    /// it not recoverable (and wakes everyone, who then get the error). A state not held by
     /// `owner` is left alone and `false` returned.
     #[inline]
     pub(crate) fn release(&self, owner: u32, wake_all: bool) -> bool {
         // Release: pairs with the Acquire CAS of the next locker: our writes to the data are
         // visible to it.
-        if self.word.compare_exchange(owner, 0, Ordering::Release, Ordering::Relaxed).is_ok() {
+        if self
+            .state
+            .compare_exchange(owner_word(owner), 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
             return true;
         }
         self.release_slow(owner, wake_all)
@@ -331,8 +380,8 @@ impl RawMutex {
 
     #[cold]
     fn release_slow(&self, owner: u32, wake_all: bool) -> bool {
-        // Relaxed: the CAS below carries the Release.
-        let mut w = self.word.load(Ordering::Relaxed);
+        // Relaxed: the CAS below carries the ordering.
+        let mut w = self.state.load(Ordering::Relaxed);
         loop {
             let State::Held { owner: o, contended, inconsistent } = decode(w) else {
                 return false;
@@ -340,14 +389,20 @@ impl RawMutex {
             if o != owner {
                 return false;
             }
-            let new = if inconsistent { NOT_RECOVERABLE } else { 0 };
-            // Release: as in `release`.
-            match self.word.compare_exchange(w, new, Ordering::Release, Ordering::Relaxed) {
+            let new = if inconsistent {
+                ipc_shm::crash::point("mutex.unlock.inconsistent");
+                NOT_RECOVERABLE
+            } else {
+                0
+            };
+            // AcqRel: Release as in `release`; Acquire pairs with the announcing RMW of every
+            // waiter, so the bump in `wake` follows their reads of the futex word.
+            match self.state.compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
                     if inconsistent || (contended && wake_all) {
-                        futex::wake_all(&self.word);
+                        self.wake(true);
                     } else if contended {
-                        futex::wake_one(&self.word);
+                        self.wake(false);
                     }
                     return true;
                 }
@@ -356,22 +411,33 @@ impl RawMutex {
         }
     }
 
-    /// As `owner`, who inherited the word: declare the data consistent again. `false` if the
-    /// word is not `owner | INCONSISTENT`.
+    /// Undo an inheritance that could not complete (an rwlock reader timed out while readers
+    /// drained): put the dead owner's word back, so the next locker inherits it (and is told)
+    /// as we were, and wake the sleepers to look again.
+    pub(crate) fn restore_dead(&self, held: &Held, dead: u32) {
+        // AcqRel: as in `release_slow` (nothing was written under the lock).
+        let _ = self.state.compare_exchange(
+            held.word() | I64,
+            owner_word(dead) | C64,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        self.wake(true);
+    }
+
+    /// As `owner`, who inherited the state: declare the data consistent again. `false` if the
+    /// state is not `owner | INCONSISTENT`.
     pub(crate) fn mark_consistent_as(&self, owner: u32) -> bool {
-        // Relaxed: no data is published by this transition (the unlock publishes). CONTENDED
-        // is set because waiters may sleep on the inconsistent word.
-        self.word
-            .compare_exchange(
-                owner | INCONSISTENT,
-                owner | CONTENDED,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
+        // AcqRel: keeps the chain of RMWs from the waiters' announcements to the unlock (no
+        // data is published here; the unlock publishes). CONTENDED is set because waiters may
+        // sleep on the inconsistent state.
+        let word = owner_word(owner);
+        self.state
+            .compare_exchange(word | I64, word | C64, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     }
 
-    /// If this process holds the word inherited from a dead owner, declare the protected data
+    /// If this process holds the lock inherited from a dead owner, declare the protected data
     /// consistent again (POSIX `pthread_mutex_consistent`). `false` if it does not hold it
     /// in that state.
     pub fn mark_consistent(&self) -> bool {
@@ -381,10 +447,10 @@ impl RawMutex {
         }
     }
 
-    /// A snapshot of the word's state, for diagnostics.
+    /// A snapshot of the state, decoded.
     pub(crate) fn state(&self) -> State {
         // Relaxed: a snapshot.
-        decode(self.word.load(Ordering::Relaxed))
+        decode(self.state.load(Ordering::Relaxed))
     }
 
     /// Whether the mutex is held (a snapshot).
@@ -402,10 +468,22 @@ impl RawMutex {
         self.state() == State::NotRecoverable
     }
 
-    /// The raw word, for diagnostics (see the state table in the module docs).
-    pub fn word_value(&self) -> u32 {
+    /// The raw state, for diagnostics (see the state table in the module docs).
+    pub fn word_value(&self) -> u64 {
         // Relaxed: a snapshot.
-        self.word.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed)
+    }
+
+    /// The owner id in the state (0 if none), for diagnostics.
+    pub fn owner_value(&self) -> u32 {
+        self.word_value() as u32 & OWNER_MASK
+    }
+
+    /// Overwrite the state (tests that play a faulty peer).
+    #[doc(hidden)]
+    pub fn set_word_value(&self, value: u64) {
+        // SeqCst: behaves like a peer's write in any order.
+        self.state.store(value, Ordering::SeqCst);
     }
 
     /// Lock with a caller-supplied owner oracle and an optional deadline (`None` blocks).
@@ -441,17 +519,17 @@ impl RawMutex {
         }
     }
 
-    /// Unlock an acquisition made with [`lock_with`](Self::lock_with); `false` if the word
-    /// was not held by it. Safe: the raw word guards no data by itself.
+    /// Unlock an acquisition made with [`lock_with`](Self::lock_with); `false` if the state
+    /// was not held by it. Safe: the raw mutex guards no data by itself.
     #[doc(hidden)]
     pub fn unlock_held(&self, held: Held) -> bool {
-        self.release(held.owner, false)
+        self.release(held.owner(), false)
     }
 
     /// Mark an acquisition made with [`lock_with`](Self::lock_with) consistent.
     #[doc(hidden)]
     pub fn mark_consistent_held(&self, held: &Held) -> bool {
-        self.mark_consistent_as(held.owner)
+        self.mark_consistent_as(held.owner())
     }
 
     /// A blocking lock for the lock_api surface and internal relocks: retries the busy
@@ -489,9 +567,9 @@ impl RawMutex {
 }
 
 #[cfg(not(ipc_loom))]
-// SAFETY: mutual exclusion: the word is taken only by a CAS from 0 (or from a dead owner's id,
-// which no live process holds), with Acquire; it is released by a CAS from the holder's id
-// with Release. `Held` is plain data; forgetting it leaves the mutex locked, which is safe.
+// SAFETY: mutual exclusion: the state is taken only by a CAS from 0 (or from a dead owner's
+// word, which no live process holds), with Acquire; it is released by a CAS from the holder's
+// word with Release. `Held` is plain data; forgetting it leaves the mutex locked, which is safe.
 // A panic in `lock` happens before anything is acquired.
 unsafe impl lock_api::RawMutex for RawMutex {
     #[allow(clippy::declare_interior_mutable_const)] // the documented lock_api idiom
@@ -513,7 +591,7 @@ unsafe impl lock_api::RawMutex for RawMutex {
     }
 
     unsafe fn unlock(&self, guard: Held) {
-        self.release(guard.owner, false);
+        self.release(guard.owner(), false);
     }
 
     fn is_locked(&self) -> bool {
@@ -542,23 +620,37 @@ mod tests {
 
     #[test]
     fn decode_is_total_and_matches_the_table() {
+        let id = 5 << 14;
+        let w = owner_word(id);
         assert_eq!(decode(0), State::Unlocked);
+        assert_eq!(decode(w), State::Held { owner: id, contended: false, inconsistent: false });
         assert_eq!(
-            decode(5 << 14),
-            State::Held { owner: 5 << 14, contended: false, inconsistent: false }
+            decode(w | C64),
+            State::Held { owner: id, contended: true, inconsistent: false }
         );
         assert_eq!(
-            decode((5 << 14) | CONTENDED),
-            State::Held { owner: 5 << 14, contended: true, inconsistent: false }
-        );
-        assert_eq!(
-            decode((5 << 14) | INCONSISTENT),
-            State::Held { owner: 5 << 14, contended: false, inconsistent: true }
+            decode(w | I64),
+            State::Held { owner: id, contended: false, inconsistent: true }
         );
         assert_eq!(decode(NOT_RECOVERABLE), State::NotRecoverable);
-        assert_eq!(decode(NOT_RECOVERABLE | CONTENDED), State::NotRecoverable);
-        assert_eq!(decode(CONTENDED), State::Corrupted);
-        assert_eq!(decode(u32::MAX), State::Corrupted);
-        assert_eq!(decode(7 | CONTENDED | INCONSISTENT), State::Corrupted);
+        assert_eq!(decode(NOT_RECOVERABLE | C64), State::NotRecoverable);
+        assert_eq!(decode(C64), State::Corrupted);
+        assert_eq!(decode(u64::MAX), State::Corrupted);
+        assert_eq!(decode(u64::from(u32::MAX)), State::Corrupted);
+        assert_eq!(decode(w | C64 | I64), State::Corrupted);
+        // The bare id without its check, or with another id's check.
+        assert_eq!(decode(u64::from(id)), State::Corrupted);
+        assert_eq!(decode(owner_word(id + 1) & !0x3fff_ffff | u64::from(id)), State::Corrupted);
+        // Check bits on an unlocked or not-recoverable state.
+        assert_eq!(decode(1 << 40), State::Corrupted);
+        assert_eq!(decode((1 << 40) | NOT_RECOVERABLE), State::Corrupted);
+    }
+
+    #[test]
+    fn every_owner_has_a_nonzero_check() {
+        for id in [1, 2, 0x3fff, 0x4000, 0x3fff_ffff, 12345] {
+            assert_ne!(check_of(id), 0);
+            assert_eq!(owner_word(id) as u32, id);
+        }
     }
 }

@@ -1,11 +1,12 @@
 //! [`RawRwLock`]: a robust reader-writer lock word set, and lock_api's raw traits over it.
 //!
-//! Layout (`#[repr(C)]`, 264 bytes, all-zero unlocked):
+//! Layout (`#[repr(C)]`, 280 bytes, all-zero unlocked):
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `writer: RawMutex` | the writer word, with a mutex word's states (owner id, `CONTENDED`, `INCONSISTENT`, not recoverable). A writer takes it first, then waits for readers to leave; readers never take it, they wait until it is free |
+//! | `writer: RawMutex` | the writer lock, a robust mutex (owner id with its check, `CONTENDED`, `INCONSISTENT`, not recoverable). A writer takes it first, then waits for readers to leave; readers never take it, they wait until it is free |
 //! | `drain: u32` | bit 0 `WAITING`: a writer waits for readers to leave; bits 1..: epoch, bumped by a leaving reader that saw `WAITING` (the writer sleeps on this word) |
+//! | `reserved: u32` | zero |
 //! | `slots: [u64; 32]` | the reader table: `owner id << 32 \| count`, the read locks a process holds through the slot. Count 0 with an owner: reserved but idle, any process may take it over |
 //!
 //! A reader bumps its process's slot (one CAS), then loads the writer word: free means it holds
@@ -30,7 +31,7 @@ use ipc_shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use ipc_shm::sync::spin_loop;
 
 use crate::owner::{Liveness, OwnerStatus, RawError, Slices, System, Wait};
-use crate::raw_mutex::{CONTENDED, Held, INCONSISTENT, Mode, RawMutex};
+use crate::raw_mutex::{Held, Mode, RawMutex, owner_word};
 
 /// Number of reader slots: at most this many processes hold read locks at once.
 pub const READER_SLOTS: usize = 32;
@@ -97,10 +98,11 @@ impl ReadHeld {
 pub struct RawRwLock {
     writer: RawMutex,
     drain: AtomicU32,
+    reserved: AtomicU32,
     slots: [AtomicU64; READER_SLOTS],
 }
 
-const _: () = assert!(size_of::<RawRwLock>() == 8 + 8 * READER_SLOTS);
+const _: () = assert!(size_of::<RawRwLock>() == 24 + 8 * READER_SLOTS);
 const _: () = assert!(align_of::<RawRwLock>() == 8);
 
 // SAFETY: all-zero is an unlocked writer word, no waiting writer and an empty reader table.
@@ -136,6 +138,7 @@ impl RawRwLock {
         RawRwLock {
             writer: RawMutex::new(),
             drain: AtomicU32::new(0),
+            reserved: AtomicU32::new(0),
             slots: [const { AtomicU64::new(0) }; READER_SLOTS],
         }
     }
@@ -146,6 +149,7 @@ impl RawRwLock {
         RawRwLock {
             writer: RawMutex::new(),
             drain: AtomicU32::new(0),
+            reserved: AtomicU32::new(0),
             slots: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -171,10 +175,11 @@ impl RawRwLock {
         if slot.compare_exchange(v, new, Ordering::SeqCst, Ordering::Relaxed).is_err() {
             return None;
         }
+        ipc_shm::crash::point("rwlock.read.counted");
         dekker_fence();
         // SeqCst: as above; it also acquires, pairing with the Release of the last writer's
         // unlock, so that writer's data is visible.
-        if self.writer.word().load(Ordering::SeqCst) == 0 {
+        if self.writer.state_word().load(Ordering::SeqCst) == 0 {
             return Some((i as u32, me));
         }
         self.leave_slot(i, me);
@@ -208,9 +213,10 @@ impl RawRwLock {
                 };
             }
             let i = self.claim_slot(l, me)?;
+            ipc_shm::crash::point("rwlock.read.counted");
             dekker_fence();
             // SeqCst: as in `read_acquire`.
-            if self.writer.word().load(Ordering::SeqCst) == 0 {
+            if self.writer.state_word().load(Ordering::SeqCst) == 0 {
                 return Ok(ReadHeld(ReadKind::Slot { slot: i as u32, owner: me }));
             }
             self.leave_slot(i, me);
@@ -377,16 +383,7 @@ impl RawRwLock {
             None => {
                 self.writer.release(held.owner(), true);
             }
-            Some(dead) => {
-                // Relaxed: nothing was written under the lock.
-                let _ = self.writer.word().compare_exchange(
-                    held.owner() | INCONSISTENT,
-                    dead | CONTENDED,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-                futex::wake_all(self.writer.word());
-            }
+            Some(dead) => self.writer.restore_dead(held, dead),
         }
     }
 
@@ -398,8 +395,8 @@ impl RawRwLock {
         // slots); pairs with the previous writer's Release unlock.
         let held = if self
             .writer
-            .word()
-            .compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
+            .state_word()
+            .compare_exchange(0, owner_word(me), Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
         {
             dekker_fence();
@@ -410,6 +407,7 @@ impl RawRwLock {
             writer_fence();
             held
         };
+        ipc_shm::crash::point("rwlock.write.draining");
         match self.drain_readers(l, wait) {
             Ok(()) => Ok(held),
             Err(e) => {
@@ -487,6 +485,11 @@ impl RawRwLock {
         self.writer.is_not_recoverable()
     }
 
+    /// The writer lock's state (a snapshot, for diagnostics; the mutex state table applies).
+    pub fn writer_word_value(&self) -> u64 {
+        self.writer.word_value()
+    }
+
     /// If this process holds the write lock inherited from a dead writer, declare the data
     /// consistent again; see [`RawMutex::mark_consistent`].
     pub fn mark_consistent(&self) -> bool {
@@ -507,11 +510,10 @@ impl RawRwLock {
         self.slot(i).store(value, Ordering::SeqCst);
     }
 
-    /// Overwrite the writer word (tests that play a faulty peer).
+    /// Overwrite the writer lock's state (tests that play a faulty peer).
     #[doc(hidden)]
-    pub fn set_writer_word(&self, value: u32) {
-        // SeqCst: as above.
-        self.writer.word().store(value, Ordering::SeqCst);
+    pub fn set_writer_word(&self, value: u64) {
+        self.writer.set_word_value(value);
     }
 
     /// Read lock with a caller-supplied owner oracle (a seam for model checking).

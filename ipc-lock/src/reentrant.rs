@@ -1,11 +1,12 @@
 //! [`RawReentrantMutex`] (Python's `RLock`) and [`ReentrantMutex<T>`].
 //!
-//! Layout (`#[repr(C)]`, 16 bytes, all-zero unlocked):
+//! Layout (`#[repr(C)]`, 32 bytes, all-zero unlocked):
 //!
 //! | field | meaning |
 //! |---|---|
 //! | `mutex: RawMutex` | the robust mutex word, taken once per outermost acquisition; its owner is the *process* |
 //! | `count: u32` | acquisitions by the owning thread (written only by it, under the mutex) |
+//! | `reserved: u32` | zero |
 //! | `owner: u64` | `process owner id << 32 \| thread id` of the owning thread, 0 when free |
 //!
 //! The owner is a process (liveness id) and a thread (`gettid`), never the address of a
@@ -55,10 +56,11 @@ fn thread_pair(me: u32) -> u64 {
 pub struct RawReentrantMutex {
     mutex: RawMutex,
     count: AtomicU32,
+    reserved: AtomicU32,
     owner: AtomicU64,
 }
 
-const _: () = assert!(size_of::<RawReentrantMutex>() == 16);
+const _: () = assert!(size_of::<RawReentrantMutex>() == 32);
 
 // SAFETY: all-zero is an unlocked word, no owner, count zero.
 unsafe impl bytemuck::Zeroable for RawReentrantMutex {}
@@ -104,6 +106,7 @@ impl RawReentrantMutex {
         RawReentrantMutex {
             mutex: RawMutex::new(),
             count: AtomicU32::new(0),
+            reserved: AtomicU32::new(0),
             owner: AtomicU64::new(0),
         }
     }
@@ -114,6 +117,7 @@ impl RawReentrantMutex {
         RawReentrantMutex {
             mutex: RawMutex::new(),
             count: AtomicU32::new(0),
+            reserved: AtomicU32::new(0),
             owner: AtomicU64::new(0),
         }
     }

@@ -8,37 +8,51 @@ use std::time::Duration;
 use ipc_lock::{Mutex, RwLock, TryLockError};
 use ipc_shm::Shared;
 
-fn word_of<T: ipc_shm::ShmSafe>(s: &Shared<T>, at: usize) -> &std::sync::atomic::AtomicU32 {
+/// The low 32 bits of the mutex state, seen through the mapping as a peer would write them.
+fn low_word<T: ipc_shm::ShmSafe>(s: &Shared<T>) -> &std::sync::atomic::AtomicU32 {
     let base = s.shm().as_ptr().as_ptr() as usize;
     let obj = std::ptr::from_ref::<T>(s) as usize;
-    s.shm().atomic_u32(obj - base + at).unwrap()
+    s.shm().atomic_u32(obj - base).unwrap()
 }
 
 #[test]
 fn corrupted_words_are_typed_errors_never_acquired() {
     let s = Shared::anonymous(Mutex::new(0u64)).unwrap();
-    let w = word_of(&s, 0);
-    for bad in [u32::MAX, 1 << 31, (1 << 31) | (1 << 30) | 12345, 7 /* generation 0 */] {
-        w.store(bad, Ordering::SeqCst);
+    let me = ipc_shm::liveness::current().unwrap().get();
+    let other = me ^ 0x10; // some other owner id
+    let bad_words = [
+        u64::MAX,
+        u64::from(u32::MAX),
+        1 << 31,
+        (1 << 31) | (1 << 30) | ipc_lock::owner_word(me),
+        u64::from(me), // an id without its check
+        (ipc_lock::owner_word(other) & !0x3fff_ffff) | u64::from(me), // another id's check
+        1 << 45,       // check bits, no owner
+    ];
+    for bad in bad_words {
+        s.raw().set_word_value(bad);
         match s.try_lock_for(Duration::from_millis(50)) {
-            Err(TryLockError::Corrupted { word }) => assert_eq!(word, u64::from(bad)),
+            Err(TryLockError::Corrupted { word }) => assert_eq!(word, bad),
             other => panic!("{bad:#x}: expected Corrupted, got {other:?}"),
         }
         assert!(matches!(s.try_lock(), Err(TryLockError::Corrupted { .. })));
         assert!(s.lock().is_err());
-        assert_eq!(w.load(Ordering::SeqCst), bad, "the word was changed");
+        assert_eq!(s.raw().word_value(), bad, "the word was changed");
     }
-    w.store(1 << 30, Ordering::SeqCst);
+    s.raw().set_word_value(1 << 30);
     assert!(matches!(s.try_lock(), Err(TryLockError::NotRecoverable)));
-    w.store(0, Ordering::SeqCst);
+    s.raw().set_word_value(0);
     assert!(s.try_lock().is_ok());
+    // A 32-bit write into the low half alone (a peer with the wrong layout).
+    low_word(&s).store(me, Ordering::SeqCst);
+    assert!(matches!(s.try_lock(), Err(TryLockError::Corrupted { .. })));
 }
 
 #[test]
 fn our_own_id_in_the_word_times_out() {
     let s = Shared::anonymous(Mutex::new(0u64)).unwrap();
     let me = ipc_shm::liveness::current().unwrap().get();
-    word_of(&s, 0).store(me, Ordering::SeqCst);
+    s.raw().set_word_value(ipc_lock::owner_word(me));
     assert!(matches!(s.try_lock_for(Duration::from_millis(30)), Err(TryLockError::TimedOut)));
     assert!(matches!(s.try_lock(), Err(TryLockError::WouldBlock)));
 }
@@ -57,7 +71,7 @@ fn forged_reader_slots_are_reclaimed_or_waited_on() {
     assert!(matches!(s.try_write_for(Duration::from_millis(30)), Err(TryLockError::TimedOut)));
     s.raw().set_slot_value(9, 0);
     // Garbage in the writer word.
-    s.raw().set_writer_word(u32::MAX);
+    s.raw().set_writer_word(u64::MAX);
     assert!(matches!(s.try_read(), Err(TryLockError::Corrupted { .. })));
     assert!(matches!(s.try_write(), Err(TryLockError::Corrupted { .. })));
     s.raw().set_writer_word(0);

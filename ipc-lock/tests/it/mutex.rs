@@ -9,8 +9,8 @@ fn all_zero_is_unlocked_and_layout_is_fixed() {
     let m: Mutex<u64> = ipc_shm::bytemuck::Zeroable::zeroed();
     assert!(!m.is_locked());
     assert_eq!(*m.lock().unwrap(), 0);
-    assert_eq!(size_of::<Mutex<u64>>(), 16);
-    assert_eq!(size_of::<ipc_lock::RawMutex>(), 4);
+    assert_eq!(size_of::<Mutex<u64>>(), 24);
+    assert_eq!(size_of::<ipc_lock::RawMutex>(), 16);
 }
 
 #[test]
