@@ -1,2 +1,364 @@
-#![allow(missing_docs)]
-fn main() {}
+//! ipc-sem against its references, measured in the same run:
+//!
+//! - `uncontended`: one thread, acquire + release of one permit, ours (untracked, tracked,
+//!   bounded) beside glibc's `sem_wait` + `sem_post` on a process-shared `sem_t` in a shared
+//!   mapping (goal: <= 1.0x glibc).
+//! - `ping-pong X` / `ping-pong S`: two processes pinned to CPUs 0/1 (X) or both to CPU 0 (S)
+//!   hand a token back and forth through two untracked semaphores (post one, wait on the
+//!   other), beside a raw futex ping-pong (store, unconditional `FUTEX_WAKE`, `FUTEX_WAIT`)
+//!   and glibc `sem_t` doing the same (goal: <= 1.05x the raw futex). Figures are per round
+//!   trip.
+//!
+//! Ratios: run `cargo bench -p ipc-sem --bench semaphore` several times and take the median
+//! of the per-run ratios (the machine is shared; single runs are noisy).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ipc_sem::{BoundedSemaphore, Semaphore};
+use ipc_shm::futex;
+use ipc_shm::{Shared, Shm, ShmSafe};
+
+/// A process-shared glibc `sem_t` in its own shared mapping.
+struct GlibcSem {
+    shm: Shm,
+}
+
+impl GlibcSem {
+    fn new(value: u32) -> GlibcSem {
+        let shm = Shm::anonymous(4096).unwrap();
+        let s = GlibcSem { shm };
+        // SAFETY: the mapping is 4096 bytes, page-aligned, larger and more aligned than a
+        // sem_t; pshared = 1 because it is used from two processes.
+        let r = unsafe { libc::sem_init(s.ptr(), 1, value) };
+        assert_eq!(r, 0);
+        s
+    }
+
+    #[allow(clippy::cast_ptr_alignment)] // the mapping is page-aligned
+    fn ptr(&self) -> *mut libc::sem_t {
+        self.shm.as_ptr().as_ptr().cast::<libc::sem_t>()
+    }
+
+    fn wait(&self) {
+        // SAFETY: initialised by sem_init above; the mapping outlives the call.
+        while unsafe { libc::sem_wait(self.ptr()) } != 0 {}
+    }
+
+    fn post(&self) {
+        // SAFETY: as above.
+        unsafe { libc::sem_post(self.ptr()) };
+    }
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` < 2 < CPU_SETSIZE, `set` is a valid cpu_set_t.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 = this thread.
+    let r = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) };
+    assert_eq!(r, 0, "sched_setaffinity({cpu})");
+}
+
+fn unpin() {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for cpu in 0..2 {
+        // SAFETY: `cpu` < CPU_SETSIZE, `set` is a valid cpu_set_t.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: as in `pin`.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) };
+}
+
+fn uncontended(c: &mut Criterion) {
+    pin(0);
+    let glibc = GlibcSem::new(1);
+    let untracked = Shared::anonymous(Semaphore::new(1).unwrap()).unwrap();
+    let tracked = Shared::anonymous(Semaphore::tracked(4).unwrap()).unwrap();
+    let bounded = Shared::anonymous(BoundedSemaphore::new(1).unwrap()).unwrap();
+    let mut g = c.benchmark_group("uncontended acquire+release");
+    g.bench_function("glibc sem_t pshared", |b| {
+        b.iter(|| {
+            glibc.wait();
+            glibc.post();
+        })
+    });
+    let (untracked, tracked, bounded): (&Semaphore, &Semaphore, &BoundedSemaphore) =
+        (&untracked, &tracked, &bounded);
+    g.bench_function("ipc-sem untracked", |b| b.iter(|| drop(untracked.acquire())));
+    g.bench_function("ipc-sem tracked", |b| b.iter(|| drop(tracked.acquire())));
+    g.bench_function("ipc-sem bounded", |b| b.iter(|| drop(bounded.acquire())));
+    g.bench_function("ipc-sem untracked try_acquire", |b| b.iter(|| drop(untracked.try_acquire())));
+    g.finish();
+    unpin();
+}
+
+/// Shared words of the ping-pong: the raw futex pair, a stop flag.
+#[repr(C)]
+struct Pong {
+    ping: AtomicU32,
+    pong: AtomicU32,
+    stop: AtomicU32,
+}
+
+// SAFETY: atomics only.
+unsafe impl ShmSafe for Pong {}
+
+/// One side's step of a ping-pong flavour.
+trait Flavour: Sync {
+    /// Parent: send the token and wait for it to come back.
+    fn round_trip(&self);
+    /// Child: wait for the token (then the stop flag is checked) ...
+    fn wait_ping(&self);
+    /// ... and send it back.
+    fn send_pong(&self);
+    /// Parent: wake the child so it sees the stop flag.
+    fn poke(&self);
+}
+
+struct RawFutex<'a>(&'a Pong);
+
+impl Flavour for RawFutex<'_> {
+    fn round_trip(&self) {
+        let p = self.0;
+        p.ping.store(1, Ordering::Release);
+        futex::wake_one(&p.ping);
+        while p.pong.load(Ordering::Acquire) == 0 {
+            futex::wait(&p.pong, 0, None);
+        }
+        p.pong.store(0, Ordering::Relaxed);
+    }
+    fn wait_ping(&self) {
+        let p = self.0;
+        while p.ping.load(Ordering::Acquire) == 0 {
+            futex::wait(&p.ping, 0, None);
+        }
+        p.ping.store(0, Ordering::Relaxed);
+    }
+    fn send_pong(&self) {
+        self.0.pong.store(1, Ordering::Release);
+        futex::wake_one(&self.0.pong);
+    }
+    fn poke(&self) {
+        self.0.ping.store(1, Ordering::Release);
+        futex::wake_one(&self.0.ping);
+    }
+}
+
+struct Ours<'a>(&'a Semaphore, &'a Semaphore);
+
+impl Flavour for Ours<'_> {
+    fn round_trip(&self) {
+        self.0.release().unwrap();
+        self.1.acquire().unwrap().forget();
+    }
+    fn wait_ping(&self) {
+        self.0.acquire().unwrap().forget();
+    }
+    fn send_pong(&self) {
+        self.1.release().unwrap();
+    }
+    fn poke(&self) {
+        self.0.release().unwrap();
+    }
+}
+
+struct Glibc<'a>(&'a GlibcSem, &'a GlibcSem);
+
+impl Flavour for Glibc<'_> {
+    fn round_trip(&self) {
+        self.0.post();
+        self.1.wait();
+    }
+    fn wait_ping(&self) {
+        self.0.wait();
+    }
+    fn send_pong(&self) {
+        self.1.post();
+    }
+    fn poke(&self) {
+        self.0.post();
+    }
+}
+
+fn ping_pong_one(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    cpus: (usize, usize),
+    pong: &Pong,
+    f: &dyn Flavour,
+) {
+    pong.stop.store(0, Ordering::Release);
+    let mut child = ipc_testkit::fork(|| {
+        pin(cpus.1);
+        loop {
+            f.wait_ping();
+            if pong.stop.load(Ordering::Acquire) != 0 {
+                break;
+            }
+            f.send_pong();
+        }
+    });
+    pin(cpus.0);
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f.round_trip();
+            }
+            t.elapsed()
+        })
+    });
+    pong.stop.store(1, Ordering::Release);
+    f.poke();
+    child.assert_success_within(Duration::from_secs(30));
+    unpin();
+}
+
+fn ping_pong(c: &mut Criterion) {
+    let pong = Shared::anonymous(Pong {
+        ping: AtomicU32::new(0),
+        pong: AtomicU32::new(0),
+        stop: AtomicU32::new(0),
+    })
+    .unwrap();
+    let s1 = Shared::anonymous(Semaphore::new(0).unwrap()).unwrap();
+    let s2 = Shared::anonymous(Semaphore::new(0).unwrap()).unwrap();
+    let (g1, g2) = (GlibcSem::new(0), GlibcSem::new(0));
+    for (label, cpus) in [("X", (0, 1)), ("S", (0, 0))] {
+        let mut g = c.benchmark_group(format!("ping-pong {label} (round trip)"));
+        g.sample_size(20).measurement_time(Duration::from_secs(4));
+        ping_pong_one(&mut g, "raw futex", cpus, &pong, &RawFutex(&pong));
+        ping_pong_one(&mut g, "ipc-sem untracked", cpus, &pong, &Ours(&s1, &s2));
+        ping_pong_one(&mut g, "glibc sem_t pshared", cpus, &pong, &Glibc(&g1, &g2));
+        g.finish();
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn report(what: &str, ratios: Vec<f64>, ours: Vec<f64>, reference: Vec<f64>, unit: &str) {
+    let (lo, hi) = ratios.iter().fold((f64::MAX, 0f64), |(l, h), &r| (l.min(r), h.max(r)));
+    eprintln!(
+        "RATIO {what}: median {:.3}x over {} interleaved runs (min {lo:.3}, max {hi:.3}); ours {:.1} {unit}, reference {:.1} {unit}",
+        median(ratios.clone()),
+        ratios.len(),
+        median(ours),
+        median(reference),
+    );
+}
+
+/// Ours and the reference interleaved (ABAB...) in one process, the per-run ratios' median:
+/// what the goals are judged on (criterion's figures above run one after the other, so a
+/// neighbour's build can land on one of them only).
+fn interleaved(_: &mut Criterion) {
+    if std::env::var_os("IPC_SEM_NO_RATIOS").is_some() {
+        return;
+    }
+    let runs = 9;
+    pin(0);
+    let glibc = GlibcSem::new(1);
+    let untracked = Shared::anonymous(Semaphore::new(1).unwrap()).unwrap();
+    let tracked = Shared::anonymous(Semaphore::tracked(4).unwrap()).unwrap();
+    let bounded = Shared::anonymous(BoundedSemaphore::new(1).unwrap()).unwrap();
+    let (u, t, bd): (&Semaphore, &Semaphore, &BoundedSemaphore) = (&untracked, &tracked, &bounded);
+    let n = 2_000_000u32;
+    let time = |f: &dyn Fn()| {
+        let t0 = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        t0.elapsed().as_nanos() as f64 / f64::from(n)
+    };
+    let g = || {
+        glibc.wait();
+        glibc.post();
+    };
+    for (name, ours) in [
+        ("untracked", &(|| drop(u.acquire())) as &dyn Fn()),
+        ("tracked", &|| drop(t.acquire())),
+        ("bounded", &|| drop(bd.acquire())),
+    ] {
+        time(&g);
+        time(ours);
+        let (mut r, mut o, mut re) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let a = time(&g);
+            let b = time(ours);
+            r.push(b / a);
+            o.push(b);
+            re.push(a);
+        }
+        report(&format!("uncontended acquire+release, {name} / glibc sem_t"), r, o, re, "ns");
+    }
+    unpin();
+
+    let pong = Shared::anonymous(Pong {
+        ping: AtomicU32::new(0),
+        pong: AtomicU32::new(0),
+        stop: AtomicU32::new(0),
+    })
+    .unwrap();
+    let s1 = Shared::anonymous(Semaphore::new(0).unwrap()).unwrap();
+    let s2 = Shared::anonymous(Semaphore::new(0).unwrap()).unwrap();
+    for (label, cpus, trips) in [("X", (0, 1), 3_000u32), ("S", (0, 0), 20_000)] {
+        let (mut r, mut o, mut re) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let a = pong_run(cpus, &pong, &RawFutex(&pong), trips);
+            let b = pong_run(cpus, &pong, &Ours(&s1, &s2), trips);
+            r.push(b / a);
+            o.push(b / 1000.0);
+            re.push(a / 1000.0);
+        }
+        report(
+            &format!("ping-pong {label} round trip, ipc-sem untracked / raw futex"),
+            r,
+            o,
+            re,
+            "us",
+        );
+    }
+}
+
+/// `trips` round trips with a fresh child; ns per round trip.
+fn pong_run(cpus: (usize, usize), pong: &Pong, f: &dyn Flavour, trips: u32) -> f64 {
+    pong.stop.store(0, Ordering::Release);
+    let mut child = ipc_testkit::fork(|| {
+        pin(cpus.1);
+        loop {
+            f.wait_ping();
+            if pong.stop.load(Ordering::Acquire) != 0 {
+                break;
+            }
+            f.send_pong();
+        }
+    });
+    pin(cpus.0);
+    for _ in 0..trips / 10 {
+        f.round_trip();
+    }
+    let t = Instant::now();
+    for _ in 0..trips {
+        f.round_trip();
+    }
+    let ns = t.elapsed().as_nanos() as f64 / f64::from(trips);
+    pong.stop.store(1, Ordering::Release);
+    f.poke();
+    child.assert_success_within(Duration::from_secs(30));
+    unpin();
+    ns
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = interleaved, uncontended, ping_pong
+}
+criterion_main!(benches);

@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use ipc_shm::ShmSafe;
 use ipc_shm::futex::{self, WaitResult};
-use ipc_shm::liveness;
 use ipc_shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{BarrierError, Error, Result};
@@ -281,7 +280,7 @@ impl Barrier {
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, BarrierError> {
         let parties = self.parties_for("wait")?;
-        let me = liveness::current().map_or(0, ipc_shm::OwnerId::get);
+        let me = crate::sys::owner_id().unwrap_or(0);
         // Acquire: pairs with the AcqRel CASes of the other parties.
         let mut cur = self.state.load(Ordering::Acquire);
         let mut recorded: Option<u32> = None;

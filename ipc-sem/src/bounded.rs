@@ -99,11 +99,18 @@ impl BoundedPermit<'_> {
 }
 
 impl Drop for BoundedPermit<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
         let n = std::mem::take(&mut self.n);
-        if n > 0 {
-            let _ = self.sem.release_many(n);
+        if n == 0 {
+            return;
         }
+        if let Ok(max) = self.sem.max("release")
+            && count::release_fast(&self.sem.count, n, max)
+        {
+            return;
+        }
+        let _ = self.sem.release_many(n);
     }
 }
 
@@ -164,6 +171,7 @@ impl BoundedSemaphore {
         self.max("value").map_or(0, |max| count::value(&self.count, max))
     }
 
+    #[inline(never)]
     fn take(
         &self,
         op: &'static str,
@@ -185,7 +193,13 @@ impl BoundedSemaphore {
     ///
     /// # Errors
     /// [`Error::Corrupted`]; [`Error::InvalidCount`] if the maximum is 0.
+    #[inline(always)]
     pub fn acquire(&self) -> Result<BoundedPermit<'_>> {
+        if let Ok(max) = self.max("acquire")
+            && count::try_take_fast(&self.count, 1, max)
+        {
+            return Ok(BoundedPermit { sem: self, n: 1 });
+        }
         self.acquire_many(1)
     }
 
@@ -193,7 +207,13 @@ impl BoundedSemaphore {
     ///
     /// # Errors
     /// As [`acquire`](Self::acquire).
+    #[inline]
     pub fn try_acquire(&self) -> Result<Option<BoundedPermit<'_>>> {
+        if let Ok(max) = self.max("try_acquire")
+            && count::try_take_fast(&self.count, 1, max)
+        {
+            return Ok(Some(BoundedPermit { sem: self, n: 1 }));
+        }
         self.take("try_acquire", 1, None)
     }
 
@@ -218,10 +238,10 @@ impl BoundedSemaphore {
     /// # Errors
     /// [`Error::InvalidCount`] if `n` is 0 or above the maximum; [`Error::Corrupted`].
     pub fn acquire_many(&self, n: u32) -> Result<BoundedPermit<'_>> {
-        self.take("acquire", n, Some(None))?.ok_or(Error::InvalidArgument {
+        self.take("acquire", n, Some(None))?.ok_or_else(|| Error::InvalidArgument {
             op: "acquire",
             object: OBJECT,
-            what: String::new(),
+            what: "an untimed wait timed out".into(),
         })
     }
 
@@ -250,7 +270,13 @@ impl BoundedSemaphore {
     /// # Errors
     /// [`Error::Overflow`] if the count is at (or, after a peer's garbage, above) the maximum:
     /// nothing changes then. [`Error::Corrupted`].
+    #[inline]
     pub fn release(&self) -> Result<()> {
+        if let Ok(max) = self.max("release")
+            && count::release_fast(&self.count, 1, max)
+        {
+            return Ok(());
+        }
         self.release_many(1)
     }
 
@@ -258,11 +284,15 @@ impl BoundedSemaphore {
     ///
     /// # Errors
     /// As [`release`](Self::release); [`Error::InvalidCount`] for `n == 0`.
+    #[inline(never)]
     pub fn release_many(&self, n: u32) -> Result<()> {
         const OP: &str = "release";
         let max = self.max(OP)?;
         if n == 0 {
             return Err(Error::InvalidCount { op: OP, object: OBJECT, n, max });
+        }
+        if count::release_fast(&self.count, n, max) {
+            return Ok(());
         }
         count::release(&self.count, n, max).map_err(|o| Error::Overflow {
             op: OP,

@@ -37,6 +37,34 @@ pub(crate) fn value(word: &AtomicU32, max: u32) -> u32 {
     (word.load(Ordering::Relaxed) & COUNT_MAX).min(max)
 }
 
+/// The uncontended take: a count in `n..=max`, one load, one CAS, no loop. `false` sends
+/// the caller to the general path (which decides for real).
+#[inline(always)]
+pub(crate) fn try_take_fast(word: &AtomicU32, n: u32, max: u32) -> bool {
+    // Relaxed: the CAS below is the synchronising access.
+    let cur = word.load(Ordering::Relaxed);
+    let count = cur & COUNT_MAX;
+    // Subtracting from the count bits leaves SLEEPERS as it is.
+    // Acquire: pairs with the Release CAS in `release`. Failure Relaxed: the slow path retries.
+    count >= n
+        && count <= max
+        && word.compare_exchange(cur, cur - n, Ordering::Acquire, Ordering::Relaxed).is_ok()
+}
+
+/// The uncontended release: nobody asleep, no overflow past `max`, one CAS. `false` sends
+/// the caller to [`release`].
+#[inline(always)]
+pub(crate) fn release_fast(word: &AtomicU32, n: u32, max: u32) -> bool {
+    // Relaxed: the CAS below is the synchronising access.
+    let cur = word.load(Ordering::Relaxed);
+    // Without SLEEPERS, `cur` is the count itself.
+    // Release: pairs with the Acquire CAS of takers. Failure Relaxed: the slow path retries.
+    cur & SLEEPERS == 0
+        && cur <= max
+        && n <= max - cur
+        && word.compare_exchange(cur, cur + n, Ordering::Release, Ordering::Relaxed).is_ok()
+}
+
 /// Take `n` permits if there are that many. `n >= 1`.
 #[inline]
 pub(crate) fn try_take(word: &AtomicU32, n: u32, max: u32) -> bool {

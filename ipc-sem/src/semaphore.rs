@@ -44,7 +44,6 @@ use std::time::{Duration, Instant};
 
 use ipc_shm::ShmSafe;
 use ipc_shm::futex::{self, WaitResult};
-use ipc_shm::liveness;
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
 
 use crate::count::{self, COUNT_MAX};
@@ -150,15 +149,18 @@ pub struct Ledger {
     pub held_by_dead: u32,
 }
 
-/// Which permits a [`Permit`] holds.
-#[derive(Debug)]
+/// Which permits a [`Permit`] holds. Plain data: a permit has no drop glue beyond its
+/// release. Tracked permits are fungible within a process (the ledger counts what each
+/// process holds), so a `Many` permit gives back any `k` words this process holds, and a
+/// `One` permit whose word is no longer ours gives back another of ours.
+#[derive(Debug, Clone, Copy)]
 enum Slots {
     /// Untracked: a number of permits.
     Count(u32),
-    /// Tracked: one ledger word.
+    /// Tracked: one ledger word (index).
     One(u32),
-    /// Tracked: several ledger words.
-    Many(Vec<u32>),
+    /// Tracked: this many ledger words.
+    Many(u32),
     /// Released or forgotten.
     Gone,
 }
@@ -182,7 +184,7 @@ impl<const L: usize> Permit<'_, L> {
         match &self.slots {
             Slots::Count(n) => *n,
             Slots::One(_) => 1,
-            Slots::Many(v) => u32::try_from(v.len()).unwrap_or(u32::MAX),
+            Slots::Many(n) => *n,
             Slots::Gone => 0,
         }
     }
@@ -208,9 +210,14 @@ impl<const L: usize> Permit<'_, L> {
 }
 
 impl<const L: usize> Drop for Permit<'_, L> {
+    #[inline(always)]
     fn drop(&mut self) {
-        let slots = std::mem::replace(&mut self.slots, Slots::Gone);
-        let _ = self.sem.release_slots(slots);
+        match self.slots {
+            Slots::Count(n) if count::release_fast(&self.sem.count, n, MAX_VALUE) => {}
+            Slots::One(i) if self.sem.give_back_fast(i) => {}
+            Slots::Gone => {}
+            slots => self.sem.drop_slow(slots),
+        }
     }
 }
 
@@ -362,8 +369,24 @@ impl<const L: usize> Semaphore<L> {
     ///
     /// # Errors
     /// [`Error::Liveness`] (tracked: this process could not register), [`Error::Corrupted`].
+    #[inline(always)]
     pub fn acquire(&self) -> Result<Permit<'_, L>> {
+        if self.untracked_take_fast(1) {
+            return Ok(Permit { sem: self, slots: Slots::Count(1) });
+        }
+        if let Some(i) = self.tracked_take_fast() {
+            return Ok(Permit { sem: self, slots: Slots::One(i) });
+        }
         self.acquire_impl("acquire", 1, Wait::Until(None))?.ok_or_else(unreachable_timeout)
+    }
+
+    /// The uncontended untracked take: the config check and one CAS.
+    #[inline(always)]
+    fn untracked_take_fast(&self, n: u32) -> bool {
+        // Relaxed: as in `mode`; both zero is exactly `Mode::Untracked`.
+        self.config.load(Ordering::Relaxed) == 0
+            && self.check.load(Ordering::Relaxed) == 0
+            && count::try_take_fast(&self.count, n, MAX_VALUE)
     }
 
     /// Take one permit if one is free now (tracked: after reclaiming any held by dead
@@ -371,7 +394,14 @@ impl<const L: usize> Semaphore<L> {
     ///
     /// # Errors
     /// As [`acquire`](Self::acquire).
+    #[inline(always)]
     pub fn try_acquire(&self) -> Result<Option<Permit<'_, L>>> {
+        if self.untracked_take_fast(1) {
+            return Ok(Some(Permit { sem: self, slots: Slots::Count(1) }));
+        }
+        if let Some(i) = self.tracked_take_fast() {
+            return Ok(Some(Permit { sem: self, slots: Slots::One(i) }));
+        }
         self.acquire_impl("try_acquire", 1, Wait::Try)
     }
 
@@ -423,7 +453,15 @@ impl<const L: usize> Semaphore<L> {
     /// # Errors
     /// [`Error::Overflow`] (untracked: the count would pass [`MAX_VALUE`]), [`Error::NotHeld`]
     /// (tracked: this process holds no permit), [`Error::Corrupted`], [`Error::Liveness`].
+    #[inline]
     pub fn release(&self) -> Result<()> {
+        // Relaxed: as in `mode`.
+        if self.config.load(Ordering::Relaxed) == 0
+            && self.check.load(Ordering::Relaxed) == 0
+            && count::release_fast(&self.count, 1, MAX_VALUE)
+        {
+            return Ok(());
+        }
         self.release_many(1)
     }
 
@@ -432,6 +470,7 @@ impl<const L: usize> Semaphore<L> {
     ///
     /// # Errors
     /// As [`release`](Self::release), and [`Error::InvalidCount`] for `n == 0`.
+    #[inline(never)]
     pub fn release_many(&self, n: u32) -> Result<()> {
         const OP: &str = "release";
         match self.mode(OP)? {
@@ -452,16 +491,7 @@ impl<const L: usize> Semaphore<L> {
                     return Err(Error::InvalidCount { op: OP, object: OBJECT, n, max: p });
                 }
                 let me = owner(OP)?;
-                let mut held = 0;
-                for (i, w) in self.words(p).iter().enumerate() {
-                    if held == n {
-                        break;
-                    }
-                    // Relaxed: a probe; the CAS in `give_back` is the synchronising access.
-                    if w.load(Ordering::Relaxed) & !WANTED == me && self.give_back(i, me) {
-                        held += 1;
-                    }
-                }
+                let held = self.give_back_any(me, n);
                 if held < n {
                     return Err(Error::NotHeld { op: OP, object: OBJECT, n, held });
                 }
@@ -470,6 +500,13 @@ impl<const L: usize> Semaphore<L> {
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn drop_slow(&self, slots: Slots) {
+        let _ = self.release_slots(slots);
+    }
+
+    #[inline(never)]
     fn release_slots(&self, slots: Slots) -> Result<()> {
         const OP: &str = "release";
         match slots {
@@ -479,17 +516,15 @@ impl<const L: usize> Semaphore<L> {
             }),
             Slots::One(i) => {
                 let me = owner(OP)?;
-                if self.give_back(i as usize, me) {
+                if self.give_back(i as usize, me) || self.give_back_any(me, 1) == 1 {
                     Ok(())
                 } else {
                     Err(Error::NotHeld { op: OP, object: OBJECT, n: 1, held: 0 })
                 }
             }
-            Slots::Many(v) => {
+            Slots::Many(n) => {
                 let me = owner(OP)?;
-                let n = u32::try_from(v.len()).unwrap_or(u32::MAX);
-                let held = v.iter().filter(|&&i| self.give_back(i as usize, me)).count();
-                let held = u32::try_from(held).unwrap_or(u32::MAX);
+                let held = self.give_back_any(me, n);
                 if held == n {
                     Ok(())
                 } else {
@@ -499,6 +534,7 @@ impl<const L: usize> Semaphore<L> {
         }
     }
 
+    #[inline(never)]
     fn acquire_impl(&self, op: &'static str, n: u32, how: Wait) -> Result<Option<Permit<'_, L>>> {
         match self.mode(op)? {
             Mode::Untracked => {
@@ -516,13 +552,67 @@ impl<const L: usize> Semaphore<L> {
                     return Err(Error::InvalidCount { op, object: OBJECT, n, max: p });
                 }
                 let me = owner(op)?;
-                let slots = self.tracked_acquire(p, n, me, how);
-                Ok(slots.map(|slots| Permit { sem: self, slots }))
+                let taken = self.tracked_acquire(p, n, me, how);
+                Ok(taken.map(|taken| Permit { sem: self, slots: into_slots(&taken) }))
             }
         }
     }
 
     // ---- tracked mode -------------------------------------------------------------------
+
+    /// The number of permits if this is a valid tracked semaphore (the test of `mode`).
+    #[inline(always)]
+    fn tracked_permits(&self) -> Option<u32> {
+        // Relaxed: as in `mode`.
+        let config = self.config.load(Ordering::Relaxed);
+        let check = self.check.load(Ordering::Relaxed);
+        let permits = config & !TRACKED;
+        (config & TRACKED != 0
+            && check == config.wrapping_mul(CHECK_MUL)
+            && permits != 0
+            && permits as usize <= L.min(MAX_LEDGER))
+        .then_some(permits)
+    }
+
+    /// The uncontended tracked take: the word at the hint, if free, with one CAS.
+    #[inline(always)]
+    fn tracked_take_fast(&self) -> Option<u32> {
+        let permits = self.tracked_permits()?;
+        let me = crate::sys::owner_id().ok()?;
+        // Relaxed: a hint only.
+        let hint = self.hint.load(Ordering::Relaxed);
+        if hint >= permits {
+            return None;
+        }
+        let w = self.ledger.get(hint as usize)?;
+        ipc_shm::crash::point("sem.tracked.before_take");
+        // Relaxed probe; Acquire CAS: as in `take_free`.
+        let taken = w.load(Ordering::Relaxed) == 0
+            && w.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok();
+        if taken {
+            ipc_shm::crash::point("sem.tracked.after_take");
+        }
+        taken.then_some(hint)
+    }
+
+    /// The uncontended give-back: our word, nobody waiting, one CAS. `false` sends the
+    /// caller to the general path.
+    #[inline(always)]
+    fn give_back_fast(&self, i: u32) -> bool {
+        let Ok(me) = crate::sys::owner_id() else { return false };
+        let Some(w) = self.ledger.get(i as usize) else { return false };
+        ipc_shm::crash::point("sem.tracked.before_give_back");
+        // Relaxed probe; Release CAS: as in `give_back`.
+        if w.load(Ordering::Relaxed) != me
+            || w.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed).is_err()
+        {
+            return false;
+        }
+        ipc_shm::crash::point("sem.tracked.after_give_back");
+        // Relaxed: a hint only.
+        self.hint.store(i, Ordering::Relaxed);
+        true
+    }
 
     /// Take a free word at or after the hint. The uncontended fast path.
     #[inline]
@@ -575,6 +665,22 @@ impl<const L: usize> Semaphore<L> {
         true
     }
 
+    /// Give back up to `n` ledger words this process holds, whichever; returns how many.
+    fn give_back_any(&self, me: u32, n: u32) -> u32 {
+        let Ok(Mode::Tracked(p)) = self.mode("release") else { return 0 };
+        let mut back = 0;
+        for (i, w) in self.words(p).iter().enumerate() {
+            if back == n {
+                break;
+            }
+            // Relaxed: a probe; the CAS in `give_back` is the synchronising access.
+            if w.load(Ordering::Relaxed) & !WANTED == me && self.give_back(i, me) {
+                back += 1;
+            }
+        }
+        back
+    }
+
     fn wake(&self) {
         // Release: pairs with the Acquire load of `seq` in `tracked_acquire`: a waiter that
         // reads the new value also sees the word we freed.
@@ -582,13 +688,8 @@ impl<const L: usize> Semaphore<L> {
         futex::wake_all(&self.seq);
     }
 
-    fn tracked_acquire(&self, permits: u32, n: u32, me: u32, how: Wait) -> Option<Slots> {
+    fn tracked_acquire(&self, permits: u32, n: u32, me: u32, how: Wait) -> Option<Vec<u32>> {
         let words = self.words(permits);
-        if n == 1
-            && let Some(i) = self.take_free(words, me)
-        {
-            return Some(Slots::One(i));
-        }
         let mut taken: Vec<u32> = Vec::new();
         let mut spin = Spin::new();
         let mut check_live = true;
@@ -604,7 +705,7 @@ impl<const L: usize> Semaphore<L> {
                 }
             }
             if taken.len() as u32 == n {
-                return Some(into_slots(taken));
+                return Some(taken);
             }
             if matches!(how, Wait::Until(_)) && spin.spin() {
                 continue;
@@ -614,7 +715,7 @@ impl<const L: usize> Semaphore<L> {
             let arm = matches!(how, Wait::Until(_));
             self.sweep(words, me, n, &mut taken, check_live, arm);
             if taken.len() as u32 == n {
-                return Some(into_slots(taken));
+                return Some(taken);
             }
             // Not enough now: give back what we hold so others can progress, then sleep.
             for i in taken.drain(..) {
@@ -789,11 +890,7 @@ impl<const L: usize> Semaphore<L> {
     #[doc(hidden)]
     pub fn loom_acquire_as(&self, me: u32, n: u32) -> Vec<u32> {
         let Ok(Mode::Tracked(p)) = self.mode("acquire") else { return Vec::new() };
-        match self.tracked_acquire(p, n, me, Wait::Until(None)) {
-            Some(Slots::One(i)) => vec![i],
-            Some(Slots::Many(v)) => v,
-            _ => Vec::new(),
-        }
+        self.tracked_acquire(p, n, me, Wait::Until(None)).unwrap_or_default()
     }
 
     /// Under loom: give back word `i` held by `me`.
@@ -804,13 +901,11 @@ impl<const L: usize> Semaphore<L> {
     }
 }
 
-fn into_slots(mut taken: Vec<u32>) -> Slots {
-    if taken.len() == 1
-        && let Some(i) = taken.pop()
-    {
-        return Slots::One(i);
+fn into_slots(taken: &[u32]) -> Slots {
+    match taken {
+        [i] => Slots::One(*i),
+        _ => Slots::Many(u32::try_from(taken.len()).unwrap_or(u32::MAX)),
     }
-    Slots::Many(taken)
 }
 
 fn unreachable_timeout() -> Error {
@@ -825,11 +920,7 @@ fn unreachable_timeout() -> Error {
 /// This process's owner id, for the ledger.
 #[inline]
 fn owner(op: &'static str) -> Result<u32> {
-    liveness::current().map(ipc_shm::OwnerId::get).map_err(|source| Error::Liveness {
-        op,
-        object: OBJECT,
-        source,
-    })
+    crate::sys::owner_id().map_err(|source| Error::Liveness { op, object: OBJECT, source })
 }
 
 /// Liveness answers of one pass, so a holder of many permits costs one syscall.

@@ -1,9 +1,9 @@
-#![cfg(ipc_loom)]
 //! loom models of ipc-sem's state machines: semaphore counts (untracked and tracked, with a
 //! dead holder), the bounded maximum, event generations and barrier generations, under the
 //! futex emulation of ipc-shm that makes check-then-sleep atomic (a lost wake-up shows up
 //! as a loom deadlock). Run with
 //! `RUSTFLAGS="--cfg ipc_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p ipc-sem --test loom`.
+#![cfg(ipc_loom)]
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use ipc_sem::{Barrier, BarrierError, BoundedSemaphore, Event, LOOM_DEAD_OWNER, Semaphore};
