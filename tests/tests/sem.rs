@@ -171,7 +171,7 @@ fn untracked_killed_holder_leaks_exactly_what_it_held() {
 /// process held at that instruction (there is no window between taking and recording).
 #[test]
 fn tracked_crash_points_leave_an_exact_ledger() {
-    assert!(ipc_shm::crash::ENABLED, "the suite builds ipc-sem with crash points");
+    const { assert!(ipc_shm::crash::ENABLED, "the suite builds ipc-sem with crash points") };
     let _w = watchdog(Duration::from_secs(120), "tracked crash points");
     // (point, nth pass, permits held when killed) for a child that does acquire_many(2)
     // then drops it (two give-backs).
