@@ -93,7 +93,7 @@ impl AsyncConnection {
         while written < total {
             let mut guard = self.afd.writable().await.map_err(|e| io_err(op, &self.core, e))?;
             let fd = self.core.fd.as_fd();
-            match sys::send(fd, Kind::Socket, iov, &[], Wait::NoWait) {
+            match sys::send(fd, Kind::Socket, iov, &[], Wait::Nonblocking) {
                 Ok(n) => {
                     written = written.saturating_add(n);
                     self.cut_send = written < total;
@@ -128,7 +128,7 @@ impl AsyncConnection {
         self.core.check(op)?;
         loop {
             let fd = self.core.fd.as_fd();
-            match self.core.reader.step(fd, Kind::Socket, Wait::NoWait) {
+            match self.core.reader.step(fd, Kind::Socket, Wait::Nonblocking) {
                 Ok(at) => {
                     let (body, fds) = self.core.reader.take(at);
                     self.core.vet(op, &body, fds, FdPolicy::None)?;
@@ -140,7 +140,7 @@ impl AsyncConnection {
                     if !self.core.reader.has_frame() {
                         // Readiness may be stale: clear it only once a read would block.
                         let fd = self.core.fd.as_fd();
-                        match self.core.reader.step(fd, Kind::Socket, Wait::NoWait) {
+                        match self.core.reader.step(fd, Kind::Socket, Wait::Nonblocking) {
                             Ok(at) => {
                                 let (body, fds) = self.core.reader.take(at);
                                 self.core.vet(op, &body, fds, FdPolicy::None)?;

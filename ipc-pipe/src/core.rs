@@ -111,14 +111,35 @@ impl Core {
         self.check(op)?;
         loop {
             let partial = self.reader.partial_deadline();
-            let (wait, deadline) = match (limit, partial) {
+            let (mut wait, deadline) = match (limit, partial) {
                 (Limit::Block, None) => (Wait::Block, None),
-                (Limit::Block, Some(p)) => (Wait::NoWait, Some(p)),
-                (Limit::Until(d), p) => (Wait::NoWait, Some(p.map_or(d, |p| p.min(d)))),
-                (Limit::Now, _) => (Wait::NoWait, None),
+                (Limit::Block, Some(p)) => (Wait::Nonblocking, Some(p)),
+                (Limit::Until(d), p) => (Wait::Nonblocking, Some(p.map_or(d, |p| p.min(d)))),
+                (Limit::Now, _) => (Wait::Nonblocking, None),
             };
+            if self.kind == Kind::Pipe && wait == Wait::Nonblocking {
+                // Pipes: wait for readability, then one plain read (reads into uninitialised
+                // memory need no zeroing; a non-blocking pipe read would).
+                wait = Wait::Once;
+                if !self.reader.has_frame() {
+                    let until = if limit == Limit::Now { Some(Instant::now()) } else { deadline };
+                    let ev = sys::poll(self.fd.as_fd(), PollFlags::IN, until)
+                        .map_err(|e| Error::io(op, self.object(), e))?;
+                    if ev.is_empty() {
+                        if limit == Limit::Now {
+                            return Ok(None);
+                        }
+                        return Err(Error::Timeout {
+                            op,
+                            object: self.object(),
+                            partial: self.reader.has_partial(),
+                        });
+                    }
+                }
+            }
             match self.reader.step(self.fd.as_fd(), self.kind, wait) {
                 Ok(at) => return Ok(Some(at)),
+                Err(Fail::WouldBlock) if wait == Wait::Once => {}
                 Err(Fail::WouldBlock) => {
                     if limit == Limit::Now {
                         return Ok(None);
@@ -288,7 +309,7 @@ impl Core {
         // than leaving half a frame behind.
         let mut limit = limit;
         loop {
-            let wait = if limit == Limit::Block { Wait::Block } else { Wait::NoWait };
+            let wait = if limit == Limit::Block { Wait::Block } else { Wait::Nonblocking };
             match sys::send(self.fd.as_fd(), self.kind, iov, fds, wait) {
                 Ok(n) => {
                     written = written.saturating_add(n);

@@ -209,7 +209,9 @@ impl ListenerOptions {
                     .nonblocking(ListenerNonblockingMode::Accept)
                     .create_sync_as::<UdsListener>()
                     .map_err(in_use)?;
-                (inner, Some(prepared.bound()))
+                let file =
+                    prepared.bound(self.mode).map_err(|e| Error::io(op, object.clone(), e))?;
+                (inner, Some(file))
             }
             Address::Abstract(_) => {
                 if key.is_none() {

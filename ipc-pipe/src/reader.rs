@@ -200,6 +200,8 @@ impl Reader {
         kind: Kind,
         wait: Wait,
     ) -> Result<Located, Fail> {
+        // With `Wait::Once`, at most one read: then `WouldBlock` (poll again) if incomplete.
+        let mut read_once = false;
         loop {
             if let Some(l) = &self.large {
                 let need = l.len.saturating_sub(self.body.len());
@@ -212,12 +214,18 @@ impl Reader {
                 if spare < need.min(CHUNK) {
                     self.body.reserve(need.min(CHUNK));
                 }
+                if wait == Wait::Once && read_once {
+                    return Err(Fail::WouldBlock);
+                }
                 match sys::recv_spare(fd, kind, &mut self.body, need, wait) {
                     Ok(0) => {
                         let (received, expected) = self.partial_progress();
                         return Err(Fail::Eof { received, expected });
                     }
-                    Ok(_) => continue,
+                    Ok(_) => {
+                        read_once = true;
+                        continue;
+                    }
                     Err(e) if is_would_block(&e) => return Err(Fail::WouldBlock),
                     Err(e) if is_reset(&e) => {
                         let (received, expected) = self.partial_progress();
@@ -255,7 +263,11 @@ impl Reader {
                 }
                 Ok(Prefix::Incomplete { needed }) => needed,
             };
+            if wait == Wait::Once && read_once {
+                return Err(Fail::WouldBlock);
+            }
             self.fill(fd, kind, wait, want)?;
+            read_once = true;
         }
     }
 

@@ -104,13 +104,13 @@ pub(crate) fn prepare(path: &Path, rules: DirRules) -> Result<Prepared> {
         object: object(),
         reason,
     })?;
-    let mut lock_name = name.clone();
-    lock_name.push(".lock");
-    let (lock, lock_ident) = take_lock(&dir, &lock_name, &object)?;
     let bind_path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(&name);
     if bind_path.as_os_str().len() > MAX_SUN_PATH {
         return Err(bad("the file name is too long for sun_path"));
     }
+    let mut lock_name = name.clone();
+    lock_name.push(".lock");
+    let (lock, lock_ident) = take_lock(&dir, &lock_name, &object)?;
     let p = Prepared { dir, name, lock_name, _lock: lock, lock_ident, bind_path };
     clear_path(&p, &object)?;
     Ok(p)
@@ -163,14 +163,27 @@ fn take_lock(
         let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let lock = match rustix::fs::openat(dir, lock_name, flags, Mode::from_raw_mode(0o600)) {
             Ok(f) => f,
-            Err(Errno::LOOP) => {
-                return Err(Error::AddrInUse {
-                    op,
-                    object: object(),
-                    reason: format!("a symlink sits at the lock file {lock_name:?}; left alone"),
+            Err(e) => {
+                // A symlink (ELOOP, or EACCES under fs.protected_symlinks in a sticky
+                // directory) or someone else's file: say what is there, touch nothing.
+                return Err(match rustix::fs::statat(dir, lock_name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st)
+                        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+                            || st.st_uid != sys::euid() =>
+                    {
+                        Error::AddrInUse {
+                            op,
+                            object: object(),
+                            reason: format!(
+                                "a {} of uid {} sits at the lock file {lock_name:?}; left alone",
+                                kind_name(FileType::from_raw_mode(st.st_mode)),
+                                st.st_uid
+                            ),
+                        }
+                    }
+                    _ => io_err(e),
                 });
             }
-            Err(e) => return Err(io_err(e)),
         };
         let st = rustix::fs::fstat(&lock).map_err(io_err)?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_uid != sys::euid()
@@ -262,13 +275,24 @@ fn probe(path: &Path) -> std::result::Result<(), Errno> {
 }
 
 impl Prepared {
-    /// After `bind`: remember the inode so drop removes only our own socket file.
-    pub(crate) fn bound(self) -> SocketFile {
-        let ident = rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW)
-            .ok()
-            .filter(|st| FileType::from_raw_mode(st.st_mode) == FileType::Socket)
-            .map(|st| ident(&st));
-        SocketFile { p: self, ident }
+    /// After `bind`: set the socket file's mode exactly (`bind` applied the umask) and
+    /// remember its inode so drop removes only our own socket file.
+    pub(crate) fn bound(self, mode: u32) -> std::io::Result<SocketFile> {
+        let st = rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Socket {
+            return Err(std::io::Error::other("the bound socket file was replaced"));
+        }
+        if st.st_mode & 0o7777 != mode {
+            // Our own fresh socket in a directory only we (or, sticky, only its owners) can
+            // change entries of: chmod by name cannot be redirected.
+            rustix::fs::chmodat(
+                &self.dir,
+                &self.name,
+                Mode::from_raw_mode(mode),
+                AtFlags::empty(),
+            )?;
+        }
+        Ok(SocketFile { p: self, ident: Some(ident(&st)) })
     }
 }
 
@@ -280,12 +304,18 @@ impl Drop for SocketFile {
         {
             let _ = rustix::fs::unlinkat(&self.p.dir, &self.p.name, AtFlags::empty());
         }
-        if let Ok(st) =
-            rustix::fs::statat(&self.p.dir, &self.p.lock_name, AtFlags::SYMLINK_NOFOLLOW)
-            && ident(&st) == self.p.lock_ident
+        // Then `p` drops: the lock file goes, then the lock.
+    }
+}
+
+/// A prepared path that is dropped (bind failed, or the listener is gone) removes its lock
+/// file while still holding the lock; the lock is released when `_lock` closes right after.
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Ok(st) = rustix::fs::statat(&self.dir, &self.lock_name, AtFlags::SYMLINK_NOFOLLOW)
+            && ident(&st) == self.lock_ident
         {
-            let _ = rustix::fs::unlinkat(&self.p.dir, &self.p.lock_name, AtFlags::empty());
+            let _ = rustix::fs::unlinkat(&self.dir, &self.lock_name, AtFlags::empty());
         }
-        // The lock is released when `p._lock` closes, after the files are gone.
     }
 }

@@ -22,7 +22,11 @@ pub(crate) enum Wait {
     /// Block until some progress (one syscall).
     Block,
     /// Return `WouldBlock` instead of blocking.
-    NoWait,
+    Nonblocking,
+    /// Block for one read only (the caller polled first and the fd is readable): the receive
+    /// engine returns after it. Used for pipes, whose non-blocking reads (`preadv2`) need
+    /// initialised buffers.
+    Once,
 }
 
 /// What the fd is: the calls differ.
@@ -90,7 +94,7 @@ pub(crate) fn recv_msg(
     wait: Wait,
 ) -> io::Result<Received> {
     let mut flags = RecvFlags::CMSG_CLOEXEC;
-    if wait == Wait::NoWait {
+    if wait == Wait::Nonblocking {
         flags |= RecvFlags::DONTWAIT;
     }
     loop {
@@ -126,9 +130,10 @@ pub(crate) fn recv_spare(
     max: usize,
     wait: Wait,
 ) -> io::Result<usize> {
-    if kind == Kind::Pipe && wait == Wait::NoWait {
-        // preadv2 takes initialised buffers: zero the window, read, trim (the timed pipe path
-        // only).
+    if kind == Kind::Pipe && wait == Wait::Nonblocking {
+        // preadv2 takes initialised buffers: zero a window, read, trim. (The receive path
+        // uses `Once` after a poll instead; this serves any other caller.)
+        let max = max.min(64 * 1024);
         let old = vec.len();
         vec.resize(old.saturating_add(max), 0);
         let r = pipe_read(fd, vec.get_mut(old..).unwrap_or_default(), wait);
@@ -140,7 +145,8 @@ pub(crate) fn recv_spare(
     let window = spare.get_mut(..take).unwrap_or_default();
     let n = retry(|| match kind {
         Kind::Socket => {
-            let flags = if wait == Wait::NoWait { RecvFlags::DONTWAIT } else { RecvFlags::empty() };
+            let flags =
+                if wait == Wait::Nonblocking { RecvFlags::DONTWAIT } else { RecvFlags::empty() };
             rustix::net::recv(fd, &mut *window, flags).map(|((init, _), _)| init.len())
         }
         Kind::Pipe => rustix::io::read(fd, &mut *window).map(|(init, _)| init.len()),
@@ -153,11 +159,11 @@ pub(crate) fn recv_spare(
     Ok(n)
 }
 
-/// Read from a pipe into `buf`; `NoWait` uses `preadv2(RWF_NOWAIT)` at the current offset.
+/// Read from a pipe into `buf`; `Nonblocking` uses `preadv2(RWF_NOWAIT)` at the current offset.
 pub(crate) fn pipe_read(fd: BorrowedFd<'_>, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
     match wait {
-        Wait::Block => retry(|| rustix::io::read(fd, &mut *buf)),
-        Wait::NoWait => retry(|| {
+        Wait::Block | Wait::Once => retry(|| rustix::io::read(fd, &mut *buf)),
+        Wait::Nonblocking => retry(|| {
             rustix::io::preadv2(fd, &mut [IoSliceMut::new(buf)], u64::MAX, ReadWriteFlags::NOWAIT)
         }),
     }
@@ -175,7 +181,7 @@ pub(crate) fn send(
     match kind {
         Kind::Socket => {
             let mut flags = SendFlags::NOSIGNAL;
-            if wait == Wait::NoWait {
+            if wait == Wait::Nonblocking {
                 flags |= SendFlags::DONTWAIT;
             }
             if fds.is_empty() {
@@ -195,8 +201,8 @@ pub(crate) fn send(
             retry(|| rustix::net::sendmsg(fd, iov, &mut control, flags))
         }
         Kind::Pipe => match wait {
-            Wait::Block => retry(|| rustix::io::writev(fd, iov)),
-            Wait::NoWait => {
+            Wait::Block | Wait::Once => retry(|| rustix::io::writev(fd, iov)),
+            Wait::Nonblocking => {
                 retry(|| rustix::io::pwritev2(fd, iov, u64::MAX, ReadWriteFlags::NOWAIT))
             }
         },

@@ -37,6 +37,17 @@ fn authenticated_round_trip_and_cleanup() {
 }
 
 #[test]
+fn the_socket_file_mode_is_exact_whatever_the_umask() {
+    let dir = TempDir::new("mode");
+    for mode in [0o600, 0o660, 0o666] {
+        let path = dir.join(&format!("s{mode:o}"));
+        let _l = ListenerOptions::new().mode(mode).bind(&path, None).unwrap();
+        let got = std::fs::symlink_metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(got, mode);
+    }
+}
+
+#[test]
 fn wrong_key_is_rejected_on_both_sides() {
     let dir = TempDir::new("wrongkey");
     let path = dir.join("s");
