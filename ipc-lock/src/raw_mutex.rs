@@ -26,7 +26,7 @@
 //! `OwnerDied`; the others see the new owner and keep waiting.
 #![allow(unsafe_code)] // unsafe impls only (ShmSafe, Zeroable, lock_api's raw traits); no unsafe blocks
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ipc_shm::SpinWait;
 use ipc_shm::futex::{self, WaitResult};
@@ -45,7 +45,8 @@ pub(crate) const OWNER_MASK: u32 = INCONSISTENT - 1;
 /// The not-recoverable state.
 pub(crate) const NOT_RECOVERABLE: u64 = INCONSISTENT as u64;
 /// Spin budget before sleeping: `2^7 - 1` PAUSEs, about 1.3 µs on the reference machine.
-const SPIN_STEPS: u32 = 7;
+/// (Under loom one step: every PAUSE is a scheduling point there.)
+const SPIN_STEPS: u32 = if cfg!(ipc_loom) { 1 } else { 7 };
 
 const _: () = assert!(OWNER_MASK == ipc_shm::liveness::OwnerId::MASK);
 
@@ -153,6 +154,7 @@ pub struct RawMutex {
     reserved: AtomicU32,
 }
 
+#[cfg(not(ipc_loom))] // loom atomics are larger
 const _: () = assert!(size_of::<RawMutex>() == 16 && align_of::<RawMutex>() == 8);
 
 impl std::fmt::Debug for RawMutex {
@@ -602,10 +604,10 @@ unsafe impl lock_api::RawMutex for RawMutex {
 #[cfg(not(ipc_loom))]
 // SAFETY: as for `RawMutex`; the timed forms use the same acquiring CAS.
 unsafe impl lock_api::RawMutexTimed for RawMutex {
-    type Duration = Duration;
+    type Duration = std::time::Duration;
     type Instant = Instant;
 
-    fn try_lock_for(&self, timeout: Duration) -> Option<Held> {
+    fn try_lock_for(&self, timeout: std::time::Duration) -> Option<Held> {
         self.timed(Wait::for_duration(timeout))
     }
 

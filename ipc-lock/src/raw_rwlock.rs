@@ -23,7 +23,7 @@
 //! readers of other processes, a new reader gets `TooManyReaders`, never a hang.
 #![allow(unsafe_code)] // unsafe impls only (ShmSafe, Zeroable, lock_api's raw traits); no unsafe blocks
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ipc_shm::SpinWait;
 use ipc_shm::futex::{self, WaitResult};
@@ -40,7 +40,8 @@ const WAITING: u32 = 1;
 /// `drain` epoch increment.
 const EPOCH: u32 = 2;
 /// Spin budget of a writer waiting on a reader before it sleeps.
-const SPIN_STEPS: u32 = 7;
+/// (Under loom one step: every PAUSE is a scheduling point there.)
+const SPIN_STEPS: u32 = if cfg!(ipc_loom) { 1 } else { 7 };
 /// Rounds a `try_` read makes when writers keep arriving between its two looks.
 const TRY_ROUNDS: u32 = 4;
 
@@ -102,6 +103,7 @@ pub struct RawRwLock {
     slots: [AtomicU64; READER_SLOTS],
 }
 
+#[cfg(not(ipc_loom))] // loom atomics are larger
 const _: () = assert!(size_of::<RawRwLock>() == 24 + 8 * READER_SLOTS);
 const _: () = assert!(align_of::<RawRwLock>() == 8);
 
@@ -631,10 +633,10 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
 // SAFETY: as for `RawRwLock`; the timed forms use the same acquisitions, and a failed one
 // gives back whatever it took.
 unsafe impl lock_api::RawRwLockTimed for RawRwLock {
-    type Duration = Duration;
+    type Duration = std::time::Duration;
     type Instant = Instant;
 
-    fn try_lock_shared_for(&self, timeout: Duration) -> Option<ReadHeld> {
+    fn try_lock_shared_for(&self, timeout: std::time::Duration) -> Option<ReadHeld> {
         self.try_lock_shared_until_wait(Wait::for_duration(timeout))
     }
 
@@ -642,7 +644,7 @@ unsafe impl lock_api::RawRwLockTimed for RawRwLock {
         self.try_lock_shared_until_wait(Wait::Until(deadline))
     }
 
-    fn try_lock_exclusive_for(&self, timeout: Duration) -> Option<Held> {
+    fn try_lock_exclusive_for(&self, timeout: std::time::Duration) -> Option<Held> {
         self.try_lock_exclusive_until_wait(Wait::for_duration(timeout))
     }
 
