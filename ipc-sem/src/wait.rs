@@ -43,6 +43,7 @@ impl Spin {
 }
 
 /// How often a sleeper that waits on other processes checks that they are alive.
+#[cfg_attr(ipc_loom, allow(dead_code))]
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 /// The deadline of one sleep of a waiter that polls liveness: the caller's deadline or the
