@@ -1,4 +1,113 @@
-//! Message pipes, fd passing and Python multiprocessing.connection Listener/Client.
+//! Message pipes, fd passing, and Python's `multiprocessing.connection` Listener/Client, for
+//! Rust processes that talk to each other or to Python.
+//!
+//! A Rust process serves a Python worker over an authenticated local socket, exactly as a
+//! Python `Listener` would:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ipc_pipe::Listener;
+//!
+//! # let dir = std::env::temp_dir().join(format!("ipc-pipe-doc-{}", std::process::id()));
+//! # std::fs::create_dir(&dir)?;
+//! let path = dir.join("jobs.sock");
+//! let listener = Listener::bind(&path, Some(b"secret key"))?;
+//!
+//! // A Python worker, using nothing but the standard library.
+//! let mut python = std::process::Command::new("python3")
+//!     .arg("-c")
+//!     .arg(
+//!         "import sys\n\
+//!          from multiprocessing.connection import Client\n\
+//!          with Client(sys.argv[1], authkey=b'secret key') as conn:\n\
+//!          \x20   job = conn.recv_bytes()\n\
+//!          \x20   conn.send_bytes(job.upper())\n",
+//!     )
+//!     .arg(&path)
+//!     .spawn()?;
+//!
+//! let mut conn = listener.accept()?; // both sides proved they hold the key
+//! conn.send(b"resize image 42")?;
+//! assert_eq!(conn.recv()?, b"RESIZE IMAGE 42");
+//! assert!(python.wait()?.success());
+//! # drop(listener);
+//! # std::fs::remove_dir(&dir)?;
+//! # Ok(()) }
+//! ```
+//!
+//! # What is here
+//! - [`pipe`] makes two connected duplex [`Connection`]s (a `socketpair`), like Python's
+//!   `Pipe()`; [`simplex`] a one-way [`Sender`]/[`Receiver`] over a pipe whose buffer is
+//!   raised to 1 MiB. Messages: [`send`](Connection::send),
+//!   [`send_vectored`](Connection::send_vectored), [`send_timeout`](Connection::send_timeout),
+//!   [`try_send`](Connection::try_send), [`recv`](Connection::recv),
+//!   [`recv_into`](Connection::recv_into) (reuses your buffer),
+//!   [`try_recv`](Connection::try_recv), [`recv_timeout`](Connection::recv_timeout),
+//!   [`poll`](Connection::poll). Every fd is `CLOEXEC`; connections are [`AsFd`] and
+//!   `From<OwnedFd>`, so one end can be handed to a child (Python's
+//!   `multiprocessing.connection.Connection(fd)` reads it too).
+//! - The [`frame`] format is CPython's: a 4-byte big-endian signed length, or `-1` and an
+//!   8-byte length above `i32::MAX`. A length above [`max_message`](Connection::max_message)
+//!   (default 64 MiB) is refused from the prefix, before any allocation, and poisons the
+//!   connection; a peer gone mid-frame is [`Error::UnexpectedEof`]; once a frame has started,
+//!   the rest must arrive within the [frame timeout](Connection::set_frame_timeout) (30 s).
+//! - fd passing: [`send_fds`](Connection::send_fds) / [`recv_fds`](Connection::recv_fds)
+//!   (`SCM_RIGHTS`, received with `MSG_CMSG_CLOEXEC`). Received fds belong to the message they
+//!   were sent with; fds arriving where none are expected, or cut by the kernel
+//!   (`MSG_CTRUNC`), are all closed and reported ([`Error::UnexpectedFds`],
+//!   [`Error::FdsTruncated`]).
+//! - [`peer_credentials`](Connection::peer_credentials) (`SO_PEERCRED`), and an allowed-uid
+//!   policy at accept ([`ListenerOptions::allowed_uids`]).
+//! - [`Listener::bind`] / [`Client::connect`] on local sockets (via the `interprocess`
+//!   crate): a filesystem path by default (its directory verified by `fstat` on a directory
+//!   fd, the socket file's mode set exactly, a dead listener's socket reclaimed under a `flock`
+//!   lock file, anything else at the path refused and left untouched, both files removed on
+//!   drop), or a Linux abstract name when asked ([`Address::abstract_name`]; then a key is
+//!   required and only our uid is admitted by default). The handshake is Python's mutual HMAC
+//!   challenge ([`auth`]): we send the `{sha256}` challenge of CPython 3.12+ and answer both it
+//!   and the legacy HMAC-MD5 challenge of 3.11 (refusable with
+//!   [`ListenerOptions::accept_md5`]); digests are compared in constant time, each message
+//!   read before authentication is at most 256 bytes, and the whole handshake has a deadline
+//!   (5 s). Unlike CPython, a keyed client facing a keyless listener fails at that deadline
+//!   instead of hanging forever (cpython#123736), a keyless client facing a keyed listener
+//!   fails at its first `recv` ([`Error::AuthRequired`]), and an empty key is refused rather
+//!   than silently meaning "no key" on one side only (cpython#88118).
+//! - Features: `serde` (`send_value`/`recv_value`, postcard), `pickle`
+//!   (`send_pickle`/`recv_pickle`: a Python peer's `conn.send(obj)`/`conn.recv()`; pickles are
+//!   bounds-checked by `pickle_guard` before serde-pickle decodes them),
+//!   `tokio` (`AsyncConnection` over `AsyncFd`), `shm` (`send_shm`/`recv_shm`: hand a sealed
+//!   memfd `ipc_shm::Shm` to an unrelated process, checked by `fstat` and `F_GET_SEALS` before
+//!   it is mapped).
+//!
+//! # Errors
+//! One [`Error`] enum; each message names the operation and the connection or address
+//! (`recv on connection to "/run/app.sock": peer disconnected`).
+//! [`Error::is_disconnected`] and [`Error::is_timeout`] sort the common cases. A connection
+//! that saw a protocol violation is poisoned ([`Error::Poisoned`]): drop it.
+//!
+//! # Blocking and deadlines
+//! Every blocking call has `try_` and `_timeout` forms. The fd stays in blocking mode, so a
+//! plain `send`/`recv` costs one syscall; the other forms use `MSG_DONTWAIT` (sockets) or
+//! `poll` (pipes).
+//!
+//! # Where unsafe lives
+//! `sys.rs`: `Vec::set_len` after the kernel filled a vector's spare capacity (large bodies
+//! are read straight into their allocation without zeroing it first), and `getsockopt
+//! (SO_PEERCRED)` through libc (rustix's credential type cannot hold the pid 0 the kernel
+//! reports for a peer in another pid namespace). `async_conn.rs` (feature `tokio`):
+//! `AsyncFd::register` on an fd the registration owns. Everything else is
+//! `#![deny(unsafe_code)]`.
+//!
+//! # Features
+//! | feature | adds |
+//! |---|---|
+//! | `serde` | `send_value`, `recv_value`, `recv_value_timeout` (postcard) |
+//! | `pickle` | `send_pickle`, `recv_pickle`, `recv_pickle_timeout`, the `pickle_guard` module |
+//! | `tokio` | `AsyncConnection` |
+//! | `shm` | `send_shm`, `recv_shm`, `recv_shm_timeout`, the `shm` module |
+//!
+//! # Platform
+//! Linux only; other targets fail to compile with a clear message.
 #![deny(unsafe_code)]
 
 mod platform_check;
@@ -24,6 +133,9 @@ mod sockdir;
 mod sys;
 #[cfg(any(feature = "serde", feature = "pickle"))]
 mod value;
+
+#[cfg(doc)]
+use std::os::fd::AsFd;
 
 pub use address::Address;
 #[cfg(feature = "tokio")]
