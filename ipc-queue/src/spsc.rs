@@ -171,9 +171,21 @@ impl SpscQueue {
         let ctrl = self.inner.region().ctrl();
         let role = take_role(&self.inner, "take producer role of", "producer", &ctrl.prod_role)?;
         // Relaxed: our own index (the role's Acquire ordered the previous holder's stores).
-        let head = ctrl.head.load(Ordering::Relaxed);
+        let mut head = ctrl.head.load(Ordering::Relaxed);
         // Acquire: pairs with the consumer's Release store of tail.
         let tail = ctrl.tail.load(Ordering::Acquire);
+        // A producer that died between its stamp and its head store left a committed message
+        // at `head` (the consumer may even have taken it already): count it as sent, never
+        // overwrite it.
+        let cap = i64::from(self.inner.cfg().capacity);
+        // Acquire: pairs with the dead producer's Release store of the stamp.
+        if (head.wrapping_sub(tail) as i64) < cap
+            && self.inner.region().slot(head).word.load(Ordering::Acquire) == ready(head)
+        {
+            head = head.wrapping_add(1);
+            // Release: as in publish.
+            ctrl.head.store(head, Ordering::Release);
+        }
         if let Err(source) = ring::occupancy(head, tail, self.inner.cfg().capacity) {
             give_role(&ctrl.prod_role, role);
             return Err(Error::Corrupted {
@@ -181,18 +193,6 @@ impl SpscQueue {
                 name: self.inner.name().to_owned(),
                 source,
             });
-        }
-        // A producer that died between its stamp and its head store left a committed message
-        // at `head`: count it as sent (the consumer may be reading it), never overwrite it.
-        let mut head = head;
-        let cap = u64::from(self.inner.cfg().capacity);
-        // Acquire: pairs with the dead producer's Release store of the stamp.
-        while head.wrapping_sub(tail) < cap
-            && self.inner.region().slot(head).word.load(Ordering::Acquire) == ready(head)
-        {
-            head = head.wrapping_add(1);
-            // Release: as in publish.
-            ctrl.head.store(head, Ordering::Release);
         }
         Ok(Sender { inner: self.inner.clone(), head, cached_tail: tail, role, ops: 0 })
     }
@@ -208,7 +208,11 @@ impl SpscQueue {
         let tail = ctrl.tail.load(Ordering::Relaxed);
         // Acquire: pairs with the producer's Release store of head.
         let head = ctrl.head.load(Ordering::Acquire);
-        if let Err(source) = ring::occupancy(head, tail, self.inner.cfg().capacity) {
+        // The tail may be one ahead of a head the producer is about to store.
+        let lagging = head.wrapping_add(1) == tail;
+        if let (false, Err(source)) =
+            (lagging, ring::occupancy(head, tail, self.inner.cfg().capacity))
+        {
             give_role(&ctrl.cons_role, role);
             return Err(Error::Corrupted {
                 op: "take consumer role of",
@@ -257,10 +261,10 @@ impl SpscQueue {
 
 fn spsc_len(r: &Region) -> usize {
     let ctrl = r.ctrl();
-    // Relaxed: a snapshot; tail first so that head - tail does not go negative.
+    // Relaxed: a snapshot; the tail can be one ahead of a head about to be stored.
     let tail = ctrl.tail.load(Ordering::Relaxed);
     let head = ctrl.head.load(Ordering::Relaxed);
-    head.wrapping_sub(tail).min(u64::from(r.cfg().capacity)) as usize
+    (head.wrapping_sub(tail) as i64).clamp(0, i64::from(r.cfg().capacity)) as usize
 }
 
 fn closed(r: &Region) -> bool {
@@ -577,14 +581,19 @@ impl Receiver {
             // Nothing stamped at `pos`: empty, closed, or corrupt. Ask the head.
             // Acquire: pairs with the producer's Release store of head (after the stamp).
             let head = ctrl.head.load(Ordering::Acquire);
-            ring::occupancy(head, pos, cfg.capacity).map_err(Nothing::Corrupted)?;
-            if head == pos {
+            // head == pos - 1: the producer stored the previous stamp (which we consumed) and
+            // has not stored its head yet. Nothing at `pos` either way.
+            let lagging = head.wrapping_add(1) == pos;
+            if !lagging {
+                ring::occupancy(head, pos, cfg.capacity).map_err(Nothing::Corrupted)?;
+            }
+            if head == pos || lagging {
                 if !closed(region) {
                     return Err(Nothing::Empty);
                 }
                 // Closed: one more look, a message may have landed before the close.
-                // Acquire: as above.
-                if ctrl.head.load(Ordering::Acquire) == pos {
+                // Acquire: pairs with the Release store of the stamp.
+                if slot.word.load(Ordering::Acquire) != ready(pos) {
                     return Err(Nothing::Closed);
                 }
             }

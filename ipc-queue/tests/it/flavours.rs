@@ -127,3 +127,51 @@ fn bad_configs_are_refused() {
     assert!(matches!(Queue::anonymous(1 << 31, 8), Err(Error::InvalidConfig { .. })));
     assert!(matches!(Queue::anonymous(4, usize::MAX), Err(Error::InvalidConfig { .. })));
 }
+
+#[test]
+fn spsc_polling_ping_pong_threads() {
+    let ping = SpscQueue::anonymous(64, 64).unwrap();
+    let pong = SpscQueue::anonymous(64, 64).unwrap();
+    let (p2, q2) = (ping.clone(), pong.clone());
+    let echo = std::thread::spawn(move || {
+        let mut rx = p2.receiver().unwrap();
+        let mut tx = q2.sender().unwrap();
+        let mut buf = Vec::with_capacity(64);
+        let mut n = 0u64;
+        loop {
+            match rx.try_recv_into(&mut buf) {
+                Ok(_) => {
+                    n += 1;
+                    while tx.try_send(&buf).is_err() {}
+                }
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(TryRecvError::Closed) => return n,
+                Err(e) => panic!("echo after {n}: {e:?}"),
+            }
+        }
+    });
+    let mut tx = ping.sender().unwrap();
+    let mut rx = pong.receiver().unwrap();
+    let mut buf = Vec::new();
+    for i in 0..100_000u64 {
+        while tx.try_send(&i.to_le_bytes()).is_err() {}
+        let mut spins = 0u64;
+        loop {
+            match rx.try_recv_into(&mut buf) {
+                Ok(_) => break,
+                Err(TryRecvError::Empty) => {}
+                Err(e) => panic!("ping {i}: {e:?}"),
+            }
+            spins += 1;
+            assert!(
+                spins < 100_000_000,
+                "stuck at {i}: ping len {} pong len {}",
+                ping.len(),
+                pong.len()
+            );
+        }
+        assert_eq!(buf, i.to_le_bytes());
+    }
+    tx.close();
+    assert_eq!(echo.join().unwrap(), 100_000);
+}
