@@ -200,9 +200,10 @@ pub(crate) fn send(
             }
             retry(|| rustix::net::sendmsg(fd, iov, &mut control, flags))
         }
-        Kind::Pipe => match wait {
-            Wait::Block | Wait::Once => retry(|| rustix::io::writev(fd, iov)),
-            Wait::Nonblocking => {
+        Kind::Pipe => match (wait, iov) {
+            (Wait::Block | Wait::Once, [one]) => retry(|| rustix::io::write(fd, one)),
+            (Wait::Block | Wait::Once, _) => retry(|| rustix::io::writev(fd, iov)),
+            (Wait::Nonblocking, _) => {
                 retry(|| rustix::io::pwritev2(fd, iov, u64::MAX, ReadWriteFlags::NOWAIT))
             }
         },

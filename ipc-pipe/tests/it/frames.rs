@@ -177,6 +177,8 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(crate::util::cases(256, 20_000)))]
+
     #[test]
     fn decoder_matches_the_reference_model_on_arbitrary_bytes(
         bytes in prop::collection::vec(any::<u8>(), 0..512),

@@ -237,7 +237,8 @@ fn hostile_listeners_are_refused_by_the_client() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    // 128 hostile handshakes per property by default, 10^4 in the soak tier.
+    #![proptest_config(ProptestConfig::with_cases(crate::util::cases(128, 10_000)))]
 
     #[test]
     fn pure_handshake_functions_never_panic(

@@ -75,6 +75,11 @@ pub(crate) mod util {
             .is_ok_and(|s| s.success())
     }
 
+    /// Proptest cases: `default`, or `soak` under `IPC_SOAK=1`.
+    pub(crate) fn cases(default: u32, soak: u32) -> u32 {
+        if std::env::var("IPC_SOAK").is_ok_and(|v| v == "1") { soak } else { default }
+    }
+
     pub(crate) fn is_root() -> bool {
         // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() == 0 }
