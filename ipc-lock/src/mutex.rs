@@ -257,7 +257,7 @@ impl<T> DerefMut for MutexGuard<'_, T> {
 impl<T> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        self.mutex.raw.release(self.held.owner(), false);
+        self.mutex.raw.release_word(self.held.word(), false);
     }
 }
 

@@ -112,6 +112,7 @@ impl Held {
     }
 
     /// The owner word (state with no flags) of this acquisition.
+    #[inline]
     pub(crate) fn word(&self) -> u64 {
         self.word
     }
@@ -368,16 +369,18 @@ impl RawMutex {
     /// `owner` is left alone and `false` returned.
     #[inline]
     pub(crate) fn release(&self, owner: u32, wake_all: bool) -> bool {
+        self.release_word(owner_word(owner), wake_all)
+    }
+
+    /// [`release`](Self::release) with the owner word at hand (the guards keep it).
+    #[inline]
+    pub(crate) fn release_word(&self, word: u64, wake_all: bool) -> bool {
         // Release: pairs with the Acquire CAS of the next locker: our writes to the data are
         // visible to it.
-        if self
-            .state
-            .compare_exchange(owner_word(owner), 0, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
-        {
+        if self.state.compare_exchange(word, 0, Ordering::Release, Ordering::Relaxed).is_ok() {
             return true;
         }
-        self.release_slow(owner, wake_all)
+        self.release_slow(word as u32, wake_all)
     }
 
     #[cold]

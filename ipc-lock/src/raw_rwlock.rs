@@ -272,26 +272,30 @@ impl RawRwLock {
     #[inline]
     pub(crate) fn leave_slot(&self, i: usize, me: u32) {
         let slot = self.slot(i);
-        loop {
-            // Relaxed: the CAS re-checks it.
-            let v = slot.load(Ordering::Relaxed);
-            let (owner, count) = split(v);
-            if owner != me || count == 0 {
-                return; // not ours (garbage from a peer): nothing to give back
-            }
-            // SeqCst: the reader half of the drain Dekker pair (slot, then `drain`); it is
-            // also a Release: our reads of the data happen before the writer's writes.
-            if slot.compare_exchange(v, v - 1, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
-                if count == 1 {
-                    dekker_fence();
-                    // SeqCst: as above.
-                    if self.drain.load(Ordering::SeqCst) & WAITING != 0 {
-                        self.wake_writer();
-                    }
-                }
-                return;
+        // SeqCst: the reader half of the drain Dekker pair (slot, then `drain`); it is also a
+        // Release: our reads of the data happen before the writer's writes. Nobody else
+        // changes a slot whose count is not zero except to reclaim a dead reader's, and we
+        // are alive, so one decrement suffices.
+        let old = slot.fetch_sub(1, Ordering::SeqCst);
+        let (owner, count) = split(old);
+        if owner != me || count == 0 {
+            // Not ours (a faulty peer rewrote it): put it back as it was.
+            self.undo_leave(slot);
+            return;
+        }
+        if count == 1 {
+            dekker_fence();
+            // SeqCst: as above.
+            if self.drain.load(Ordering::SeqCst) & WAITING != 0 {
+                self.wake_writer();
             }
         }
+    }
+
+    #[cold]
+    fn undo_leave(&self, slot: &AtomicU64) {
+        // Relaxed: restores a foreign value; orders nothing.
+        slot.fetch_add(1, Ordering::Relaxed);
     }
 
     #[cold]

@@ -321,7 +321,7 @@ impl<T> DerefMut for RwLockWriteGuard<'_, T> {
 impl<T> Drop for RwLockWriteGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.raw.write_release(self.held.owner());
+        self.lock.raw.writer().release_word(self.held.word(), true);
     }
 }
 
