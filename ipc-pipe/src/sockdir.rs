@@ -53,6 +53,8 @@ pub(crate) struct Prepared {
     /// Held (flock) for the listener's lifetime; closing it releases the lock.
     _lock: OwnedFd,
     lock_ident: (u64, u64),
+    /// Our pid when we prepared it.
+    pid: u32,
     /// `/proc/self/fd/<dirfd>/<name>`: bind here.
     pub(crate) bind_path: PathBuf,
 }
@@ -62,6 +64,13 @@ pub(crate) struct Prepared {
 pub(crate) struct SocketFile {
     p: Prepared,
     ident: Option<(u64, u64)>,
+}
+
+/// The process that made a prepared path: only it removes the files (a forked child that
+/// inherited the listener and exits must not unlink its parent's socket, as CPython's
+/// `Finalize` also checks).
+fn is_owner(pid: u32) -> bool {
+    pid == std::process::id()
 }
 
 fn ident(st: &rustix::fs::Stat) -> (u64, u64) {
@@ -111,7 +120,15 @@ pub(crate) fn prepare(path: &Path, rules: DirRules) -> Result<Prepared> {
     let mut lock_name = name.clone();
     lock_name.push(".lock");
     let (lock, lock_ident) = take_lock(&dir, &lock_name, &object)?;
-    let p = Prepared { dir, name, lock_name, _lock: lock, lock_ident, bind_path };
+    let p = Prepared {
+        dir,
+        name,
+        lock_name,
+        _lock: lock,
+        lock_ident,
+        pid: std::process::id(),
+        bind_path,
+    };
     clear_path(&p, &object)?;
     Ok(p)
 }
@@ -299,6 +316,7 @@ impl Prepared {
 impl Drop for SocketFile {
     fn drop(&mut self) {
         if let Some(id) = self.ident
+            && is_owner(self.p.pid)
             && let Ok(st) = rustix::fs::statat(&self.p.dir, &self.p.name, AtFlags::SYMLINK_NOFOLLOW)
             && ident(&st) == id
         {
@@ -312,7 +330,9 @@ impl Drop for SocketFile {
 /// file while still holding the lock; the lock is released when `_lock` closes right after.
 impl Drop for Prepared {
     fn drop(&mut self) {
-        if let Ok(st) = rustix::fs::statat(&self.dir, &self.lock_name, AtFlags::SYMLINK_NOFOLLOW)
+        if is_owner(self.pid)
+            && let Ok(st) =
+                rustix::fs::statat(&self.dir, &self.lock_name, AtFlags::SYMLINK_NOFOLLOW)
             && ident(&st) == self.lock_ident
         {
             let _ = rustix::fs::unlinkat(&self.dir, &self.lock_name, AtFlags::empty());

@@ -460,6 +460,24 @@ fn the_stale_socket_of_a_killed_listener_is_reclaimed() {
     assert!(dir.entries().is_empty(), "{:?}", dir.entries());
 }
 
+#[test]
+fn a_forked_child_dropping_an_inherited_listener_leaves_the_parents_socket() {
+    let _w = watchdog(Duration::from_secs(60), "inherited listener");
+    let dir = Dir::new("inherit", 0o700);
+    let path = dir.join("s");
+    let mut slot = Some(Listener::bind(&path, None).unwrap());
+    // Only the child runs the closure: there it drops its copy of the listener, normally,
+    // destructor and all; the parent's copy stays in `slot`.
+    let mut child = fork(|| drop(slot.take()));
+    child.assert_success();
+    assert_eq!(dir.entries(), vec!["s", "s.lock"], "the child removed the parent's files");
+    let l = slot.take().unwrap();
+    let _c = Client::connect(&path, None).unwrap();
+    assert!(l.accept_timeout(LINE).is_ok());
+    drop(l);
+    assert!(dir.entries().is_empty());
+}
+
 /// Shared counters of the listener race.
 #[repr(C)]
 struct Race {
