@@ -144,6 +144,9 @@ impl Condvar {
 
     /// Release the guard's mutex, sleep until notified, re-lock.
     ///
+    /// Waiting releases the mutex: a guard that inherited it from a dead owner and was not
+    /// marked consistent makes it not recoverable here, as any unlock would (POSIX).
+    ///
     /// # Errors
     /// As [`Mutex::lock`] for the re-lock.
     pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {

@@ -58,12 +58,8 @@ impl<L: ShmSafe> Named<L> {
     ///
     /// # Errors
     /// [`Error::Shm`]: the name exists, is invalid, /dev/shm is full, ...
-    pub fn create_with(
-        opts: &ShmOptions,
-        kind: &'static str,
-        name: &str,
-        value: L,
-    ) -> Result<Self> {
+    pub fn create_with(opts: &ShmOptions, name: &str, value: L) -> Result<Self> {
+        let kind = kind_of::<L>();
         let shared = Shared::create_with(opts, name, value)
             .map_err(|e| shm_error("create", kind, name, e))?;
         Ok(Named { shared, kind })
@@ -123,7 +119,7 @@ impl<T: bytemuck::Pod + Send> Named<Mutex<T>> {
     /// # Errors
     /// As [`Named::create_with`].
     pub fn create(name: &str, value: T) -> Result<Self> {
-        Self::create_with(&ShmOptions::new(), "mutex", name, Mutex::new(value))
+        Self::create_with(&ShmOptions::new(), name, Mutex::new(value))
     }
 
     /// Open a named mutex, or create it holding `value`.
@@ -141,7 +137,7 @@ impl<T: bytemuck::Pod + Send + Sync> Named<RwLock<T>> {
     /// # Errors
     /// As [`Named::create_with`].
     pub fn create(name: &str, value: T) -> Result<Self> {
-        Self::create_with(&ShmOptions::new(), "rwlock", name, RwLock::new(value))
+        Self::create_with(&ShmOptions::new(), name, RwLock::new(value))
     }
 
     /// Open a named reader-writer lock, or create it holding `value`.
@@ -159,7 +155,7 @@ impl<T: ShmSafe + Send> Named<ReentrantMutex<T>> {
     /// # Errors
     /// As [`Named::create_with`].
     pub fn create(name: &str, value: T) -> Result<Self> {
-        Self::create_with(&ShmOptions::new(), "re-entrant mutex", name, ReentrantMutex::new(value))
+        Self::create_with(&ShmOptions::new(), name, ReentrantMutex::new(value))
     }
 }
 
@@ -169,7 +165,7 @@ impl Named<RawReentrantMutex> {
     /// # Errors
     /// As [`Named::create_with`].
     pub fn create(name: &str) -> Result<Self> {
-        Self::create_with(&ShmOptions::new(), "re-entrant mutex", name, RawReentrantMutex::new())
+        Self::create_with(&ShmOptions::new(), name, RawReentrantMutex::new())
     }
 
     /// Open a named `RLock`, or create it.
@@ -187,7 +183,7 @@ impl Named<Condvar> {
     /// # Errors
     /// As [`Named::create_with`].
     pub fn create(name: &str) -> Result<Self> {
-        Self::create_with(&ShmOptions::new(), "condvar", name, Condvar::new())
+        Self::create_with(&ShmOptions::new(), name, Condvar::new())
     }
 
     /// Open a named condition variable, or create it.
