@@ -189,7 +189,7 @@ fn m0_a_child_that_dies_holding_the_lock_is_reported() {
 const STOP: usize = 0;
 const NCHILD: usize = 1;
 const IDS: usize = 16;
-const MAX_CHILDREN: usize = 1100;
+const MAX_CHILDREN: usize = 2100;
 const REPORTS: usize = IDS + MAX_CHILDREN;
 const JOURNAL: usize = REPORTS + MAX_CHILDREN;
 const BOARD_WORDS: usize = JOURNAL + MAX_CHILDREN * LOCKS;
