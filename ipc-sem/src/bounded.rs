@@ -69,6 +69,8 @@ impl fmt::Debug for BoundedSemaphore {
 pub struct BoundedPermit<'a> {
     sem: &'a BoundedSemaphore,
     n: u32,
+    /// The maximum validated when the permit was taken: the release uses this copy.
+    max: u32,
 }
 
 impl fmt::Debug for BoundedPermit<'_> {
@@ -105,9 +107,7 @@ impl Drop for BoundedPermit<'_> {
         if n == 0 {
             return;
         }
-        if let Ok(max) = self.sem.max("release")
-            && count::release_fast(&self.sem.count, n, max)
-        {
+        if count::release_fast(&self.sem.count, n, self.max) {
             return;
         }
         let _ = self.sem.release_many(n);
@@ -186,7 +186,7 @@ impl BoundedSemaphore {
             None => count::try_take(&self.count, n, max),
             Some(deadline) => count::take(&self.count, n, max, deadline),
         };
-        Ok(got.then(|| BoundedPermit { sem: self, n }))
+        Ok(got.then(|| BoundedPermit { sem: self, n, max }))
     }
 
     /// Take one permit, waiting as long as it takes.
@@ -198,7 +198,7 @@ impl BoundedSemaphore {
         if let Ok(max) = self.max("acquire")
             && count::try_take_fast(&self.count, 1, max)
         {
-            return Ok(BoundedPermit { sem: self, n: 1 });
+            return Ok(BoundedPermit { sem: self, n: 1, max });
         }
         self.acquire_many(1)
     }
@@ -212,7 +212,7 @@ impl BoundedSemaphore {
         if let Ok(max) = self.max("try_acquire")
             && count::try_take_fast(&self.count, 1, max)
         {
-            return Ok(Some(BoundedPermit { sem: self, n: 1 }));
+            return Ok(Some(BoundedPermit { sem: self, n: 1, max }));
         }
         self.take("try_acquire", 1, None)
     }

@@ -84,7 +84,14 @@
 //!
 //! Every blocking call has `try_` and `_timeout` forms. Waiters sleep on a futex only after
 //! setting a waiter flag in the word they sleep on, so a release or set with nobody asleep
-//! makes no syscall; waiters spin only a few hundred nanoseconds first.
+//! makes no syscall; waiters do not spin (see `wait.rs` for the measurement behind that).
+//!
+//! # Performance (this machine, `cargo bench -p ipc-sem --bench semaphore`)
+//! Uncontended acquire + release, ours / glibc `sem_wait` + `sem_post` on a process-shared
+//! `sem_t`, interleaved in one process: untracked ~0.82-0.94x, tracked ~0.88-0.93x, bounded
+//! ~0.92-1.07x (about 6 ns each when the machine is quiet). Post/wait ping-pong between two
+//! processes, ours / a raw futex ping-pong: ~0.95x on one core; across cores the two are
+//! within the hypervisor's noise (60-200 µs round trips).
 //!
 //! # Where unsafe lives
 //! `sys.rs` (the libc calls of [`NamedSemaphore`]) and the `unsafe impl ShmSafe` of each
