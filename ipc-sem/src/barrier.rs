@@ -206,7 +206,8 @@ impl Barrier {
     }
 
     /// Start afresh: waiters of the current generation get [`BarrierError::Broken`], and the
-    /// barrier is no longer broken.
+    /// barrier is no longer broken. (A party of a generation that just completed but has not
+    /// run yet when `reset` lands may also see `Broken`: it cannot tell the two apart.)
     pub fn reset(&self) {
         // Relaxed: the CAS synchronises.
         let mut cur = self.state.load(Ordering::Relaxed);

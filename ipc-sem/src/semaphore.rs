@@ -538,7 +538,7 @@ impl<const L: usize> Semaphore<L> {
     fn acquire_impl(&self, op: &'static str, n: u32, how: Wait) -> Result<Option<Permit<'_, L>>> {
         match self.mode(op)? {
             Mode::Untracked => {
-                if n == 0 {
+                if n == 0 || n > MAX_VALUE {
                     return Err(Error::InvalidCount { op, object: OBJECT, n, max: MAX_VALUE });
                 }
                 let got = match how {

@@ -29,6 +29,7 @@ fn untracked_counts_and_release_without_acquire() {
     assert!(s.try_acquire_many(5).unwrap().is_none(), "all or none");
     assert_eq!(s.value(), 4);
     assert!(matches!(s.acquire_many(0), Err(Error::InvalidCount { .. })));
+    assert!(matches!(s.acquire_many(MAX_VALUE + 1), Err(Error::InvalidCount { .. })));
     assert!(matches!(s.release_many(0), Err(Error::InvalidCount { .. })));
 }
 
