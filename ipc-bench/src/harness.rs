@@ -349,6 +349,8 @@ pub fn spin_until(
 pub fn isolate(label: &str, ctx: &Ctx, row: fn(&Ctx) -> Outcome) -> Outcome {
     let c = ctx.clone();
     let mut child = ipc_testkit::fork_named(label, move || -> Result<(), String> {
+        // Whatever a peer library prints goes to stderr, never into the table or --json.
+        rustix::stdio::dup2_stdout(std::io::stderr()).map_err(|e| e.to_string())?;
         let out = row(&c);
         let line = serde_json::to_string(&out).map_err(|e| e.to_string())?;
         ipc_testkit::send_line(&line);
