@@ -162,11 +162,23 @@ fn lock_registering() {
 /// # Errors
 /// [`Error::LivenessFull`] when every slot is held by a live process; [`Error::Io`] if the
 /// registry cannot be opened or locked.
+#[inline]
 pub fn current() -> Result<OwnerId> {
-    // Acquire: pairs with the Release store of OWNER below.
-    if let Some(id) = OwnerId::from_raw(OWNER.load(Ordering::Acquire)) {
-        return Ok(id);
+    // Acquire: pairs with the Release store of OWNER in `register`. The fast path is this
+    // load and a check, inlined into lock fast paths; registration is out of line.
+    let raw = OWNER.load(Ordering::Acquire);
+    if raw != 0 && raw & !OwnerId::MASK == 0 {
+        // Nonzero and in range: written only by `register`, always a valid id.
+        if let Some(nz) = NonZeroU32::new(raw) {
+            return Ok(OwnerId(nz));
+        }
     }
+    current_slow()
+}
+
+#[cold]
+#[inline(never)]
+fn current_slow() -> Result<OwnerId> {
     ATFORK
         .get_or_init(|| {
             sys::atfork(before_fork, after_fork_parent, after_fork_child).map_err(|e| e.to_string())
