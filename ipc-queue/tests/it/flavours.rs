@@ -153,7 +153,7 @@ fn spsc_polling_ping_pong_threads() {
     let mut tx = ping.sender().unwrap();
     let mut rx = pong.receiver().unwrap();
     let mut buf = Vec::new();
-    for i in 0..100_000u64 {
+    for i in 0..20_000u64 {
         while tx.try_send(&i.to_le_bytes()).is_err() {}
         let mut spins = 0u64;
         loop {
@@ -173,5 +173,5 @@ fn spsc_polling_ping_pong_threads() {
         assert_eq!(buf, i.to_le_bytes());
     }
     tx.close();
-    assert_eq!(echo.join().unwrap(), 100_000);
+    assert_eq!(echo.join().unwrap(), 20_000);
 }
