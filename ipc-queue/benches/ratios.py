@@ -19,6 +19,7 @@ RATIOS = [
     ("MPMC RTT 8 B / spin floor (info)", "rtt-x/8B/ipc-queue mpmc", "rtt-x/floor/spin ping-pong 2 lines", None, "<="),
     ("64 B throughput: reference ring time / ours (= our msg/s / ring msg/s)", "tput-64B/reference spsc ring", "tput-64B/ipc-queue spsc", 0.9, ">="),
     ("64 KiB zero-copy throughput / memcpy", "tput-64KiB/memcpy into a 1 MiB shm ring", "tput-64KiB/ipc-queue spsc zero-copy", 0.9, ">="),
+    ("64 KiB zero-copy throughput / plain ring between the same processes (info)", "tput-64KiB/reference ring between processes", "tput-64KiB/ipc-queue spsc zero-copy", None, ">="),
     ("blocking RTT, peer asleep / raw futex", "asleep-x/ipc-queue spsc blocking", "asleep-x/raw futex ping-pong", 1.05, "<="),
     ("blocking RTT, same core / pipe", "same-core/ipc-queue spsc blocking", "same-core/pipe ping-pong", 0.9, "<="),
 ]
