@@ -51,6 +51,8 @@ pub(crate) struct Core {
     pub(crate) poisoned: Option<PoisonCause>,
     /// A client without an authkey: the first frame must not be a `#CHALLENGE#`.
     pub(crate) challenge_check: bool,
+    /// Scratch for small messages sent in one piece.
+    send_buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for Core {
@@ -80,6 +82,7 @@ impl Core {
             label: label.into(),
             poisoned: None,
             challenge_check: false,
+            send_buf: Vec::new(),
         }
     }
 
@@ -276,15 +279,16 @@ impl Core {
         // A small message goes out as one contiguous buffer (one `send`/`write`, no iovec
         // array for the kernel to import): the copy costs less than the vectored call.
         if total <= SMALL && parts.len() <= 4 {
-            let mut buf = [0u8; SMALL + frame::SHORT_PREFIX];
-            let mut at = prefix.as_slice().len();
-            buf[..at].copy_from_slice(prefix.as_slice());
+            let mut buf = std::mem::take(&mut self.send_buf);
+            buf.clear();
+            buf.extend_from_slice(prefix.as_slice());
             for p in parts {
-                buf[at..at + p.len()].copy_from_slice(p);
-                at += p.len();
+                buf.extend_from_slice(p);
             }
-            let mut one = [IoSlice::new(&buf[..at])];
-            return self.write_all(op, &mut one, at, fds, limit);
+            let mut one = [IoSlice::new(&buf)];
+            let r = self.write_all(op, &mut one, buf.len(), fds, limit);
+            self.send_buf = buf;
+            return r;
         }
         let mut small: [IoSlice<'_>; 3];
         let mut big: Vec<IoSlice<'_>>;

@@ -91,9 +91,11 @@
 //! `poll` (pipes).
 //!
 //! # Where unsafe lives
-//! `sys.rs`: `Vec::set_len` after the kernel filled a vector's spare capacity (large bodies
-//! are read straight into their allocation without zeroing it first), and `getsockopt
-//! (SO_PEERCRED)` through libc (rustix's credential type cannot hold the pid 0 the kernel
+//! `sys.rs`: `recvmsg` and the `CMSG_*` walk over its control data through libc (rustix's
+//! `recvmsg` also fetches a peer address and walks the ancillary buffer twice, a measurable
+//! cost on every message), `Vec::set_len` after the kernel filled a vector's spare capacity
+//! (large bodies are read straight into their allocation without zeroing it first), and
+//! `getsockopt(SO_PEERCRED)` (rustix's credential type cannot hold the pid 0 the kernel
 //! reports for a peer in another pid namespace). `async_conn.rs` (feature `tokio`):
 //! `AsyncFd::register` on an fd the registration owns. Everything else is
 //! `#![deny(unsafe_code)]`.

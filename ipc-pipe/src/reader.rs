@@ -19,7 +19,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -91,7 +90,7 @@ pub(crate) struct Reader {
     large: Option<Large>,
     pub(crate) body: Vec<u8>,
     fds: VecDeque<FdBatch>,
-    cmsg: Box<[MaybeUninit<u8>]>,
+    cmsg: sys::Cmsg,
     pub(crate) max_message: usize,
     /// Never read past the end of the current frame (pre-authentication).
     pub(crate) exact: bool,
@@ -122,7 +121,6 @@ fn is_reset(e: &io::Error) -> bool {
 
 impl Reader {
     pub(crate) fn new(kind: Kind) -> Reader {
-        let cmsg_len = if kind == Kind::Socket { sys::CMSG_SPACE } else { 0 };
         Reader {
             buf: Box::new([]),
             start: 0,
@@ -131,7 +129,7 @@ impl Reader {
             large: None,
             body: Vec::new(),
             fds: VecDeque::new(),
-            cmsg: vec![MaybeUninit::uninit(); cmsg_len].into_boxed_slice(),
+            cmsg: sys::Cmsg::new(kind == Kind::Socket),
             max_message: DEFAULT_MAX_MESSAGE,
             exact: false,
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),

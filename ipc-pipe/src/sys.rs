@@ -2,18 +2,18 @@
 //! poll and credentials. Every wrapper retries `EINTR`; non-blocking forms use per-call flags
 //! (`MSG_DONTWAIT`, `RWF_NOWAIT`) so the fd itself stays blocking and the plain blocking calls
 //! cost exactly one syscall.
-#![allow(unsafe_code)] // Vec::set_len after the kernel filled spare capacity; getsockopt(SO_PEERCRED)
+#![allow(unsafe_code)] // recvmsg + CMSG parsing, Vec::set_len after a read into spare capacity, getsockopt(SO_PEERCRED)
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::{Errno, ReadWriteFlags};
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
-    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags,
+    SocketType,
 };
 
 /// Whether a call may block.
@@ -86,37 +86,97 @@ pub(crate) fn grow_pipe(fd: BorrowedFd<'_>, want: usize) -> usize {
     rustix::pipe::fcntl_getpipe_size(fd).unwrap_or(65536)
 }
 
-/// `recvmsg` into `buf`, taking any `SCM_RIGHTS` fds (`MSG_CMSG_CLOEXEC`) into `Received::fds`.
+/// A control-message buffer for [`recv_msg`], aligned for `cmsghdr`, holding [`MAX_FDS`] fds.
+#[derive(Debug)]
+pub(crate) struct Cmsg {
+    words: Box<[u64]>,
+}
+
+impl Cmsg {
+    pub(crate) fn new(with_room: bool) -> Cmsg {
+        let words = if with_room { CMSG_SPACE.div_ceil(8) } else { 0 };
+        Cmsg { words: vec![0u64; words].into_boxed_slice() }
+    }
+}
+
+/// `recvmsg` into `buf`, taking any `SCM_RIGHTS` fds (`MSG_CMSG_CLOEXEC`) into
+/// `Received::fds`. libc directly: rustix's `recvmsg` also fetches and decodes a peer address
+/// and walks its ancillary buffer twice, a measurable cost on the hot path of every message;
+/// here the control data is looked at only when the kernel put some there.
 pub(crate) fn recv_msg(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
-    cmsg: &mut [MaybeUninit<u8>],
+    cmsg: &mut Cmsg,
     wait: Wait,
 ) -> io::Result<Received> {
-    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    let mut flags = libc::MSG_CMSG_CLOEXEC;
     if wait == Wait::Nonblocking {
-        flags |= RecvFlags::DONTWAIT;
+        flags |= libc::MSG_DONTWAIT;
     }
-    loop {
-        let mut control = RecvAncillaryBuffer::new(cmsg);
-        let mut iov = [IoSliceMut::new(buf)];
-        match rustix::net::recvmsg(fd, &mut iov, &mut control, flags) {
-            Ok(msg) => {
-                let mut fds = Vec::new();
-                for m in control.drain() {
-                    if let RecvAncillaryMessage::ScmRights(it) = m {
-                        fds.extend(it);
-                    }
-                }
-                return Ok(Received {
-                    n: msg.bytes,
-                    fds,
-                    truncated: msg.flags.contains(ReturnFlags::CTRUNC),
-                });
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
+    let control_len = std::mem::size_of_val(&*cmsg.words);
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: `msghdr` is plain data (pointers and integers); all-zero is a valid value
+    // (no name, no iovecs, no control buffer).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    let n = loop {
+        msg.msg_control = cmsg.words.as_mut_ptr().cast();
+        msg.msg_controllen = control_len;
+        msg.msg_flags = 0;
+        // SAFETY: `msg` points at one iovec covering `buf` (writable, `buf.len()` bytes) and
+        // at the control buffer of `control_len` bytes, both alive and exclusively borrowed
+        // for the call; the kernel writes within those bounds and updates `msg`.
+        let r = unsafe { libc::recvmsg(fd.as_raw_fd(), &raw mut msg, flags) };
+        if r >= 0 {
+            break r.unsigned_abs();
         }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
+    let mut fds = Vec::new();
+    if msg.msg_controllen > 0 {
+        take_fds(&msg, &mut fds);
+    }
+    Ok(Received { n, fds, truncated })
+}
+
+/// Take ownership of every fd in the `SCM_RIGHTS` messages of `msg`'s control data.
+fn take_fds(msg: &libc::msghdr, fds: &mut Vec<OwnedFd>) {
+    // SAFETY: `msg` was filled by a successful `recvmsg`: `msg_control`/`msg_controllen`
+    // describe the control data the kernel wrote (CMSG_FIRSTHDR checks the length).
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !c.is_null() {
+        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return null or a pointer to a complete, aligned
+        // `cmsghdr` inside the control data.
+        let hdr = unsafe { std::ptr::read(c) };
+        if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: `c` is a valid cmsghdr (above); CMSG_DATA points just past its header.
+            let data = unsafe { libc::CMSG_DATA(c) };
+            // SAFETY: CMSG_LEN(0) is a pure computation on a constant.
+            let header = unsafe { libc::CMSG_LEN(0) } as usize;
+            let int = std::mem::size_of::<libc::c_int>();
+            let bytes = hdr.cmsg_len.saturating_sub(header) / int * int;
+            // SAFETY: the kernel wrote `cmsg_len - CMSG_LEN(0)` bytes of fd numbers after the
+            // header, inside the control data that lives as long as `msg`'s buffer.
+            let data = unsafe { std::slice::from_raw_parts(data, bytes) };
+            for chunk in data.chunks_exact(int) {
+                let mut b = [0u8; std::mem::size_of::<libc::c_int>()];
+                b.copy_from_slice(chunk);
+                let raw = libc::c_int::from_ne_bytes(b);
+                if raw >= 0 {
+                    // SAFETY: SCM_RIGHTS installed `raw` as a new fd in this process, owned
+                    // by nobody else; OwnedFd takes that ownership (and closes it on drop).
+                    fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+                }
+            }
+        }
+        // SAFETY: `c` is a cmsghdr of `msg`'s control data; CMSG_NXTHDR returns the next one
+        // or null at the end.
+        c = unsafe { libc::CMSG_NXTHDR(msg, c) };
     }
 }
 
