@@ -416,6 +416,12 @@ pub fn catalog() -> Vec<GroupSpec> {
                 peers::threads::parking_lot_op,
             ),
             row("std-mutex", "std::sync::Mutex (threads only)", Peer, peers::threads::std_mutex_op),
+            row(
+                "parking_lot-rwlock-read",
+                "parking_lot::RwLock read (threads only)",
+                Peer,
+                peers::threads::parking_lot_rwlock_read_op,
+            ),
             row("pthread-pshared", "glibc pthread mutex, pshared", Peer, peers::glibc::pshared_op),
             row(
                 "pthread-robust",

@@ -642,10 +642,10 @@ fn goal_specs() -> Vec<(&'static str, &'static str, Check)> {
         ),
         (
             "P9",
-            "rwlock read uncontended vs parking_lot::Mutex (no RwLock row yet)",
+            "rwlock read uncontended vs parking_lot::RwLock read",
             Ratio {
                 num: ("lock-uncontended", "rwlock-read"),
-                den: ("lock-uncontended", "parking_lot"),
+                den: ("lock-uncontended", "parking_lot-rwlock-read"),
                 le: true,
                 x: 1.1,
             },
@@ -851,15 +851,15 @@ pub fn render_markdown(r: &Report) -> String {
 pub const METHOD: &str = "\
 How to read it: every figure is the median over the interleaved runs (each run measures every
 row of a group once, alternating the order). Latency figures are round trips (RTT) between two
-real processes (threads only where a row says so); one-way is RTT/2, labelled. `vs floor` is the
-median over runs of (row / floor of the same run); `vs best peer` the same against the best peer
-row of the group. For times lower is better; for throughput (GiB/s, bytes over the median
-sample time) higher is better, so a throughput ratio of 0.9x means 90% of the reference. Placements: X = cpu0/cpu1, S = both on cpu0,
-U = unpinned. Figures marked * come from batched samples (a sample is the mean of a batch of
-operations, which keeps the ~20 ns clock cost out of sub-microsecond figures; its tail
-percentiles are batch means). Cross-core blocking round trips on this VM cost ~60 us because
-every wake-up is an IPI through the hypervisor: compare them with the raw futex row of the same
-run, never as absolutes.
+real processes (threads only where a row says so); one-way is RTT/2, labelled. `vs floor` is
+the median over runs of (row / floor of the same run); `vs best peer` the same against the best
+peer row of the group. For times lower is better; for throughput (GiB/s, bytes over the median
+sample time) higher is better, so a throughput ratio of 0.9x means 90% of the reference.
+Placements: X = cpu0/cpu1, S = both on cpu0, U = unpinned. Figures marked * come from batched
+samples (a sample is the mean of a batch of operations, which keeps the ~20 ns clock cost out of
+sub-microsecond figures; its tail percentiles are batch means). Cross-core blocking round trips
+on this VM cost ~60 us because every wake-up is an IPI through the hypervisor: compare them with
+the raw futex row of the same run, never as absolutes.
 ";
 
 /// One-line summary of a size for titles.

@@ -244,3 +244,15 @@ pub fn std_mutex_contended(ctx: &Ctx) -> Outcome {
         Ok(())
     })
 }
+
+/// `parking_lot::RwLock` read lock + read + unlock, one thread (a second one idle).
+pub fn parking_lot_rwlock_read_op(ctx: &Ctx) -> Outcome {
+    pin(Some(0))?;
+    let l = parking_lot::RwLock::new(0u64);
+    with_second_thread(|| {
+        time_ops(ctx, 0, || {
+            black_box(*l.read());
+            Ok(())
+        })
+    })
+}
