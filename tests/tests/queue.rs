@@ -578,6 +578,42 @@ fn close_wakes_parked_senders_and_receivers_in_other_processes() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Typed and joinable flavours across processes
+
+#[test]
+fn joinable_and_typed_queues_across_processes() {
+    let _w = watchdog(Duration::from_secs(60), "joinable typed");
+    let jobs = ipc_queue::JoinableQueue::anonymous(8, 16).unwrap();
+    let sums = ipc_queue::TypedQueue::<[u64; 2]>::anonymous(128).unwrap(); // holds every result
+    let mut workers: Vec<Child> = (0..2)
+        .map(|w| {
+            let (jobs, sums) = (&jobs, &sums);
+            fork_named(&format!("worker {w}"), move || {
+                while let Ok(job) = jobs.recv() {
+                    let n = u64::from_le_bytes(job.try_into().unwrap());
+                    sums.send([n, n * n]).unwrap();
+                    jobs.task_done().unwrap();
+                }
+            })
+        })
+        .collect();
+    for n in 1..=100u64 {
+        jobs.send(&n.to_le_bytes()).unwrap();
+    }
+    let mut total = 0;
+    for _ in 0..100 {
+        let [n, sq] = sums.recv_timeout(LINE).unwrap();
+        assert_eq!(sq, n * n);
+        total += n;
+    }
+    jobs.join_timeout(LINE).unwrap();
+    assert_eq!(total, 5050);
+    assert_eq!(jobs.unfinished(), 0);
+    jobs.close();
+    join_all(&mut workers, Duration::from_secs(20));
+}
+
+// ---------------------------------------------------------------------------------------
 // Unrelated processes, named queue
 
 #[test]
