@@ -112,6 +112,20 @@ impl Core {
         }
     }
 
+    /// The error for a failed receive step (poisoning where the stream is broken).
+    fn fail(&mut self, op: &'static str, f: Fail) -> Error {
+        match f {
+            Fail::WouldBlock => Error::Timeout { op, object: self.object(), partial: false },
+            Fail::Disconnected => Error::Disconnected { op, object: self.object() },
+            Fail::Eof { received, expected } => {
+                self.poison(PoisonCause::Truncated);
+                Error::UnexpectedEof { op, object: self.object(), received, expected }
+            }
+            Fail::Frame(e) => self.frame_error(op, e),
+            Fail::Io(e) => Error::io(op, self.object(), e),
+        }
+    }
+
     /// Locate the next complete frame. `Ok(None)` only for [`Limit::Now`] with nothing ready.
     pub(crate) fn locate(&mut self, op: &'static str, limit: Limit) -> Result<Option<Located>> {
         self.check(op)?;
@@ -160,20 +174,7 @@ impl Core {
                         });
                     }
                 }
-                Err(Fail::Disconnected) => {
-                    return Err(Error::Disconnected { op, object: self.object() });
-                }
-                Err(Fail::Eof { received, expected }) => {
-                    self.poison(PoisonCause::Truncated);
-                    return Err(Error::UnexpectedEof {
-                        op,
-                        object: self.object(),
-                        received,
-                        expected,
-                    });
-                }
-                Err(Fail::Frame(e)) => return Err(self.frame_error(op, e)),
-                Err(Fail::Io(e)) => return Err(Error::io(op, self.object(), e)),
+                Err(f) => return Err(self.fail(op, f)),
             }
         }
     }
@@ -230,6 +231,13 @@ impl Core {
         limit: Limit,
         out: &mut Vec<u8>,
     ) -> Result<Option<usize>> {
+        if limit == Limit::Block && self.poisoned.is_none() && !self.challenge_check {
+            match self.reader.fast_into(self.fd.as_fd(), self.kind, out) {
+                Some(Ok(n)) => return Ok(Some(n)),
+                Some(Err(f)) => return Err(self.fail(op, f)),
+                None => {}
+            }
+        }
         let Some(at) = self.locate(op, limit)? else { return Ok(None) };
         let fds = self.reader.take_into(at, out);
         self.vet(op, out, fds, FdPolicy::None)?;
@@ -257,6 +265,31 @@ impl Core {
         fds: &[BorrowedFd<'_>],
         limit: Limit,
     ) -> Result<()> {
+        if let ([one], [], Limit::Block, None) = (parts, fds, limit, self.poisoned)
+            && one.len() <= SMALL.min(self.reader.max_message)
+        {
+            // The common case: one small message, blocking: prefix and body in one write.
+            let mut buf = std::mem::take(&mut self.send_buf);
+            buf.clear();
+            buf.extend_from_slice(&(one.len() as u32).to_be_bytes());
+            buf.extend_from_slice(one);
+            let r = match sys::send(
+                self.fd.as_fd(),
+                self.kind,
+                &[IoSlice::new(&buf)],
+                &[],
+                Wait::Block,
+            ) {
+                Ok(n) if n == buf.len() => Ok(()),
+                Ok(n) => {
+                    let mut rest = [IoSlice::new(buf.get(n..).unwrap_or_default())];
+                    self.write_all(op, &mut rest, buf.len(), n, &[], limit)
+                }
+                Err(e) => self.write_error(op, e, false),
+            };
+            self.send_buf = buf;
+            return r;
+        }
         self.check(op)?;
         let total = parts.iter().fold(0usize, |a, p| a.saturating_add(p.len()));
         if total > self.reader.max_message {
@@ -286,7 +319,7 @@ impl Core {
                 buf.extend_from_slice(p);
             }
             let mut one = [IoSlice::new(&buf)];
-            let r = self.write_all(op, &mut one, buf.len(), fds, limit);
+            let r = self.write_all(op, &mut one, buf.len(), 0, fds, limit);
             self.send_buf = buf;
             return r;
         }
@@ -313,7 +346,19 @@ impl Core {
                 return self.send(op, &[IoSlice::new(&joined)], fds, limit);
             }
         };
-        self.write_all(op, iov, total.saturating_add(prefix.as_slice().len()), fds, limit)
+        self.write_all(op, iov, total.saturating_add(prefix.as_slice().len()), 0, fds, limit)
+    }
+
+    /// The error for a failed write; a frame cut after `partial` bytes poisons.
+    fn write_error(&mut self, op: &'static str, e: io::Error, partial: bool) -> Result<()> {
+        if partial {
+            self.poison(PoisonCause::PartialSend);
+        }
+        if is_disconnect(&e) {
+            Err(Error::Disconnected { op, object: self.object() })
+        } else {
+            Err(Error::io(op, self.object(), e))
+        }
     }
 
     fn write_all(
@@ -321,10 +366,12 @@ impl Core {
         op: &'static str,
         mut iov: &mut [IoSlice<'_>],
         total: usize,
+        already: usize,
         mut fds: &[BorrowedFd<'_>],
         limit: Limit,
     ) -> Result<()> {
-        let mut written = 0usize;
+        // `iov` holds the frame's bytes after the first `already` of its `total`.
+        let mut written = already;
         // A `try_` send that got a frame started finishes it within the frame timeout rather
         // than leaving half a frame behind.
         let mut limit = limit;
@@ -369,18 +416,7 @@ impl Core {
                         return Err(Error::Timeout { op, object: self.object(), partial });
                     }
                 }
-                Err(e) if is_disconnect(&e) => {
-                    if written > 0 {
-                        self.poison(PoisonCause::PartialSend);
-                    }
-                    return Err(Error::Disconnected { op, object: self.object() });
-                }
-                Err(e) => {
-                    if written > 0 {
-                        self.poison(PoisonCause::PartialSend);
-                    }
-                    return Err(Error::io(op, self.object(), e));
-                }
+                Err(e) => return self.write_error(op, e, written > 0),
             }
         }
     }

@@ -334,6 +334,39 @@ impl Reader {
         }
     }
 
+    /// The common case of a blocking receive, in one read: nothing buffered, no fds pending,
+    /// and the read brings one whole frame (or more) without fds. `None`: take the general
+    /// path (the read, if any, is in the buffer and accounted for).
+    pub(crate) fn fast_into(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        kind: Kind,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<usize, Fail>> {
+        if self.start != self.end || self.large.is_some() || self.exact || !self.fds.is_empty() {
+            return None;
+        }
+        if let Err(f) = self.fill(fd, kind, Wait::Block, frame::SHORT_PREFIX) {
+            return Some(Err(f));
+        }
+        if !self.fds.is_empty() {
+            return None;
+        }
+        let avail = self.buf.get(self.start..self.end).unwrap_or_default();
+        let Ok(Prefix::Complete { prefix_len, body_len }) =
+            frame::decode_prefix(avail, self.max_message)
+        else {
+            return None;
+        };
+        let total = prefix_len.saturating_add(body_len);
+        let body = avail.get(prefix_len..total)?;
+        out.clear();
+        out.extend_from_slice(body);
+        self.start = self.start.saturating_add(total);
+        self.pos = self.pos.saturating_add(total as u64);
+        Some(Ok(body_len))
+    }
+
     /// Take the located frame: its body goes into `out` (replacing its contents; a large body
     /// is swapped in, and `out`'s old allocation becomes the next body's), with its fds.
     pub(crate) fn take_into(&mut self, at: Located, out: &mut Vec<u8>) -> FrameFds {
