@@ -7,8 +7,9 @@
 //!   local-socket stream used the way one frames messages on a byte stream (one write of
 //!   prefix and payload, a read of the prefix, a read of the payload). `ipc-channel` is
 //!   servo's bytes channel (`IpcBytesSender`/`IpcBytesReceiver`).
-//! - `throughput/1MiB/{raw,ipc-pipe,ipc-pipe-simplex}`: a stream of 1 MiB messages one way;
-//!   `raw` writes and reads the same bytes on a Unix stream socketpair.
+//! - `throughput/1MiB/{raw,ipc-pipe,raw-pipe,ipc-pipe-simplex}`: a stream of 1 MiB messages
+//!   one way; `raw` writes and reads the same bytes on a Unix stream socketpair, `raw-pipe` on
+//!   a pipe with the simplex pipe's 1 MiB buffer.
 //!
 //! Placement (`IPC_BENCH_PLACEMENT`): latency defaults to `S` (both processes on cpu 0: the
 //! kernel path, where per-message overheads show; cross-core wake-ups cost ~60 us on this VM
@@ -279,6 +280,39 @@ fn throughput(c: &mut Criterion) {
             });
         });
         drop(a);
+        finish(child);
+    }
+
+    // The pipe floor: a pipe with the same 1 MiB buffer carrying the same bytes.
+    {
+        let (pr, pw) = rustix::pipe::pipe().unwrap();
+        let _ = rustix::pipe::fcntl_setpipe_size(&pw, MIB);
+        let (ar, aw) = rustix::pipe::pipe().unwrap();
+        let (mut pr, mut pw) = (std::fs::File::from(pr), std::fs::File::from(pw));
+        let (mut ar, mut aw) = (std::fs::File::from(ar), std::fs::File::from(aw));
+        let child = spawn(place, move || {
+            let mut buf = vec![0u8; MIB];
+            let mut count = [0u8; 8];
+            while pr.read_exact(&mut count).is_ok() {
+                for _ in 0..u64::from_le_bytes(count) {
+                    pr.read_exact(&mut buf).unwrap();
+                }
+                aw.write_all(b"k").unwrap();
+            }
+        });
+        let mut ack = [0u8; 1];
+        g.bench_function(BenchmarkId::new("1MiB", "raw-pipe"), |bch| {
+            bch.iter_custom(|iters| {
+                let t0 = Instant::now();
+                pw.write_all(&iters.to_le_bytes()).unwrap();
+                for _ in 0..iters {
+                    pw.write_all(&msg).unwrap();
+                }
+                ar.read_exact(&mut ack).unwrap();
+                t0.elapsed()
+            });
+        });
+        drop(pw);
         finish(child);
     }
 

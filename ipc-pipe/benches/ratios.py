@@ -37,7 +37,8 @@ for r in range(runs):
         row[f"rtt {n} B ours/ipc-channel"] = ours / median_ns(f"rtt/{n}/ipc-channel")
     raw = median_ns("throughput/1MiB/raw")
     row["1 MiB throughput ours/raw"] = raw / median_ns("throughput/1MiB/ipc-pipe")
-    row["1 MiB throughput simplex/raw"] = raw / median_ns("throughput/1MiB/ipc-pipe-simplex")
+    row["1 MiB throughput simplex/raw-pipe"] = (
+        median_ns("throughput/1MiB/raw-pipe") / median_ns("throughput/1MiB/ipc-pipe-simplex"))
     row["1 MiB raw GiB/s"] = (1 << 20) / raw / 1.073741824
     table.append(row)
     print(f"run {r + 1}: " + ", ".join(

@@ -137,29 +137,13 @@ impl Core {
                 (Limit::Until(d), p) => (Wait::Nonblocking, Some(p.map_or(d, |p| p.min(d)))),
                 (Limit::Now, _) => (Wait::Nonblocking, None),
             };
-            if self.kind == Kind::Pipe && wait == Wait::Nonblocking {
-                // Pipes: wait for readability, then one plain read (reads into uninitialised
-                // memory need no zeroing; a non-blocking pipe read would).
-                wait = Wait::Once;
-                if !self.reader.has_frame() {
-                    let until = if limit == Limit::Now { Some(Instant::now()) } else { deadline };
-                    let ev = sys::poll(self.fd.as_fd(), PollFlags::IN, until)
-                        .map_err(|e| Error::io(op, self.object(), e))?;
-                    if ev.is_empty() {
-                        if limit == Limit::Now {
-                            return Ok(None);
-                        }
-                        return Err(Error::Timeout {
-                            op,
-                            object: self.object(),
-                            partial: self.reader.has_partial(),
-                        });
-                    }
-                }
+            if self.kind == Kind::Pipe {
+                // A receiving pipe end is O_NONBLOCK (reads into uninitialised memory cannot
+                // use per-call RWF_NOWAIT): reads never block, waiting is `poll`.
+                wait = Wait::Nonblocking;
             }
             match self.reader.step(self.fd.as_fd(), self.kind, wait) {
                 Ok(at) => return Ok(Some(at)),
-                Err(Fail::WouldBlock) if wait == Wait::Once => {}
                 Err(Fail::WouldBlock) => {
                     if limit == Limit::Now {
                         return Ok(None);
@@ -231,7 +215,11 @@ impl Core {
         limit: Limit,
         out: &mut Vec<u8>,
     ) -> Result<Option<usize>> {
-        if limit == Limit::Block && self.poisoned.is_none() && !self.challenge_check {
+        if limit == Limit::Block
+            && self.kind == Kind::Socket
+            && self.poisoned.is_none()
+            && !self.challenge_check
+        {
             match self.reader.fast_into(self.fd.as_fd(), self.kind, out) {
                 Some(Ok(n)) => return Ok(Some(n)),
                 Some(Err(f)) => return Err(self.fail(op, f)),

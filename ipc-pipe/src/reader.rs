@@ -198,8 +198,6 @@ impl Reader {
         kind: Kind,
         wait: Wait,
     ) -> Result<Located, Fail> {
-        // With `Wait::Once`, at most one read: then `WouldBlock` (poll again) if incomplete.
-        let mut read_once = false;
         loop {
             if let Some(l) = &self.large {
                 let need = l.len.saturating_sub(self.body.len());
@@ -212,18 +210,12 @@ impl Reader {
                 if spare < need.min(CHUNK) {
                     self.body.reserve(need.min(CHUNK));
                 }
-                if wait == Wait::Once && read_once {
-                    return Err(Fail::WouldBlock);
-                }
                 match sys::recv_spare(fd, kind, &mut self.body, need, wait) {
                     Ok(0) => {
                         let (received, expected) = self.partial_progress();
                         return Err(Fail::Eof { received, expected });
                     }
-                    Ok(_) => {
-                        read_once = true;
-                        continue;
-                    }
+                    Ok(_) => continue,
                     Err(e) if is_would_block(&e) => return Err(Fail::WouldBlock),
                     Err(e) if is_reset(&e) => {
                         let (received, expected) = self.partial_progress();
@@ -261,11 +253,7 @@ impl Reader {
                 }
                 Ok(Prefix::Incomplete { needed }) => needed,
             };
-            if wait == Wait::Once && read_once {
-                return Err(Fail::WouldBlock);
-            }
             self.fill(fd, kind, wait, want)?;
-            read_once = true;
         }
     }
 
@@ -292,7 +280,7 @@ impl Reader {
         let window = self.buf.get_mut(self.end..self.end.saturating_add(limit)).unwrap_or_default();
         let got = match kind {
             Kind::Socket => sys::recv_msg(fd, window, &mut self.cmsg, wait),
-            Kind::Pipe => sys::pipe_read(fd, window, wait).map(|n| sys::Received {
+            Kind::Pipe => sys::pipe_read(fd, window).map(|n| sys::Received {
                 n,
                 fds: Vec::new(),
                 truncated: false,

@@ -23,7 +23,9 @@ pub struct Sender {
     pub(crate) core: Core,
 }
 
-/// The receiving end of a [`simplex`] pipe.
+/// The receiving end of a [`simplex`] pipe. Its fd is `O_NONBLOCK`: a receive reads what
+/// is there and waits in `poll` (so a blocking `recv` on an idle pipe costs a `poll` more
+/// than a plain `read` would; the pipe is built for throughput).
 #[derive(Debug)]
 pub struct Receiver {
     pub(crate) core: Core,
@@ -39,6 +41,7 @@ pub struct Receiver {
 pub fn simplex() -> Result<(Sender, Receiver)> {
     let (r, w) = sys::pipe().map_err(|e| Error::io("create", "simplex pipe", e))?;
     sys::grow_pipe(w.as_fd(), PIPE_SIZE);
+    sys::set_nonblocking(r.as_fd()).map_err(|e| Error::io("create", "simplex pipe", e))?;
     Ok((
         Sender { core: Core::new(w, Kind::Pipe, "simplex pipe") },
         Receiver { core: Core::new(r, Kind::Pipe, "simplex pipe") },
@@ -183,9 +186,12 @@ impl From<OwnedFd> for Sender {
     }
 }
 
-/// Take the read end of a pipe.
+/// Take the read end of a pipe. Its open file description is made `O_NONBLOCK` (every
+/// receive waits in `poll`, so timeouts hold and reads go straight into uninitialised
+/// buffers); if that fails, it stays blocking and only plain `recv` is reliable.
 impl From<OwnedFd> for Receiver {
     fn from(fd: OwnedFd) -> Receiver {
+        let _ = sys::set_nonblocking(fd.as_fd());
         Receiver { core: Core::new(fd, Kind::Pipe, "simplex pipe") }
     }
 }

@@ -4,7 +4,7 @@
 //! cost exactly one syscall.
 #![allow(unsafe_code)] // recvmsg + CMSG parsing, Vec::set_len after a read into spare capacity, getsockopt(SO_PEERCRED)
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -23,10 +23,6 @@ pub(crate) enum Wait {
     Block,
     /// Return `WouldBlock` instead of blocking.
     Nonblocking,
-    /// Block for one read only (the caller polled first and the fd is readable): the receive
-    /// engine returns after it. Used for pipes, whose non-blocking reads (`preadv2`) need
-    /// initialised buffers.
-    Once,
 }
 
 /// What the fd is: the calls differ.
@@ -190,16 +186,6 @@ pub(crate) fn recv_spare(
     max: usize,
     wait: Wait,
 ) -> io::Result<usize> {
-    if kind == Kind::Pipe && wait == Wait::Nonblocking {
-        // preadv2 takes initialised buffers: zero a window, read, trim. (The receive path
-        // uses `Once` after a poll instead; this serves any other caller.)
-        let max = max.min(64 * 1024);
-        let old = vec.len();
-        vec.resize(old.saturating_add(max), 0);
-        let r = pipe_read(fd, vec.get_mut(old..).unwrap_or_default(), wait);
-        vec.truncate(old.saturating_add(*r.as_ref().unwrap_or(&0)));
-        return r;
-    }
     let spare = vec.spare_capacity_mut();
     let take = spare.len().min(max);
     let window = spare.get_mut(..take).unwrap_or_default();
@@ -219,14 +205,16 @@ pub(crate) fn recv_spare(
     Ok(n)
 }
 
-/// Read from a pipe into `buf`; `Nonblocking` uses `preadv2(RWF_NOWAIT)` at the current offset.
-pub(crate) fn pipe_read(fd: BorrowedFd<'_>, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
-    match wait {
-        Wait::Block | Wait::Once => retry(|| rustix::io::read(fd, &mut *buf)),
-        Wait::Nonblocking => retry(|| {
-            rustix::io::preadv2(fd, &mut [IoSliceMut::new(buf)], u64::MAX, ReadWriteFlags::NOWAIT)
-        }),
-    }
+/// Read from a pipe into `buf`. The receiving end of our pipes is `O_NONBLOCK` (set by
+/// `simplex` and `Receiver::from`), so this never blocks: `WouldBlock` when empty.
+pub(crate) fn pipe_read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    retry(|| rustix::io::read(fd, &mut *buf))
+}
+
+/// Make a pipe's receiving end non-blocking.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = retry(|| rustix::fs::fcntl_getfl(fd))?;
+    retry(|| rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK))
 }
 
 /// Write `iov` (with `fds` as `SCM_RIGHTS` on a socket) once; returns the bytes written.
@@ -261,8 +249,8 @@ pub(crate) fn send(
             retry(|| rustix::net::sendmsg(fd, iov, &mut control, flags))
         }
         Kind::Pipe => match (wait, iov) {
-            (Wait::Block | Wait::Once, [one]) => retry(|| rustix::io::write(fd, one)),
-            (Wait::Block | Wait::Once, _) => retry(|| rustix::io::writev(fd, iov)),
+            (Wait::Block, [one]) => retry(|| rustix::io::write(fd, one)),
+            (Wait::Block, _) => retry(|| rustix::io::writev(fd, iov)),
             (Wait::Nonblocking, _) => {
                 retry(|| rustix::io::pwritev2(fd, iov, u64::MAX, ReadWriteFlags::NOWAIT))
             }
