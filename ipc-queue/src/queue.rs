@@ -676,9 +676,7 @@ impl Queue {
 
     /// Copy a claimed message out and release its slot.
     pub(crate) fn take(&self, c: Claimed, out: &mut Vec<u8>) {
-        out.clear();
-        out.resize(c.len, 0);
-        self.inner.region().read(c.pos, out);
+        self.inner.region().read_vec(c.pos, c.len, out);
         raw::release(self.inner.region(), c.pos);
     }
 

@@ -258,6 +258,20 @@ mod imp {
             unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), dst.len()) };
         }
 
+        /// Replace `out`'s contents with the first `len` payload bytes of the slot of `pos`
+        /// (no zero-fill first). The caller holds the slot (claimed for reading). `len` is cut
+        /// to the slot's size.
+        #[inline]
+        pub(crate) fn read_vec(&self, pos: u64, len: usize, out: &mut Vec<u8>) {
+            let len = len.min(self.cfg.max_message as usize);
+            // SAFETY: (1) len <= max_message: inside the slot's payload; (2) the caller holds
+            // the slot, so no process of the protocol writes it while this short-lived slice
+            // is copied from; a hostile writer can only change plain bytes.
+            let src = unsafe { std::slice::from_raw_parts(self.payload(pos).as_ptr(), len) };
+            out.clear();
+            out.extend_from_slice(src);
+        }
+
         /// The payload of a slot this process holds, lent as a mutable slice.
         ///
         /// # Safety

@@ -644,9 +644,7 @@ impl Receiver {
     }
 
     fn take(&mut self, (pos, len): (u64, usize), out: &mut Vec<u8>) {
-        out.clear();
-        out.resize(len, 0);
-        self.inner.region().read(pos, out);
+        self.inner.region().read_vec(pos, len, out);
         self.advance(pos);
     }
 
