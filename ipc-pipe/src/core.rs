@@ -195,6 +195,15 @@ impl Core {
         Ok(fds.fds)
     }
 
+    /// Whether a receive may try [`Reader::fast_into`] first: a blocking receive on a healthy
+    /// socket whose first frame needs no checking.
+    fn fast_ok(&self, limit: Limit) -> bool {
+        limit == Limit::Block
+            && self.kind == Kind::Socket
+            && self.poisoned.is_none()
+            && !self.challenge_check
+    }
+
     /// Receive one message as a new vector.
     pub(crate) fn recv(
         &mut self,
@@ -202,6 +211,14 @@ impl Core {
         limit: Limit,
         policy: FdPolicy,
     ) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+        if self.fast_ok(limit) {
+            let mut body = Vec::new();
+            match self.reader.fast_into(self.fd.as_fd(), self.kind, &mut body) {
+                Some(Ok(_)) => return Ok(Some((body, Vec::new()))),
+                Some(Err(f)) => return Err(self.fail(op, f)),
+                None => {}
+            }
+        }
         let Some(at) = self.locate(op, limit)? else { return Ok(None) };
         let (body, fds) = self.reader.take(at);
         let fds = self.vet(op, &body, fds, policy)?;
@@ -215,11 +232,7 @@ impl Core {
         limit: Limit,
         out: &mut Vec<u8>,
     ) -> Result<Option<usize>> {
-        if limit == Limit::Block
-            && self.kind == Kind::Socket
-            && self.poisoned.is_none()
-            && !self.challenge_check
-        {
+        if self.fast_ok(limit) {
             match self.reader.fast_into(self.fd.as_fd(), self.kind, out) {
                 Some(Ok(n)) => return Ok(Some(n)),
                 Some(Err(f)) => return Err(self.fail(op, f)),

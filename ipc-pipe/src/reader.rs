@@ -276,6 +276,8 @@ impl Reader {
             self.end = have;
         }
         let room = RBUF.saturating_sub(self.end);
+        // A frame that does not fit the buffer went the large way in `step`, so there is room.
+        debug_assert!(room > 0, "read buffer full");
         let limit = if self.exact { want.saturating_sub(have).min(room) } else { room };
         let window = self.buf.get_mut(self.end..self.end.saturating_add(limit)).unwrap_or_default();
         let got = match kind {
