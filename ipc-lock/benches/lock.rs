@@ -102,6 +102,46 @@ fn second_thread() -> std::sync::mpsc::Sender<()> {
     tx
 }
 
+/// Ours and a peer in alternating 1 ms batches (ABBA...), 41 rounds: the median per-round
+/// ratio is robust to the load of a shared machine, which criterion's sequential groups are
+/// not (BENCHMARKS.md method 7). Printed beside the criterion figures.
+fn interleaved(what: &str, mut ours: impl FnMut(), mut peer: impl FnMut()) {
+    const ROUNDS: usize = 41;
+    const N: u32 = 100_000;
+    let batch = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        for _ in 0..N {
+            f();
+        }
+        t.elapsed().as_secs_f64() * 1e9 / f64::from(N)
+    };
+    let (mut ratios, mut a, mut b) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (x, y) = if round % 2 == 0 {
+            let x = batch(&mut ours);
+            (x, batch(&mut peer))
+        } else {
+            let y = batch(&mut peer);
+            (batch(&mut ours), y)
+        };
+        ratios.push(x / y);
+        a.push(x);
+        b.push(y);
+    }
+    for v in [&mut ratios, &mut a, &mut b] {
+        v.sort_by(f64::total_cmp);
+    }
+    let q = |v: &[f64], p: usize| v[(v.len() - 1) * p / 100];
+    println!(
+        "interleaved {what}: ratio median {:.3} (p25 {:.3}, p75 {:.3}); ours {:.2} ns, peer {:.2} ns (medians of {ROUNDS} rounds)",
+        q(&ratios, 50),
+        q(&ratios, 25),
+        q(&ratios, 75),
+        q(&a, 50),
+        q(&b, 50)
+    );
+}
+
 fn uncontended(c: &mut Criterion) {
     let _keep = second_thread();
     let shared = Shared::anonymous(Mutex::new(0u64)).unwrap();
@@ -110,6 +150,20 @@ fn uncontended(c: &mut Criterion) {
     let pl = parking_lot::Mutex::new(0u64);
     let st = std::sync::Mutex::new(0u64);
     let gl = GlibcRobust::new();
+    let glibc = || {
+        gl.lock();
+        let c = gl.counter();
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        gl.unlock();
+    };
+    let mine = || {
+        if let Ok(mut g) = ours.lock() {
+            *g += 1;
+        }
+    };
+    interleaved("Mutex / parking_lot::Mutex", mine, || *pl.lock() += 1);
+    interleaved("Mutex / std::sync::Mutex", mine, || *st.lock().unwrap() += 1);
+    interleaved("Mutex / glibc pshared robust", mine, glibc);
     let mut g = c.benchmark_group("uncontended lock+inc+unlock");
     g.bench_function("ipc-lock Mutex (shm)", |b| {
         b.iter(|| {
@@ -137,6 +191,17 @@ fn rwlock(c: &mut Criterion) {
     let ours: &RwLock<u64> = &shared;
     let pl = parking_lot::RwLock::new(7u64);
     let st = std::sync::RwLock::new(7u64);
+    let mine = || {
+        if let Ok(g) = ours.read() {
+            black_box(*g);
+        }
+    };
+    interleaved("RwLock read / parking_lot::RwLock read", mine, || {
+        black_box(*pl.read());
+    });
+    interleaved("RwLock read / std::sync::RwLock read", mine, || {
+        black_box(*st.read().unwrap());
+    });
     let mut g = c.benchmark_group("uncontended rwlock");
     g.bench_function("read ipc-lock RwLock (shm)", |b| b.iter(|| black_box(*ours.read().unwrap())));
     g.bench_function("read parking_lot::RwLock", |b| b.iter(|| black_box(*pl.read())));

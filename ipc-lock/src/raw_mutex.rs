@@ -45,8 +45,9 @@ pub(crate) const OWNER_MASK: u32 = INCONSISTENT - 1;
 /// The not-recoverable state.
 pub(crate) const NOT_RECOVERABLE: u64 = INCONSISTENT as u64;
 /// Spin budget before sleeping: `2^7 - 1` PAUSEs, about 1.3 µs on the reference machine.
-/// (Under loom one step: every PAUSE is a scheduling point there.)
-const SPIN_STEPS: u32 = if cfg!(ipc_loom) { 1 } else { 7 };
+/// (None under loom: its PAUSE is a yield that hands the run to the others, which would
+/// keep the models from ever reaching the sleeping path.)
+const SPIN_STEPS: u32 = if cfg!(ipc_loom) { 0 } else { 7 };
 
 const _: () = assert!(OWNER_MASK == ipc_shm::liveness::OwnerId::MASK);
 
@@ -584,6 +585,7 @@ unsafe impl lock_api::RawMutex for RawMutex {
     /// # Panics
     /// If the mutex is not recoverable or corrupted, or this process cannot get an owner id:
     /// lock_api's `lock` cannot return an error. [`Mutex::lock`](crate::Mutex::lock) can.
+    #[inline]
     fn lock(&self) -> Held {
         match self.lock_blocking() {
             Ok(h) => h,
@@ -591,12 +593,14 @@ unsafe impl lock_api::RawMutex for RawMutex {
         }
     }
 
+    #[inline]
     fn try_lock(&self) -> Option<Held> {
-        self.acquire(&System, Wait::No).ok()
+        self.try_fast().or_else(|| self.acquire(&System, Wait::No).ok())
     }
 
+    #[inline]
     unsafe fn unlock(&self, guard: Held) {
-        self.release(guard.owner(), false);
+        self.release_word(guard.word(), false);
     }
 
     fn is_locked(&self) -> bool {

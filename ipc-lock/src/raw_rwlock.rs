@@ -5,15 +5,18 @@
 //! | field | meaning |
 //! |---|---|
 //! | `writer: RawMutex` | the writer lock, a robust mutex (owner id with its check, `CONTENDED`, `INCONSISTENT`, not recoverable). A writer takes it first, then waits for readers to leave; readers never take it, they wait until it is free |
-//! | `drain: u32` | bit 0 `WAITING`: a writer waits for readers to leave; bits 1..: epoch, bumped by a leaving reader that saw `WAITING` (the writer sleeps on this word) |
+//! | `drain: u32` | an epoch, bumped by a reader that empties a slot a writer waits on (the writer sleeps on this word) |
 //! | `reserved: u32` | zero |
-//! | `slots: [u64; 32]` | the reader table: `owner id << 32 \| count`, the read locks a process holds through the slot. Count 0 with an owner: reserved but idle, any process may take it over |
+//! | `slots: [u64; 32]` | the reader table: `owner id << 32 \| WAITING? \| count`, the read locks (31-bit count) a process holds through the slot; bit 31 `WAITING`: a writer waits for this slot to empty. Count 0 with an owner: reserved but idle, any process may take it over |
 //!
 //! A reader bumps its process's slot (one CAS), then loads the writer word: free means it holds
 //! a read lock; otherwise it backs out and waits for the writer. A writer takes the writer
 //! word (so new readers back out), then waits until every slot's count is zero. The two
 //! sides form a Dekker pair (reader: slot, then writer word; writer: writer word, then slots)
 //! made sound by sequentially consistent operations, so at least one of them sees the other.
+//! A writer waiting for a slot to empty marks it `WAITING` (a CAS on the slot); the reader
+//! whose decrement empties it sees the mark in the value its `fetch_sub` returns (no second
+//! load on the unlock path), bumps `drain` and wakes the writer.
 //!
 //! A reader killed while holding leaves its count behind: a writer waiting on it sleeps in
 //! bounded slices and, after each, asks whether the slot's owner is alive; a dead owner's
@@ -35,18 +38,20 @@ use crate::raw_mutex::{Held, Mode, RawMutex, owner_word};
 
 /// Number of reader slots: at most this many processes hold read locks at once.
 pub const READER_SLOTS: usize = 32;
-/// `drain` bit: a writer waits for readers to leave.
-const WAITING: u32 = 1;
-/// `drain` epoch increment.
-const EPOCH: u32 = 2;
+/// Slot bit: a writer waits for this slot to empty.
+const WAITING: u64 = 1 << 31;
+/// The count bits of a slot.
+const COUNT_MASK: u32 = (1 << 31) - 1;
 /// Spin budget of a writer waiting on a reader before it sleeps.
-/// (Under loom one step: every PAUSE is a scheduling point there.)
-const SPIN_STEPS: u32 = if cfg!(ipc_loom) { 1 } else { 7 };
+/// (None under loom: its PAUSE is a yield that hands the run to the others, which would
+/// keep the models from ever reaching the sleeping path.)
+const SPIN_STEPS: u32 = if cfg!(ipc_loom) { 0 } else { 7 };
 /// Rounds a `try_` read makes when writers keep arriving between its two looks.
 const TRY_ROUNDS: u32 = 4;
 
+/// (owner, count) of a slot value (the `WAITING` mark left out).
 fn split(v: u64) -> (u32, u32) {
-    ((v >> 32) as u32, v as u32)
+    ((v >> 32) as u32, v as u32 & COUNT_MASK)
 }
 
 fn join(owner: u32, count: u32) -> u64 {
@@ -169,7 +174,7 @@ impl RawRwLock {
         // Relaxed: the CAS below re-checks the value.
         let v = slot.load(Ordering::Relaxed);
         let (owner, count) = split(v);
-        if !(v == 0 || (owner == me && count < u32::MAX)) {
+        if !(v == 0 || (owner == me && count < COUNT_MASK)) {
             return None;
         }
         let new = if v == 0 { join(me, 1) } else { v + 1 };
@@ -246,7 +251,7 @@ impl RawRwLock {
                     // Relaxed: the CAS re-checks it.
                     let v = slot.load(Ordering::Relaxed);
                     let (owner, count) = split(v);
-                    let new = if owner == me && count < u32::MAX {
+                    let new = if owner == me && count < COUNT_MASK {
                         v + 1
                     } else if count == 0 && owner != me {
                         // Free, or reserved by a process that holds nothing through it.
@@ -272,23 +277,20 @@ impl RawRwLock {
     #[inline]
     pub(crate) fn leave_slot(&self, i: usize, me: u32) {
         let slot = self.slot(i);
-        // SeqCst: the reader half of the drain Dekker pair (slot, then `drain`); it is also a
-        // Release: our reads of the data happen before the writer's writes. Nobody else
-        // changes a slot whose count is not zero except to reclaim a dead reader's, and we
-        // are alive, so one decrement suffices.
-        let old = slot.fetch_sub(1, Ordering::SeqCst);
+        // AcqRel: Release, so our reads of the data happen before the writer's writes (it
+        // acquires this value); Acquire, so a writer's WAITING mark read here synchronises
+        // with it (its read of `drain` happened before our bump). Nobody else changes a slot
+        // whose count is not zero except to reclaim a dead reader's, and we are alive, so one
+        // decrement suffices.
+        let old = slot.fetch_sub(1, Ordering::AcqRel);
         let (owner, count) = split(old);
         if owner != me || count == 0 {
             // Not ours (a faulty peer rewrote it): put it back as it was.
             self.undo_leave(slot);
             return;
         }
-        if count == 1 {
-            dekker_fence();
-            // SeqCst: as above.
-            if self.drain.load(Ordering::SeqCst) & WAITING != 0 {
-                self.wake_writer();
-            }
+        if count == 1 && old & WAITING != 0 {
+            self.wake_writer(slot, old - 1);
         }
     }
 
@@ -298,11 +300,15 @@ impl RawRwLock {
         slot.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// We emptied slot `slot` (now `now`) that a writer waits on: clear the mark, bump the
+    /// epoch the writer sleeps on, wake it.
     #[cold]
-    fn wake_writer(&self) {
-        // Release: pairs with the writer's futex re-check; the epoch change makes its sleep on
-        // the old value return at once.
-        self.drain.fetch_add(EPOCH, Ordering::Release);
+    fn wake_writer(&self, slot: &AtomicU64, now: u64) {
+        // Relaxed: a failed clear (the slot changed) leaves a stale mark, which costs at most
+        // a spurious wake later.
+        let _ = slot.compare_exchange(now, now & !WAITING, Ordering::Relaxed, Ordering::Relaxed);
+        // Release: the writer's futex compare or its wake-up sees the new epoch.
+        self.drain.fetch_add(1, Ordering::Release);
         futex::wake_all(&self.drain);
     }
 
@@ -315,17 +321,10 @@ impl RawRwLock {
         if self.slots.iter().all(|s| split(s.load(Ordering::SeqCst)).1 == 0) {
             return Ok(());
         }
-        self.drain_slow(l, wait)
+        self.drain_inner(l, wait)
     }
 
     #[cold]
-    fn drain_slow<L: Liveness>(&self, l: &L, wait: Wait) -> Result<(), RawError> {
-        let result = self.drain_inner(l, wait);
-        // Relaxed: the flag only decides whether leaving readers wake us.
-        self.drain.fetch_and(!WAITING, Ordering::Relaxed);
-        result
-    }
-
     fn drain_inner<L: Liveness>(&self, l: &L, wait: Wait) -> Result<(), RawError> {
         for i in 0..READER_SLOTS {
             let slot = self.slot(i);
@@ -357,11 +356,15 @@ impl RawRwLock {
                 if wait == Wait::No {
                     return Err(RawError::WouldBlock);
                 }
-                // SeqCst: the writer half of the drain Dekker pair (`drain`, then slot).
-                let armed = self.drain.fetch_or(WAITING, Ordering::SeqCst) | WAITING;
-                dekker_fence();
-                // SeqCst: as above.
-                if slot.load(Ordering::SeqCst) != v {
+                // Read the epoch, then mark the slot WAITING with an RMW: the reader whose
+                // decrement empties it reads our mark (AcqRel on both sides), so its bump of
+                // the epoch follows our read and the futex wait cannot sleep through it.
+                // Relaxed: ordered by the RMW that follows, as explained.
+                let armed = self.drain.load(Ordering::Relaxed);
+                if slot
+                    .compare_exchange(v, v | WAITING, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
                     continue;
                 }
                 if wait.expired() {
@@ -430,6 +433,7 @@ impl RawRwLock {
     }
 
     /// Release a read acquisition.
+    #[inline]
     pub(crate) fn read_release(&self, held: ReadHeld) {
         match held.0 {
             ReadKind::Slot { slot, owner } => self.leave_slot(slot as usize, owner),
@@ -592,17 +596,26 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
     /// # Panics
     /// If the lock is not recoverable or corrupted, the reader table is full, or this process
     /// cannot get an owner id: lock_api cannot return an error. [`RwLock`](crate::RwLock) can.
+    #[inline]
     fn lock_shared(&self) -> ReadHeld {
+        if let Some((slot, owner)) = self.read_fast() {
+            return ReadHeld(ReadKind::Slot { slot, owner });
+        }
         match self.read_blocking() {
             Ok(h) => h,
             Err(e) => panic!("ipc_lock::RawRwLock::lock_shared: {e}; use ipc_lock::RwLock"),
         }
     }
 
+    #[inline]
     fn try_lock_shared(&self) -> Option<ReadHeld> {
-        self.read_acquire(&System, Wait::No).ok()
+        match self.read_fast() {
+            Some((slot, owner)) => Some(ReadHeld(ReadKind::Slot { slot, owner })),
+            None => self.read_acquire(&System, Wait::No).ok(),
+        }
     }
 
+    #[inline]
     unsafe fn unlock_shared(&self, guard: ReadHeld) {
         self.read_release(guard);
     }

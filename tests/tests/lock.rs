@@ -1027,7 +1027,7 @@ fn reads(locks: &RwLocks, i: usize, id: u32) -> bool {
     let raw = locks.l[i].raw();
     (0..ipc_lock::READER_SLOTS).any(|s| {
         let v = raw.slot_value(s);
-        v >> 32 == u64::from(id) && v as u32 > 0
+        v >> 32 == u64::from(id) && v as u32 & 0x7fff_ffff > 0 // the count, not the WAITING bit
     })
 }
 
