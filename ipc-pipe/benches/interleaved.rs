@@ -250,6 +250,23 @@ fn throughput() {
             }
         }
     });
+    // The pipe floor: a pipe with the same 1 MiB buffer, the same bytes, plain writes and
+    // reads (ack on a second pipe).
+    let (pr, pw) = rustix::pipe::pipe().unwrap();
+    let _ = rustix::pipe::fcntl_setpipe_size(&pw, MIB);
+    let (ar, aw) = rustix::pipe::pipe().unwrap();
+    let (mut pr, mut pw) = (std::fs::File::from(pr), std::fs::File::from(pw));
+    let (mut ar, mut aw) = (std::fs::File::from(ar), std::fs::File::from(aw));
+    let _c4 = child(place, move || {
+        let mut buf = vec![0u8; MIB];
+        let mut count = [0u8; 8];
+        while pr.read_exact(&mut count).is_ok() {
+            for _ in 0..u64::from_le_bytes(count) {
+                pr.read_exact(&mut buf).unwrap();
+            }
+            aw.write_all(b"k").unwrap();
+        }
+    });
     let (mut tx, mut rx) = simplex().unwrap();
     let (mut ack_tx, mut ack_rx) = simplex().unwrap();
     let _c3 = child(place, move || {
@@ -285,14 +302,25 @@ fn throughput() {
         tx.send(b"").unwrap();
         ack_rx.recv().unwrap();
     };
-    let (mut t_raw, mut t_ours, mut t_simp) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rawpipe = |n: u64| {
+        pw.write_all(&n.to_le_bytes()).unwrap();
+        for _ in 0..n {
+            pw.write_all(&msg).unwrap();
+        }
+        let mut k = [0u8; 1];
+        ar.read_exact(&mut k).unwrap();
+    };
+    let (mut t_raw, mut t_ours, mut t_simp, mut t_rawpipe) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     raw(16);
     ours(16);
     simp(16);
+    rawpipe(16);
     for _ in 0..r {
         for (f, out) in [
             (&mut raw as &mut dyn FnMut(u64), &mut t_raw),
             (&mut ours as &mut dyn FnMut(u64), &mut t_ours),
+            (&mut rawpipe as &mut dyn FnMut(u64), &mut t_rawpipe),
             (&mut simp as &mut dyn FnMut(u64), &mut t_simp),
         ] {
             let t0 = Instant::now();
@@ -301,15 +329,17 @@ fn throughput() {
         }
     }
     let gib = |t: f64| per_round as f64 * MIB as f64 / t / (1u64 << 30) as f64;
-    let ratios = |a: &[f64]| median(t_raw.iter().zip(a).map(|(r, o)| r / o).collect());
+    let ratio = |base: &[f64], a: &[f64]| median(base.iter().zip(a).map(|(r, o)| r / o).collect());
     println!(
-        "1 MiB messages, placement {pname}, {r} interleaved rounds of {per_round}: raw {:.2} GiB/s, \
-         ours {:.2} GiB/s (ours/raw {:.3}), simplex {:.2} GiB/s (simplex/raw {:.3})",
+        "1 MiB messages, placement {pname}, {r} interleaved rounds of {per_round}: \
+         socket raw {:.2} GiB/s, ours {:.2} GiB/s (ours/raw {:.3}); \
+         pipe (1 MiB buffer) raw {:.2} GiB/s, simplex {:.2} GiB/s (simplex/raw pipe {:.3})",
         gib(median(t_raw.clone())),
         gib(median(t_ours.clone())),
-        ratios(&t_ours),
+        ratio(&t_raw, &t_ours),
+        gib(median(t_rawpipe.clone())),
         gib(median(t_simp.clone())),
-        ratios(&t_simp),
+        ratio(&t_rawpipe, &t_simp),
     );
 }
 
