@@ -284,42 +284,70 @@ fn two_processes(work: impl Fn(u64) + Copy) -> Duration {
     el
 }
 
+/// Two processes, `iters` x (lock; counter++; unlock) each, on our mutex: the wall time.
+fn contended_ours(iters: u64) -> Duration {
+    let s = Shared::anonymous(Contended { lock: Mutex::new(0), start: AtomicU32::new(0) }).unwrap();
+    let s = &s;
+    let el = two_processes(|_| {
+        rendezvous(&s.start);
+        for _ in 0..iters {
+            *s.lock.lock().unwrap() += 1;
+        }
+    });
+    assert_eq!(*s.lock.lock().unwrap(), 2 * iters);
+    el
+}
+
+/// The same on the glibc robust pshared mutex.
+fn contended_glibc(iters: u64) -> Duration {
+    let gl = GlibcRobust::new();
+    let gl = &gl;
+    let el = two_processes(|_| {
+        rendezvous(gl.start());
+        for _ in 0..iters {
+            gl.lock();
+            let c = gl.counter();
+            c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            gl.unlock();
+        }
+    });
+    assert_eq!(u64::from(gl.counter().load(Ordering::Relaxed)), (2 * iters) & 0xffff_ffff);
+    el
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn contended(c: &mut Criterion) {
+    // Interleaved rounds of 2 x 200k ops each: the median ratio of the per-op times.
+    let (mut ours, mut glibc, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..9 {
+        let n = 200_000;
+        let per_op = |d: Duration| d.as_secs_f64() * 1e9 / (2.0 * n as f64);
+        let (a, b) = if round % 2 == 0 {
+            let a = per_op(contended_ours(n));
+            (a, per_op(contended_glibc(n)))
+        } else {
+            let b = per_op(contended_glibc(n));
+            (per_op(contended_ours(n)), b)
+        };
+        ours.push(a);
+        glibc.push(b);
+        ratio.push(b / a);
+    }
+    println!(
+        "interleaved contended 2 processes: throughput ours/glibc robust median {:.2}x; ours {:.1} ns/op, glibc {:.1} ns/op (medians of 9 rounds)",
+        median(&mut ratio),
+        median(&mut ours),
+        median(&mut glibc)
+    );
     let mut g = c.benchmark_group("contended 2 processes (cpu0+cpu1), per op");
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(4));
-    g.bench_function("ipc-lock Mutex", |b| {
-        b.iter_custom(|iters| {
-            let s = Shared::anonymous(Contended { lock: Mutex::new(0), start: AtomicU32::new(0) })
-                .unwrap();
-            let s = &s;
-            let el = two_processes(|_| {
-                rendezvous(&s.start);
-                for _ in 0..iters {
-                    *s.lock.lock().unwrap() += 1;
-                }
-            });
-            assert_eq!(*s.lock.lock().unwrap(), 2 * iters);
-            el / 2
-        })
-    });
-    g.bench_function("glibc pshared robust", |b| {
-        b.iter_custom(|iters| {
-            let gl = GlibcRobust::new();
-            let gl = &gl;
-            let el = two_processes(|_| {
-                rendezvous(gl.start());
-                for _ in 0..iters {
-                    gl.lock();
-                    let c = gl.counter();
-                    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
-                    gl.unlock();
-                }
-            });
-            assert_eq!(u64::from(gl.counter().load(Ordering::Relaxed)), (2 * iters) & 0xffff_ffff);
-            el / 2
-        })
-    });
+    g.bench_function("ipc-lock Mutex", |b| b.iter_custom(|iters| contended_ours(iters) / 2));
+    g.bench_function("glibc pshared robust", |b| b.iter_custom(|iters| contended_glibc(iters) / 2));
     g.finish();
 }
 
@@ -331,7 +359,11 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec.unsigned_abs() * 1_000_000_000 + ts.tv_nsec.unsigned_abs()
 }
 
-/// Shared state of a handoff run: stamps, the accumulated handoff time, the turn counter.
+/// Handoffs recorded per run (the samples the interleaved report takes medians of).
+const SAMPLES: usize = 256;
+
+/// Shared state of a handoff run: stamps, the accumulated handoff time, the turn counter, the
+/// first `SAMPLES` handoffs.
 #[repr(C)]
 struct Handoff {
     lock: Mutex<u64>,
@@ -341,6 +373,7 @@ struct Handoff {
     start: AtomicU32,
     stamp: AtomicU64,
     total: AtomicU64,
+    samples: [AtomicU64; SAMPLES],
 }
 
 // SAFETY: a Pod mutex and atomics.
@@ -355,8 +388,16 @@ fn handoff_state() -> Shared<Handoff> {
         start: AtomicU32::new(0),
         stamp: AtomicU64::new(0),
         total: AtomicU64::new(0),
+        samples: std::array::from_fn(|_| AtomicU64::new(0)),
     })
     .unwrap()
+}
+
+fn record(s: &Handoff, i: u64, ns: u64) {
+    s.total.fetch_add(ns, Ordering::SeqCst);
+    if let Some(slot) = s.samples.get(i as usize) {
+        slot.store(ns, Ordering::SeqCst);
+    }
 }
 
 /// Wait until `parked()` (the waiter's flag is up), then a little longer so it is asleep in
@@ -398,77 +439,109 @@ fn handoff_side(
             }
             lock();
             let now = monotonic_ns();
-            s.total.fetch_add(now.saturating_sub(s.stamp.load(Ordering::SeqCst)), Ordering::SeqCst);
+            record(s, i, now.saturating_sub(s.stamp.load(Ordering::SeqCst)));
             unlock();
         }
     }
 }
 
+/// One handoff run of `iters` handoffs on our mutex.
+fn handoff_ours(iters: u64) -> Shared<Handoff> {
+    let s = handoff_state();
+    let r = &s;
+    two_processes(|me| {
+        // The guard lives between the two closures.
+        let held = std::cell::RefCell::new(None);
+        handoff_side(
+            r,
+            me,
+            iters,
+            &|| *held.borrow_mut() = Some(r.lock.lock().unwrap()),
+            &|| drop(held.borrow_mut().take()),
+            &|| r.lock.raw().word_value() & (1 << 31) != 0,
+        );
+    });
+    s
+}
+
+/// One handoff run on the glibc robust mutex.
+fn handoff_glibc(iters: u64) -> Shared<Handoff> {
+    let s = handoff_state();
+    let gl = GlibcRobust::new();
+    let (r, gl) = (&s, &gl);
+    two_processes(|me| {
+        handoff_side(r, me, iters, &|| gl.lock(), &|| gl.unlock(), &|| gl.word() & (1 << 31) != 0);
+    });
+    s
+}
+
+/// One handoff run on a raw futex word (store + FUTEX_WAKE to a waiter in FUTEX_WAIT).
+fn handoff_futex(iters: u64) -> Shared<Handoff> {
+    let s = handoff_state();
+    let r = &s;
+    two_processes(|me| {
+        rendezvous(&r.start);
+        for i in 0..iters {
+            let value = i as u32 + 1;
+            if i % 2 == me {
+                until_parked(|| r.parked.load(Ordering::SeqCst) == value);
+                r.stamp.store(monotonic_ns(), Ordering::SeqCst);
+                r.futex.store(value, Ordering::SeqCst);
+                futex::wake_one(&r.futex);
+            } else {
+                r.parked.store(value, Ordering::SeqCst);
+                while r.futex.load(Ordering::SeqCst) != value {
+                    futex::wait(&r.futex, value - 1, None);
+                }
+                let now = monotonic_ns();
+                record(r, i, now.saturating_sub(r.stamp.load(Ordering::SeqCst)));
+            }
+        }
+    });
+    s
+}
+
+/// The median handoff of a run, in µs.
+fn median_handoff(s: &Handoff, iters: u64) -> f64 {
+    let n = (iters as usize).min(SAMPLES);
+    let mut v: Vec<f64> =
+        s.samples[..n].iter().map(|x| x.load(Ordering::SeqCst) as f64 / 1e3).collect();
+    median(&mut v)
+}
+
 fn handoff(c: &mut Criterion) {
+    // Interleaved rounds of 200 handoffs each: medians per run, then the median over rounds
+    // of each mechanism and of the per-round ratios to the raw futex.
+    let (mut ours, mut glibc, mut floor, mut r_ours, mut r_glibc) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..9 {
+        let n = 200;
+        let a = median_handoff(&handoff_ours(n), n);
+        let b = median_handoff(&handoff_glibc(n), n);
+        let f = median_handoff(&handoff_futex(n), n);
+        ours.push(a);
+        glibc.push(b);
+        floor.push(f);
+        r_ours.push(a / f);
+        r_glibc.push(b / f);
+    }
+    println!(
+        "interleaved handoff to a parked waiter (cpu0/cpu1): ours {:.1} us, glibc robust {:.1} us, raw futex {:.1} us; ours/futex {:.2}x, glibc/futex {:.2}x (medians of 9 rounds of 200)",
+        median(&mut ours),
+        median(&mut glibc),
+        median(&mut floor),
+        median(&mut r_ours),
+        median(&mut r_glibc)
+    );
     let mut g = c.benchmark_group("handoff to a parked waiter (2 processes, cpu0/cpu1)");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(3));
-    g.bench_function("ipc-lock Mutex", |b| {
-        b.iter_custom(|iters| {
-            let s = handoff_state();
-            let s = &s;
-            two_processes(|me| {
-                // The guard lives between the two closures.
-                let held = std::cell::RefCell::new(None);
-                handoff_side(
-                    s,
-                    me,
-                    iters,
-                    &|| *held.borrow_mut() = Some(s.lock.lock().unwrap()),
-                    &|| drop(held.borrow_mut().take()),
-                    &|| s.lock.raw().word_value() & (1 << 31) != 0,
-                );
-            });
-            Duration::from_nanos(s.total.load(Ordering::SeqCst))
-        })
-    });
+    let total = |s: Shared<Handoff>| Duration::from_nanos(s.total.load(Ordering::SeqCst));
+    g.bench_function("ipc-lock Mutex", |b| b.iter_custom(|iters| total(handoff_ours(iters))));
     g.bench_function("glibc pshared robust", |b| {
-        b.iter_custom(|iters| {
-            let s = handoff_state();
-            let gl = GlibcRobust::new();
-            let (s, gl) = (&s, &gl);
-            two_processes(|me| {
-                handoff_side(s, me, iters, &|| gl.lock(), &|| gl.unlock(), &|| {
-                    gl.word() & (1 << 31) != 0
-                });
-            });
-            Duration::from_nanos(s.total.load(Ordering::SeqCst))
-        })
+        b.iter_custom(|iters| total(handoff_glibc(iters)))
     });
-    g.bench_function("raw futex (floor)", |b| {
-        b.iter_custom(|iters| {
-            let s = handoff_state();
-            let s = &s;
-            two_processes(|me| {
-                rendezvous(&s.start);
-                for i in 0..iters {
-                    let value = i as u32 + 1;
-                    if i % 2 == me {
-                        until_parked(|| s.parked.load(Ordering::SeqCst) == value);
-                        s.stamp.store(monotonic_ns(), Ordering::SeqCst);
-                        s.futex.store(value, Ordering::SeqCst);
-                        futex::wake_one(&s.futex);
-                    } else {
-                        s.parked.store(value, Ordering::SeqCst);
-                        while s.futex.load(Ordering::SeqCst) != value {
-                            futex::wait(&s.futex, value - 1, None);
-                        }
-                        let now = monotonic_ns();
-                        s.total.fetch_add(
-                            now.saturating_sub(s.stamp.load(Ordering::SeqCst)),
-                            Ordering::SeqCst,
-                        );
-                    }
-                }
-            });
-            Duration::from_nanos(s.total.load(Ordering::SeqCst))
-        })
-    });
+    g.bench_function("raw futex (floor)", |b| b.iter_custom(|iters| total(handoff_futex(iters))));
     g.finish();
 }
 

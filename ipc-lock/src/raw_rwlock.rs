@@ -173,11 +173,11 @@ impl RawRwLock {
         let slot = self.slot(i);
         // Relaxed: the CAS below re-checks the value.
         let v = slot.load(Ordering::Relaxed);
-        let (owner, count) = split(v);
-        if !(v == 0 || (owner == me && count < COUNT_MASK)) {
+        // Our reserved slot with room for one more (a free slot is claimed on the slow path).
+        if (v >> 32) as u32 != me || v as u32 & COUNT_MASK == COUNT_MASK {
             return None;
         }
-        let new = if v == 0 { join(me, 1) } else { v + 1 };
+        let new = v + 1;
         // SeqCst: the reader half of the Dekker pair (slot, then writer word).
         if slot.compare_exchange(v, new, Ordering::SeqCst, Ordering::Relaxed).is_err() {
             return None;
@@ -283,13 +283,11 @@ impl RawRwLock {
         // whose count is not zero except to reclaim a dead reader's, and we are alive, so one
         // decrement suffices.
         let old = slot.fetch_sub(1, Ordering::AcqRel);
-        let (owner, count) = split(old);
-        if owner != me || count == 0 {
+        if (old >> 32) as u32 != me || old as u32 & COUNT_MASK == 0 {
             // Not ours (a faulty peer rewrote it): put it back as it was.
             self.undo_leave(slot);
-            return;
-        }
-        if count == 1 && old & WAITING != 0 {
+        } else if old as u32 == (WAITING as u32) | 1 {
+            // We emptied a slot a writer waits on.
             self.wake_writer(slot, old - 1);
         }
     }
