@@ -1,14 +1,16 @@
 //! Same-run ratios by interleaving (BENCHMARKS.md, method rule 7): every mechanism's echo
 //! process is alive at once, and each round times a batch of round trips of each in turn
-//! (ABCD ABCD ...), so a noisy neighbour slows all of them alike. Prints, per size, the
+//! (ABCDE ABCDE ...), so a noisy neighbour slows all of them alike. Prints, per size, the
 //! median over rounds of the per-round ratios ours/raw, ours/interprocess, ours/ipc-channel,
-//! and for 1 MiB messages the throughput ratio ours/raw.
+//! and ours/raw-recvmsg (the floor received with `recvmsg` and a control buffer, as any
+//! receiver that notices fds must: it splits our distance to the floor into the kernel's
+//! part and ours); for 1 MiB messages the throughput ratios to a raw socket and a raw pipe.
 //!
 //! `cargo bench -p ipc-pipe --bench interleaved` (`IPC_BENCH_PLACEMENT=S|X|U`, default S for
 //! latency and X for throughput; `IPC_BENCH_ROUNDS`, default 31).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, clippy::print_stdout)]
 
-use std::io::{Read, Write};
+use std::io::{IoSliceMut, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use interprocess::local_socket::prelude::*;
 use interprocess::local_socket::{GenericNamespaced, ListenerOptions};
 use ipc_pipe::{pipe, simplex};
 use ipc_testkit::{Child, fork};
+use rustix::net::{RecvAncillaryBuffer, RecvFlags, SendFlags};
 
 const SIZES: &[usize] = &[8, 64, 256, 1024];
 const MIB: usize = 1 << 20;
@@ -76,6 +79,29 @@ fn mechs(size: usize, place: Option<(usize, usize)>) -> Vec<Mech> {
             for _ in 0..n {
                 a.write_all(&f).unwrap();
                 a.read_exact(&mut buf).unwrap();
+            }
+        }),
+        _child: c,
+    });
+
+    // The floor again, but receiving with recvmsg and a control buffer (what any receiver
+    // that must notice fds pays): the part of our distance to `raw` that is the kernel's.
+    let (a, b) = UnixStream::pair().unwrap();
+    let len = framed.len();
+    let c = child(place, move || {
+        let mut buf = vec![0u8; len];
+        while recvmsg_exact(&b, &mut buf)
+            && rustix::net::send(&b, &buf, SendFlags::NOSIGNAL).is_ok()
+        {}
+    });
+    let f = framed.clone();
+    let mut buf = vec![0u8; len];
+    v.push(Mech {
+        name: "raw-recvmsg",
+        go: Box::new(move |n| {
+            for _ in 0..n {
+                rustix::net::send(&a, &f, SendFlags::NOSIGNAL).unwrap();
+                assert!(recvmsg_exact(&a, &mut buf));
             }
         }),
         _child: c,
@@ -158,6 +184,22 @@ fn mechs(size: usize, place: Option<(usize, usize)>) -> Vec<Mech> {
     v
 }
 
+/// Fill `buf` with recvmsg calls that offer room for 253 fds, as a receiver that checks for
+/// fds must.
+fn recvmsg_exact(s: &UnixStream, buf: &mut [u8]) -> bool {
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(253))];
+    let mut got = 0;
+    while got < buf.len() {
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [IoSliceMut::new(&mut buf[got..])];
+        match rustix::net::recvmsg(s, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Ok(m) if m.bytes > 0 => got += m.bytes,
+            _ => return false,
+        }
+    }
+    true
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -191,7 +233,7 @@ fn latency() {
         }
         debug_assert_eq!(
             ms.iter().map(|m| m.name).collect::<Vec<_>>(),
-            ["raw", "ipc-pipe", "interprocess", "ipc-channel"]
+            ["raw", "raw-recvmsg", "ipc-pipe", "interprocess", "ipc-channel"]
         );
         let batch: Vec<u64> =
             ms.iter_mut().map(|m| calibrate(m, Duration::from_millis(40))).collect();
@@ -209,16 +251,19 @@ fn latency() {
                 (v.iter().copied().fold(f64::MAX, f64::min), v.iter().copied().fold(0.0, f64::max));
             (median(v), lo, hi)
         };
-        let (r_raw, lo, hi) = ratio(1, 0);
-        let (r_ip, ..) = ratio(1, 2);
-        let (r_ch, ..) = ratio(1, 3);
+        let (r_raw, lo, hi) = ratio(2, 0);
+        let (r_rm, ..) = ratio(2, 1);
+        let (r_ip, ..) = ratio(2, 3);
+        let (r_ch, ..) = ratio(2, 4);
+        let (k_rm, ..) = ratio(1, 0);
         println!(
             "  {size:>5} B: RTT ours {:.2} us, raw {:.2} us, interprocess {:.2} us, ipc-channel {:.2} us | \
-             ours/raw {r_raw:.3} (rounds {lo:.3}..{hi:.3}), ours/interprocess {r_ip:.3}, ours/ipc-channel {r_ch:.3}",
-            median(per[1].clone()) / 1000.0,
-            median(per[0].clone()) / 1000.0,
+             ours/raw {r_raw:.3} (rounds {lo:.3}..{hi:.3}), ours/interprocess {r_ip:.3}, ours/ipc-channel {r_ch:.3} | \
+             raw-recvmsg/raw {k_rm:.3}, ours/raw-recvmsg {r_rm:.3}",
             median(per[2].clone()) / 1000.0,
+            median(per[0].clone()) / 1000.0,
             median(per[3].clone()) / 1000.0,
+            median(per[4].clone()) / 1000.0,
         );
         drop(ms);
     }
