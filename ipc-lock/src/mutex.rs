@@ -23,7 +23,8 @@ use crate::raw_mutex::{Held, RawMutex};
 ///
 /// The owner is a *process*: two threads of one process exclude each other, but locking it
 /// again from the thread that holds it deadlocks (the timed forms time out), as with
-/// `std::sync::Mutex`. In shared memory, `T` must be [`bytemuck::Pod`]: any bytes a peer
+/// `std::sync::Mutex`; and only the death of the process (or its `exec`) releases a lock it
+/// holds, not the exit of a thread that leaked its guard. In shared memory, `T` must be [`bytemuck::Pod`]: any bytes a peer
 /// leaves are a valid `T`.
 #[repr(C)]
 pub struct Mutex<T> {

@@ -70,8 +70,16 @@ impl<L: ShmSafe> Named<L> {
     /// # Errors
     /// [`Error::Shm`]: not found, another type or layout version, untrusted owner or mode, ...
     pub fn open(name: &str) -> Result<Self> {
+        Self::open_with(&ShmOptions::new(), name)
+    }
+
+    /// [`open`](Self::open) with options (accepted mode, init wait, ...).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with(opts: &ShmOptions, name: &str) -> Result<Self> {
         let kind = kind_of::<L>();
-        let shared = Shared::open(name).map_err(|e| shm_error("open", kind, name, e))?;
+        let shared = Shared::open_with(opts, name).map_err(|e| shm_error("open", kind, name, e))?;
         Ok(Named { shared, kind })
     }
 

@@ -110,3 +110,28 @@ fn works_inside_shared_memory() {
     let e: LockError<()> = LockError::NotRecoverable;
     assert!(e.to_string().contains("not recoverable"));
 }
+
+#[test]
+fn every_raw_lock_is_all_zero_when_new_and_has_a_fixed_layout() {
+    use ipc_lock::{Condvar, RawMutex, RawReentrantMutex, RawRwLock};
+    use ipc_shm::bytemuck::Zeroable;
+    // (size, align) of each shared layout; all-zero is the initial state of each.
+    assert_eq!((size_of::<RawMutex>(), align_of::<RawMutex>()), (16, 8));
+    assert_eq!((size_of::<RawRwLock>(), align_of::<RawRwLock>()), (280, 8));
+    assert_eq!((size_of::<RawReentrantMutex>(), align_of::<RawReentrantMutex>()), (32, 8));
+    assert_eq!((size_of::<Condvar>(), align_of::<Condvar>()), (8, 4));
+    let m = RawMutex::zeroed();
+    assert_eq!(m.word_value(), RawMutex::new().word_value());
+    assert_eq!(m.word_value(), 0);
+    assert!(!m.is_locked());
+    let l = RawRwLock::zeroed();
+    assert_eq!((l.writer_word_value(), l.reader_count()), (0, 0));
+    assert!((0..ipc_lock::READER_SLOTS).all(|i| l.slot_value(i) == 0));
+    let r = RawReentrantMutex::zeroed();
+    assert!(!r.is_locked() && !r.is_owned_by_current_thread());
+    let c = Condvar::zeroed();
+    assert!(format!("{c:?}").contains("seq: 0, waiters: 0"));
+    // lock_api's INIT is the same all-zero value.
+    let init: RawMutex = <RawMutex as lock_api::RawMutex>::INIT;
+    assert_eq!(init.word_value(), 0);
+}
