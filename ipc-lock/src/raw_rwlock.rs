@@ -619,7 +619,7 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
     }
 
     /// # Panics
-    /// As [`lock_shared`](Self::lock_shared).
+    /// As `lock_shared`.
     fn lock_exclusive(&self) -> Held {
         match self.write_blocking() {
             Ok(h) => h,
