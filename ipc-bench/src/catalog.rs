@@ -133,13 +133,23 @@ pub fn catalog() -> Vec<GroupSpec> {
                 floors::spin1,
             ));
         }
-        rows.extend([
-            row(
-                "queue-spsc",
-                format!("ipc-queue SPSC polling, {sz}"),
+        rows.push(row(
+            "queue-spsc",
+            format!("ipc-queue SPSC polling, {sz}"),
+            Ours,
+            ours::queue::spsc_poll,
+        ));
+        if size == 64 {
+            // The adaptive wait while the peer is spinning (both sides answer within the
+            // bounded spin, so nobody sleeps): compared with polling in the same run.
+            rows.push(row(
+                "queue-spsc-adaptive",
+                "ipc-queue SPSC, blocking recv (adaptive), peer spinning",
                 Ours,
-                ours::queue::spsc_poll,
-            ),
+                ours::queue::spsc_block,
+            ));
+        }
+        rows.extend([
             row(
                 "queue-mpmc",
                 format!("ipc-queue MPMC polling, {sz}"),

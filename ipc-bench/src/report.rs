@@ -502,9 +502,9 @@ fn goal_specs() -> Vec<(&'static str, &'static str, Check)> {
         ),
         (
             "P3",
-            "adaptive wait, peer spinning (block-X) vs SPSC polling (poll-64)",
+            "adaptive wait, peer spinning, vs SPSC polling (poll-64)",
             Ratio {
-                num: ("block-X", "queue-spsc"),
+                num: ("poll-64", "queue-spsc-adaptive"),
                 den: ("poll-64", "queue-spsc"),
                 le: true,
                 x: 1.3,
