@@ -751,16 +751,26 @@ fn killed_owner_is_dead_at_once_and_pid_reuse_is_not_mistaken() {
         eprintln!("skipped pid reuse: needs root for ns_last_pid");
         return;
     }
-    for attempt in 0..20 {
+    // Other processes on the machine fork too, so the pid may go to someone else: retry
+    // (a fork right after the write wins almost always; only the winner registers).
+    for attempt in 0..500 {
         let _ = std::fs::write("/proc/sys/kernel/ns_last_pid", (a_pid - 1).to_string());
-        let mut b = spawn_role("registered", &[]);
-        let b_id =
-            liveness::OwnerId::from_raw(b.recv_line(LINE).unwrap().parse().unwrap()).unwrap();
+        let mut b = fork(move || {
+            if std::process::id() != a_pid {
+                return;
+            }
+            send_line(&liveness::current().unwrap().get().to_string());
+            let _ = recv_line(LINE);
+        });
         if b.pid() != a_pid {
-            b.kill_and_join();
-            eprintln!("pid reuse attempt {attempt}: got {} not {a_pid}", b.pid());
+            b.assert_success();
+            if attempt % 50 == 49 {
+                eprintln!("pid reuse attempt {attempt}: got {} not {a_pid}", b.pid());
+            }
             continue;
         }
+        let b_id =
+            liveness::OwnerId::from_raw(b.recv_line(LINE).unwrap().parse().unwrap()).unwrap();
         assert!(liveness::is_alive(b_id).unwrap());
         assert!(
             !liveness::is_alive(a_id).unwrap(),
