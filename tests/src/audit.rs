@@ -45,7 +45,9 @@ impl FdAudit {
         open_fds()
             .into_iter()
             .filter(|fd| {
-                !self.before.contains(fd) && fd.1 != "/proc/self/fd" && !fd.1.starts_with("/proc/")
+                // By number: the text of an fd open all along changes when its file is
+                // unlinked meanwhile ("... (deleted)").
+                !self.before.iter().any(|b| b.0 == fd.0) && !fd.1.starts_with("/proc/")
             })
             .collect()
     }
