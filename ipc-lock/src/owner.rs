@@ -5,8 +5,7 @@
 //! The state machines take the oracle as a parameter ([`Liveness`]): [`System`] in real use,
 //! a model with fake owners in the loom tests (which cannot kill a process).
 
-use std::sync::Once;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering as StdOrdering};
 use std::time::{Duration, Instant};
 
 use ipc_shm::liveness::{self, OwnerId};
@@ -15,8 +14,11 @@ use crate::error::{LockError, TryLockError};
 
 /// The first sleep of a waiter lasts at most this long before it asks whether the owner is
 /// alive; each later slice doubles, up to [`SLICE_MAX`]. A dead owner is therefore noticed
-/// within `SLICE_MAX` (plus one liveness query, ~1 µs) of its death.
-pub(crate) const SLICE_FIRST: Duration = Duration::from_millis(1);
+/// within `SLICE_MAX` (plus one liveness query, ~1 µs) of its death. (An owner already dead
+/// when the waiter arrives is noticed before it sleeps.) Not shorter: on this kind of VM a
+/// futex wait whose timeout is the CPU's next timer event (a 1 ms one is, with the idle tick
+/// stopped) costs ~15 µs more per wake-up; from ~10 ms on it costs nothing measurable.
+pub(crate) const SLICE_FIRST: Duration = Duration::from_millis(10);
 /// The longest sleep between two liveness checks of the owner.
 pub(crate) const SLICE_MAX: Duration = Duration::from_millis(32);
 
@@ -53,12 +55,14 @@ pub enum OwnerStatus {
 /// one plain load (0: not known yet). A fork handler clears it in the child, which registers
 /// afresh and gets its own id.
 static ME: AtomicU64 = AtomicU64::new(0);
-static ATFORK: Once = Once::new();
-static ATFORK_OK: AtomicBool = AtomicBool::new(false);
+/// Registration of that fork handler: 0 not yet, 1 in progress, 2 done, 3 failed. An atomic
+/// rather than a `Once`: a child forked while another thread registers inherits "in progress"
+/// with nobody to finish it, and must not block on it (it just never caches).
+static ATFORK: AtomicU8 = AtomicU8::new(0);
 
 extern "C" fn forget_me_in_child() {
     // Relaxed: the child has one thread; only an atomic store here (async-signal-safe).
-    ME.store(0, std::sync::atomic::Ordering::Relaxed);
+    ME.store(0, StdOrdering::Relaxed);
 }
 
 /// The cached owner word, if this process has one (the lock fast paths).
@@ -66,7 +70,7 @@ extern "C" fn forget_me_in_child() {
 pub(crate) fn cached_me_word() -> Option<u64> {
     // Relaxed: the id is immutable for the life of the process once stored (a forked child
     // starts from the cleared value), and it orders nothing else.
-    match ME.load(std::sync::atomic::Ordering::Relaxed) {
+    match ME.load(StdOrdering::Relaxed) {
         0 => None,
         word => Some(word),
     }
@@ -89,18 +93,20 @@ pub(crate) fn me() -> Result<u32, ipc_shm::Error> {
 
 #[cold]
 fn me_slow() -> Result<u32, ipc_shm::Error> {
-    ATFORK.call_once(|| {
-        // Relaxed: read after `call_once`, which synchronises.
-        ATFORK_OK.store(
-            crate::sys::atfork_child(forget_me_in_child).is_ok(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    });
+    // AcqRel: the winner's registration happens before its Release store of the outcome,
+    // which a later Acquire load here pairs with.
+    if ATFORK.compare_exchange(0, 1, StdOrdering::AcqRel, StdOrdering::Acquire).is_ok() {
+        let outcome = if crate::sys::atfork_child(forget_me_in_child).is_ok() { 2 } else { 3 };
+        // Release: pairs with the Acquire load below.
+        ATFORK.store(outcome, StdOrdering::Release);
+    }
     let me = liveness::current()?.get();
-    // Without the fork handler a cached id could leak into a forked child: do not cache.
-    // Relaxed: see `cached_me`.
-    if ATFORK_OK.load(std::sync::atomic::Ordering::Relaxed) {
-        ME.store(crate::raw_mutex::owner_word(me), std::sync::atomic::Ordering::Relaxed);
+    // Without the fork handler a cached id could leak into a forked child: cache only once it
+    // is registered.
+    // Acquire: pairs with the Release store above.
+    if ATFORK.load(StdOrdering::Acquire) == 2 {
+        // Relaxed: see `cached_me_word`.
+        ME.store(crate::raw_mutex::owner_word(me), StdOrdering::Relaxed);
     }
     Ok(me)
 }

@@ -222,7 +222,7 @@ impl RawRwLock {
             let i = self.claim_slot(l, me)?;
             ipc_shm::crash::point("rwlock.read.counted");
             dekker_fence();
-            // SeqCst: as in `read_acquire`.
+            // SeqCst: as in `read_fast`.
             if self.writer.state_word().load(Ordering::SeqCst) == 0 {
                 return Ok(ReadHeld(ReadKind::Slot { slot: i as u32, owner: me }));
             }
@@ -262,7 +262,7 @@ impl RawRwLock {
                     } else {
                         break;
                     };
-                    // SeqCst: the reader half of the Dekker pair, as in `read_acquire`.
+                    // SeqCst: the reader half of the Dekker pair, as in `read_fast`.
                     if slot.compare_exchange(v, new, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
                         return Ok(i);
                     }

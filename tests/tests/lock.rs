@@ -65,6 +65,15 @@ mod roles {
     }
 }
 
+/// First thing in every test: register with liveness and warm ipc-lock's owner cache on this
+/// thread. `cargo test` runs tests on threads of one process, and a child forked while another
+/// thread runs the process's first-ever registration (a one-time initialisation) would inherit
+/// it half done; once any test has finished this, no fork can land inside it.
+fn setup() {
+    liveness::current().unwrap();
+    drop(Mutex::new(0u8).lock().unwrap());
+}
+
 fn leak_check(prefix: &str) {
     let left = audit::shm_entries(prefix);
     assert!(left.is_empty(), "segments left behind: {left:?}");
@@ -161,6 +170,7 @@ unsafe impl ShmSafe for Locks {}
 
 #[test]
 fn m0_a_child_that_dies_holding_the_lock_is_reported() {
+    setup();
     let _w = watchdog(Duration::from_secs(30), "m0");
     let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
     let mut child = fork(|| {
@@ -281,6 +291,7 @@ fn peek(locks: &Locks, i: usize) -> Cell {
 #[test]
 #[allow(clippy::needless_range_loop)] // lock indices index several tables
 fn m1_kill_storm_every_death_reported_once_and_no_update_lost() {
+    setup();
     let kills = fault::rounds(200, 1000);
     assert!(kills + 8 <= MAX_CHILDREN);
     let _w = watchdog(Duration::from_secs(if fault::soak() { 1800 } else { 300 }), "m1 storm");
@@ -434,6 +445,7 @@ fn m1_kill_storm_every_death_reported_once_and_no_update_lost() {
 
 #[test]
 fn m3_a_chain_of_deaths_keeps_reporting_owner_died() {
+    setup();
     let _w = watchdog(Duration::from_secs(60), "m3 chain");
     let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
     let m = &*m;
@@ -480,6 +492,7 @@ fn m3_a_chain_of_deaths_keeps_reporting_owner_died() {
 
 #[test]
 fn m2_an_unmarked_heir_makes_it_not_recoverable_for_everyone() {
+    setup();
     let _w = watchdog(Duration::from_secs(60), "m2");
     let name = unique_name("m2-nr");
     let m = NamedMutex::create(&name, 0u64).unwrap();
@@ -601,12 +614,14 @@ fn three_parked_waiters(consistent: bool) {
 
 #[test]
 fn m4_three_parked_waiters_return_within_1s_consistent() {
+    setup();
     let _w = watchdog(Duration::from_secs(60), "m4 consistent");
     three_parked_waiters(true);
 }
 
 #[test]
 fn m4_three_parked_waiters_return_within_1s_not_consistent() {
+    setup();
     let _w = watchdog(Duration::from_secs(60), "m4 not consistent");
     three_parked_waiters(false);
 }
@@ -616,6 +631,7 @@ fn m4_three_parked_waiters_return_within_1s_not_consistent() {
 
 #[test]
 fn m6_an_owner_that_execs_is_dead_to_the_lock() {
+    setup();
     let _w = watchdog(Duration::from_secs(60), "m6 exec");
     let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
     let m = &*m;
@@ -678,6 +694,7 @@ fn expect_for(w: u64) -> Expect {
 
 #[test]
 fn m7_garbage_lock_words_never_acquire() {
+    setup();
     let _w = watchdog(Duration::from_secs(120), "m7 garbage");
     let mut rng = fault::seeded("lock garbage words");
     let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
@@ -871,6 +888,7 @@ fn peek_rw(locks: &RwLocks, i: usize) -> Cell {
 #[test]
 #[allow(clippy::needless_range_loop)] // lock indices index several tables
 fn m10_m11_rwlock_reader_and_writer_kills() {
+    setup();
     let per_role = fault::rounds(200, 1000);
     assert!(2 * per_role + 8 <= MAX_CHILDREN);
     let _w = watchdog(Duration::from_secs(if fault::soak() { 1800 } else { 300 }), "rw storm");
@@ -1033,6 +1051,7 @@ fn reads(locks: &RwLocks, i: usize, id: u32) -> bool {
 
 #[test]
 fn m12_more_reader_processes_than_slots_get_too_many_readers_never_a_hang() {
+    setup();
     let _w = watchdog(Duration::from_secs(120), "m12");
     let l = Shared::anonymous(RwLock::new(0u64)).unwrap();
     let l = &*l;
@@ -1081,6 +1100,7 @@ fn m12_more_reader_processes_than_slots_get_too_many_readers_never_a_hang() {
 
 #[test]
 fn condvar_ping_pong_across_two_processes_loses_no_wake_up() {
+    setup();
     let rounds = fault::rounds(100_000, 1_000_000) as u64;
     let _w = watchdog(Duration::from_secs(600), "condvar ping-pong");
     let s = Shared::anonymous(WithCondvar { m: Mutex::new(0), cv: Condvar::new() }).unwrap();
@@ -1118,6 +1138,7 @@ fn condvar_ping_pong_across_two_processes_loses_no_wake_up() {
 
 #[test]
 fn reentrant_owner_is_process_and_thread_not_a_tls_address() {
+    setup();
     let _w = watchdog(Duration::from_secs(60), "reentrant fork");
     let l = Shared::anonymous(RawReentrantMutex::new()).unwrap();
     let l = &*l;
@@ -1153,6 +1174,7 @@ fn reentrant_owner_is_process_and_thread_not_a_tls_address() {
 
 #[test]
 fn named_locks_are_shared_by_unrelated_processes() {
+    setup();
     let _w = watchdog(Duration::from_secs(60), "named");
     let name = unique_name("named-mutex");
     let m = NamedMutex::create(&name, 41u64).unwrap();
@@ -1204,6 +1226,7 @@ fn named_locks_are_shared_by_unrelated_processes() {
 
 #[test]
 fn file_lock_is_released_by_the_kernel_when_the_holder_dies() {
+    setup();
     let _w = watchdog(Duration::from_secs(60), "file lock");
     let path = std::env::temp_dir().join(format!("{}.lock", unique_name("filelock")));
     let p = path.clone();
@@ -1297,6 +1320,7 @@ fn crash_workload(point: &str, s: &CrashState, dead: &[u32]) {
 
 #[test]
 fn crash_points_each_pass_leave_every_lock_usable() {
+    setup();
     let _w = watchdog(Duration::from_secs(120), "crash points");
     const { assert!(ipc_shm::crash::ENABLED, "the suite is built with crash points") };
     let dead = dead_owners(3);
