@@ -168,18 +168,21 @@ impl RawRwLock {
     /// The uncontended read path: bump our slot, see no writer. `None`: take the full path.
     #[inline]
     pub(crate) fn read_fast(&self) -> Option<(u32, u32)> {
-        let me = crate::owner::cached_me()?;
+        self.read_fast_as(crate::owner::cached_me()?)
+    }
+
+    /// [`read_fast`](Self::read_fast) as owner `me`.
+    #[inline]
+    fn read_fast_as(&self, me: u32) -> Option<(u32, u32)> {
         let i = me as usize % READER_SLOTS;
         let slot = self.slot(i);
-        // Relaxed: the CAS below re-checks the value.
-        let v = slot.load(Ordering::Relaxed);
-        // Our reserved slot with room for one more (a free slot is claimed on the slow path).
-        if (v >> 32) as u32 != me || v as u32 & COUNT_MASK == COUNT_MASK {
-            return None;
-        }
-        let new = v + 1;
-        // SeqCst: the reader half of the Dekker pair (slot, then writer word).
-        if slot.compare_exchange(v, new, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+        // SeqCst: the reader half of the Dekker pair (slot, then writer word). A blind
+        // increment, checked after: only our own slot (our id, room left) counts; anything
+        // else is undone (the slow path claims a slot). Until undone, the stray count only
+        // makes a writer wait a little, never lets one in.
+        let old = slot.fetch_add(1, Ordering::SeqCst);
+        if (old >> 32) as u32 != me || old as u32 & COUNT_MASK == COUNT_MASK {
+            self.undo_enter(slot, old);
             return None;
         }
         ipc_shm::crash::point("rwlock.read.counted");
@@ -289,6 +292,31 @@ impl RawRwLock {
         } else if old as u32 == (WAITING as u32) | 1 {
             // We emptied a slot a writer waits on.
             self.wake_writer(slot, old - 1);
+        }
+    }
+
+    /// Take back a stray increment of `slot` made when it held `old`: while the slot still
+    /// has `old`'s owner and a count, ours is in it (a slot with a count is never taken over,
+    /// and a dead owner's that is reclaimed never gets that owner back). Wakes a writer if
+    /// this empties a slot it waits on, as a leaving reader would.
+    #[cold]
+    fn undo_enter(&self, slot: &AtomicU64, old: u64) {
+        // Relaxed: the CAS re-checks it.
+        let mut w = slot.load(Ordering::Relaxed);
+        loop {
+            if w >> 32 != old >> 32 || w as u32 & COUNT_MASK == 0 {
+                return; // reclaimed or taken over: our increment went with it
+            }
+            // AcqRel: as the decrement in `leave_slot`.
+            match slot.compare_exchange(w, w - 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    if w as u32 == (WAITING as u32) | 1 {
+                        self.wake_writer(slot, w - 1);
+                    }
+                    return;
+                }
+                Err(actual) => w = actual,
+            }
         }
     }
 

@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 
 use ipc_lock::model::{Liveness, OwnerStatus};
 use ipc_lock::{Condvar, Mutex, RawMutex, RawRwLock, TryLockError};
-use ipc_shm::sync::atomic::{AtomicU32, Ordering};
+use ipc_shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
-/// Model owners: ids 1..=31; `dead` has a bit per owner that died.
+/// Model owners: ids 1..=63; `dead` has a bit per owner that died.
 #[derive(Clone)]
 struct Owner {
     id: u32,
-    dead: Arc<AtomicU32>,
+    dead: Arc<AtomicU64>,
 }
 
 impl Liveness for Owner {
@@ -30,14 +30,14 @@ impl Liveness for Owner {
     fn status(&self, owner: u32) -> Result<OwnerStatus, ipc_shm::Error> {
         Ok(match owner {
             // SeqCst: the model's "kernel" view of who died; not part of the modelled code.
-            1..=31 if self.dead.load(Ordering::SeqCst) & (1 << owner) != 0 => OwnerStatus::Dead,
-            1..=31 => OwnerStatus::Alive,
+            1..=63 if self.dead.load(Ordering::SeqCst) & (1 << owner) != 0 => OwnerStatus::Dead,
+            1..=63 => OwnerStatus::Alive,
             _ => OwnerStatus::Invalid,
         })
     }
 }
 
-fn owners(dead: &Arc<AtomicU32>, id: u32) -> Owner {
+fn owners(dead: &Arc<AtomicU64>, id: u32) -> Owner {
     Owner { id, dead: dead.clone() }
 }
 
@@ -77,7 +77,7 @@ fn builder() -> loom::model::Builder {
 #[test]
 fn mutex_excludes_and_wakes() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU32::new(0));
+        let dead = Arc::new(AtomicU64::new(0));
         let m = Arc::new(RawMutex::new());
         let cell = Arc::new(UnsafeCell::new(0u32));
         let (m2, c2, o2) = (m.clone(), cell.clone(), owners(&dead, 2));
@@ -102,7 +102,7 @@ fn mutex_excludes_and_wakes() {
 #[test]
 fn mutex_two_sleepers_both_wake() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU32::new(0));
+        let dead = Arc::new(AtomicU64::new(0));
         let m = Arc::new(RawMutex::new());
         let h = m.lock_with(&owners(&dead, 1), None).unwrap();
         let ts: Vec<_> = (2..=3)
@@ -127,7 +127,7 @@ fn mutex_two_sleepers_both_wake() {
 #[test]
 fn mutex_exactly_one_heir() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU32::new(0));
+        let dead = Arc::new(AtomicU64::new(0));
         let m = Arc::new(RawMutex::new());
         let _ = m.lock_with(&owners(&dead, 1), None).unwrap(); // never unlocked
         // SeqCst: the model kernel notices the death.
@@ -164,7 +164,7 @@ fn mutex_exactly_one_heir() {
 #[test]
 fn mutex_unmarked_heir_wakes_sleepers_with_not_recoverable() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU32::new(0));
+        let dead = Arc::new(AtomicU64::new(0));
         let m = Arc::new(RawMutex::new());
         let _ = m.lock_with(&owners(&dead, 1), None).unwrap();
         // SeqCst: the model kernel notices the death.
@@ -183,8 +183,11 @@ fn mutex_unmarked_heir_wakes_sleepers_with_not_recoverable() {
 #[test]
 fn rwlock_reader_and_writer_exclude() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU32::new(0));
+        let dead = Arc::new(AtomicU64::new(0));
         let l = Arc::new(RawRwLock::new());
+        // A first read claims owner 1's slot, so the one raced below takes the fast path
+        // (a blind increment of its own slot).
+        l.unlock_read_held(l.read_with(&owners(&dead, 1), None).unwrap());
         let cell = Arc::new(UnsafeCell::new(0u32));
         let (l2, c2, o2) = (l.clone(), cell.clone(), owners(&dead, 2));
         let w = thread::spawn(move || {
@@ -206,7 +209,7 @@ fn rwlock_reader_and_writer_exclude() {
 #[test]
 fn rwlock_writer_woken_when_the_reader_leaves() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU32::new(0));
+        let dead = Arc::new(AtomicU64::new(0));
         let l = Arc::new(RawRwLock::new());
         let r = l.read_with(&owners(&dead, 1), None).unwrap();
         let (l2, o2) = (l.clone(), owners(&dead, 2));
@@ -224,7 +227,7 @@ fn rwlock_writer_woken_when_the_reader_leaves() {
 #[test]
 fn rwlock_writer_reclaims_a_dead_reader() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU32::new(0));
+        let dead = Arc::new(AtomicU64::new(0));
         let l = Arc::new(RawRwLock::new());
         let _ = l.read_with(&owners(&dead, 1), None).unwrap(); // never released
         let (l2, o2) = (l.clone(), owners(&dead, 2));
@@ -282,5 +285,37 @@ fn condvar_notify_all_wakes_both() {
         for t in ts {
             t.join().unwrap();
         }
+    });
+}
+
+/// Two owners whose preferred slot collides (33 % 32 == 1): the second one's blind increment
+/// of the first one's slot is taken back (and wakes a writer waiting on it if that empties
+/// it); both still exclude the writer.
+#[test]
+fn rwlock_slot_collision_undoes_the_stray_increment() {
+    builder().check(|| {
+        let dead = Arc::new(AtomicU64::new(0));
+        let l = Arc::new(RawRwLock::new());
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        let r1 = l.read_with(&owners(&dead, 1), None).unwrap();
+        let (l2, c2, o2) = (l.clone(), cell.clone(), owners(&dead, 2));
+        let w = thread::spawn(move || {
+            let h = l2.write_with(&o2, None).unwrap();
+            bump(&c2);
+            assert!(l2.unlock_write_held(h));
+        });
+        let (l3, c3, o33) = (l.clone(), cell.clone(), owners(&dead, 33));
+        let r = thread::spawn(move || {
+            if let Ok(h) = l3.read_with(&o33, far()) {
+                let _ = read(&c3);
+                l3.unlock_read_held(h);
+            }
+        });
+        let _ = read(&cell);
+        l.unlock_read_held(r1);
+        w.join().unwrap();
+        r.join().unwrap();
+        assert_eq!(l.reader_count(), 0);
+        assert_eq!(read(&cell), 1);
     });
 }
