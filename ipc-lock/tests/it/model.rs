@@ -266,3 +266,27 @@ fn rwlock_table_full_of_live_readers_is_too_many_readers() {
     let h = l.read_with(&world.owner(40), deadline()).unwrap();
     l.unlock_read_held(h);
 }
+
+#[test]
+fn rwlock_colliding_owners_share_the_table_correctly() {
+    // 1 and 33 prefer the same slot (33 % 32 == 1): 33's blind increment of 1's slot is taken
+    // back and 33 reads through a slot of its own; the counts stay exact.
+    let world = World::new();
+    let l = RawRwLock::new();
+    let r1 = l.read_with(&world.owner(1), None).unwrap();
+    let r1b = l.read_with(&world.owner(1), None).unwrap(); // fast path, own slot
+    let r33 = l.read_with(&world.owner(33), None).unwrap();
+    assert_eq!(l.reader_count(), 3);
+    assert_eq!(l.slot_value(1) >> 32, 1);
+    assert_eq!(l.slot_value(1) as u32, 2, "33's stray increment was not taken back");
+    assert!(matches!(
+        l.write_with(&world.owner(2), Some(Instant::now() + Duration::from_millis(20))),
+        Err(TryLockError::TimedOut)
+    ));
+    l.unlock_read_held(r1);
+    l.unlock_read_held(r33);
+    l.unlock_read_held(r1b);
+    assert_eq!(l.reader_count(), 0);
+    let w = l.write_with(&world.owner(2), deadline()).unwrap();
+    assert!(l.unlock_write_held(w));
+}
