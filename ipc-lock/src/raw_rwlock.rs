@@ -9,8 +9,10 @@
 //! | `reserved: u32` | zero |
 //! | `slots: [u64; 32]` | the reader table: `owner id << 32 \| WAITING? \| count`, the read locks (31-bit count) a process holds through the slot; bit 31 `WAITING`: a writer waits for this slot to empty. Count 0 with an owner: reserved but idle, any process may take it over |
 //!
-//! A reader bumps its process's slot (one CAS), then loads the writer word: free means it holds
-//! a read lock; otherwise it backs out and waits for the writer. A writer takes the writer
+//! A reader bumps its process's slot (one `fetch_add`, checked after: an increment of a slot
+//! that is not its own is taken back, and the first read of a process claims a slot with a
+//! CAS), then loads the writer word: free means it holds a read lock; otherwise it backs out
+//! and waits for the writer. Unlocking is one `fetch_sub`. A writer takes the writer
 //! word (so new readers back out), then waits until every slot's count is zero. The two
 //! sides form a Dekker pair (reader: slot, then writer word; writer: writer word, then slots)
 //! made sound by sequentially consistent operations, so at least one of them sees the other.
