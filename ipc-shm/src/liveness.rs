@@ -24,9 +24,8 @@
 #![allow(unsafe_code)] // the raw lease fd kept in process-global state for the fork handler
 
 use std::num::NonZeroU32;
-use std::os::fd::{AsFd, RawFd};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
 
 use crate::error::{Error, Result};
 use crate::segment::{Shm, ShmOptions};
@@ -90,14 +89,22 @@ struct Registry {
     shm: Shm,
 }
 
-static REGISTRY: OnceLock<Registry> = OnceLock::new();
+/// The registry mapping, leaked once published. An atomic pointer rather than a `OnceLock`:
+/// nothing here may block, because a fork can catch another thread half-way through and
+/// the child would wait for it forever.
+static REGISTRY: AtomicPtr<Registry> = AtomicPtr::new(std::ptr::null_mut());
 /// Our lease: an fd of our own open file description holding our slot's lock; -1 if none.
+/// Stored *before* the lock is taken, so a fork at any moment of registration leaves the
+/// child's fork handler an fd to close.
 static LEASE_FD: AtomicI32 = AtomicI32::new(-1);
 /// Our owner id; 0 if not registered (in this process: reset in a forked child).
 static OWNER: AtomicU32 = AtomicU32::new(0);
-/// Serialises registration against itself and against fork (the fork handlers take it).
+/// Serialises registration between threads; reset in a forked child (where the thread that
+/// held it does not exist).
 static REGISTERING: AtomicBool = AtomicBool::new(false);
-static ATFORK: OnceLock<Result<(), String>> = OnceLock::new();
+/// Fork handler registration: 0 not yet, `DONE`, or the pid of the process registering it.
+static ATFORK: AtomicU32 = AtomicU32::new(0);
+const DONE: u32 = u32::MAX;
 
 fn registry_name() -> String {
     match std::env::var("IPC_LIVENESS_REGISTRY") {
@@ -107,8 +114,11 @@ fn registry_name() -> String {
 }
 
 fn registry() -> Result<&'static Registry> {
-    if let Some(reg) = REGISTRY.get() {
-        return Ok(reg);
+    // Acquire: pairs with the AcqRel publication below.
+    let published = REGISTRY.load(Ordering::Acquire);
+    if !published.is_null() {
+        // SAFETY: a non-null pointer was published from a leaked Box and is never freed.
+        return Ok(unsafe { &*published });
     }
     // Not cached on failure: a transient error (EMFILE, say) does not poison the process.
     // Two threads may both open it; open_or_create is safe for that and one copy is dropped.
@@ -117,10 +127,19 @@ fn registry() -> Result<&'static Registry> {
     opts.persist(true);
     let shm = opts.open_or_create(&name, REGISTRY_LEN)?;
     shm.persist(true);
-    let _ = REGISTRY.set(Registry { name, shm });
-    REGISTRY.get().ok_or_else(|| {
-        Error::io("open liveness registry", "liveness", std::io::Error::other("lost"))
-    })
+    let mine = Box::into_raw(Box::new(Registry { name, shm }));
+    // AcqRel: publishes the registry (Release) or reads the winner's (Acquire).
+    match REGISTRY.compare_exchange(std::ptr::null_mut(), mine, Ordering::AcqRel, Ordering::Acquire)
+    {
+        // SAFETY: we just leaked `mine`; it is never freed.
+        Ok(_) => Ok(unsafe { &*mine }),
+        Err(winner) => {
+            // SAFETY: `mine` was never published, so we still own it.
+            drop(unsafe { Box::from_raw(mine) });
+            // SAFETY: the winner's pointer was published from a leaked Box, never freed.
+            Ok(unsafe { &*winner })
+        }
+    }
 }
 
 fn slot_words(reg: &Registry, slot: usize) -> Option<(&AtomicU32, &AtomicU32)> {
@@ -128,16 +147,9 @@ fn slot_words(reg: &Registry, slot: usize) -> Option<(&AtomicU32, &AtomicU32)> {
     Some((reg.shm.atomic_u32(at)?, reg.shm.atomic_u32(at + 4)?))
 }
 
-unsafe extern "C" fn before_fork() {
-    lock_registering();
-}
-
-unsafe extern "C" fn after_fork_parent() {
-    REGISTERING.store(false, Ordering::Release);
-}
-
 unsafe extern "C" fn after_fork_child() {
-    // Only async-signal-safe work: atomics and close(2).
+    // Only async-signal-safe work: atomics and close(2). Idempotent, so registering the
+    // handler twice (see `ensure_fork_handler`) is harmless.
     let fd = LEASE_FD.swap(-1, Ordering::AcqRel);
     if fd >= 0 {
         sys::close_raw(fd);
@@ -148,12 +160,46 @@ unsafe extern "C" fn after_fork_child() {
 
 fn lock_registering() {
     // Acquire: pairs with the Release stores that free it, so the holder's writes of
-    // LEASE_FD/OWNER are visible to the next holder.
+    // LEASE_FD/OWNER are visible to the next holder. The holder is a live thread of this
+    // process (a fork resets the flag in the child), so this wait is short.
     while REGISTERING
         .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
         std::thread::yield_now();
+    }
+}
+
+/// Register the fork child handler once per process image. A registration caught half-way by
+/// a fork (the state names the parent's pid) is redone in the child; the handler is
+/// idempotent, so running it twice is fine.
+fn ensure_fork_handler() -> Result<()> {
+    let me = sys::pid();
+    loop {
+        // Acquire: pairs with the Release store of DONE.
+        let state = ATFORK.load(Ordering::Acquire);
+        if state == DONE {
+            return Ok(());
+        }
+        if state == me {
+            std::thread::yield_now(); // another thread of ours is registering it
+            continue;
+        }
+        // 0, or a registration the fork caught in the parent: ours to do.
+        // Relaxed: only one claimant proceeds; DONE is published with Release.
+        if ATFORK.compare_exchange(state, me, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            continue;
+        }
+        return match sys::atfork_child(after_fork_child) {
+            Ok(()) => {
+                ATFORK.store(DONE, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                ATFORK.store(0, Ordering::Release);
+                Err(Error::io("register fork handlers for", "liveness", e))
+            }
+        };
     }
 }
 
@@ -179,14 +225,7 @@ pub fn current() -> Result<OwnerId> {
 #[cold]
 #[inline(never)]
 fn current_slow() -> Result<OwnerId> {
-    ATFORK
-        .get_or_init(|| {
-            sys::atfork(before_fork, after_fork_parent, after_fork_child).map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|msg| {
-            Error::io("register fork handlers for", "liveness", std::io::Error::other(msg.clone()))
-        })?;
+    ensure_fork_handler()?;
     let reg = registry()?;
     lock_registering();
     let result = register(reg);
@@ -201,12 +240,29 @@ fn register(reg: &Registry) -> Result<OwnerId> {
     let path = sys::shm_path(&reg.name);
     let lease =
         sys::open_existing(&path).map_err(|e| Error::io("open liveness registry", &reg.name, e))?;
+    // Into the fork handler's reach before any lock is taken on it (see LEASE_FD).
+    let lease_raw = sys::into_raw(lease);
+    LEASE_FD.store(lease_raw, Ordering::Release);
+    let result = claim_slot(reg, lease_raw);
+    if result.is_err() {
+        let fd = LEASE_FD.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            sys::close_raw(fd);
+        }
+    }
+    result
+}
+
+fn claim_slot(reg: &Registry, lease_raw: RawFd) -> Result<OwnerId> {
+    // SAFETY: `lease_raw` is our open fd; only a fork child handler closes it, and that runs
+    // in a single-threaded child, never during this call.
+    let lease = unsafe { sys::borrow_raw(lease_raw) };
     let mut seed = [0u8; 4];
     sys::random_bytes(&mut seed).map_err(|e| Error::io("register in", &reg.name, e))?;
     let start = u32::from_ne_bytes(seed) as usize;
     for i in 0..SLOTS {
         let slot = (start.wrapping_add(i)) % SLOTS;
-        let got = sys::ofd_try_lock(lease.as_fd(), LockKind::Write, LOCK_BASE + slot as u64, 1)
+        let got = sys::ofd_try_lock(lease, LockKind::Write, LOCK_BASE + slot as u64, 1)
             .map_err(|e| Error::io("register in", &reg.name, e))?;
         if !got {
             continue;
@@ -228,7 +284,6 @@ fn register(reg: &Registry) -> Result<OwnerId> {
         generation.store(new, Ordering::Release);
         pid.store(sys::pid(), Ordering::Relaxed);
         let id = (new << SLOT_BITS) | slot as u32;
-        LEASE_FD.store(sys::into_raw(lease), Ordering::Release);
         // Release: pairs with the Acquire load in `current`.
         OWNER.store(id, Ordering::Release);
         return OwnerId::from_raw(id)

@@ -247,15 +247,11 @@ pub(crate) unsafe fn borrow_raw<'a>(fd: RawFd) -> BorrowedFd<'a> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
-/// Register fork handlers (`pthread_atfork`).
-pub(crate) fn atfork(
-    prepare: unsafe extern "C" fn(),
-    parent: unsafe extern "C" fn(),
-    child: unsafe extern "C" fn(),
-) -> io::Result<()> {
-    // SAFETY: the three handlers are `extern "C"` functions that stay valid for the life of
-    // the process (they are plain functions, never unloaded).
-    let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+/// Register a fork child handler (`pthread_atfork(NULL, NULL, child)`).
+pub(crate) fn atfork_child(child: unsafe extern "C" fn()) -> io::Result<()> {
+    // SAFETY: the handler is an `extern "C"` function that stays valid for the life of the
+    // process (a plain function, never unloaded).
+    let rc = unsafe { libc::pthread_atfork(None, None, Some(child)) };
     if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
 }
 

@@ -16,6 +16,7 @@ ipc_testkit::roles! {
     "memfd-writer" => roles::memfd_writer,
     "full-dev-shm" => roles::full_dev_shm,
     "registered" => roles::registered,
+    "fork-during-first-current" => roles::fork_during_first_current,
 }
 
 const LINE: Duration = Duration::from_secs(20);
@@ -88,6 +89,26 @@ mod roles {
             }
             other => panic!("expected NoSpace, got {other:?}"),
         }
+    }
+
+    /// A fresh process: one thread makes the process's first `liveness::current()` while the
+    /// main thread forks children that each register too. A fork must never catch the
+    /// first registration half-way in a way that hangs the child.
+    pub(super) fn fork_during_first_current(_: &[String]) {
+        let t = std::thread::spawn(|| liveness::current().unwrap());
+        let mut kids: Vec<_> = (0..8)
+            .map(|_| {
+                fork(|| {
+                    let me = liveness::current().unwrap();
+                    assert!(liveness::is_alive(me).unwrap());
+                })
+            })
+            .collect();
+        let parent = t.join().unwrap();
+        for k in &mut kids {
+            k.assert_success_within(Duration::from_secs(20));
+        }
+        assert!(liveness::is_alive(parent).unwrap());
     }
 
     /// Registers with liveness, sends its owner id, waits to be killed.
@@ -819,6 +840,14 @@ fn forked_child_gets_its_own_id_and_does_not_keep_the_parent_alive() {
         assert!(liveness::is_alive(parent_id).unwrap(), "child must see its parent alive");
     });
     child.assert_success();
+}
+
+#[test]
+fn fork_during_the_first_registration_never_hangs_the_child() {
+    let _w = watchdog(Duration::from_secs(120), "fork during first registration");
+    for _ in 0..fault::rounds(12, 100) {
+        spawn_role("fork-during-first-current", &[]).assert_success_within(Duration::from_secs(60));
+    }
 }
 
 /// A grandchild made with a plain fork (no testkit, no death signal) that sleeps up to 30 s.
