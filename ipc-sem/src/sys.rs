@@ -174,39 +174,10 @@ impl Drop for RawSem {
     }
 }
 
-/// This process's owner id, cached here because `ipc_shm::liveness::current` is an
-/// out-of-line call (its registration slow path shares the frame). 0 = not cached. A fork
-/// child handler clears it so a forked child asks `current()` for its own new id.
-static OWNER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-static ATFORK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-
-extern "C" fn forget_owner_in_child() {
-    // Async-signal-safe: one atomic store. Relaxed: the child is single-threaded here.
-    OWNER.store(0, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// This process's owner id (see `OWNER`).
+/// This process's owner id. `ipc_shm::liveness::current` inlines its fast path (an atomic
+/// load) and re-registers a forked child itself, so no cache of our own is needed (the one
+/// that was here used a `OnceLock` a fork could catch half-way).
 #[inline]
 pub(crate) fn owner_id() -> Result<u32, ipc_shm::Error> {
-    // Relaxed: the value is this process's own, written by this process.
-    let cached = OWNER.load(std::sync::atomic::Ordering::Relaxed);
-    if cached != 0 {
-        return Ok(cached);
-    }
-    owner_id_slow()
-}
-
-#[cold]
-fn owner_id_slow() -> Result<u32, ipc_shm::Error> {
-    let installed = *ATFORK.get_or_init(|| {
-        // SAFETY: registers a child handler that only does an atomic store (async-signal
-        // safe), no prepare/parent handlers.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_owner_in_child)) == 0 }
-    });
-    let id = ipc_shm::liveness::current()?.get();
-    if installed {
-        // Relaxed: as in `owner_id`.
-        OWNER.store(id, std::sync::atomic::Ordering::Relaxed);
-    }
-    Ok(id)
+    ipc_shm::liveness::current().map(ipc_shm::OwnerId::get)
 }
