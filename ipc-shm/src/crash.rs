@@ -14,7 +14,9 @@ mod imp {
 
     static ANY: AtomicBool = AtomicBool::new(false);
     static ARMED: Mutex<Option<(String, u32, bool)>> = Mutex::new(None);
-    static ENV: std::sync::Once = std::sync::Once::new();
+    /// Whether IPC_CRASH was read. Not a `Once`: a fork that caught another thread inside
+    /// `call_once` would leave the child waiting for it forever. Reading twice is harmless.
+    static ENV_READ: AtomicBool = AtomicBool::new(false);
 
     pub(super) fn arm(name: &str, nth: u32, stop: bool) {
         let mut armed = ARMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -24,7 +26,11 @@ mod imp {
     }
 
     fn from_env() {
-        ENV.call_once(|| {
+        // Relaxed: a flag that only saves repeated reads of the environment.
+        if ENV_READ.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        {
             if let Ok(spec) = std::env::var("IPC_CRASH") {
                 let (spec, stop) = match spec.strip_suffix(":stop") {
                     Some(rest) => (rest.to_owned(), true),
@@ -36,7 +42,7 @@ mod imp {
                     arm(name, nth, stop);
                 }
             }
-        });
+        }
     }
 
     pub(super) fn point(name: &str) {
