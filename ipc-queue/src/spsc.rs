@@ -2,9 +2,17 @@
 //!
 //! Each side keeps its own index privately (rigtorp's SPSCQueue): the producer reads the
 //! shared `tail` only when its cached copy says the ring is full, and nobody CASes. The
-//! consumer does not poll `head` at all: every slot carries a stamp (its slot word, `READY`
-//! with the position) stored with Release after the payload, so a small message costs it one
-//! cache line; `head` is still published (after the stamp) for `len` and for checks.
+//! consumer does not read `head` at all: every slot carries a stamp (its slot word, `READY`
+//! with the position) stored with Release after the payload, and the stamp alone tells a
+//! message (`READY(pos)`) from an empty slot (the previous lap's stamp, or the first lap's
+//! free word) from a corrupt one (anything else). So a small message costs the consumer one
+//! cache line and an empty poll touches no line the producer writes. `head` is still
+//! published (after the stamp) for `len` and for a new producer's attach.
+//!
+//! Per message the producer writes payload, length and stamp (one Release store publishes)
+//! and bumps its own `head` line; the consumer checks the stamp (Acquire), copies, and frees
+//! the slot with one Release store of `tail`. The fast paths are inline; waiting, closing,
+//! refreshing the cached tail and every corruption check live in out-of-line cold paths.
 //! The roles are enforced at attach time: [`SpscQueue::sender`] and [`SpscQueue::receiver`]
 //! record the owner id of the process that holds each role, and a role whose holder died can
 //! be taken over.
@@ -284,10 +292,17 @@ fn recv_ready(r: &Region) -> bool {
     let ctrl = r.ctrl();
     // Relaxed: the consumer's own index.
     let tail = ctrl.tail.load(Ordering::Relaxed);
-    // Acquire: pairs with the producer's Release stores of the stamp and of head.
-    r.slot(tail).word.load(Ordering::Acquire) == ready(tail)
-        || ctrl.head.load(Ordering::Acquire) != tail
-        || closed(r)
+    // Acquire: pairs with the producer's Release store of the stamp. Anything but an empty
+    // slot (a message, or a word to report as corrupt) is something to do.
+    !spsc_empty_word(tail, r.slot(tail).word.load(Ordering::Acquire), r.cfg().capacity) || closed(r)
+}
+
+/// Whether `word` is what an empty slot at `pos` holds: the previous lap's stamp, or the
+/// initial free word of the first lap. (The consumer never writes slot words, so nothing
+/// else can be there while the slot waits for `pos`.)
+#[inline]
+fn spsc_empty_word(pos: u64, word: u64, capacity: u32) -> bool {
+    word == ready(pos.wrapping_sub(u64::from(capacity))) || word == ring::free_word(pos)
 }
 
 /// The stamp of a published message at `pos`.
@@ -315,31 +330,41 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// The next slot for a message of `len` bytes: the common case inline (one compare
+    /// against the cached tail), everything else out of line.
     #[inline]
     fn try_slot(&mut self, len: usize) -> std::result::Result<u64, Refused> {
+        let region = self.inner.region();
+        let cfg = region.cfg();
+        // Relaxed: checked again (Acquire) on the slow path below before reporting Closed.
+        if len > cfg.max_message as usize
+            || region.ctrl().closed.load(Ordering::Relaxed) != 0
+            || self.head.wrapping_sub(self.cached_tail) >= u64::from(cfg.capacity)
+        {
+            return self.try_slot_slow(len);
+        }
+        Ok(self.head)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn try_slot_slow(&mut self, len: usize) -> std::result::Result<u64, Refused> {
         let region = self.inner.region();
         let cfg = region.cfg();
         if len > cfg.max_message as usize {
             return Err(Refused::TooLong);
         }
         let ctrl = region.ctrl();
-        // Relaxed: checked again (Acquire) on the slow path below before reporting Closed.
+        // Relaxed: a close is seen at the latest by the wait loop's Acquire check.
         if ctrl.closed.load(Ordering::Relaxed) != 0 {
             return Err(Refused::Closed);
         }
-        if self.ops.is_multiple_of(64) {
-            self.inner.publish_cpu(Side::Send, crate::sys::my_cpu());
-        }
-        self.ops = self.ops.wrapping_add(1);
+        // Acquire: pairs with the consumer's Release store of tail: it is done with the
+        // slot we are about to overwrite.
+        self.cached_tail = ctrl.tail.load(Ordering::Acquire);
+        ring::occupancy(self.head, self.cached_tail, cfg.capacity).map_err(Refused::Corrupted)?;
         if self.head.wrapping_sub(self.cached_tail) >= u64::from(cfg.capacity) {
-            // Acquire: pairs with the consumer's Release store of tail: it is done with the
-            // slot we are about to overwrite.
-            self.cached_tail = ctrl.tail.load(Ordering::Acquire);
-            ring::occupancy(self.head, self.cached_tail, cfg.capacity)
-                .map_err(Refused::Corrupted)?;
-            if self.head.wrapping_sub(self.cached_tail) >= u64::from(cfg.capacity) {
-                return Err(Refused::Full);
-            }
+            return Err(Refused::Full);
         }
         Ok(self.head)
     }
@@ -360,18 +385,32 @@ impl Sender {
         // it follows the stamp, so head > pos implies the stamp of pos is visible.
         region.ctrl().head.store(self.head, Ordering::Release);
         region.ctrl().not_empty.notify();
+        if self.ops.is_multiple_of(64) {
+            self.inner.publish_cpu(Side::Send, crate::sys::my_cpu());
+        }
+        self.ops = self.ops.wrapping_add(1);
     }
 
+    #[inline]
     fn slot_deadline(
         &mut self,
         len: usize,
         deadline: Option<Instant>,
     ) -> std::result::Result<u64, Option<Refused>> {
         match self.try_slot(len) {
-            Ok(pos) => return Ok(pos),
-            Err(Refused::Full) => {}
-            Err(e) => return Err(Some(e)),
+            Ok(pos) => Ok(pos),
+            Err(Refused::Full) => self.wait_slot(len, deadline),
+            Err(e) => Err(Some(e)),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wait_slot(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<u64, Option<Refused>> {
         let inner = self.inner.clone();
         inner.wait_loop(Side::Send, deadline, send_ready, || match self.try_slot(len) {
             Ok(pos) => Attempt::Done(pos),
@@ -406,6 +445,7 @@ impl Sender {
     ///
     /// # Errors
     /// [`SendError::Closed`], `TooLong`, `Corrupted`.
+    #[inline]
     pub fn send<'m>(&mut self, msg: &'m [u8]) -> std::result::Result<(), SendError<&'m [u8]>> {
         match self.send_deadline(msg, None) {
             Ok(()) => Ok(()),
@@ -429,6 +469,7 @@ impl Sender {
         self.send_deadline(msg, deadline_in(timeout))
     }
 
+    #[inline]
     fn send_deadline<'m>(
         &mut self,
         msg: &'m [u8],
@@ -563,53 +604,63 @@ enum Nothing {
 }
 
 impl Receiver {
-    /// The next message's position and validated length.
+    /// The next message's position and validated length: the stamp of the slot at our
+    /// tail decides (the producer's head is not read: polling it would pull the line the
+    /// producer writes on every message). The common cases inline, the rest out of line.
     #[inline]
     fn try_next(&mut self) -> std::result::Result<(u64, usize), Nothing> {
         let region = self.inner.region();
         let cfg = region.cfg();
-        let ctrl = region.ctrl();
-        if self.ops.is_multiple_of(64) {
-            self.inner.publish_cpu(Side::Recv, crate::sys::my_cpu());
-        }
-        self.ops = self.ops.wrapping_add(1);
         let pos = self.tail;
         let slot = region.slot(pos);
         // Acquire: pairs with the producer's Release store of the stamp: payload and length
         // are visible. Loaded once.
-        if slot.word.load(Ordering::Acquire) != ready(pos) {
-            // Nothing stamped at `pos`: empty, closed, or corrupt. Ask the head.
-            // Acquire: pairs with the producer's Release store of head (after the stamp).
-            let head = ctrl.head.load(Ordering::Acquire);
-            // head == pos - 1: the producer stored the previous stamp (which we consumed) and
-            // has not stored its head yet. Nothing at `pos` either way.
-            let lagging = head.wrapping_add(1) == pos;
-            if !lagging {
-                ring::occupancy(head, pos, cfg.capacity).map_err(Nothing::Corrupted)?;
+        let word = slot.word.load(Ordering::Acquire);
+        if word == ready(pos) {
+            // Relaxed: ordered by the Acquire load of the stamp. Loaded once, checked, used.
+            let len = slot.len.load(Ordering::Relaxed);
+            if len <= cfg.max_message {
+                return Ok((pos, len as usize));
             }
-            if head == pos || lagging {
-                if !closed(region) {
-                    return Err(Nothing::Empty);
-                }
-                // Closed: one more look, a message may have landed before the close.
-                // Acquire: pairs with the Release store of the stamp.
-                if slot.word.load(Ordering::Acquire) != ready(pos) {
-                    return Err(Nothing::Closed);
-                }
-            }
-            // The head says a message is there, so its stamp must be (it precedes the head).
-            // Acquire: as above.
-            let word = slot.word.load(Ordering::Acquire);
-            if word != ready(pos) {
-                ctrl.bump(crate::region::Stat::Corrupt);
+        } else if spsc_empty_word(pos, word, cfg.capacity)
+            // Relaxed: a close is confirmed (Acquire) on the slow path.
+            && region.ctrl().closed.load(Ordering::Relaxed) == 0
+        {
+            // The previous lap's stamp (or the first lap's free word), queue open: empty.
+            return Err(Nothing::Empty);
+        }
+        self.next_slow(pos, word)
+    }
+
+    /// The slot at `pos` held `word`: not a message with a valid length. Empty, closed,
+    /// corrupt, or a message after all (the first lap's slot, or one that landed while a
+    /// close was seen).
+    #[cold]
+    #[inline(never)]
+    fn next_slow(&mut self, pos: u64, mut word: u64) -> std::result::Result<(u64, usize), Nothing> {
+        let region = self.inner.region();
+        let cfg = region.cfg();
+        let slot = region.slot(pos);
+        if word != ready(pos) {
+            if !spsc_empty_word(pos, word, cfg.capacity) {
+                region.ctrl().bump(crate::region::Stat::Corrupt);
                 return Err(Nothing::Corrupted(Corruption::SlotWord { pos, word }));
+            }
+            if !closed(region) {
+                return Err(Nothing::Empty);
+            }
+            // Closed: one more look, a message may have landed before the close.
+            // Acquire: pairs with the Release store of the stamp.
+            word = slot.word.load(Ordering::Acquire);
+            if word != ready(pos) {
+                return Err(Nothing::Closed);
             }
         }
         // Relaxed: ordered by the Acquire load of the stamp. Loaded once, checked, used.
-        let len = slot.len.load(Ordering::Relaxed);
-        match ring::check_len(len, cfg.max_message) {
+        match ring::check_len(slot.len.load(Ordering::Relaxed), cfg.max_message) {
             Ok(len) => Ok((pos, len)),
             Err(c) => {
+                region.ctrl().bump(crate::region::Stat::Corrupt);
                 self.advance(pos);
                 Err(Nothing::Corrupted(c))
             }
@@ -624,17 +675,30 @@ impl Receiver {
         // load of tail before it overwrites it.
         ctrl.tail.store(self.tail, Ordering::Release);
         ctrl.not_full.notify();
+        if self.ops.is_multiple_of(64) {
+            self.inner.publish_cpu(Side::Recv, crate::sys::my_cpu());
+        }
+        self.ops = self.ops.wrapping_add(1);
     }
 
+    #[inline]
     fn next_deadline(
         &mut self,
         deadline: Option<Instant>,
     ) -> std::result::Result<(u64, usize), Option<Nothing>> {
         match self.try_next() {
-            Ok(v) => return Ok(v),
-            Err(Nothing::Empty) => {}
-            Err(e) => return Err(Some(e)),
+            Ok(v) => Ok(v),
+            Err(Nothing::Empty) => self.wait_next(deadline),
+            Err(e) => Err(Some(e)),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wait_next(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(u64, usize), Option<Nothing>> {
         let inner = self.inner.clone();
         inner.wait_loop(Side::Recv, deadline, recv_ready, || match self.try_next() {
             Ok(v) => Attempt::Done(v),
@@ -643,6 +707,7 @@ impl Receiver {
         })
     }
 
+    #[inline]
     fn take(&mut self, (pos, len): (u64, usize), out: &mut Vec<u8>) {
         self.inner.region().read_vec(pos, len, out);
         self.advance(pos);
@@ -690,6 +755,7 @@ impl Receiver {
     ///
     /// # Errors
     /// As [`recv`](Self::recv).
+    #[inline]
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> std::result::Result<usize, RecvError> {
         let next = self.next_deadline(None).map_err(|e| RecvError::from(timeout_err(e)))?;
         self.take(next, buf);
