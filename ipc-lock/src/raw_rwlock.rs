@@ -51,11 +51,28 @@ const SPIN_STEPS: u32 = if cfg!(ipc_loom) { 0 } else { 7 };
 /// Rounds a `try_` read makes when writers keep arriving between its two looks.
 const TRY_ROUNDS: u32 = 4;
 
+/// Whether slot value `old` (read by the increment that took a count) belongs to `me` with
+/// room for that count: owner `me`, count below the maximum (`WAITING` may be set). One
+/// subtraction and one comparison: the difference has a zero high half only for owner `me`.
+#[inline(always)]
+fn own_with_room(old: u64, me: u32) -> bool {
+    old.wrapping_sub(join(me, 0)) & !WAITING < u64::from(COUNT_MASK)
+}
+
+/// Whether the decrement that read slot value `old` left nothing more to do: owner `me`, a
+/// count of at least one, no writer waiting on the slot (`WAITING` clear). One subtraction
+/// and one comparison, as in [`own_with_room`].
+#[inline(always)]
+fn left_clean(old: u64, me: u32) -> bool {
+    old.wrapping_sub(join(me, 1)) < u64::from(COUNT_MASK)
+}
+
 /// (owner, count) of a slot value (the `WAITING` mark left out).
 fn split(v: u64) -> (u32, u32) {
     ((v >> 32) as u32, v as u32 & COUNT_MASK)
 }
 
+#[inline(always)]
 fn join(owner: u32, count: u32) -> u64 {
     (u64::from(owner) << 32) | u64::from(count)
 }
@@ -167,23 +184,38 @@ impl RawRwLock {
         &self.slots[i % READER_SLOTS]
     }
 
-    /// The uncontended read path: bump our slot, see no writer. `None`: take the full path.
+    /// Reader slot `i` (wraps), for a guard that keeps it.
+    #[inline]
+    pub(crate) fn slot_ref(&self, i: u32) -> &AtomicU64 {
+        self.slot(i as usize)
+    }
+
+    /// The uncontended read path: bump our slot, see no writer. `Some((slot index, owner))`
+    /// holds a read count; `None`: take the full path.
     #[inline]
     pub(crate) fn read_fast(&self) -> Option<(u32, u32)> {
-        self.read_fast_as(crate::owner::cached_me()?)
+        let (i, _, me) = self.read_fast_as(crate::owner::cached_me()?)?;
+        Some((i, me))
+    }
+
+    /// [`read_fast`](Self::read_fast) handing back the slot itself, for guards that keep it.
+    #[inline]
+    pub(crate) fn read_fast_ref(&self) -> Option<(&AtomicU64, u32)> {
+        let (_, slot, me) = self.read_fast_as(crate::owner::cached_me()?)?;
+        Some((slot, me))
     }
 
     /// [`read_fast`](Self::read_fast) as owner `me`.
     #[inline]
-    fn read_fast_as(&self, me: u32) -> Option<(u32, u32)> {
-        let i = me as usize % READER_SLOTS;
-        let slot = self.slot(i);
+    fn read_fast_as(&self, me: u32) -> Option<(u32, &AtomicU64, u32)> {
+        let i = me % READER_SLOTS as u32;
+        let slot = &self.slots[i as usize];
         // SeqCst: the reader half of the Dekker pair (slot, then writer word). A blind
         // increment, checked after: only our own slot (our id, room left) counts; anything
         // else is undone (the slow path claims a slot). Until undone, the stray count only
         // makes a writer wait a little, never lets one in.
         let old = slot.fetch_add(1, Ordering::SeqCst);
-        if (old >> 32) as u32 != me || old as u32 & COUNT_MASK == COUNT_MASK {
+        if !own_with_room(old, me) {
             self.undo_enter(slot, old);
             return None;
         }
@@ -192,9 +224,9 @@ impl RawRwLock {
         // SeqCst: as above; it also acquires, pairing with the Release of the last writer's
         // unlock, so that writer's data is visible.
         if self.writer.state_word().load(Ordering::SeqCst) == 0 {
-            return Some((i as u32, me));
+            return Some((i, slot, me));
         }
-        self.leave_slot(i, me);
+        self.leave(slot, me);
         None
     }
 
@@ -281,13 +313,27 @@ impl RawRwLock {
     /// count reaches zero.
     #[inline]
     pub(crate) fn leave_slot(&self, i: usize, me: u32) {
-        let slot = self.slot(i);
+        self.leave(self.slot(i), me);
+    }
+
+    /// [`leave_slot`](Self::leave_slot) with the slot at hand (`slot` is one of ours).
+    #[inline]
+    pub(crate) fn leave(&self, slot: &AtomicU64, me: u32) {
         // AcqRel: Release, so our reads of the data happen before the writer's writes (it
         // acquires this value); Acquire, so a writer's WAITING mark read here synchronises
         // with it (its read of `drain` happened before our bump). Nobody else changes a slot
         // whose count is not zero except to reclaim a dead reader's, and we are alive, so one
         // decrement suffices.
         let old = slot.fetch_sub(1, Ordering::AcqRel);
+        if !left_clean(old, me) {
+            self.left_slow(slot, old, me);
+        }
+    }
+
+    /// The rest of [`leave_slot`](Self::leave_slot): a foreign slot value, or a writer to
+    /// wake.
+    #[cold]
+    fn left_slow(&self, slot: &AtomicU64, old: u64, me: u32) {
         if (old >> 32) as u32 != me || old as u32 & COUNT_MASK == 0 {
             // Not ours (a faulty peer rewrote it): put it back as it was.
             self.undo_leave(slot);
@@ -554,7 +600,9 @@ impl RawRwLock {
         self.writer.set_word_value(value);
     }
 
-    /// Read lock with a caller-supplied owner oracle (a seam for model checking).
+    /// Read lock with a caller-supplied owner oracle (a seam for model checking): the fast
+    /// path first (the blind increment of the owner's slot), then the full one, as
+    /// [`RwLock::read`](crate::RwLock::read) does with the real oracle.
     ///
     /// # Errors
     /// The raw outcome.
@@ -564,6 +612,10 @@ impl RawRwLock {
         l: &L,
         deadline: Option<Instant>,
     ) -> Result<ReadHeld, crate::TryLockError<ReadHeld>> {
+        let me = l.me().map_err(|e| RawError::from(e).into_try())?;
+        if let Some((slot, _, owner)) = self.read_fast_as(me) {
+            return Ok(ReadHeld(ReadKind::Slot { slot, owner }));
+        }
         self.read_acquire(l, deadline.map_or(Wait::Forever, Wait::Until))
             .map_err(RawError::into_try)
     }
@@ -719,6 +771,31 @@ impl RawRwLock {
             Err(_) => {
                 Self::sleep_until(wait);
                 None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-comparison checks of the read fast path agree with the field-by-field rules.
+    #[test]
+    fn fast_checks_match_the_slot_fields() {
+        let ids = [1, 2, 31, 32, 33, 0x3fff, 0x4000, 0x3fff_ffff];
+        let counts = [0, 1, 2, 1000, COUNT_MASK - 1, COUNT_MASK];
+        for &me in &ids {
+            for &owner in ids.iter().chain(&[0, me - 1, me + 1, u32::MAX]) {
+                for &count in &counts {
+                    for waiting in [0, WAITING] {
+                        let v = join(owner, count) | waiting;
+                        let room = owner == me && count < COUNT_MASK;
+                        assert_eq!(own_with_room(v, me), room, "{v:#x} as {me:#x}");
+                        let clean = owner == me && count >= 1 && waiting == 0;
+                        assert_eq!(left_clean(v, me), clean, "{v:#x} as {me:#x}");
+                    }
+                }
             }
         }
     }

@@ -7,6 +7,8 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
+use ipc_shm::sync::atomic::AtomicU64;
+
 use crate::error::{LockError, LockResult, TryLockError, TryLockResult};
 use crate::owner::{RawError, System, Wait};
 use crate::raw_mutex::Held;
@@ -79,10 +81,18 @@ impl<T> RwLock<T> {
         RwLock { raw: RawRwLock::new(), data: UnsafeCell::new(value) }
     }
 
-    fn read_outcome(&self, r: Result<ReadHeld, RawError>) -> TryReadResult<'_, T> {
+    /// The outcome of a slow read as the slot it took (or the error). The slow paths hand
+    /// back the slot rather than the finished result so that, once the public method is
+    /// inlined, the fast path's result stays in registers (a callee that writes the result
+    /// in place makes the caller build it in memory on both paths: ~10 instructions more per
+    /// read).
+    fn read_parts_outcome(
+        &self,
+        r: Result<ReadHeld, RawError>,
+    ) -> Result<(u32, u32), TryLockError<RwLockWriteGuard<'_, T>>> {
         match r {
             Ok(held) => match RawRwLock::read_parts(held) {
-                Ok((slot, owner)) => Ok(self.read_guard(slot, owner)),
+                Ok(parts) => Ok(parts),
                 Err(held) => Err(TryLockError::OwnerDied(self.write_guard(held))),
             },
             Err(e) => Err(e.into_try()),
@@ -101,8 +111,21 @@ impl<T> RwLock<T> {
         }
     }
 
-    fn read_guard(&self, slot: u32, owner: u32) -> RwLockReadGuard<'_, T> {
-        RwLockReadGuard { lock: self, slot, owner, _not_send_data: PhantomData }
+    /// A read guard from the fast path's (slot, owner), or a slow path's (slot index, owner).
+    #[inline]
+    fn read_guard<'a>(
+        &'a self,
+        fast: Option<(&'a AtomicU64, u32)>,
+        slow: impl FnOnce() -> Result<(u32, u32), TryLockError<RwLockWriteGuard<'a, T>>>,
+    ) -> TryReadResult<'a, T> {
+        let (slot, owner) = match fast {
+            Some(parts) => parts,
+            None => {
+                let (i, owner) = slow()?;
+                (self.raw.slot_ref(i), owner)
+            }
+        };
+        Ok(RwLockReadGuard { lock: self, slot, owner, _not_send_data: PhantomData })
     }
 
     /// Take a read lock, blocking.
@@ -113,20 +136,20 @@ impl<T> RwLock<T> {
     /// [`LockError::Liveness`].
     #[inline]
     pub fn read(&self) -> ReadResult<'_, T> {
-        match self.raw.read_fast() {
-            Some((slot, owner)) => Ok(self.read_guard(slot, owner)),
-            None => self.read_slow(),
-        }
+        let (slot, owner) = match self.raw.read_fast_ref() {
+            Some(parts) => parts,
+            None => {
+                let (i, owner) = self.read_slow()?;
+                (self.raw.slot_ref(i), owner)
+            }
+        };
+        Ok(RwLockReadGuard { lock: self, slot, owner, _not_send_data: PhantomData })
     }
 
     #[cold]
     #[inline(never)]
-    fn read_slow(&self) -> ReadResult<'_, T> {
-        match self.read_outcome(self.raw.read_blocking()) {
-            Ok(g) => Ok(g),
-            Err(TryLockError::OwnerDied(g)) => Err(LockError::OwnerDied(g)),
-            Err(e) => Err(busy_to_lock(e)),
-        }
+    fn read_slow(&self) -> Result<(u32, u32), LockError<RwLockWriteGuard<'_, T>>> {
+        self.read_parts_outcome(self.raw.read_blocking()).map_err(busy_to_lock)
     }
 
     /// Take a read lock if no live writer holds or waits for it now.
@@ -135,16 +158,16 @@ impl<T> RwLock<T> {
     /// [`TryLockError::WouldBlock`], otherwise as [`read`](Self::read).
     #[inline]
     pub fn try_read(&self) -> TryReadResult<'_, T> {
-        match self.raw.read_fast() {
-            Some((slot, owner)) => Ok(self.read_guard(slot, owner)),
-            None => self.try_read_slow(Wait::No),
-        }
+        self.read_guard(self.raw.read_fast_ref(), || self.try_read_slow(Wait::No))
     }
 
     #[cold]
     #[inline(never)]
-    fn try_read_slow(&self, wait: Wait) -> TryReadResult<'_, T> {
-        self.read_outcome(self.raw.read_acquire(&System, wait))
+    fn try_read_slow(
+        &self,
+        wait: Wait,
+    ) -> Result<(u32, u32), TryLockError<RwLockWriteGuard<'_, T>>> {
+        self.read_parts_outcome(self.raw.read_acquire(&System, wait))
     }
 
     /// Take a read lock, waiting at most `timeout`.
@@ -153,10 +176,9 @@ impl<T> RwLock<T> {
     /// [`TryLockError::TimedOut`], otherwise as [`read`](Self::read).
     #[inline]
     pub fn try_read_for(&self, timeout: Duration) -> TryReadResult<'_, T> {
-        match self.raw.read_fast() {
-            Some((slot, owner)) => Ok(self.read_guard(slot, owner)),
-            None => self.try_read_slow(Wait::for_duration(timeout)),
-        }
+        self.read_guard(self.raw.read_fast_ref(), || {
+            self.try_read_slow(Wait::for_duration(timeout))
+        })
     }
 
     /// Take a read lock, waiting until `deadline` at most.
@@ -165,10 +187,7 @@ impl<T> RwLock<T> {
     /// As [`try_read_for`](Self::try_read_for).
     #[inline]
     pub fn try_read_until(&self, deadline: Instant) -> TryReadResult<'_, T> {
-        match self.raw.read_fast() {
-            Some((slot, owner)) => Ok(self.read_guard(slot, owner)),
-            None => self.try_read_slow(Wait::Until(deadline)),
-        }
+        self.read_guard(self.raw.read_fast_ref(), || self.try_read_slow(Wait::Until(deadline)))
     }
 
     /// Take the write lock, blocking.
@@ -246,7 +265,8 @@ fn busy_to_lock<G>(e: TryLockError<G>) -> LockError<G> {
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockReadGuard<'a, T> {
     lock: &'a RwLock<T>,
-    slot: u32,
+    /// The reader slot holding our count (in `lock`).
+    slot: &'a AtomicU64,
     owner: u32,
     _not_send_data: PhantomData<&'a T>,
 }
@@ -265,7 +285,7 @@ impl<T> Deref for RwLockReadGuard<'_, T> {
 impl<T> Drop for RwLockReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.raw.leave_slot(self.slot as usize, self.owner);
+        self.lock.raw.leave(self.slot, self.owner);
     }
 }
 
