@@ -37,13 +37,19 @@ fn increment(m: &Mutex<u64>) -> Result<(), Fail> {
 /// Mutex lock + increment + unlock, uncontended (a second thread alive).
 pub fn mutex_op(ctx: &Ctx) -> Outcome {
     let m = Shared::anonymous(Mutex::new(0u64)).or_fail("shared mutex")?;
+    // As in `rwlock_read_op`: the lock itself, not the segment's deref, is timed.
+    let m: &Mutex<u64> = &m;
     pin(Some(0))?;
-    with_second_thread(|| time_ops(ctx, 0, || increment(&m)))
+    with_second_thread(|| time_ops(ctx, 0, || increment(m)))
 }
 
 /// RwLock read lock + read + unlock, uncontended.
 pub fn rwlock_read_op(ctx: &Ctx) -> Outcome {
     let l = Shared::anonymous(RwLock::new(0u64)).or_fail("shared rwlock")?;
+    // Deref the segment once, before timing: the peers lock a plain local, and this closure
+    // is not inlined into the timing loop, so `&Shared` would pay `Shared`'s deref (offset
+    // and pointer checks) on every operation.
+    let l: &RwLock<u64> = &l;
     pin(Some(0))?;
     with_second_thread(|| {
         time_ops(ctx, 0, || {
