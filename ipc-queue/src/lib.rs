@@ -68,8 +68,9 @@
 //!   receiver), in a named segment ([`Queue::create`], [`Queue::open`],
 //!   [`Queue::open_or_create`]) or an anonymous memfd ([`Queue::anonymous`], inherited by
 //!   children forked afterwards, or passed as an fd and adopted with [`Queue::from_shm`]).
-//!   `send`/`try_send`/`send_timeout`, `recv`/`recv_into`/`try_recv`/`recv_timeout`, `len`,
-//!   `is_empty`, `is_full`, `capacity`, `close`, [`stats`](Queue::stats).
+//!   `send`/`try_send`/`send_timeout`, `recv`/`recv_into`/`try_recv`/`try_recv_into`/
+//!   `recv_timeout`, `len`, `is_empty`, `is_full`, `capacity`, `close`,
+//!   [`stats`](Queue::stats).
 //! - Zero-copy: [`Queue::reserve`] lends a writable slot ([`SendSlot`]), `commit` publishes it,
 //!   dropping it uncommitted gives it back; [`Queue::recv_ref`] lends a committed message
 //!   ([`RecvRef`]), released on drop.

@@ -36,7 +36,7 @@ impl Model {
     /// Send, sleeping while full (`me` is the owner id recorded in the slot).
     pub fn send(&self, me: u32, msg: &[u8]) -> bool {
         loop {
-            match raw::try_reserve(&self.region, me) {
+            match raw::try_reserve(&self.region, me, msg.len(), true) {
                 Ok(pos) => {
                     self.region.write(pos, 0, msg);
                     raw::commit(&self.region, pos, msg.len());
@@ -54,7 +54,7 @@ impl Model {
 
     /// Reserve a slot and give it back without committing.
     pub fn cancel_one(&self, me: u32) -> bool {
-        match raw::try_reserve(&self.region, me) {
+        match raw::try_reserve(&self.region, me, 0, true) {
             Ok(pos) => {
                 raw::cancel(&self.region, pos, me);
                 true

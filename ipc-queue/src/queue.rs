@@ -85,6 +85,9 @@ pub(crate) struct Inner {
     pending: Mutex<Option<(u64, Instant)>>,
     /// Sampling counter for publishing our CPU (plain load/store: races only skew sampling).
     tick: AtomicU32,
+    /// MPMC: the last reservation through this handle found the queue full (then the next
+    /// one loads the slot word before its CAS). A process-local hint.
+    was_full: std::sync::atomic::AtomicBool,
 }
 
 fn shm_err<'a>(op: &'static str, name: &'a str) -> impl FnOnce(ipc_shm::Error) -> Error + 'a {
@@ -117,6 +120,7 @@ impl Inner {
             name: name.to_owned(),
             pending: Mutex::new(None),
             tick: AtomicU32::new(0),
+            was_full: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -488,9 +492,25 @@ impl Queue {
             return Err((Refused::TooLong, None));
         }
         self.inner.tick(Side::Send);
-        match raw::try_reserve(self.inner.region(), self.inner.me()) {
-            Ok(pos) => Ok(pos),
-            Err(ReserveErr::Full { pos, word }) => Err((Refused::Full, Some((pos, word)))),
+        // Claim with a direct CAS unless the queue was full lately (see `raw::try_reserve`).
+        let full = &self.inner.was_full;
+        // Relaxed: a process-local hint.
+        let direct = !full.load(std::sync::atomic::Ordering::Relaxed);
+        match raw::try_reserve(self.inner.region(), self.inner.me(), len, direct) {
+            Ok(pos) => {
+                if !direct {
+                    // Relaxed: as above.
+                    full.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(pos)
+            }
+            Err(ReserveErr::Full { pos, word }) => {
+                if direct {
+                    // Relaxed: as above.
+                    full.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err((Refused::Full, Some((pos, word))))
+            }
             Err(ReserveErr::Closed) => Err((Refused::Closed, None)),
             Err(ReserveErr::Corrupted(c)) => Err((Refused::Corrupted(c), None)),
         }
@@ -693,10 +713,20 @@ impl Queue {
     /// # Errors
     /// [`TryRecvError::Empty`], `Closed` (closed and drained), `Corrupted`.
     pub fn try_recv(&self) -> std::result::Result<Vec<u8>, TryRecvError> {
-        let c = self.try_claim().map_err(try_recv_err)?;
         let mut v = Vec::new();
-        self.take(c, &mut v);
+        self.try_recv_into(&mut v)?;
         Ok(v)
+    }
+
+    /// [`try_recv`](Self::try_recv) into `buf` (cleared first, reusing its allocation);
+    /// returns the length.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv).
+    pub fn try_recv_into(&self, buf: &mut Vec<u8>) -> std::result::Result<usize, TryRecvError> {
+        let c = self.try_claim().map_err(try_recv_err)?;
+        self.take(c, buf);
+        Ok(c.len)
     }
 
     /// Receive, waiting without limit.

@@ -12,7 +12,7 @@
 use crate::region::{Region, Stat};
 use crate::ring::{
     self, ConsumerView, Corruption, FREE, ProducerView, READING, READY, WRITING, consumer_view,
-    next_lap, pack, producer_view, unpack,
+    free_word, next_lap, pack, producer_view, unpack,
 };
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
@@ -57,8 +57,20 @@ fn closed(r: &Region) -> bool {
     r.ctrl().closed.load(Acquire) != 0
 }
 
-/// Claim the slot at the head for `me`; returns its position.
-pub(crate) fn try_reserve(r: &Region, me: u32) -> Result<u64, ReserveErr> {
+/// Claim the slot at the head for `me` (a message of `len` bytes will be written: a
+/// prefetch hint only); returns its position.
+///
+/// With `direct`, the first attempt claims with a CAS from the free word it expects instead
+/// of loading the word first: the line then crosses from the last consumer once, fetched for
+/// ownership, instead of a shared read followed by an upgrade (two round trips between
+/// cores). Callers pass `false` when the queue was recently full, where a failing CAS would
+/// take the line away from a consumer reading it.
+pub(crate) fn try_reserve(
+    r: &Region,
+    me: u32,
+    len: usize,
+    mut direct: bool,
+) -> Result<u64, ReserveErr> {
     let ctrl = r.ctrl();
     let cap = r.cfg().capacity;
     if closed(r) {
@@ -68,21 +80,34 @@ pub(crate) fn try_reserve(r: &Region, me: u32) -> Result<u64, ReserveErr> {
     let mut pos = ctrl.head.load(Relaxed);
     for _ in 0..MAX_RETRIES {
         let slot = r.slot(pos);
-        // Acquire: pairs with the Release store that freed the slot (`release`, `cancel`,
-        // `recover`), so the previous reader is done with the payload before we write it.
-        let word = slot.word.load(Acquire);
+        let word = if direct {
+            direct = false;
+            // Ask for the payload's other lines now, in parallel with the CAS: the CAS is a
+            // full barrier, so stores to lines still shared would otherwise wait for it and
+            // then each for its own invalidation round trip.
+            r.prefetch_for_write(pos, len);
+            // Acquire: pairs with the Release store that freed the slot (`release`, `cancel`,
+            // `recover`), so the previous reader is done with the payload before we write it.
+            // Acquire on failure: the word found is classified below like a loaded one.
+            match slot.word.compare_exchange(
+                free_word(pos),
+                pack(pos as u32, WRITING, me),
+                Acquire,
+                Acquire,
+            ) {
+                Ok(_) => return Ok(claimed_at(r, pos)),
+                Err(found) => found,
+            }
+        } else {
+            // Acquire: as above.
+            slot.word.load(Acquire)
+        };
         match producer_view(pos, word, cap) {
             Ok(ProducerView::Claim) => {
                 let claimed = pack(pos as u32, WRITING, me);
                 // Acquire: as the load above. Relaxed on failure: we reload.
                 match slot.word.compare_exchange(word, claimed, Acquire, Relaxed) {
-                    Ok(_) => {
-                        // Relaxed: a hint; a failure means someone helped already.
-                        let _ =
-                            ctrl.head.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
-                        ipc_shm::crash::point("queue.after_reserve");
-                        return Ok(pos);
-                    }
+                    Ok(_) => return Ok(claimed_at(r, pos)),
                     // Relaxed: hint.
                     Err(_) => pos = ctrl.head.load(Relaxed),
                 }
@@ -118,6 +143,15 @@ pub(crate) fn try_reserve(r: &Region, me: u32) -> Result<u64, ReserveErr> {
     }
     ctrl.bump(Stat::Corrupt);
     Err(ReserveErr::Corrupted(Corruption::SlotWord { pos, word: 0 }))
+}
+
+/// After a producer claimed `pos`: help the head on and return `pos`.
+#[inline]
+fn claimed_at(r: &Region, pos: u64) -> u64 {
+    // Relaxed: a hint; a failure means someone helped already.
+    let _ = r.ctrl().head.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
+    ipc_shm::crash::point("queue.after_reserve");
+    pos
 }
 
 /// Publish the claimed slot at `pos` holding `len` bytes (already written).
@@ -165,6 +199,9 @@ pub(crate) fn try_claim(r: &Region, me: u32) -> Result<Claimed, ClaimErr> {
         let view = consumer_view(pos, word, cap);
         match view {
             Ok(ConsumerView::Claim) => {
+                // Fetch the payload's other lines while the CAS below upgrades the word's
+                // line (a full barrier: loads after it would wait, then miss one by one).
+                r.prefetch_message(pos, slot);
                 let claimed = pack(pos as u32, READING, me);
                 // Acquire: pairs with the Release store in `commit`: the payload and length
                 // are visible. Relaxed on failure: we reload.

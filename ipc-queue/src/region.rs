@@ -165,6 +165,8 @@ mod imp {
     pub(crate) struct Region {
         base: NonNull<u8>,
         cfg: Config,
+        /// Whether the CPU has PREFETCHW (checked once per region).
+        prefetchw: bool,
     }
 
     // SAFETY: the region is a view of shared memory that every process and thread accesses
@@ -193,7 +195,7 @@ mod imp {
         ///    value is loaded once and checked; payload bytes are plain data).
         /// 3. `cfg` was planned or validated against `cfg.body_len`.
         pub(crate) unsafe fn new(base: NonNull<u8>, cfg: Config) -> Region {
-            Region { base, cfg }
+            Region { base, cfg, prefetchw: has_prefetchw() }
         }
 
         pub(crate) fn cfg(&self) -> &Config {
@@ -225,6 +227,65 @@ mod imp {
             let off = self.cfg.slot_offset(pos) + SLOT_HEADER;
             // off + max_message <= off_slot + stride <= body_len: inside the mapping.
             NonNull::new(self.base.as_ptr().wrapping_add(off)).unwrap_or(self.base)
+        }
+
+        /// Start to fetch, for reading, the lines of the message in the slot of `pos` past
+        /// the slot's first line (at most [`PREFETCH_LINES`]); its length is loaded as a
+        /// hint. A hint only: nothing is read through it.
+        #[inline]
+        pub(crate) fn prefetch_message(&self, pos: u64, slot: &SlotHdr) {
+            // Relaxed: a hint for the prefetch; the length used is loaded after the claim.
+            let len = slot.len.load(crate::sync::Ordering::Relaxed);
+            for line in self.later_lines(pos, len as usize) {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: a prefetch is a hint: it never faults, reads nothing into the
+                // program and writes nothing; `line` lies inside the mapping anyway.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        line.cast::<i8>(),
+                    );
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = line;
+            }
+        }
+
+        /// Start to fetch, for writing (PREFETCHW, where the CPU has it), the lines of a
+        /// `len`-byte message in the slot of `pos` past the slot's first line (at most
+        /// [`PREFETCH_LINES`]). A hint only.
+        #[inline]
+        pub(crate) fn prefetch_for_write(&self, pos: u64, len: usize) {
+            if !self.prefetchw {
+                return;
+            }
+            for line in self.later_lines(pos, len) {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: PREFETCHW (checked present by CPUID) is a hint: it never faults and
+                // changes no memory or register the program sees; `line` lies inside the
+                // mapping anyway.
+                unsafe {
+                    std::arch::asm!(
+                        "prefetchw [{line}]",
+                        line = in(reg) line,
+                        options(nostack, readonly, preserves_flags),
+                    );
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = line;
+            }
+        }
+
+        /// The cache lines after the first one of the slot of `pos` that a `len`-byte
+        /// message reaches, at most [`PREFETCH_LINES`] of them; `len` is cut to the slot.
+        #[inline]
+        fn later_lines(&self, pos: u64, len: usize) -> impl Iterator<Item = *const u8> {
+            let start = self.cfg.slot_offset(pos);
+            let end = start
+                .wrapping_add(SLOT_HEADER)
+                .wrapping_add(len.min(self.cfg.max_message as usize));
+            let first = (start | (LINE - 1)).wrapping_add(1);
+            let base = self.base.as_ptr().cast_const();
+            (first..end).step_by(LINE).take(PREFETCH_LINES).map(move |off| base.wrapping_add(off))
         }
 
         /// Copy `data` into the payload of the slot of `pos` at `at`. The caller holds the
@@ -297,6 +358,23 @@ mod imp {
             // writes it while the slice lives.
             unsafe { std::slice::from_raw_parts(self.payload(pos).as_ptr(), len) }
         }
+    }
+
+    /// A cache line.
+    const LINE: usize = 64;
+    /// Lines of a message prefetched at most (the hardware prefetcher streams longer ones).
+    const PREFETCH_LINES: usize = 4;
+
+    /// Whether the CPU has PREFETCHW (CPUID 0x8000_0001, ECX bit 8: AMD's 3DNowPrefetch,
+    /// Intel's PRFCHW). Without it the instruction is not issued.
+    #[cfg(target_arch = "x86_64")]
+    fn has_prefetchw() -> bool {
+        std::arch::x86_64::__cpuid(0x8000_0001).ecx & (1 << 8) != 0
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn has_prefetchw() -> bool {
+        false
     }
 
     /// A queue body: the mapped object and the region over it, kept together so the region
@@ -400,6 +478,12 @@ mod imp {
             #[allow(clippy::indexing_slicing)] // i < capacity == slots.len()
             &self.slots[i]
         }
+
+        /// No prefetching under loom (it adds no ordering).
+        pub(crate) fn prefetch_message(&self, _pos: u64, _slot: &SlotHdr) {}
+
+        /// No prefetching under loom (it adds no ordering).
+        pub(crate) fn prefetch_for_write(&self, _pos: u64, _len: usize) {}
 
         pub(crate) fn write(&self, pos: u64, at: usize, data: &[u8]) {
             let i = (pos & self.cfg.mask) as usize;
