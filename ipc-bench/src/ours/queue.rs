@@ -208,11 +208,8 @@ fn mpmc_recv(q: &Queue, buf: &mut Vec<u8>, mode: Mode, deadline: Instant) -> Res
             let left = deadline.saturating_duration_since(Instant::now());
             q.recv_timeout(left).map(|m| *buf = m).map_err(corrupt)
         }
-        _ => poll(deadline, "mpmc message", || match q.try_recv() {
-            Ok(m) => {
-                *buf = m;
-                Ok(Some(()))
-            }
+        _ => poll(deadline, "mpmc message", || match q.try_recv_into(buf) {
+            Ok(_) => Ok(Some(())),
             Err(TryRecvError::Empty) => Ok(None),
             Err(e) => Err(corrupt(e)),
         }),
