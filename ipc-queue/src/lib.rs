@@ -111,8 +111,9 @@
 //! where membarrier is unavailable. `close` wakes every sleeper in every process.
 //!
 //! # Where unsafe lives
-//! `region.rs` (the `&Ctrl`/`&SlotHdr` views of the mapping and payload copies), and the
-//! lending guards' `Deref` in `queue.rs` and `spsc.rs`. Everything else is
+//! `region.rs` (the `&Ctrl`/`&SlotHdr` views of the mapping, payload copies, prefetch hints),
+//! the lending guards' `Deref` in `queue.rs` and `spsc.rs`, and in `spsc.rs` taking the
+//! handles' copy of the region's fast-path view (`Region::hot`). Everything else is
 //! `#![deny(unsafe_code)]`.
 //!
 //! # Platform

@@ -360,6 +360,109 @@ mod imp {
         }
     }
 
+    /// Where a region's slots and control block are and its limits, copied into an SPSC
+    /// handle so the per-message paths do not go through the shared handle's pointer (see
+    /// [`Region::hot`]).
+    pub(crate) struct Hot {
+        base: NonNull<u8>,
+        slots: NonNull<u8>,
+        mask: u64,
+        stride: usize,
+        /// Largest message.
+        pub(crate) max: u32,
+        /// Slots.
+        pub(crate) cap: u32,
+    }
+
+    // SAFETY: as for Region: a view of shared memory accessed through atomics and the slot
+    // protocol only.
+    unsafe impl Send for Hot {}
+    // SAFETY: as above.
+    unsafe impl Sync for Hot {}
+
+    impl std::fmt::Debug for Hot {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Hot").field("cap", &self.cap).field("max", &self.max).finish()
+        }
+    }
+
+    /// The offset of a slot from the first slot: made only by [`Hot::at`], so always in range.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct At(usize);
+
+    impl Region {
+        /// The fast-path view of this region.
+        ///
+        /// # Safety
+        /// The view is used only while this region's mapping stays mapped: its holder also
+        /// holds (an `Arc` of) the owner of the mapping.
+        pub(crate) unsafe fn hot(&self) -> Hot {
+            let slots = self.base.as_ptr().wrapping_add(self.cfg.slots_offset);
+            Hot {
+                base: self.base,
+                // slots_offset < body_len: inside the mapping, not null.
+                slots: NonNull::new(slots).unwrap_or(self.base),
+                mask: self.cfg.mask,
+                stride: self.cfg.stride,
+                max: self.cfg.max_message,
+                cap: self.cfg.capacity,
+            }
+        }
+    }
+
+    impl Hot {
+        /// The slot of `pos`.
+        #[inline]
+        pub(crate) fn at(&self, pos: u64) -> At {
+            At(((pos & self.mask) as usize).wrapping_mul(self.stride))
+        }
+
+        /// The control block.
+        #[inline]
+        pub(crate) fn ctrl(&self) -> &Ctrl {
+            // SAFETY: as Region::ctrl (`hot`'s contract keeps the mapping alive).
+            unsafe { self.base.cast::<Ctrl>().as_ref() }
+        }
+
+        /// The header of the slot `at`.
+        #[inline]
+        pub(crate) fn hdr(&self, at: At) -> &SlotHdr {
+            #[allow(clippy::cast_ptr_alignment)] // slots_offset and stride are multiples of 8
+            let ptr = self.slots.as_ptr().wrapping_add(at.0).cast::<SlotHdr>();
+            // SAFETY: at.0 = (pos & mask) * stride, so the slot lies inside the body (config
+            // validated, mapping alive by `hot`'s contract); SlotHdr is atomics only.
+            unsafe { &*ptr }
+        }
+
+        /// Copy `data` into the payload of the slot `at` (held for writing); nothing if it
+        /// is longer than the maximum.
+        #[inline]
+        pub(crate) fn write(&self, at: At, data: &[u8]) {
+            if data.len() > self.max as usize {
+                return;
+            }
+            let dst = self.slots.as_ptr().wrapping_add(at.0 + SLOT_HEADER);
+            // SAFETY: len <= max_message: inside the slot's payload, inside the mapping
+            // (alive by `hot`'s contract); `data` is private memory, no overlap; the caller
+            // holds the slot.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        }
+
+        /// Replace `out`'s contents with the first `len` payload bytes of the slot `at`
+        /// (held for reading); `len` is cut to the maximum.
+        #[inline]
+        pub(crate) fn read_vec(&self, at: At, len: usize, out: &mut Vec<u8>) {
+            let len = len.min(self.max as usize);
+            let src = self.slots.as_ptr().wrapping_add(at.0 + SLOT_HEADER);
+            // SAFETY: len <= max_message: inside the slot's payload, inside the mapping
+            // (alive by `hot`'s contract); the caller holds the slot; a hostile writer can
+            // only change plain bytes of this short-lived slice.
+            let src = unsafe { std::slice::from_raw_parts(src, len) };
+            out.clear();
+            out.extend_from_slice(src);
+        }
+    }
+
     /// A cache line.
     const LINE: usize = 64;
     /// Lines of a message prefetched at most (the hardware prefetcher streams longer ones).
@@ -534,4 +637,4 @@ pub(crate) fn initialise(region: &Region, cfg: &Config, start: u64) {
 }
 
 #[cfg(not(ipc_loom))]
-pub(crate) use imp::{Mapped, init_body};
+pub(crate) use imp::{At, Hot, Mapped, init_body};

@@ -22,7 +22,7 @@
 //! consumer advances `tail` only after it is done with a message, so a consumer killed while
 //! holding a lent message ([`Receiver::recv_ref`]) leaves it in the queue: the next consumer
 //! receives it again (**at least once**, unlike the MPMC flavour's at most once).
-#![allow(unsafe_code)] // the two lending guards deref into a held slot
+#![allow(unsafe_code)] // the lending guards deref into a held slot; taking the fast-path view
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ use crate::error::{
     TrySendError,
 };
 use crate::queue::{Attempt, How, Inner, QueueOptions, Side, Stats, deadline_in};
-use crate::region::Region;
+use crate::region::{At, Hot, Region};
 use crate::ring::{self, Corruption, Flavour};
 use crate::sync::{AtomicU32, Ordering};
 
@@ -202,7 +202,9 @@ impl SpscQueue {
                 source,
             });
         }
-        Ok(Sender { inner: self.inner.clone(), head, cached_tail: tail, role, ops: 0 })
+        // SAFETY: the Sender holds `inner`, the owner of the mapping, as long as `hot`.
+        let hot = unsafe { self.inner.region().hot() };
+        Ok(Sender { inner: self.inner.clone(), hot, head, cached_tail: tail, role, ops: 0 })
     }
 
     /// Take the consumer role (see [`sender`](Self::sender)).
@@ -228,7 +230,9 @@ impl SpscQueue {
                 source,
             });
         }
-        Ok(Receiver { inner: self.inner.clone(), tail, role, ops: 0 })
+        // SAFETY: the Receiver holds `inner`, the owner of the mapping, as long as `hot`.
+        let hot = unsafe { self.inner.region().hot() };
+        Ok(Receiver { inner: self.inner.clone(), hot, tail, role, ops: 0 })
     }
 
     /// Messages in the queue.
@@ -323,6 +327,7 @@ enum Refused {
 #[derive(Debug)]
 pub struct Sender {
     inner: Arc<Inner>,
+    hot: Hot,
     head: u64,
     cached_tail: u64,
     role: u32,
@@ -334,12 +339,11 @@ impl Sender {
     /// against the cached tail), everything else out of line.
     #[inline]
     fn try_slot(&mut self, len: usize) -> std::result::Result<u64, Refused> {
-        let region = self.inner.region();
-        let cfg = region.cfg();
+        let hot = &self.hot;
         // Relaxed: checked again (Acquire) on the slow path below before reporting Closed.
-        if len > cfg.max_message as usize
-            || region.ctrl().closed.load(Ordering::Relaxed) != 0
-            || self.head.wrapping_sub(self.cached_tail) >= u64::from(cfg.capacity)
+        if len > hot.max as usize
+            || hot.ctrl().closed.load(Ordering::Relaxed) != 0
+            || self.head.wrapping_sub(self.cached_tail) >= u64::from(hot.cap)
         {
             return self.try_slot_slow(len);
         }
@@ -371,8 +375,13 @@ impl Sender {
 
     #[inline]
     fn publish(&mut self, pos: u64, len: usize) {
-        let region = self.inner.region();
-        let slot = region.slot(pos);
+        self.publish_at(self.hot.at(pos), pos, len);
+    }
+
+    /// Publish the message of `len` bytes written in the slot `at` of `pos`.
+    #[inline]
+    fn publish_at(&mut self, at: At, pos: u64, len: usize) {
+        let slot = self.hot.hdr(at);
         // Relaxed: published by the Release store of the stamp below.
         slot.len.store(len as u32, Ordering::Relaxed);
         ipc_shm::crash::point("queue.spsc.before_publish");
@@ -383,8 +392,9 @@ impl Sender {
         self.head = pos.wrapping_add(1);
         // Release: pairs with Acquire loads of head (len, checks, a new producer's attach);
         // it follows the stamp, so head > pos implies the stamp of pos is visible.
-        region.ctrl().head.store(self.head, Ordering::Release);
-        region.ctrl().not_empty.notify();
+        let ctrl = self.hot.ctrl();
+        ctrl.head.store(self.head, Ordering::Release);
+        ctrl.not_empty.notify();
         if self.ops.is_multiple_of(64) {
             self.inner.publish_cpu(Side::Send, crate::sys::my_cpu());
         }
@@ -419,6 +429,14 @@ impl Sender {
         })
     }
 
+    /// Write and publish `msg` in the slot of `pos` (ours, checked by `try_slot`).
+    #[inline]
+    fn put(&mut self, pos: u64, msg: &[u8]) {
+        let at = self.hot.at(pos);
+        self.hot.write(at, msg);
+        self.publish_at(at, pos, msg.len());
+    }
+
     /// Send without waiting.
     ///
     /// # Errors
@@ -430,8 +448,7 @@ impl Sender {
     ) -> std::result::Result<(), TrySendError<&'m [u8]>> {
         match self.try_slot(msg.len()) {
             Ok(pos) => {
-                self.inner.region().write(pos, 0, msg);
-                self.publish(pos, msg.len());
+                self.put(pos, msg);
                 Ok(())
             }
             Err(Refused::Full) => Err(TrySendError::Full(msg)),
@@ -477,8 +494,7 @@ impl Sender {
     ) -> std::result::Result<(), SendTimeoutError<&'m [u8]>> {
         match self.slot_deadline(msg.len(), deadline) {
             Ok(pos) => {
-                self.inner.region().write(pos, 0, msg);
-                self.publish(pos, msg.len());
+                self.put(pos, msg);
                 Ok(())
             }
             Err(None | Some(Refused::Full)) => Err(SendTimeoutError::Timeout(msg)),
@@ -591,6 +607,7 @@ impl DerefMut for SpscSlot<'_> {
 #[derive(Debug)]
 pub struct Receiver {
     inner: Arc<Inner>,
+    hot: Hot,
     tail: u64,
     role: u32,
     ops: u32,
@@ -609,22 +626,21 @@ impl Receiver {
     /// producer writes on every message). The common cases inline, the rest out of line.
     #[inline]
     fn try_next(&mut self) -> std::result::Result<(u64, usize), Nothing> {
-        let region = self.inner.region();
-        let cfg = region.cfg();
+        let hot = &self.hot;
         let pos = self.tail;
-        let slot = region.slot(pos);
+        let slot = hot.hdr(hot.at(pos));
         // Acquire: pairs with the producer's Release store of the stamp: payload and length
         // are visible. Loaded once.
         let word = slot.word.load(Ordering::Acquire);
         if word == ready(pos) {
             // Relaxed: ordered by the Acquire load of the stamp. Loaded once, checked, used.
             let len = slot.len.load(Ordering::Relaxed);
-            if len <= cfg.max_message {
+            if len <= hot.max {
                 return Ok((pos, len as usize));
             }
-        } else if spsc_empty_word(pos, word, cfg.capacity)
+        } else if spsc_empty_word(pos, word, hot.cap)
             // Relaxed: a close is confirmed (Acquire) on the slow path.
-            && region.ctrl().closed.load(Ordering::Relaxed) == 0
+            && hot.ctrl().closed.load(Ordering::Relaxed) == 0
         {
             // The previous lap's stamp (or the first lap's free word), queue open: empty.
             return Err(Nothing::Empty);
@@ -670,7 +686,7 @@ impl Receiver {
     #[inline]
     fn advance(&mut self, pos: u64) {
         self.tail = pos.wrapping_add(1);
-        let ctrl = self.inner.region().ctrl();
+        let ctrl = self.hot.ctrl();
         // SYNC POINT. Release: we are done reading the slot; pairs with the producer's Acquire
         // load of tail before it overwrites it.
         ctrl.tail.store(self.tail, Ordering::Release);
@@ -709,7 +725,7 @@ impl Receiver {
 
     #[inline]
     fn take(&mut self, (pos, len): (u64, usize), out: &mut Vec<u8>) {
-        self.inner.region().read_vec(pos, len, out);
+        self.hot.read_vec(self.hot.at(pos), len, out);
         self.advance(pos);
     }
 
