@@ -509,10 +509,17 @@ pub fn catalog() -> Vec<GroupSpec> {
             placement: p,
             size: 0,
             floor: Some("futex"),
-            note: "one-way; the floor is half the raw futex round trip of the same run",
+            note: "one-way; the floor is half the raw futex round trip of the same run; the raw \
+                   futex mutex row does the same handoff through the same driver as the locks",
             gap: None,
             rows: vec![
                 row("futex", "raw futex one-way (RTT/2)", Floor, floors::futex_oneway),
+                row(
+                    "futex-mutex",
+                    "raw 3-state futex mutex handoff (no robustness)",
+                    Floor,
+                    floors::futex_mutex_handoff,
+                ),
                 row("mutex", "ipc-lock Mutex handoff", Ours, ours::lock::mutex_handoff),
                 row(
                     "pthread-robust",

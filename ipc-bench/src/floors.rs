@@ -193,6 +193,38 @@ pub fn futex(ctx: &Ctx) -> Outcome {
     ping_pong(ctx, 0, echo, FutexInit { ping, pong, seq: 0, deadline })
 }
 
+/// The simplest futex mutex (Drepper's three states: 0 unlocked, 1 locked, 2 contended;
+/// untimed waits, no robustness), driven by the same handoff code as the locks: the floor of
+/// the handoff operation itself, where RTT/2 of a tight ping-pong is a different one.
+#[derive(Debug, Clone, Copy)]
+struct FutexMutex<'a>(&'a AtomicU32);
+
+impl crate::lockbench::BenchLock for FutexMutex<'_> {
+    fn with(&self, f: &mut dyn FnMut() -> Result<(), Fail>) -> Result<bool, Fail> {
+        let w = self.0;
+        // Acquire: pairs with the Release swap in unlock.
+        if w.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            // Acquire: as above.
+            while w.swap(2, Ordering::Acquire) != 0 {
+                futex::wait(w, 2, None);
+            }
+        }
+        let r = f();
+        // Release: publishes the critical section to the next owner's Acquire.
+        if w.swap(0, Ordering::Release) == 2 {
+            futex::wake_one(w);
+        }
+        r.map(|()| false)
+    }
+}
+
+/// Handoff of the raw futex mutex to a parked waiter in another process.
+pub fn futex_mutex_handoff(ctx: &Ctx) -> Outcome {
+    let shm = anon(4096)?;
+    let w = word(&shm, 0)?;
+    crate::lockbench::handoff(ctx, FutexMutex(w))
+}
+
 /// Half the raw futex round trip: the floor of a one-way handoff.
 pub fn futex_oneway(ctx: &Ctx) -> Outcome {
     futex(ctx).map(|m| m.scaled(0.5))

@@ -641,6 +641,16 @@ fn goal_specs() -> Vec<(&'static str, &'static str, Check)> {
             },
         ),
         (
+            "P8",
+            "mutex handoff (X) vs a raw futex mutex doing the same handoff",
+            Ratio {
+                num: ("lock-handoff-X", "mutex"),
+                den: ("lock-handoff-X", "futex-mutex"),
+                le: true,
+                x: 1.1,
+            },
+        ),
+        (
             "P9",
             "rwlock read uncontended vs parking_lot::RwLock read",
             Ratio {
