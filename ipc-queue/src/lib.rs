@@ -103,9 +103,11 @@
 //!   panic, an out-of-bounds copy or an allocation beyond the configured maximum message.
 //!
 //! # Waiting
-//! A waiter spins a bounded budget (~10 µs) only when the other side last ran on another CPU;
-//! when it shares our CPU it yields a few times instead (spinning would burn the time slice
-//! the peer needs), then it sleeps on a futex behind a waiter count. Notifiers wake only when
+//! A waiter spins (one `PAUSE` per look, at most 40 µs: longer than one cross-core futex
+//! wake-up on the reference VM, so a peer we just woke answers before we sleep) only when the
+//! other side last ran on another CPU; when it shares our CPU it yields a few times instead
+//! (spinning would burn the time slice the peer needs), then it sleeps on a futex behind a
+//! waiter count. Notifiers wake only when
 //! the count says someone sleeps, and pay no locked instruction for checking it: waiters issue
 //! `membarrier(GLOBAL_EXPEDITED)` on their way to sleep (see `wait.rs`), with an RMW fallback
 //! where membarrier is unavailable. `close` wakes every sleeper in every process.

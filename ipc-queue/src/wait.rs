@@ -29,7 +29,7 @@
 //! spin only burns the time slice it needs (a 1.7 µs same-core handoff became 225 µs with a
 //! 10k-iteration spin in our measurements), so we yield to it instead, then sleep.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipc_shm::futex;
 
@@ -106,26 +106,34 @@ impl Waiters {
 
 /// Whether to spin, yield or sleep while waiting for the other side.
 ///
-/// The spin is linear, not exponential: a few `PAUSE`s between two looks at the condition,
-/// so a message that arrives while we spin is seen within ~50 ns (an exponential backoff's
-/// late steps of hundreds of `PAUSE`s would add microseconds to every handoff).
+/// The spin is linear, not exponential: one `PAUSE` between two looks at the condition,
+/// as a polling caller's loop would do, so a message that arrives while we spin is seen
+/// within tens of nanoseconds (an exponential backoff's late steps of hundreds of `PAUSE`s
+/// would add microseconds to every handoff; even four `PAUSE`s per look cost a 64 B
+/// ping-pong ~0.5x of the spin floor against polling). It is bounded by time, not by a
+/// count of looks (a `PAUSE` is ~10 ns on one CPU and ~25 ns on another): [`SPIN_FOR`].
 #[derive(Debug)]
 pub(crate) struct Policy {
     spins: u32,
     yields: u32,
     same_cpu: Option<bool>,
+    /// When the spin began: read at the first look at the clock, [`CLOCK_EVERY`] looks in
+    /// (a wait that ends sooner never reads it).
+    since: Option<Instant>,
 }
 
 /// Yields before sleeping when the peer shares our CPU.
 const MAX_YIELDS: u32 = 8;
-/// `PAUSE`s between two looks while spinning (~10 ns each on the reference machine).
-const PAUSES_PER_SPIN: u32 = 4;
-/// Spins before sleeping: with the looks in between, about 10-20 µs.
-const MAX_SPINS: u32 = 256;
+/// Looks between two reads of the clock while spinning.
+const CLOCK_EVERY: u32 = 64;
+/// How long to spin, when the peer runs on another CPU, before sleeping: longer than a
+/// cross-core futex wake-up here (~30 µs one-way on the reference VM), so that the reply of
+/// a peer our message just woke still finds us spinning instead of costing a second wake-up.
+const SPIN_FOR: Duration = Duration::from_micros(40);
 
 impl Policy {
     pub(crate) fn new() -> Policy {
-        Policy { spins: 0, yields: 0, same_cpu: None }
+        Policy { spins: 0, yields: 0, same_cpu: None, since: None }
     }
 
     /// One step of busy waiting; `false` once it is time to sleep. `peer_cpu` is the CPU + 1
@@ -139,13 +147,14 @@ impl Policy {
             peer_cpu.load(Ordering::Relaxed) == my_cpu
         });
         if !same {
-            if self.spins >= MAX_SPINS {
-                return false;
+            self.spins = self.spins.wrapping_add(1);
+            if self.spins.is_multiple_of(CLOCK_EVERY) {
+                let now = Instant::now();
+                if now.duration_since(*self.since.get_or_insert(now)) >= SPIN_FOR {
+                    return false;
+                }
             }
-            self.spins += 1;
-            for _ in 0..PAUSES_PER_SPIN {
-                ipc_shm::sync::spin_loop();
-            }
+            ipc_shm::sync::spin_loop();
             return true;
         }
         if self.yields < MAX_YIELDS {
