@@ -145,8 +145,12 @@ fn spsc_rtt(ctx: &Ctx, mode: Mode) -> Outcome {
             match mode {
                 Mode::Poll => spsc_try_recv(&mut rx, &mut buf, deadline)?,
                 Mode::Block => {
+                    // A blocking receive with a deadline that reuses `buf`, as the measuring
+                    // side's `recv_into` does (`recv_timeout` allocates every message).
                     let left = deadline.saturating_duration_since(Instant::now());
-                    rx.recv_timeout(left).map(|m| buf = m).map_err(corrupt)?;
+                    let m = rx.recv_ref_timeout(left).map_err(corrupt)?;
+                    buf.clear();
+                    buf.extend_from_slice(&m);
                 }
                 Mode::ZeroCopy => {
                     let mut turns = 0u32;
