@@ -214,8 +214,13 @@ fn mpmc_send(q: &Queue, msg: &[u8], mode: Mode, deadline: Instant) -> Result<(),
 fn mpmc_recv(q: &Queue, buf: &mut Vec<u8>, mode: Mode, deadline: Instant) -> Result<(), Fail> {
     match mode {
         Mode::Block => {
+            // Deadline-bounded and reusing `buf`, like the SPSC rows (`recv_timeout` would
+            // allocate every message).
             let left = deadline.saturating_duration_since(Instant::now());
-            q.recv_timeout(left).map(|m| *buf = m).map_err(corrupt)
+            let m = q.recv_ref_timeout(left).map_err(corrupt)?;
+            buf.clear();
+            buf.extend_from_slice(&m);
+            Ok(())
         }
         _ => poll(deadline, "mpmc message", || match q.try_recv_into(buf) {
             Ok(_) => Ok(true),
