@@ -62,7 +62,7 @@ impl Connection {
     /// [`Error::MessageTooLarge`] (nothing written), [`Error::Disconnected`],
     /// [`Error::Poisoned`], [`Error::Io`].
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        self.core.send("send", &[IoSlice::new(data)], &[], Limit::Block)
+        self.core.send_one("send", data)
     }
 
     /// Send one message made of several slices (one frame, written with one `sendmsg` where

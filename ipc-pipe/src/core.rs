@@ -51,8 +51,6 @@ pub(crate) struct Core {
     pub(crate) poisoned: Option<PoisonCause>,
     /// A client without an authkey: the first frame must not be a `#CHALLENGE#`.
     pub(crate) challenge_check: bool,
-    /// Scratch for small messages sent in one piece.
-    send_buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for Core {
@@ -67,7 +65,7 @@ impl std::fmt::Debug for Core {
 }
 
 /// Messages up to this many bytes are copied behind their prefix and sent in one piece.
-const SMALL: usize = 2048;
+const SMALL: usize = sys::SMALL_BODY;
 
 fn is_disconnect(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)
@@ -82,7 +80,6 @@ impl Core {
             label: label.into(),
             poisoned: None,
             challenge_check: false,
-            send_buf: Vec::new(),
         }
     }
 
@@ -113,6 +110,7 @@ impl Core {
     }
 
     /// The error for a failed receive step (poisoning where the stream is broken).
+    #[cold]
     fn fail(&mut self, op: &'static str, f: Fail) -> Error {
         match f {
             Fail::WouldBlock => Error::Timeout { op, object: self.object(), partial: false },
@@ -213,7 +211,7 @@ impl Core {
     ) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
         if self.fast_ok(limit) {
             let mut body = Vec::new();
-            match self.reader.fast_into(self.fd.as_fd(), self.kind, &mut body) {
+            match self.reader.fast_into(self.fd.as_fd(), &mut body) {
                 Some(Ok(_)) => return Ok(Some((body, Vec::new()))),
                 Some(Err(f)) => return Err(self.fail(op, f)),
                 None => {}
@@ -226,6 +224,7 @@ impl Core {
     }
 
     /// Receive one message into `out` (its old contents are replaced; its allocation reused).
+    #[inline]
     pub(crate) fn recv_into(
         &mut self,
         op: &'static str,
@@ -233,12 +232,22 @@ impl Core {
         out: &mut Vec<u8>,
     ) -> Result<Option<usize>> {
         if self.fast_ok(limit) {
-            match self.reader.fast_into(self.fd.as_fd(), self.kind, out) {
+            match self.reader.fast_into(self.fd.as_fd(), out) {
                 Some(Ok(n)) => return Ok(Some(n)),
                 Some(Err(f)) => return Err(self.fail(op, f)),
                 None => {}
             }
         }
+        self.recv_into_general(op, limit, out)
+    }
+
+    #[inline(never)]
+    fn recv_into_general(
+        &mut self,
+        op: &'static str,
+        limit: Limit,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<usize>> {
         let Some(at) = self.locate(op, limit)? else { return Ok(None) };
         let fds = self.reader.take_into(at, out);
         self.vet(op, out, fds, FdPolicy::None)?;
@@ -258,6 +267,28 @@ impl Core {
         Ok(!ev.is_empty())
     }
 
+    /// Send one message, blocking: the hot path of `send`.
+    pub(crate) fn send_one(&mut self, op: &'static str, data: &[u8]) -> Result<()> {
+        if self.poisoned.is_none() && data.len() <= SMALL.min(self.reader.max_message) {
+            // One small message on a healthy connection: prefix and body joined on the
+            // stack, one write.
+            return match sys::send_small(self.fd.as_fd(), self.kind, data) {
+                Ok(n) if n == data.len().saturating_add(frame::SHORT_PREFIX) => Ok(()),
+                Ok(n) => {
+                    // Cut short (a signal): the rest as the general path writes it.
+                    let prefix = frame::encode_prefix(data.len());
+                    let mut iov = [IoSlice::new(prefix.as_slice()), IoSlice::new(data)];
+                    let total = data.len().saturating_add(prefix.as_slice().len());
+                    let mut rest = &mut iov[..];
+                    IoSlice::advance_slices(&mut rest, n);
+                    self.write_all(op, rest, total, n, &[], Limit::Block, false)
+                }
+                Err(e) => self.write_error(op, e, false),
+            };
+        }
+        self.send(op, &[IoSlice::new(data)], &[], Limit::Block)
+    }
+
     /// Send one frame made of `parts`, with `fds` attached to its first bytes.
     pub(crate) fn send(
         &mut self,
@@ -266,31 +297,6 @@ impl Core {
         fds: &[BorrowedFd<'_>],
         limit: Limit,
     ) -> Result<()> {
-        if let ([one], [], Limit::Block, None) = (parts, fds, limit, self.poisoned)
-            && one.len() <= SMALL.min(self.reader.max_message)
-        {
-            // The common case: one small message, blocking: prefix and body in one write.
-            let mut buf = std::mem::take(&mut self.send_buf);
-            buf.clear();
-            buf.extend_from_slice(&(one.len() as u32).to_be_bytes());
-            buf.extend_from_slice(one);
-            let r = match sys::send(
-                self.fd.as_fd(),
-                self.kind,
-                &[IoSlice::new(&buf)],
-                &[],
-                Wait::Block,
-            ) {
-                Ok(n) if n == buf.len() => Ok(()),
-                Ok(n) => {
-                    let mut rest = [IoSlice::new(buf.get(n..).unwrap_or_default())];
-                    self.write_all(op, &mut rest, buf.len(), n, &[], limit)
-                }
-                Err(e) => self.write_error(op, e, false),
-            };
-            self.send_buf = buf;
-            return r;
-        }
         self.check(op)?;
         let total = parts.iter().fold(0usize, |a, p| a.saturating_add(p.len()));
         if total > self.reader.max_message {
@@ -310,20 +316,9 @@ impl Core {
             });
         }
         let prefix = frame::encode_prefix(total);
-        // A small message goes out as one contiguous buffer (one `send`/`write`, no iovec
-        // array for the kernel to import): the copy costs less than the vectored call.
-        if total <= SMALL && parts.len() <= 4 {
-            let mut buf = std::mem::take(&mut self.send_buf);
-            buf.clear();
-            buf.extend_from_slice(prefix.as_slice());
-            for p in parts {
-                buf.extend_from_slice(p);
-            }
-            let mut one = [IoSlice::new(&buf)];
-            let r = self.write_all(op, &mut one, buf.len(), 0, fds, limit);
-            self.send_buf = buf;
-            return r;
-        }
+        let frame_len = total.saturating_add(prefix.as_slice().len());
+        // A small frame goes out as one contiguous buffer (see `sys::send_joined`).
+        let join = frame_len <= sys::JOIN_MAX;
         let mut small: [IoSlice<'_>; 3];
         let mut big: Vec<IoSlice<'_>>;
         let iov: &mut [IoSlice<'_>] = match parts {
@@ -347,7 +342,7 @@ impl Core {
                 return self.send(op, &[IoSlice::new(&joined)], fds, limit);
             }
         };
-        self.write_all(op, iov, total.saturating_add(prefix.as_slice().len()), 0, fds, limit)
+        self.write_all(op, iov, frame_len, 0, fds, limit, join)
     }
 
     /// The error for a failed write; a frame cut after `partial` bytes poisons.
@@ -362,6 +357,10 @@ impl Core {
         }
     }
 
+    /// Write the `total` bytes of one frame described by `iov`, with `fds` on its first
+    /// bytes; `join`: the frame is at most [`sys::JOIN_MAX`] bytes and its first write goes
+    /// out as one contiguous buffer.
+    #[allow(clippy::too_many_arguments)] // one private loop; a struct would only rename them
     fn write_all(
         &mut self,
         op: &'static str,
@@ -370,6 +369,7 @@ impl Core {
         already: usize,
         mut fds: &[BorrowedFd<'_>],
         limit: Limit,
+        join: bool,
     ) -> Result<()> {
         // `iov` holds the frame's bytes after the first `already` of its `total`.
         let mut written = already;
@@ -378,7 +378,12 @@ impl Core {
         let mut limit = limit;
         loop {
             let wait = if limit == Limit::Block { Wait::Block } else { Wait::Nonblocking };
-            match sys::send(self.fd.as_fd(), self.kind, iov, fds, wait) {
+            let sent = if join && written == 0 {
+                sys::send_joined(self.fd.as_fd(), self.kind, &[], iov, fds, wait)
+            } else {
+                sys::send(self.fd.as_fd(), self.kind, iov, fds, wait)
+            };
+            match sent {
                 Ok(n) => {
                     written = written.saturating_add(n);
                     if written >= total {

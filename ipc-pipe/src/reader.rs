@@ -30,6 +30,9 @@ pub(crate) const RBUF: usize = 64 * 1024;
 /// Bodies at least this long that are not yet fully buffered are read into their own
 /// allocation, skipping the copy through the read buffer.
 const DIRECT_MIN: usize = 16 * 1024;
+/// A receive into a vector with room for at least this many bytes reads the body straight
+/// into it (see [`Reader::fast_into`]).
+const DIRECT_OUT: usize = 4096;
 /// A large body grows by at most this much ahead of the bytes received.
 pub(crate) const CHUNK: usize = 1 << 20;
 
@@ -282,16 +285,13 @@ impl Reader {
         let window = self.buf.get_mut(self.end..self.end.saturating_add(limit)).unwrap_or_default();
         let got = match kind {
             Kind::Socket => sys::recv_msg(fd, window, &mut self.cmsg, wait),
-            Kind::Pipe => sys::pipe_read(fd, window).map(|n| sys::Received {
-                n,
-                fds: Vec::new(),
-                truncated: false,
-            }),
+            Kind::Pipe => sys::pipe_read(fd, window),
         };
         match got {
-            Ok(r) => {
-                let n = r.n.min(limit);
-                if !r.fds.is_empty() || r.truncated {
+            Ok(n) => {
+                let n = n.min(limit);
+                if self.cmsg.pending() {
+                    let (fds, truncated) = self.cmsg.take();
                     // Stream offset of the last byte of this read (or of the next byte, for a
                     // read of 0 bytes that still carried fds: they go to the next frame).
                     let at = self
@@ -299,7 +299,7 @@ impl Reader {
                         .saturating_add(have as u64)
                         .saturating_add(n as u64)
                         .saturating_sub(u64::from(n > 0));
-                    self.fds.push_back(FdBatch { at, fds: r.fds, truncated: r.truncated });
+                    self.fds.push_back(FdBatch { at, fds, truncated });
                 }
                 if n == 0 {
                     if have == 0 {
@@ -324,25 +324,42 @@ impl Reader {
         }
     }
 
-    /// The common case of a blocking receive, in one read: nothing buffered, no fds pending,
-    /// and the read brings one whole frame (or more) without fds. `None`: take the general
-    /// path (the read, if any, is in the buffer and accounted for).
+    /// The common case of a blocking receive on a socket, in one read: nothing buffered, no
+    /// fds pending, and the read brings one whole frame (or more) without fds. `None`: take
+    /// the general path (whatever was read is in the buffer or the large body, accounted
+    /// for, with any fds recorded against it).
+    ///
+    /// An `out` with room for at least [`DIRECT_OUT`] bytes receives the body straight into
+    /// its allocation (prefix and body in one `recvmsg` with two iovecs, no copy); a smaller
+    /// one gets the read buffer's copy.
     pub(crate) fn fast_into(
         &mut self,
         fd: BorrowedFd<'_>,
-        kind: Kind,
         out: &mut Vec<u8>,
     ) -> Option<Result<usize, Fail>> {
         if self.start != self.end || self.large.is_some() || self.exact || !self.fds.is_empty() {
             return None;
         }
-        if let Err(f) = self.fill(fd, kind, Wait::Block, frame::SHORT_PREFIX) {
-            return Some(Err(f));
+        if out.capacity() >= DIRECT_OUT {
+            return self.direct_into(fd, out);
         }
-        if !self.fds.is_empty() {
+        self.ensure_buf();
+        self.start = 0;
+        self.end = 0;
+        let n = match sys::recv_msg(fd, &mut self.buf, &mut self.cmsg, Wait::Block) {
+            Ok(n) => n.min(self.buf.len()),
+            Err(e) => return Some(Err(Self::first_read_failed(e))),
+        };
+        if n == 0 {
+            drop(self.cmsg.take());
+            return Some(Err(Fail::Disconnected));
+        }
+        self.end = n;
+        if self.cmsg.pending() {
+            self.record_fds(n);
             return None;
         }
-        let avail = self.buf.get(self.start..self.end).unwrap_or_default();
+        let avail = self.buf.get(..n).unwrap_or_default();
         let Ok(Prefix::Complete { prefix_len, body_len }) =
             frame::decode_prefix(avail, self.max_message)
         else {
@@ -352,9 +369,128 @@ impl Reader {
         let body = avail.get(prefix_len..total)?;
         out.clear();
         out.extend_from_slice(body);
-        self.start = self.start.saturating_add(total);
+        self.start = total;
         self.pos = self.pos.saturating_add(total as u64);
         Some(Ok(body_len))
+    }
+
+    /// A failed first read of a frame: nothing of it was read.
+    fn first_read_failed(e: io::Error) -> Fail {
+        if is_would_block(&e) {
+            Fail::WouldBlock
+        } else if is_reset(&e) {
+            Fail::Disconnected
+        } else {
+            Fail::Io(e)
+        }
+    }
+
+    /// Record the fds (or truncation) of a read of `n > 0` bytes that began at `self.pos`.
+    #[cold]
+    fn record_fds(&mut self, n: usize) {
+        let (fds, truncated) = self.cmsg.take();
+        // Stream offset of the last byte of the read (see the module docs).
+        let at = self.pos.saturating_add(n as u64).saturating_sub(1);
+        self.fds.push_back(FdBatch { at, fds, truncated });
+    }
+
+    /// [`fast_into`](Self::fast_into) reading the body straight into `out`'s allocation.
+    fn direct_into(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<usize, Fail>> {
+        out.clear();
+        let mut head = [0u8; frame::SHORT_PREFIX];
+        // At most a read buffer's worth: bytes past the frame must fit the read buffer.
+        let n = match sys::recv_msg_spare(fd, &mut head, out, RBUF, &mut self.cmsg, Wait::Block) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(Self::first_read_failed(e))),
+        };
+        if n == 0 {
+            drop(self.cmsg.take());
+            return Some(Err(Fail::Disconnected));
+        }
+        let control = self.cmsg.pending();
+        let frame_start = self.pos;
+        if control {
+            self.record_fds(n);
+        }
+        let (prefix_len, body_len) = match frame::decode_prefix(&head, self.max_message) {
+            _ if n < frame::SHORT_PREFIX => {
+                // Not even the prefix: to the read buffer, as `fill` would have it.
+                self.buffer_read(head.get(..n).unwrap_or_default(), out);
+                return None;
+            }
+            Err(e) => return Some(Err(Fail::Frame(e))),
+            Ok(Prefix::Complete { prefix_len, body_len }) => (prefix_len, body_len),
+            Ok(Prefix::Incomplete { .. }) => {
+                // The long form: its 8 length bytes came first in `out`.
+                let mut long = [0u8; frame::LONG_PREFIX];
+                let (a, b) = long.split_at_mut(frame::SHORT_PREFIX);
+                a.copy_from_slice(&head);
+                let Some(len_bytes) = out.get(..frame::LONG_PREFIX - frame::SHORT_PREFIX) else {
+                    self.buffer_read(&head, out);
+                    return None;
+                };
+                b.copy_from_slice(len_bytes);
+                match frame::decode_prefix(&long, self.max_message) {
+                    Err(e) => return Some(Err(Fail::Frame(e))),
+                    Ok(Prefix::Complete { prefix_len, body_len }) => {
+                        out.drain(..frame::LONG_PREFIX - frame::SHORT_PREFIX);
+                        (prefix_len, body_len)
+                    }
+                    Ok(Prefix::Incomplete { .. }) => {
+                        self.buffer_read(&head, out);
+                        return None;
+                    }
+                }
+            }
+        };
+        if out.len() > body_len {
+            // Bytes of the next frames (at most RBUF of them): to the read buffer.
+            self.ensure_buf();
+            let extra = out.get(body_len..).unwrap_or_default();
+            let Some(dst) = self.buf.get_mut(..extra.len()) else {
+                // Cannot happen (the read took at most RBUF bytes); refuse rather than drop.
+                return Some(Err(Fail::Io(io::Error::other("read past the read buffer"))));
+            };
+            dst.copy_from_slice(extra);
+            self.start = 0;
+            self.end = extra.len();
+            out.truncate(body_len);
+        }
+        let frame_end =
+            frame_start.saturating_add(prefix_len as u64).saturating_add(body_len as u64);
+        if out.len() == body_len && !control {
+            self.pos = frame_end;
+            return Some(Ok(body_len));
+        }
+        // A partial frame, or one that came with fds to vet: the general path takes it on
+        // as a large body (complete or not), read on straight into this allocation.
+        std::mem::swap(&mut self.body, out);
+        out.clear();
+        self.pos =
+            frame_start.saturating_add(prefix_len as u64).saturating_add(self.body.len() as u64);
+        self.large = Some(Large { prefix_len, len: body_len, frame_start });
+        None
+    }
+
+    /// Put a read that ended inside a prefix (`head`, then the bytes in `out`) in the read
+    /// buffer, where the general path continues it.
+    fn buffer_read(&mut self, head: &[u8], out: &mut Vec<u8>) {
+        self.ensure_buf();
+        let mut end = 0usize;
+        for part in [head, out.as_slice()] {
+            let at = end;
+            end = end.saturating_add(part.len());
+            if let Some(dst) = self.buf.get_mut(at..end) {
+                dst.copy_from_slice(part);
+            }
+        }
+        self.start = 0;
+        self.end = end;
+        out.clear();
     }
 
     /// Take the located frame: its body goes into `out` (replacing its contents; a large body

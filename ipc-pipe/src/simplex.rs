@@ -54,7 +54,7 @@ impl Sender {
     /// # Errors
     /// [`Error::MessageTooLarge`], [`Error::Disconnected`], [`Error::Poisoned`], [`Error::Io`].
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        self.core.send("send", &[IoSlice::new(data)], &[], Limit::Block)
+        self.core.send_one("send", data)
     }
 
     /// Send one message made of several slices.

@@ -2,7 +2,7 @@
 //! poll and credentials. Every wrapper retries `EINTR`; non-blocking forms use per-call flags
 //! (`MSG_DONTWAIT`, `RWF_NOWAIT`) so the fd itself stays blocking and the plain blocking calls
 //! cost exactly one syscall.
-#![allow(unsafe_code)] // recvmsg + CMSG parsing, Vec::set_len after a read into spare capacity, getsockopt(SO_PEERCRED)
+#![allow(unsafe_code)] // recvmsg + CMSG parsing, Vec::set_len after a read into spare capacity, a stack buffer joining a small frame, getsockopt(SO_PEERCRED)
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
@@ -40,14 +40,6 @@ pub(crate) const MAX_FDS: usize = 253;
 /// Bytes of control buffer that hold [`MAX_FDS`] fds.
 pub(crate) const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
 
-/// One receive: bytes read, fds that came with them, and whether the control data was cut.
-#[derive(Debug)]
-pub(crate) struct Received {
-    pub(crate) n: usize,
-    pub(crate) fds: Vec<OwnedFd>,
-    pub(crate) truncated: bool,
-}
-
 fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> io::Result<T> {
     loop {
         match f() {
@@ -82,47 +74,132 @@ pub(crate) fn grow_pipe(fd: BorrowedFd<'_>, want: usize) -> usize {
     rustix::pipe::fcntl_getpipe_size(fd).unwrap_or(65536)
 }
 
-/// A control-message buffer for [`recv_msg`], aligned for `cmsghdr`, holding [`MAX_FDS`] fds.
+/// A control-message buffer for [`recv_msg`], aligned for `cmsghdr`, holding [`MAX_FDS`] fds,
+/// and what the last read left in it: fds not yet taken (closed if dropped or read over).
 #[derive(Debug)]
 pub(crate) struct Cmsg {
     words: Box<[u64]>,
+    /// Bytes of control data the last read left in `words`.
+    len: usize,
+    /// The last read came with `MSG_CTRUNC`.
+    truncated: bool,
 }
 
 impl Cmsg {
     pub(crate) fn new(with_room: bool) -> Cmsg {
         let words = if with_room { CMSG_SPACE.div_ceil(8) } else { 0 };
-        Cmsg { words: vec![0u64; words].into_boxed_slice() }
+        Cmsg { words: vec![0u64; words].into_boxed_slice(), len: 0, truncated: false }
+    }
+
+    /// Whether the last read brought fds or had its control data cut (to [`take`](Self::take)).
+    pub(crate) fn pending(&self) -> bool {
+        self.len > 0 || self.truncated
+    }
+
+    /// The fds of the last read (now owned by the caller) and whether its control data was
+    /// cut (`MSG_CTRUNC`).
+    #[cold]
+    pub(crate) fn take(&mut self) -> (Vec<OwnedFd>, bool) {
+        let mut fds = Vec::new();
+        if self.len > 0 {
+            // SAFETY: `msghdr` is plain data; all-zero is a valid value.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_control = self.words.as_mut_ptr().cast();
+            msg.msg_controllen = self.len.min(std::mem::size_of_val(&*self.words));
+            take_fds(&msg, &mut fds);
+        }
+        let truncated = self.truncated;
+        self.len = 0;
+        self.truncated = false;
+        (fds, truncated)
     }
 }
 
-/// `recvmsg` into `buf`, taking any `SCM_RIGHTS` fds (`MSG_CMSG_CLOEXEC`) into
-/// `Received::fds`. libc directly: rustix's `recvmsg` also fetches and decodes a peer address
-/// and walks its ancillary buffer twice, a measurable cost on the hot path of every message;
-/// here the control data is looked at only when the kernel put some there.
+impl Drop for Cmsg {
+    fn drop(&mut self) {
+        if self.pending() {
+            drop(self.take());
+        }
+    }
+}
+
+/// `recvmsg` into `buf`, offering `cmsg` for `SCM_RIGHTS` fds (`MSG_CMSG_CLOEXEC`); returns
+/// the bytes read, and any fds wait in `cmsg` ([`Cmsg::take`]). libc directly: rustix's
+/// `recvmsg` also fetches and decodes a peer address and walks its ancillary buffer twice, a
+/// measurable cost on the hot path of every message; here the control data is looked at only
+/// when the kernel put some there.
 pub(crate) fn recv_msg(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
     cmsg: &mut Cmsg,
     wait: Wait,
-) -> io::Result<Received> {
+) -> io::Result<usize> {
+    let mut iov = [libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() }];
+    // SAFETY: the iovec covers `buf`, writable and exclusively borrowed for the call.
+    unsafe { recv_iov(fd, &mut iov, cmsg, wait) }
+}
+
+/// `recvmsg` into `head` and then into up to `max` bytes of the spare capacity of `vec`
+/// (appended to `vec`), with the control data handled as in [`recv_msg`]: a frame's prefix
+/// lands in `head` and its body straight in the caller's vector, in one call. Returns the
+/// bytes of both.
+pub(crate) fn recv_msg_spare(
+    fd: BorrowedFd<'_>,
+    head: &mut [u8],
+    vec: &mut Vec<u8>,
+    max: usize,
+    cmsg: &mut Cmsg,
+    wait: Wait,
+) -> io::Result<usize> {
+    let spare = vec.spare_capacity_mut();
+    let take = spare.len().min(max);
+    let mut iov = [
+        libc::iovec { iov_base: head.as_mut_ptr().cast(), iov_len: head.len() },
+        libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: take },
+    ];
+    // SAFETY: the iovecs cover `head` and the first `take` bytes of `vec`'s spare capacity,
+    // all writable and exclusively borrowed for the call.
+    let n = unsafe { recv_iov(fd, &mut iov, cmsg, wait) }?;
+    let body = n.saturating_sub(head.len()).min(take);
+    let new_len = vec.len().saturating_add(body);
+    // SAFETY: the kernel filled the iovecs in order, so the first `body` bytes of the spare
+    // capacity (at most `take`, within the capacity) are initialised.
+    unsafe { vec.set_len(new_len) };
+    Ok(n)
+}
+
+/// The `recvmsg` behind [`recv_msg`] and [`recv_msg_spare`].
+///
+/// # Safety
+/// Every iovec must describe memory writable for its whole length and not otherwise
+/// accessed during the call.
+unsafe fn recv_iov(
+    fd: BorrowedFd<'_>,
+    iov: &mut [libc::iovec],
+    cmsg: &mut Cmsg,
+    wait: Wait,
+) -> io::Result<usize> {
+    if cmsg.pending() {
+        // fds nobody took: closed, never overwritten.
+        drop(cmsg.take());
+    }
     let mut flags = libc::MSG_CMSG_CLOEXEC;
     if wait == Wait::Nonblocking {
         flags |= libc::MSG_DONTWAIT;
     }
     let control_len = std::mem::size_of_val(&*cmsg.words);
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     // SAFETY: `msghdr` is plain data (pointers and integers); all-zero is a valid value
     // (no name, no iovecs, no control buffer).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len();
     let n = loop {
         msg.msg_control = cmsg.words.as_mut_ptr().cast();
         msg.msg_controllen = control_len;
         msg.msg_flags = 0;
-        // SAFETY: `msg` points at one iovec covering `buf` (writable, `buf.len()` bytes) and
-        // at the control buffer of `control_len` bytes, both alive and exclusively borrowed
-        // for the call; the kernel writes within those bounds and updates `msg`.
+        // SAFETY: `msg` points at the caller's iovecs (writable memory, by this function's
+        // contract) and at the control buffer of `control_len` bytes, alive and exclusively
+        // borrowed for the call; the kernel writes within those bounds and updates `msg`.
         let r = unsafe { libc::recvmsg(fd.as_raw_fd(), &raw mut msg, flags) };
         if r >= 0 {
             break r.unsigned_abs();
@@ -132,18 +209,15 @@ pub(crate) fn recv_msg(
             return Err(e);
         }
     };
-    let truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
-    let mut fds = Vec::new();
-    if msg.msg_controllen > 0 {
-        take_fds(&msg, &mut fds);
-    }
-    Ok(Received { n, fds, truncated })
+    cmsg.len = msg.msg_controllen;
+    cmsg.truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
+    Ok(n)
 }
 
 /// Take ownership of every fd in the `SCM_RIGHTS` messages of `msg`'s control data.
 fn take_fds(msg: &libc::msghdr, fds: &mut Vec<OwnedFd>) {
-    // SAFETY: `msg` was filled by a successful `recvmsg`: `msg_control`/`msg_controllen`
-    // describe the control data the kernel wrote (CMSG_FIRSTHDR checks the length).
+    // SAFETY: `msg_control`/`msg_controllen` describe the control data a successful
+    // `recvmsg` wrote into a `Cmsg` (CMSG_FIRSTHDR checks the length).
     let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
     while !c.is_null() {
         // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return null or a pointer to a complete, aligned
@@ -215,6 +289,64 @@ pub(crate) fn pipe_read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize>
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     let flags = retry(|| rustix::fs::fcntl_getfl(fd))?;
     retry(|| rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK))
+}
+
+/// The longest body [`send_small`] takes.
+pub(crate) const SMALL_BODY: usize = 2048;
+
+/// Send one frame holding `body` (at most [`SMALL_BODY`] bytes, so its prefix is the short
+/// one) as one blocking `send`/`write` of one contiguous buffer on the stack: the hot path
+/// of a small message. Returns the bytes written (of `4 + body.len()`); may be fewer only if
+/// a signal interrupted a blocking write midway.
+pub(crate) fn send_small(fd: BorrowedFd<'_>, kind: Kind, body: &[u8]) -> io::Result<usize> {
+    const PREFIX: usize = crate::frame::SHORT_PREFIX;
+    let mut space = [MaybeUninit::<u8>::uninit(); PREFIX + SMALL_BODY];
+    let len = body.len().min(SMALL_BODY);
+    // `len` fits an i32: the short prefix.
+    let prefix = (len as u32).to_be_bytes();
+    let (head, tail) = space.split_at_mut(PREFIX);
+    // SAFETY: `head` is PREFIX writable bytes; `tail` has room for `len <= SMALL_BODY`
+    // bytes; neither overlaps `prefix` or `body` (a local array is borrowed from nowhere).
+    unsafe { std::ptr::copy_nonoverlapping(prefix.as_ptr(), head.as_mut_ptr().cast(), PREFIX) };
+    // SAFETY: as above.
+    unsafe { std::ptr::copy_nonoverlapping(body.as_ptr(), tail.as_mut_ptr().cast(), len) };
+    // SAFETY: the first `PREFIX + len` bytes of `space` were written above.
+    let frame = unsafe { std::slice::from_raw_parts(space.as_ptr().cast::<u8>(), PREFIX + len) };
+    match kind {
+        Kind::Socket => retry(|| rustix::net::send(fd, frame, SendFlags::NOSIGNAL)),
+        Kind::Pipe => retry(|| rustix::io::write(fd, frame)),
+    }
+}
+
+/// Frames of at most this many bytes (prefix included) are sent by [`send_joined`].
+pub(crate) const JOIN_MAX: usize = 2048 + crate::frame::MAX_PREFIX;
+
+/// Write `prefix` and `parts` once, as [`send`] does, after copying them into one buffer on
+/// the stack (at most [`JOIN_MAX`] bytes are taken): one `send`/`write` of one contiguous
+/// buffer costs the kernel less than a vectored call importing an iovec array, and the copy
+/// of a small frame less than either; the stack is already in the cache, a scratch vector
+/// would not be. Returns the bytes written (of the joined frame).
+pub(crate) fn send_joined(
+    fd: BorrowedFd<'_>,
+    kind: Kind,
+    prefix: &[u8],
+    parts: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    wait: Wait,
+) -> io::Result<usize> {
+    let mut space = [MaybeUninit::<u8>::uninit(); JOIN_MAX];
+    let mut len = 0usize;
+    for part in std::iter::once(prefix).chain(parts.iter().map(|p| &**p)) {
+        let Some(room) = space.get_mut(len..) else { break };
+        let take = part.len().min(room.len());
+        // SAFETY: `part` is readable for `take` bytes and `room` writable for at least as
+        // many; a local array never overlaps a borrowed slice.
+        unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), room.as_mut_ptr().cast(), take) };
+        len = len.saturating_add(take);
+    }
+    // SAFETY: the first `len` bytes of `space` (`len <= JOIN_MAX`) were written above.
+    let joined = unsafe { std::slice::from_raw_parts(space.as_ptr().cast::<u8>(), len) };
+    send(fd, kind, &[IoSlice::new(joined)], fds, wait)
 }
 
 /// Write `iov` (with `fds` as `SCM_RIGHTS` on a socket) once; returns the bytes written.

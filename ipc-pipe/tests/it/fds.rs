@@ -80,3 +80,45 @@ fn fds_where_none_were_expected_are_closed_and_reported() {
     let mut buf = Vec::new();
     assert!(matches!(b.recv_into(&mut buf), Err(Error::UnexpectedFds { count: 1, .. })));
 }
+
+#[test]
+fn fds_are_matched_to_their_frame_when_received_into_a_roomy_vector() {
+    // In a forked child: the fd audit needs a process no other test opens fds in.
+    ipc_testkit::fork(roomy_vector_body).assert_success();
+}
+
+fn roomy_vector_body() {
+    let audit = ipc_testkit::audit::FdAudit::new();
+    let (mut a, mut b) = pipe().unwrap();
+    let f = std::fs::File::open("/dev/null").unwrap();
+    // A plain frame and one with fds, both queued before the read that takes them together.
+    a.send(b"plain").unwrap();
+    a.send_fds(b"with fds", &[f.as_fd(), f.as_fd(), f.as_fd()]).unwrap();
+    a.send(b"after").unwrap();
+    let mut buf = Vec::with_capacity(1 << 16);
+    assert_eq!(b.recv_into(&mut buf).unwrap(), 5);
+    assert_eq!(buf, b"plain");
+    assert!(matches!(b.recv_into(&mut buf), Err(Error::UnexpectedFds { count: 3, .. })));
+    assert_eq!(b.recv_into(&mut buf).unwrap(), 5);
+    assert_eq!(buf, b"after");
+    // The first read of a frame carrying fds, alone.
+    a.send_fds(b"alone", &[f.as_fd()]).unwrap();
+    assert!(matches!(b.recv_into(&mut buf), Err(Error::UnexpectedFds { count: 1, .. })));
+    // A body larger than the vector, with fds.
+    let big = vec![9u8; 100_000];
+    a.send_fds(&big, &[f.as_fd()]).unwrap();
+    a.send(b"end").unwrap();
+    let mut small = Vec::with_capacity(4096);
+    assert!(matches!(b.recv_into(&mut small), Err(Error::UnexpectedFds { count: 1, .. })));
+    assert_eq!(b.recv_into(&mut small).unwrap(), 3);
+    assert_eq!(small, b"end");
+    // And recv_fds still takes what was meant for it.
+    a.send(b"one").unwrap();
+    a.send_fds(b"two", &[f.as_fd()]).unwrap();
+    let (m, fds) = b.recv_fds().unwrap();
+    assert_eq!((m.as_slice(), fds.len()), (&b"one"[..], 0));
+    let (m, fds) = b.recv_fds().unwrap();
+    assert_eq!((m.as_slice(), fds.len()), (&b"two"[..], 1));
+    drop((fds, a, b, f));
+    audit.assert_clean("roomy recv_into");
+}

@@ -77,20 +77,56 @@ fn pure(bytes: &[u8], max: usize) -> (Vec<Vec<u8>>, Option<&'static str>) {
     (out, None)
 }
 
+/// How the receiving side of [`through_connection_with`] takes messages.
+#[derive(Debug, Clone, Copy)]
+enum Recv {
+    /// `recv()`: a new vector each time (the read buffer's copy).
+    Vec,
+    /// `recv_into` one vector that starts with this capacity (from 4 KiB the body is read
+    /// straight into it).
+    Into(usize),
+}
+
 /// Feed `bytes` to a connection (the peer closes after them) and receive until an error.
 fn through_connection(bytes: &[u8], max: usize) -> (Vec<Vec<u8>>, Outcome, usize) {
+    through_connection_with(bytes, max, Recv::Vec, usize::MAX)
+}
+
+/// As [`through_connection`], receiving as `how` says, the peer writing `chunk` bytes at a
+/// time (so frames arrive cut anywhere).
+fn through_connection_with(
+    bytes: &[u8],
+    max: usize,
+    how: Recv,
+    chunk: usize,
+) -> (Vec<Vec<u8>>, Outcome, usize) {
     let (mut raw, ours) = UnixStream::pair().unwrap();
     let data = bytes.to_vec();
     let writer = std::thread::spawn(move || {
-        let _ = raw.write_all(&data);
+        for piece in data.chunks(chunk.max(1)) {
+            if raw.write_all(piece).is_err() {
+                break;
+            }
+        }
         drop(raw);
     });
     let mut conn = Connection::from(ours);
     conn.set_max_message(max);
+    let mut buf = match how {
+        Recv::Vec => Vec::new(),
+        Recv::Into(cap) => Vec::with_capacity(cap),
+    };
     let ((frames, outcome), largest) = largest_allocation(|| {
         let mut frames = Vec::new();
         let outcome = loop {
-            match conn.recv() {
+            let got = match how {
+                Recv::Vec => conn.recv(),
+                Recv::Into(_) => conn.recv_into(&mut buf).map(|n| {
+                    assert_eq!(n, buf.len());
+                    buf.clone()
+                }),
+            };
+            match got {
                 Ok(m) => frames.push(m),
                 Err(Error::Disconnected { .. }) => break Outcome::Frames(frames.len()),
                 Err(e) => {
@@ -102,12 +138,16 @@ fn through_connection(bytes: &[u8], max: usize) -> (Vec<Vec<u8>>, Outcome, usize
                     };
                     // A bad frame poisons the connection.
                     assert!(matches!(conn.recv(), Err(Error::Poisoned { .. })));
+                    assert!(matches!(conn.recv_into(&mut buf), Err(Error::Poisoned { .. })));
                     break Outcome::Error(frames.len(), kind);
                 }
             }
         };
         (frames, outcome)
     });
+    // Closed before the join: a writer still sending (tiny writes cost the socket buffer far
+    // more than their bytes) gets EPIPE instead of blocking on a reader that stopped.
+    drop(conn);
     writer.join().unwrap();
     (frames, outcome, largest)
 }
@@ -211,6 +251,25 @@ proptest! {
     }
 
     #[test]
+    fn recv_into_the_callers_vector_matches_the_model(
+        bytes in stream(),
+        max in prop_oneof![1usize..400, 60_000usize..200_000],
+        cap in prop_oneof![Just(0usize), 1usize..64, Just(4096usize), Just(70_000usize)],
+        chunk in prop_oneof![Just(usize::MAX), 1usize..16, 16usize..300],
+    ) {
+        let (frames, err) = model(&bytes, max);
+        let (cframes, outcome, largest) =
+            through_connection_with(&bytes, max, Recv::Into(cap), chunk);
+        prop_assert_eq!(&cframes, &frames);
+        match err {
+            None => prop_assert_eq!(outcome, Outcome::Frames(frames.len())),
+            Some(kind) => prop_assert_eq!(outcome, Outcome::Error(frames.len(), kind)),
+        }
+        // The test's own copies of each message are at most `max` bytes too.
+        prop_assert!(largest <= FIXED_ALLOC.max(max) + 64, "allocated {} bytes", largest);
+    }
+
+    #[test]
     fn encode_then_decode_roundtrips(
         bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..2000), 0..20),
     ) {
@@ -223,11 +282,45 @@ proptest! {
     }
 }
 
+/// Frames that exercise the receive paths: several in one read, the long prefix on a small
+/// body, bodies around the read buffer's size, each received into vectors of every kind.
+#[test]
+fn frames_cut_and_joined_every_way_arrive_whole() {
+    let mut bytes = Vec::new();
+    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    let sizes = [0usize, 1, 5, 4091, 4092, 4096, 20_000, 65_531, 65_532, 65_536, 65_540, 200_000];
+    for (i, &n) in sizes.iter().enumerate() {
+        let body: Vec<u8> =
+            (0..n).map(|k| (k as u8).wrapping_mul(7).wrapping_add(i as u8)).collect();
+        if i % 3 == 1 {
+            // The long form CPython uses above 2 GiB, here on a short body (readers accept it).
+            bytes.extend_from_slice(&(-1i32).to_be_bytes());
+            bytes.extend_from_slice(&(n as u64).to_be_bytes());
+            bytes.extend_from_slice(&body);
+        } else {
+            frame::encode_into(&body, &mut bytes);
+        }
+        bodies.push(body);
+    }
+    for how in [Recv::Vec, Recv::Into(0), Recv::Into(4096), Recv::Into(65_536), Recv::Into(1 << 20)]
+    {
+        for chunk in [usize::MAX, 3, 4095, 65_536] {
+            let (got, outcome, _) = through_connection_with(&bytes, 1 << 20, how, chunk);
+            assert_eq!(outcome, Outcome::Frames(bodies.len()), "{how:?} chunk {chunk}");
+            assert!(got == bodies, "{how:?} chunk {chunk}: bodies differ");
+        }
+    }
+}
+
 #[test]
 fn a_prefix_claiming_exabytes_allocates_nothing_for_the_body() {
     let mut bytes = (-1i32).to_be_bytes().to_vec();
     bytes.extend_from_slice(&(1u64 << 60).to_be_bytes());
     let (_, outcome, largest) = through_connection(&bytes, 64 << 20);
+    assert_eq!(outcome, Outcome::Error(0, "too_large"));
+    assert!(largest <= FIXED_ALLOC + 64, "allocated {largest}");
+    // Also when the receiving vector has room (the prefix lands beside it, the body in it).
+    let (_, outcome, largest) = through_connection_with(&bytes, 64 << 20, Recv::Into(1 << 16), 3);
     assert_eq!(outcome, Outcome::Error(0, "too_large"));
     assert!(largest <= FIXED_ALLOC + 64, "allocated {largest}");
 }
