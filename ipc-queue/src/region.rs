@@ -448,6 +448,35 @@ mod imp {
             unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
         }
 
+        /// The first `len` payload bytes of the slot `at`, lent as a slice; `len` is cut to
+        /// the maximum.
+        ///
+        /// # Safety
+        /// As [`Region::lend_mut`]: the caller holds the slot for the whole life of the
+        /// slice and lends no other mutable slice over it.
+        #[inline]
+        pub(crate) unsafe fn lend(&self, at: At, len: usize) -> &[u8] {
+            let len = len.min(self.max as usize);
+            let src = self.slots.as_ptr().wrapping_add(at.0 + SLOT_HEADER);
+            // SAFETY: in range (len <= max_message), inside the mapping (alive by `hot`'s
+            // contract); the caller holds the slot, so no process of the protocol writes it
+            // while the slice lives.
+            unsafe { std::slice::from_raw_parts(src, len) }
+        }
+
+        /// [`lend`](Self::lend), mutable.
+        ///
+        /// # Safety
+        /// As [`lend`](Self::lend), and this is the only slice over the slot alive.
+        #[inline]
+        #[allow(clippy::mut_from_ref)] // exclusivity comes from the slot protocol (# Safety)
+        pub(crate) unsafe fn lend_mut(&self, at: At, len: usize) -> &mut [u8] {
+            let len = len.min(self.max as usize);
+            let dst = self.slots.as_ptr().wrapping_add(at.0 + SLOT_HEADER);
+            // SAFETY: as in `lend`; exclusive by the caller's contract.
+            unsafe { std::slice::from_raw_parts_mut(dst, len) }
+        }
+
         /// Replace `out`'s contents with the first `len` payload bytes of the slot `at`
         /// (held for reading); `len` is cut to the maximum.
         #[inline]

@@ -509,6 +509,7 @@ impl Sender {
     ///
     /// # Errors
     /// As [`send`](Self::send), handing `len` back.
+    #[inline]
     pub fn reserve(&mut self, len: usize) -> std::result::Result<SpscSlot<'_>, SendError<usize>> {
         match self.slot_deadline(len, None) {
             Ok(pos) => Ok(SpscSlot { sender: self, pos, len }),
@@ -522,6 +523,7 @@ impl Sender {
     ///
     /// # Errors
     /// As [`try_send`](Self::try_send), handing `len` back.
+    #[inline]
     pub fn try_reserve(
         &mut self,
         len: usize,
@@ -575,6 +577,7 @@ pub struct SpscSlot<'s> {
 
 impl SpscSlot<'_> {
     /// Publish the message.
+    #[inline]
     pub fn commit(self) {
         let (pos, len) = (self.pos, self.len);
         self.sender.publish(pos, len);
@@ -589,17 +592,21 @@ impl SpscSlot<'_> {
 impl Deref for SpscSlot<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
+        let hot = &self.sender.hot;
         // SAFETY: the producer role gives this process the slot at its private head until it
         // publishes it; the guard borrows the sender mutably, so no other lend exists.
-        unsafe { self.sender.inner.region().lend(self.pos, self.len) }
+        unsafe { hot.lend(hot.at(self.pos), self.len) }
     }
 }
 
 impl DerefMut for SpscSlot<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
+        let hot = &self.sender.hot;
         // SAFETY: as in deref; `&mut self` makes this the only slice alive.
-        unsafe { self.sender.inner.region().lend_mut(self.pos, self.len) }
+        unsafe { hot.lend_mut(hot.at(self.pos), self.len) }
     }
 }
 
@@ -797,6 +804,7 @@ impl Receiver {
     ///
     /// # Errors
     /// As [`recv`](Self::recv).
+    #[inline]
     pub fn recv_ref(&mut self) -> std::result::Result<SpscRef<'_>, RecvError> {
         let (pos, len) = self.next_deadline(None).map_err(|e| RecvError::from(timeout_err(e)))?;
         Ok(SpscRef { receiver: self, pos, len })
@@ -806,6 +814,7 @@ impl Receiver {
     ///
     /// # Errors
     /// As [`try_recv`](Self::try_recv).
+    #[inline]
     pub fn try_recv_ref(&mut self) -> std::result::Result<SpscRef<'_>, TryRecvError> {
         match self.try_next() {
             Ok((pos, len)) => Ok(SpscRef { receiver: self, pos, len }),
@@ -853,14 +862,17 @@ pub struct SpscRef<'r> {
 impl Deref for SpscRef<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
+        let hot = &self.receiver.hot;
         // SAFETY: the consumer role gives this process the slot at its private tail until it
         // advances the tail (on drop); the producer never writes a slot the tail has not passed.
-        unsafe { self.receiver.inner.region().lend(self.pos, self.len) }
+        unsafe { hot.lend(hot.at(self.pos), self.len) }
     }
 }
 
 impl Drop for SpscRef<'_> {
+    #[inline]
     fn drop(&mut self) {
         let pos = self.pos;
         self.receiver.advance(pos);
