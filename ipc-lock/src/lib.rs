@@ -95,6 +95,23 @@
 //! `std::sync::Mutex`. All processes sharing a lock must use the same liveness registry (by
 //! default one per user; see `ipc_shm::liveness`).
 //!
+//! # A guard cannot outlive its mapping
+//! These locks do not use the kernel's robust list (a holder's death is seen through
+//! liveness), so the list entry a glibc holder leaves unreadable when it unmaps the lock
+//! (RELIABILITY.md M6) cannot happen here; and safe code cannot unmap a lock it holds: a guard
+//! borrows the lock, which borrows the mapping, so dropping the
+//! [`Shared`](ipc_shm::Shared) first does not compile:
+//!
+//! ```compile_fail,E0505
+//! use ipc_lock::Mutex;
+//! use ipc_shm::Shared;
+//!
+//! let shared = Shared::anonymous(Mutex::new(0u32)).unwrap();
+//! let mut guard = shared.lock().unwrap();
+//! drop(shared); // error[E0505]: cannot move out of `shared` because it is borrowed
+//! *guard += 1;
+//! ```
+//!
 //! # Where unsafe lives
 //! Unsafe blocks: `mutex.rs`, `rwlock.rs` (the guards' views of the data cell) and `sys.rs`
 //! (the `fcntl` OFD calls). Unsafe impls, each with its SAFETY argument: `ShmSafe`,

@@ -1365,3 +1365,53 @@ fn crash_points_each_pass_leave_every_lock_usable() {
         }
     }
 }
+
+/// M9: holders in other pid namespaces. Each is pid 1 of its own namespace (a forced pid
+/// collision between the two), so anything keyed by pid would confuse them or take pid 1 for
+/// init; owner ids and their leases are kernel file locks, which know no pid namespace.
+#[test]
+fn m9_holders_in_other_pid_namespaces_with_colliding_pids_are_told_apart() {
+    setup();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root for unshare --pid");
+        return;
+    }
+    let _w = watchdog(Duration::from_secs(60), "m9");
+    let (na, nb) = (unique_name("m9-a"), unique_name("m9-b"));
+    let a = NamedMutex::create(&na, 0u64).unwrap();
+    let b = NamedMutex::create(&nb, 0u64).unwrap();
+    // --kill-child: the holder (pid 1 inside) dies with the unshare process we kill.
+    let wrap = ["unshare", "--pid", "--fork", "--kill-child", "--"];
+    let mut ha = ipc_testkit::spawn_role_wrapped(&wrap, "named-mutex-holder", &[&na]);
+    let oa = owner_of(&mut ha);
+    let mut hb = ipc_testkit::spawn_role_wrapped(&wrap, "named-mutex-holder", &[&nb]);
+    let ob = owner_of(&mut hb);
+    assert_ne!(oa, ob, "two live processes share an owner id");
+    // Both alive: neither lock is taken from its holder.
+    for m in [&a, &b] {
+        assert!(matches!(m.try_lock_for(Duration::from_millis(50)), Err(TryLockError::TimedOut)));
+    }
+    ha.kill_and_join();
+    match a.lock() {
+        Err(LockError::OwnerDied(mut g)) => {
+            assert_eq!(g.dead_owner(), Some(oa));
+            assert_eq!(*g, 1);
+            assert!(g.mark_consistent());
+        }
+        other => panic!("expected OwnerDied from the dead namespaced holder, got {other:?}"),
+    }
+    // The other pid 1 is still alive and still holds its lock.
+    assert!(matches!(b.try_lock_for(Duration::from_millis(100)), Err(TryLockError::TimedOut)));
+    hb.kill_and_join();
+    match b.lock() {
+        Err(LockError::OwnerDied(mut g)) => {
+            assert_eq!(g.dead_owner(), Some(ob));
+            assert!(g.mark_consistent());
+        }
+        other => panic!("expected OwnerDied from the second holder, got {other:?}"),
+    }
+    drop((a, b));
+    leak_check(&na);
+    leak_check(&nb);
+}
