@@ -297,10 +297,9 @@ mod imp {
                 return;
             }
             let dst = self.payload(pos).as_ptr().wrapping_add(at);
-            // SAFETY: (1) at + len <= max_message, so the range lies inside the slot's
-            // payload inside the mapping; (2) `data` is private memory, never the mapping's
-            // payload of this slot, so no overlap; (3) the protocol gives the caller the
-            // slot; a hostile writer can only change plain bytes.
+            // SAFETY: at + len <= max_message: inside this slot's payload in the mapping;
+            // `data` is private memory (no overlap); the protocol gives the caller the slot,
+            // and a hostile writer can only change plain bytes.
             unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
         }
 
@@ -312,10 +311,9 @@ mod imp {
                 return;
             }
             let src = self.payload(pos);
-            // SAFETY: (1) len <= max_message: inside the slot's payload; (2) `dst` is private
-            // memory, no overlap; (3) every byte value is a valid u8, so even bytes a hostile
-            // peer writes concurrently only make a wrong message, which is the sender's
-            // business (checksums are the application's).
+            // SAFETY: len <= max_message: inside the slot's payload; `dst` is private memory
+            // (no overlap); any byte is a valid u8, so a hostile peer writing concurrently
+            // only makes a wrong message (checksums are the application's business).
             unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), dst.len()) };
         }
 
@@ -530,10 +528,9 @@ mod imp {
             if object.body_len() != cfg.body_len || !base.as_ptr().addr().is_multiple_of(128) {
                 return None;
             }
-            // SAFETY: (1) the body is body_len bytes of the object's mapping, 128-aligned
-            // (checked), mapped as long as `object` lives, and `object` lives in the same
-            // struct as the region and is dropped with it; (2) queue bodies are accessed only
-            // through this crate's protocol; (3) `cfg` was validated against body_len.
+            // SAFETY: the body is body_len bytes of the mapping, 128-aligned (checked), kept
+            // mapped by `object`, which lives and dies with the region in `Mapped`; bodies are
+            // used only through this crate's protocol; `cfg` was validated against body_len.
             let region = unsafe { Region::new(base, cfg) };
             Some(Mapped { region, object })
         }

@@ -653,10 +653,9 @@ impl Shm {
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check_range("read", offset, buf.len())?;
         let src = self.map.as_ptr().wrapping_add(offset);
-        // SAFETY: (1) `offset + buf.len() <= self.len` was checked, so the source range lies
-        // inside the live mapping; (2) `buf` is a distinct private buffer, so the ranges do
-        // not overlap; (3) every byte pattern is a valid u8, so bytes a peer writes
-        // concurrently can at worst be stale or mixed, which callers must treat as untrusted.
+        // SAFETY: `offset + buf.len() <= self.len` (checked): inside the live mapping; `buf`
+        // is private (no overlap); any byte is a valid u8, so a peer writing concurrently
+        // makes the bytes at worst stale or mixed, and callers treat them as untrusted.
         unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
@@ -668,10 +667,9 @@ impl Shm {
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_range("write", offset, data.len())?;
         let dst = self.map.as_mut_ptr().wrapping_add(offset);
-        // SAFETY: (1) the destination range lies inside the live, writable mapping (checked
-        // above); (2) `data` is private memory, not the mapping, so no overlap; (3) the bytes
-        // are written through a raw pointer; any reader of them (in this process or another)
-        // already treats shared bytes as changing under it, as a peer process may write them.
+        // SAFETY: the range lies inside the live, writable mapping (checked above); `data`
+        // is private memory (no overlap); written through a raw pointer, and every reader
+        // of shared bytes already treats them as changing under it (a peer may write them).
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
         Ok(())
     }
@@ -683,10 +681,9 @@ impl Shm {
         }
         #[allow(clippy::cast_ptr_alignment)] // 4-alignment checked above
         let ptr = self.map.as_ptr().wrapping_add(offset).cast::<AtomicU32>();
-        // SAFETY: (1) in range and 4-aligned (the mapping is page-aligned), checked above;
-        // (2) the mapping outlives the returned borrow of `self`; (3) AtomicU32 is valid for
-        // every bit pattern and all access through it is atomic, so concurrent writes by
-        // other processes are fine.
+        // SAFETY: in range and 4-aligned (page-aligned mapping), checked above; the mapping
+        // outlives the borrow of `self`; any bit pattern is a valid AtomicU32 and every
+        // access is atomic, so other processes writing concurrently is fine.
         Some(unsafe { &*ptr })
     }
 

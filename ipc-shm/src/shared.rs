@@ -119,10 +119,10 @@ fn writer<T>(value: &mut Option<T>) -> impl FnMut(NonNull<u8>, usize) + '_ {
         if let Some(v) = value.take()
             && len == size_of::<T>()
         {
-            // SAFETY: (1) `ptr` points at `len == size_of::<T>()` writable bytes of our own
-            // mapping, aligned to `align_of::<T>()` (the header layout places the body at a
-            // multiple of the alignment in a page-aligned mapping); (2) nobody else reads
-            // them until the header is READY; (3) the old bytes are zeros, nothing to drop.
+            // The header layout places the body at a multiple of `align_of::<T>()` in a
+            // page-aligned mapping.
+            // SAFETY: `ptr` is `len == size_of::<T>()` writable, aligned bytes of our own
+            // mapping; nobody reads them until the header is READY; the old bytes are zeros.
             unsafe { ptr.cast::<T>().as_ptr().write(v) };
         }
     }
@@ -234,12 +234,11 @@ impl<T: ShmSafe> Deref for Shared<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: (1) the body is `size_of::<T>()` bytes at an address aligned for `T`
-        // (validated against the header, or laid out by us); (2) it was initialised before
-        // READY was published, and `T: ShmSafe` makes every bit pattern a valid `T`, so
-        // bytes a peer rewrites later are still a valid `T`; (3) `T: ShmSafe` mutates only
-        // through atomics or synchronised cells, so a shared `&T` is sound while other
-        // processes use it; (4) the mapping lives as long as `self`.
+        // The body is `size_of::<T>()` bytes aligned for `T` (validated against the header,
+        // or laid out by us), initialised before READY was published, mapped while `self` is.
+        // SAFETY: that, and `T: ShmSafe`: every bit pattern is a valid `T` (a peer's rewrite
+        // stays valid) and mutation goes only through atomics or synchronised cells, so a
+        // shared `&T` is sound while other processes use it.
         unsafe { &*self.object.body().cast::<T>().as_ptr() }
     }
 }
