@@ -195,6 +195,12 @@ pub enum RecvError {
     /// The queue's shared state is corrupt.
     #[error("recv: queue corrupted: {0}")]
     Corrupted(Corruption),
+    /// SPSC only: the process holding the producer role died and every message it published
+    /// has been received. Not permanent: a new producer may take the role over, and later
+    /// receives wait for it again. (A producer that drops its [`Sender`](crate::Sender)
+    /// leaves the role vacant, and receivers keep waiting, as for a Python `Queue`.)
+    #[error("recv: disconnected: the producer died")]
+    Disconnected,
 }
 
 /// Why [`recv_timeout`](crate::Queue::recv_timeout) returned no message.
@@ -209,6 +215,9 @@ pub enum RecvTimeoutError {
     /// The queue's shared state is corrupt.
     #[error("recv_timeout: queue corrupted: {0}")]
     Corrupted(Corruption),
+    /// SPSC only: the producer died, as [`RecvError::Disconnected`].
+    #[error("recv_timeout: disconnected: the producer died")]
+    Disconnected,
 }
 
 impl From<RecvTimeoutError> for RecvError {
@@ -216,6 +225,7 @@ impl From<RecvTimeoutError> for RecvError {
         match e {
             RecvTimeoutError::Closed | RecvTimeoutError::Timeout => RecvError::Closed,
             RecvTimeoutError::Corrupted(c) => RecvError::Corrupted(c),
+            RecvTimeoutError::Disconnected => RecvError::Disconnected,
         }
     }
 }

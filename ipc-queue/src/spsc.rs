@@ -21,7 +21,9 @@
 //! producer killed mid-copy published nothing (there is no abandoned slot to skip). The
 //! consumer advances `tail` only after it is done with a message, so a consumer killed while
 //! holding a lent message ([`Receiver::recv_ref`]) leaves it in the queue: the next consumer
-//! receives it again (**at least once**, unlike the MPMC flavour's at most once).
+//! receives it again (**at least once**, unlike the MPMC flavour's at most once). A receiver
+//! parked on an empty queue whose producer died is told [`RecvError::Disconnected`] within
+//! [`PRODUCER_CHECK`] (100 ms) of the death, after receiving everything the producer published.
 #![allow(unsafe_code)] // the lending guards deref into a held slot; taking the fast-path view
 
 use std::ops::{Deref, DerefMut};
@@ -84,6 +86,11 @@ impl QueueOptions {
         Ok(SpscQueue { inner: Arc::new(self.make(How::Anonymous, Flavour::Spsc, (0, 0))?) })
     }
 }
+
+/// How long a receiver parked on an empty SPSC queue waits between looks at whether the
+/// producer died ([`RecvError::Disconnected`]); a live, idle producer costs the parked receiver
+/// one wake-up per period.
+pub const PRODUCER_CHECK: Duration = Duration::from_millis(100);
 
 fn take_role(inner: &Inner, op: &'static str, role: &'static str, word: &AtomicU32) -> Result<u32> {
     let me = liveness::current()
@@ -625,6 +632,8 @@ enum Nothing {
     Empty,
     Closed,
     Corrupted(Corruption),
+    /// Empty, and the producer role's holder is dead (only from a blocking wait).
+    Disconnected,
 }
 
 impl Receiver {
@@ -716,6 +725,10 @@ impl Receiver {
         }
     }
 
+    /// Wait for the next message, in slices of at most [`PRODUCER_CHECK`]: a dead producer
+    /// wakes nobody, so after each slice the receiver looks whether the producer role's holder
+    /// died (RELIABILITY.md Q4) and, once everything it published is received, reports
+    /// [`Nothing::Disconnected`] instead of waiting for ever.
     #[cold]
     #[inline(never)]
     fn wait_next(
@@ -723,11 +736,39 @@ impl Receiver {
         deadline: Option<Instant>,
     ) -> std::result::Result<(u64, usize), Option<Nothing>> {
         let inner = self.inner.clone();
-        inner.wait_loop(Side::Recv, deadline, recv_ready, || match self.try_next() {
-            Ok(v) => Attempt::Done(v),
-            Err(Nothing::Empty) => Attempt::Blocked(None),
-            Err(e) => Attempt::Failed(e),
-        })
+        loop {
+            let slice_end = Instant::now().checked_add(PRODUCER_CHECK);
+            let until = match (deadline, slice_end) {
+                (Some(d), Some(s)) => Some(d.min(s)),
+                (d, s) => d.or(s),
+            };
+            let got = inner.wait_loop(Side::Recv, until, recv_ready, || match self.try_next() {
+                Ok(v) => Attempt::Done(v),
+                Err(Nothing::Empty) => Attempt::Blocked(None),
+                Err(e) => Attempt::Failed(e),
+            });
+            match got {
+                Err(None) if deadline.is_none_or(|d| Instant::now() < d) => {
+                    if self.producer_died() {
+                        // What it published before dying is received first.
+                        return match self.try_next() {
+                            Ok(v) => Ok(v),
+                            Err(Nothing::Empty) => Err(Some(Nothing::Disconnected)),
+                            Err(e) => Err(Some(e)),
+                        };
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether the producer role is held by a process that has died (vacant: no).
+    fn producer_died(&self) -> bool {
+        // Acquire: pairs with the AcqRel CAS of `take_role` (a new holder's attach) and the
+        // Release of `give_role`; the messages themselves are ordered by their stamps.
+        let holder = self.inner.region().ctrl().prod_role.load(Ordering::Acquire);
+        holder != 0 && matches!(liveness::is_alive_raw(holder), Ok(false))
     }
 
     #[inline]
@@ -758,7 +799,7 @@ impl Receiver {
                 self.take(next, buf);
                 Ok(next.1)
             }
-            Err(Nothing::Empty) => Err(TryRecvError::Empty),
+            Err(Nothing::Empty | Nothing::Disconnected) => Err(TryRecvError::Empty),
             Err(Nothing::Closed) => Err(TryRecvError::Closed),
             Err(Nothing::Corrupted(c)) => Err(TryRecvError::Corrupted(c)),
         }
@@ -767,7 +808,9 @@ impl Receiver {
     /// Receive, waiting without limit.
     ///
     /// # Errors
-    /// [`RecvError::Closed`] once closed and drained, `Corrupted`.
+    /// [`RecvError::Closed`] once closed and drained, `Corrupted`;
+    /// [`RecvError::Disconnected`] when the producer died and all it published was received
+    /// (seen within [`PRODUCER_CHECK`] of the death).
     pub fn recv(&mut self) -> std::result::Result<Vec<u8>, RecvError> {
         let mut v = Vec::new();
         self.recv_into(&mut v)?;
@@ -788,7 +831,8 @@ impl Receiver {
     /// Receive, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`RecvTimeoutError::Timeout`], `Closed`, `Corrupted`.
+    /// [`RecvTimeoutError::Timeout`], `Closed`, `Corrupted`, `Disconnected` (as
+    /// [`recv`](Self::recv)).
     pub fn recv_timeout(
         &mut self,
         timeout: Duration,
@@ -818,7 +862,7 @@ impl Receiver {
     pub fn try_recv_ref(&mut self) -> std::result::Result<SpscRef<'_>, TryRecvError> {
         match self.try_next() {
             Ok((pos, len)) => Ok(SpscRef { receiver: self, pos, len }),
-            Err(Nothing::Empty) => Err(TryRecvError::Empty),
+            Err(Nothing::Empty | Nothing::Disconnected) => Err(TryRecvError::Empty),
             Err(Nothing::Closed) => Err(TryRecvError::Closed),
             Err(Nothing::Corrupted(c)) => Err(TryRecvError::Corrupted(c)),
         }
@@ -842,6 +886,7 @@ fn timeout_err(e: Option<Nothing>) -> RecvTimeoutError {
         None | Some(Nothing::Empty) => RecvTimeoutError::Timeout,
         Some(Nothing::Closed) => RecvTimeoutError::Closed,
         Some(Nothing::Corrupted(c)) => RecvTimeoutError::Corrupted(c),
+        Some(Nothing::Disconnected) => RecvTimeoutError::Disconnected,
     }
 }
 

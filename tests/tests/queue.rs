@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ipc_queue::{Queue, QueueOptions, RecvError, RecvTimeoutError, SendError, SpscQueue};
 use ipc_shm::{Shm, liveness};
 use ipc_testkit::{
-    Child, audit, fault, fork, fork_named, send_line, spawn_role, unique_name, watchdog,
+    Child, audit, fault, fork, fork_named, recv_line, send_line, spawn_role, unique_name, watchdog,
 };
 
 ipc_testkit::roles! {
@@ -479,6 +479,58 @@ fn spsc_consumer_killed_holding_a_message_gets_it_redelivered() {
     dead.kill_and_join();
     let mut rx = q.receiver().unwrap(); // taken over from the dead holder
     assert_eq!(rx.recv().unwrap(), b"again");
+}
+
+/// RELIABILITY.md Q4: the consumer is parked and the only producer dies. It receives what the
+/// producer published, then `Disconnected` (not a hang); a new producer brings the queue back,
+/// and a producer that leaves voluntarily is not a disconnection.
+#[test]
+fn spsc_receiver_parked_on_a_dead_producer_is_told_disconnected() {
+    let _w = watchdog(Duration::from_secs(60), "spsc dead producer");
+    let q = SpscQueue::anonymous(4, 64).unwrap();
+    let mut producer = fork_named("producer", || {
+        let mut tx = q.sender().unwrap();
+        tx.send(b"before").unwrap();
+        send_line("sent");
+        // Holds the role until it is killed.
+        let _ = recv_line(Duration::from_secs(60));
+    });
+    assert_eq!(producer.recv_line(LINE).unwrap(), "sent");
+    let mut consumer = fork_named("consumer", || {
+        let mut rx = q.receiver().unwrap();
+        assert_eq!(rx.recv().unwrap(), b"before");
+        match rx.recv() {
+            Err(RecvError::Disconnected) => {}
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+        send_line(&mono_ns().to_string());
+        // Still disconnected for a bounded receive, at once or at its first look.
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Err(RecvTimeoutError::Disconnected) => {}
+            other => panic!("expected Disconnected from recv_timeout, got {other:?}"),
+        }
+    });
+    // Parked: it counted its wait (just before sleeping) after taking the first message.
+    let t = Instant::now();
+    while q.stats().recv_waits < 1 {
+        assert!(t.elapsed() < Duration::from_secs(20), "the consumer did not park");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let killed_at = mono_ns();
+    producer.kill_and_join();
+    let told: u64 = consumer.recv_line(LINE).unwrap().parse().unwrap();
+    let after = Duration::from_nanos(told.saturating_sub(killed_at));
+    eprintln!("parked SPSC consumer told Disconnected {after:?} after its producer was killed");
+    assert!(after < Duration::from_secs(2), "told after {after:?}");
+    consumer.assert_success();
+    // A new producer takes the dead one's role; the queue works again.
+    let mut tx = q.sender().unwrap();
+    tx.send(b"after").unwrap();
+    let mut rx = q.receiver().unwrap();
+    assert_eq!(rx.recv().unwrap(), b"after");
+    // A producer that drops its handle leaves the role vacant: receivers wait (time out).
+    drop(tx);
+    assert_eq!(rx.recv_timeout(Duration::from_millis(250)), Err(RecvTimeoutError::Timeout));
 }
 
 #[test]
