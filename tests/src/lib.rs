@@ -13,6 +13,8 @@
 //! - [`fault`]: seeds printed and replayable (`IPC_SEED`), kill-at-a-random-moment helpers,
 //!   round counts for the default and soak (`IPC_SOAK=1`) tiers.
 //! - [`audit`]: segments left in /dev/shm under a prefix, open fds of a process.
+//! - [`interrupt`]: EINTR injection (a do-nothing handler without `SA_RESTART` in the
+//!   child, a storm of signals from the parent).
 //! - [`unique_name`] and [`watchdog`].
 //!
 //! # Rules for test authors
@@ -41,6 +43,7 @@
 pub mod audit;
 mod child;
 pub mod fault;
+pub mod interrupt;
 mod names;
 mod reexec;
 mod sys;

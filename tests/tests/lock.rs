@@ -1415,3 +1415,39 @@ fn m9_holders_in_other_pid_namespaces_with_colliding_pids_are_told_apart() {
     leak_check(&na);
     leak_check(&nb);
 }
+
+/// RELIABILITY.md S5/Q12 for the lock: a timed lock under a storm of EINTRs ends at its
+/// deadline, and a blocking lock ends when the holder unlocks.
+#[test]
+fn lock_waits_survive_a_signal_storm() {
+    use ipc_testkit::interrupt::{self, SignalStorm};
+    setup();
+    let _w = watchdog(Duration::from_secs(60), "lock EINTR");
+    let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    let held = m.lock().unwrap();
+    let mut child = fork(|| {
+        interrupt::interrupt_blocking_calls();
+        send_line("ready");
+        assert_eq!(recv_line(LINE).as_deref(), Some("go"));
+        let t = Instant::now();
+        let r = m.try_lock_for(Duration::from_millis(300));
+        let took = t.elapsed();
+        assert!(matches!(r, Err(TryLockError::TimedOut)), "{r:?}");
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "{took:?}");
+        assert!(interrupt::signals_caught() > 0, "no signal landed during the wait");
+        send_line("timed");
+        *m.lock().unwrap() += 1;
+        send_line(&interrupt::signals_caught().to_string());
+    });
+    assert_eq!(child.recv_line(LINE).unwrap(), "ready");
+    let storm = SignalStorm::start(child.pid(), Duration::from_micros(500));
+    child.send_line("go");
+    assert_eq!(child.recv_line(LINE).unwrap(), "timed");
+    interrupt::wait_until_sleeping(child.pid());
+    drop(held);
+    let caught = child.recv_line(LINE).unwrap();
+    let sent = storm.stop();
+    child.assert_success();
+    assert_eq!(*m.lock().unwrap(), 1);
+    eprintln!("lock waits under a signal storm: {sent} signals sent, {caught} caught");
+}

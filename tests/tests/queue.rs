@@ -696,3 +696,36 @@ fn counters_started_near_wrap_work_across_processes() {
     }
     prod.assert_success();
 }
+
+/// RELIABILITY.md Q12: a timed receive under a storm of EINTRs ends at its deadline; a
+/// blocking receive ends with the message the parent sends.
+#[test]
+fn queue_waits_survive_a_signal_storm() {
+    use ipc_testkit::interrupt::{self, SignalStorm};
+    let _w = watchdog(Duration::from_secs(60), "queue EINTR");
+    let q = Queue::anonymous(4, 64).unwrap();
+    let mut child = fork(|| {
+        interrupt::interrupt_blocking_calls();
+        send_line("ready");
+        assert_eq!(recv_line(LINE).as_deref(), Some("go"));
+        let t = Instant::now();
+        let r = q.recv_timeout(Duration::from_millis(300));
+        let took = t.elapsed();
+        assert_eq!(r, Err(RecvTimeoutError::Timeout));
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "{took:?}");
+        assert!(interrupt::signals_caught() > 0, "no signal landed during the wait");
+        send_line("timed");
+        assert_eq!(q.recv().unwrap(), b"late");
+        send_line(&interrupt::signals_caught().to_string());
+    });
+    assert_eq!(child.recv_line(LINE).unwrap(), "ready");
+    let storm = SignalStorm::start(child.pid(), Duration::from_micros(500));
+    child.send_line("go");
+    assert_eq!(child.recv_line(LINE).unwrap(), "timed");
+    interrupt::wait_until_sleeping(child.pid());
+    q.send(b"late").unwrap();
+    let caught = child.recv_line(LINE).unwrap();
+    let sent = storm.stop();
+    child.assert_success();
+    eprintln!("queue waits under a signal storm: {sent} signals sent, {caught} caught");
+}

@@ -657,3 +657,37 @@ fn named_semaphore_mode_is_exact_whatever_the_umask() {
     })
     .assert_success();
 }
+
+/// RELIABILITY.md S5: a timed acquire under a storm of EINTRs ends at its deadline with no
+/// permit taken; a blocking acquire ends with the permit the parent releases.
+#[test]
+fn semaphore_waits_survive_a_signal_storm() {
+    use ipc_testkit::interrupt::{self, SignalStorm};
+    let _w = watchdog(Duration::from_secs(60), "sem EINTR");
+    let sem = Shared::anonymous(Semaphore::new(0).unwrap()).unwrap();
+    let mut child = fork(|| {
+        interrupt::interrupt_blocking_calls();
+        send_line("ready");
+        assert_eq!(recv_line(LINE).as_deref(), Some("go"));
+        let t = Instant::now();
+        let r = sem.acquire_timeout(Duration::from_millis(300)).unwrap();
+        let took = t.elapsed();
+        assert!(r.is_none(), "acquired a permit nobody released");
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "{took:?}");
+        assert!(interrupt::signals_caught() > 0, "no signal landed during the wait");
+        send_line("timed");
+        sem.acquire().unwrap().forget();
+        send_line(&interrupt::signals_caught().to_string());
+    });
+    assert_eq!(child.recv_line(LINE).unwrap(), "ready");
+    let storm = SignalStorm::start(child.pid(), Duration::from_micros(500));
+    child.send_line("go");
+    assert_eq!(child.recv_line(LINE).unwrap(), "timed");
+    interrupt::wait_until_sleeping(child.pid());
+    sem.release().unwrap();
+    let caught = child.recv_line(LINE).unwrap();
+    let sent = storm.stop();
+    child.assert_success();
+    assert_eq!(sem.value(), 0, "the released permit was taken exactly once");
+    eprintln!("semaphore waits under a signal storm: {sent} signals sent, {caught} caught");
+}
