@@ -145,6 +145,9 @@ send_error!(
         Closed,
         /// Longer than the queue's maximum message.
         TooLong,
+        /// SPSC only: the queue is full and the process holding the consumer role died. Not
+        /// permanent: a new consumer may take the role over (and receives what is queued).
+        Disconnected,
     },
     "send"
 );
@@ -158,6 +161,8 @@ send_error!(
         Closed,
         /// Longer than the queue's maximum message.
         TooLong,
+        /// SPSC only: the consumer died, as [`SendError::Disconnected`].
+        Disconnected,
     },
     "send_timeout"
 );
@@ -167,6 +172,7 @@ impl<T> From<SendError<T>> for SendTimeoutError<T> {
         match e {
             SendError::Closed(t) => SendTimeoutError::Closed(t),
             SendError::TooLong(t) => SendTimeoutError::TooLong(t),
+            SendError::Disconnected(t) => SendTimeoutError::Disconnected(t),
             SendError::Corrupted(t, c) => SendTimeoutError::Corrupted(t, c),
         }
     }

@@ -97,11 +97,12 @@
 //!   [`Stats::lost`] when a producer reclaims the slot); nothing else is. The SPSC flavour is
 //!   *at least once*: the consumer advances its index only after it is done, so the next
 //!   consumer receives the message again.
-//! - **The only producer dies while consumers wait** (SPSC, whose producer role names its
-//!   holder): a parked receiver looks every [`PRODUCER_CHECK`] (100 ms) and, once it has
-//!   everything the producer published, gets [`RecvError::Disconnected`] instead of a hang. The
-//!   MPMC flavour keeps no list of producers: its receivers wait until their timeout or
-//!   [`Queue::close`].
+//! - **The only producer dies while consumers wait** (SPSC, whose roles name their holders):
+//!   a parked receiver looks every [`PEER_CHECK`] (100 ms) and, once it has everything the
+//!   producer published, gets [`RecvError::Disconnected`] instead of a hang; a sender parked on
+//!   a full queue whose consumer died gets [`SendError::Disconnected`] with its message. The
+//!   MPMC flavour keeps no list of producers or consumers: its waiters wait until their
+//!   timeout or [`Queue::close`].
 //! - **A hostile or buggy peer** that scribbles on the segment: every value read from the ring
 //!   (indices, slot words, lengths, the config) is loaded once, checked, and the checked copy
 //!   is used; a bad value is [`Corruption`] inside a typed `Corrupted` outcome, never UB, a
@@ -162,6 +163,6 @@ pub use joinable::JoinableQueue;
 #[cfg(not(ipc_loom))]
 pub use queue::{Queue, QueueOptions, RECOVERY_CHECK, RecvRef, SendSlot, Stats};
 #[cfg(not(ipc_loom))]
-pub use spsc::{PRODUCER_CHECK, Receiver, Sender, SpscQueue, SpscRef, SpscSlot};
+pub use spsc::{PEER_CHECK, Receiver, Sender, SpscQueue, SpscRef, SpscSlot};
 #[cfg(not(ipc_loom))]
 pub use typed::TypedQueue;

@@ -575,6 +575,7 @@ impl Queue {
             }
             Err(SendTimeoutError::TooLong(m)) => Err(SendError::TooLong(m)),
             Err(SendTimeoutError::Corrupted(m, c)) => Err(SendError::Corrupted(m, c)),
+            Err(SendTimeoutError::Disconnected(m)) => Err(SendError::Disconnected(m)),
         }
     }
 

@@ -23,7 +23,8 @@
 //! holding a lent message ([`Receiver::recv_ref`]) leaves it in the queue: the next consumer
 //! receives it again (**at least once**, unlike the MPMC flavour's at most once). A receiver
 //! parked on an empty queue whose producer died is told [`RecvError::Disconnected`] within
-//! [`PRODUCER_CHECK`] (100 ms) of the death, after receiving everything the producer published.
+//! [`PEER_CHECK`] (100 ms) of the death, after receiving everything the producer published;
+//! likewise a sender parked on a full queue whose consumer died ([`SendError::Disconnected`]).
 #![allow(unsafe_code)] // the lending guards deref into a held slot; taking the fast-path view
 
 use std::ops::{Deref, DerefMut};
@@ -87,10 +88,27 @@ impl QueueOptions {
     }
 }
 
-/// How long a receiver parked on an empty SPSC queue waits between looks at whether the
-/// producer died ([`RecvError::Disconnected`]); a live, idle producer costs the parked receiver
-/// one wake-up per period.
-pub const PRODUCER_CHECK: Duration = Duration::from_millis(100);
+/// How long a receiver parked on an empty SPSC queue (a sender parked on a full one) waits
+/// between looks at whether its peer died ([`RecvError::Disconnected`],
+/// [`SendError::Disconnected`]); a live, idle peer costs the parked side one wake-up per
+/// period.
+pub const PEER_CHECK: Duration = Duration::from_millis(100);
+
+/// The end of the next wait slice: `deadline` or [`PEER_CHECK`] from now, whichever is first.
+fn slice_until(deadline: Option<Instant>) -> Option<Instant> {
+    match (deadline, Instant::now().checked_add(PEER_CHECK)) {
+        (Some(d), Some(s)) => Some(d.min(s)),
+        (d, s) => d.or(s),
+    }
+}
+
+/// Whether the role `word` is held by a process that has died (vacant: no).
+fn holder_died(word: &AtomicU32) -> bool {
+    // Acquire: pairs with the AcqRel CAS of `take_role` (a new holder's attach) and the
+    // Release of `give_role`; messages and freed slots are ordered by stamps and indices.
+    let holder = word.load(Ordering::Acquire);
+    holder != 0 && matches!(liveness::is_alive_raw(holder), Ok(false))
+}
 
 fn take_role(inner: &Inner, op: &'static str, role: &'static str, word: &AtomicU32) -> Result<u32> {
     let me = liveness::current()
@@ -328,6 +346,8 @@ enum Refused {
     Closed,
     TooLong,
     Corrupted(Corruption),
+    /// Full, and the consumer role's holder is dead (only from a blocking wait).
+    Disconnected,
 }
 
 /// The producer side of an [`SpscQueue`].
@@ -429,11 +449,27 @@ impl Sender {
         deadline: Option<Instant>,
     ) -> std::result::Result<u64, Option<Refused>> {
         let inner = self.inner.clone();
-        inner.wait_loop(Side::Send, deadline, send_ready, || match self.try_slot(len) {
-            Ok(pos) => Attempt::Done(pos),
-            Err(Refused::Full) => Attempt::Blocked(None),
-            Err(e) => Attempt::Failed(e),
-        })
+        loop {
+            let until = slice_until(deadline);
+            let got = inner.wait_loop(Side::Send, until, send_ready, || match self.try_slot(len) {
+                Ok(pos) => Attempt::Done(pos),
+                Err(Refused::Full) => Attempt::Blocked(None),
+                Err(e) => Attempt::Failed(e),
+            });
+            match got {
+                Err(None) if deadline.is_none_or(|d| Instant::now() < d) => {
+                    if holder_died(&self.inner.region().ctrl().cons_role) {
+                        // Room the consumer made before dying is used first.
+                        return match self.try_slot(len) {
+                            Ok(pos) => Ok(pos),
+                            Err(Refused::Full) => Err(Some(Refused::Disconnected)),
+                            Err(e) => Err(Some(e)),
+                        };
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Write and publish `msg` in the slot of `pos` (ours, checked by `try_slot`).
@@ -458,7 +494,7 @@ impl Sender {
                 self.put(pos, msg);
                 Ok(())
             }
-            Err(Refused::Full) => Err(TrySendError::Full(msg)),
+            Err(Refused::Full | Refused::Disconnected) => Err(TrySendError::Full(msg)),
             Err(Refused::Closed) => Err(TrySendError::Closed(msg)),
             Err(Refused::TooLong) => Err(TrySendError::TooLong(msg)),
             Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(msg, c)),
@@ -468,13 +504,15 @@ impl Sender {
     /// Send, waiting without limit while full.
     ///
     /// # Errors
-    /// [`SendError::Closed`], `TooLong`, `Corrupted`.
+    /// [`SendError::Closed`], `TooLong`, `Corrupted`; [`SendError::Disconnected`] when the
+    /// queue stays full and the consumer has died (seen within [`PEER_CHECK`] of the death).
     #[inline]
     pub fn send<'m>(&mut self, msg: &'m [u8]) -> std::result::Result<(), SendError<&'m [u8]>> {
         match self.send_deadline(msg, None) {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::TooLong(m)) => Err(SendError::TooLong(m)),
             Err(SendTimeoutError::Corrupted(m, c)) => Err(SendError::Corrupted(m, c)),
+            Err(SendTimeoutError::Disconnected(m)) => Err(SendError::Disconnected(m)),
             Err(SendTimeoutError::Closed(m) | SendTimeoutError::Timeout(m)) => {
                 Err(SendError::Closed(m))
             }
@@ -484,7 +522,8 @@ impl Sender {
     /// Send, waiting at most `timeout` while full.
     ///
     /// # Errors
-    /// [`SendTimeoutError::Timeout`], `Closed`, `TooLong`, `Corrupted`.
+    /// [`SendTimeoutError::Timeout`], `Closed`, `TooLong`, `Corrupted`, `Disconnected` (as
+    /// [`send`](Self::send)).
     pub fn send_timeout<'m>(
         &mut self,
         msg: &'m [u8],
@@ -508,6 +547,7 @@ impl Sender {
             Err(Some(Refused::Closed)) => Err(SendTimeoutError::Closed(msg)),
             Err(Some(Refused::TooLong)) => Err(SendTimeoutError::TooLong(msg)),
             Err(Some(Refused::Corrupted(c))) => Err(SendTimeoutError::Corrupted(msg, c)),
+            Err(Some(Refused::Disconnected)) => Err(SendTimeoutError::Disconnected(msg)),
         }
     }
 
@@ -522,6 +562,7 @@ impl Sender {
             Ok(pos) => Ok(SpscSlot { sender: self, pos, len }),
             Err(Some(Refused::TooLong)) => Err(SendError::TooLong(len)),
             Err(Some(Refused::Corrupted(c))) => Err(SendError::Corrupted(len, c)),
+            Err(Some(Refused::Disconnected)) => Err(SendError::Disconnected(len)),
             Err(_) => Err(SendError::Closed(len)),
         }
     }
@@ -537,7 +578,7 @@ impl Sender {
     ) -> std::result::Result<SpscSlot<'_>, TrySendError<usize>> {
         match self.try_slot(len) {
             Ok(pos) => Ok(SpscSlot { sender: self, pos, len }),
-            Err(Refused::Full) => Err(TrySendError::Full(len)),
+            Err(Refused::Full | Refused::Disconnected) => Err(TrySendError::Full(len)),
             Err(Refused::Closed) => Err(TrySendError::Closed(len)),
             Err(Refused::TooLong) => Err(TrySendError::TooLong(len)),
             Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(len, c)),
@@ -559,6 +600,7 @@ impl Sender {
             Err(Some(Refused::Closed)) => Err(SendTimeoutError::Closed(len)),
             Err(Some(Refused::TooLong)) => Err(SendTimeoutError::TooLong(len)),
             Err(Some(Refused::Corrupted(c))) => Err(SendTimeoutError::Corrupted(len, c)),
+            Err(Some(Refused::Disconnected)) => Err(SendTimeoutError::Disconnected(len)),
         }
     }
 
@@ -725,7 +767,7 @@ impl Receiver {
         }
     }
 
-    /// Wait for the next message, in slices of at most [`PRODUCER_CHECK`]: a dead producer
+    /// Wait for the next message, in slices of at most [`PEER_CHECK`]: a dead producer
     /// wakes nobody, so after each slice the receiver looks whether the producer role's holder
     /// died (RELIABILITY.md Q4) and, once everything it published is received, reports
     /// [`Nothing::Disconnected`] instead of waiting for ever.
@@ -737,11 +779,7 @@ impl Receiver {
     ) -> std::result::Result<(u64, usize), Option<Nothing>> {
         let inner = self.inner.clone();
         loop {
-            let slice_end = Instant::now().checked_add(PRODUCER_CHECK);
-            let until = match (deadline, slice_end) {
-                (Some(d), Some(s)) => Some(d.min(s)),
-                (d, s) => d.or(s),
-            };
+            let until = slice_until(deadline);
             let got = inner.wait_loop(Side::Recv, until, recv_ready, || match self.try_next() {
                 Ok(v) => Attempt::Done(v),
                 Err(Nothing::Empty) => Attempt::Blocked(None),
@@ -749,7 +787,7 @@ impl Receiver {
             });
             match got {
                 Err(None) if deadline.is_none_or(|d| Instant::now() < d) => {
-                    if self.producer_died() {
+                    if holder_died(&self.inner.region().ctrl().prod_role) {
                         // What it published before dying is received first.
                         return match self.try_next() {
                             Ok(v) => Ok(v),
@@ -761,14 +799,6 @@ impl Receiver {
                 other => return other,
             }
         }
-    }
-
-    /// Whether the producer role is held by a process that has died (vacant: no).
-    fn producer_died(&self) -> bool {
-        // Acquire: pairs with the AcqRel CAS of `take_role` (a new holder's attach) and the
-        // Release of `give_role`; the messages themselves are ordered by their stamps.
-        let holder = self.inner.region().ctrl().prod_role.load(Ordering::Acquire);
-        holder != 0 && matches!(liveness::is_alive_raw(holder), Ok(false))
     }
 
     #[inline]
@@ -810,7 +840,7 @@ impl Receiver {
     /// # Errors
     /// [`RecvError::Closed`] once closed and drained, `Corrupted`;
     /// [`RecvError::Disconnected`] when the producer died and all it published was received
-    /// (seen within [`PRODUCER_CHECK`] of the death).
+    /// (seen within [`PEER_CHECK`] of the death).
     pub fn recv(&mut self) -> std::result::Result<Vec<u8>, RecvError> {
         let mut v = Vec::new();
         self.recv_into(&mut v)?;

@@ -533,6 +533,47 @@ fn spsc_receiver_parked_on_a_dead_producer_is_told_disconnected() {
     assert_eq!(rx.recv_timeout(Duration::from_millis(250)), Err(RecvTimeoutError::Timeout));
 }
 
+/// The symmetric case: a sender parked on a full SPSC queue whose consumer dies gets its
+/// message back as `Disconnected`; the queued messages wait for the next consumer.
+#[test]
+fn spsc_sender_parked_on_a_dead_consumer_is_told_disconnected() {
+    let _w = watchdog(Duration::from_secs(60), "spsc dead consumer");
+    let q = SpscQueue::anonymous(2, 64).unwrap();
+    let mut consumer = fork_named("consumer", || {
+        let _rx = q.receiver().unwrap();
+        send_line("holding");
+        // Holds the role without receiving until it is killed.
+        let _ = recv_line(Duration::from_secs(60));
+    });
+    assert_eq!(consumer.recv_line(LINE).unwrap(), "holding");
+    let mut producer = fork_named("producer", || {
+        let mut tx = q.sender().unwrap();
+        tx.send(b"a").unwrap();
+        tx.send(b"b").unwrap();
+        match tx.send(b"c") {
+            Err(SendError::Disconnected(m)) => assert_eq!(m, b"c"),
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+        send_line(&mono_ns().to_string());
+    });
+    let t = Instant::now();
+    while q.stats().send_waits < 1 {
+        assert!(t.elapsed() < Duration::from_secs(20), "the producer did not park");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let killed_at = mono_ns();
+    consumer.kill_and_join();
+    let told: u64 = producer.recv_line(LINE).unwrap().parse().unwrap();
+    let after = Duration::from_nanos(told.saturating_sub(killed_at));
+    eprintln!("parked SPSC sender told Disconnected {after:?} after its consumer was killed");
+    assert!(after < Duration::from_secs(2), "told after {after:?}");
+    producer.assert_success();
+    // The next consumer takes over and gets what was queued, in order.
+    let mut rx = q.receiver().unwrap();
+    assert_eq!(rx.recv().unwrap(), b"a");
+    assert_eq!(rx.recv().unwrap(), b"b");
+}
+
 #[test]
 fn spsc_producer_killed_mid_copy_publishes_nothing() {
     let _w = watchdog(Duration::from_secs(60), "spsc producer killed");
