@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::sys;
+use crate::{Child, recv_line, send_line, sys, wait_until_sleeping};
 
 /// Signals the handler has caught in this process.
 static CAUGHT: AtomicU64 = AtomicU64::new(0);
@@ -92,20 +92,48 @@ impl Drop for SignalStorm {
     }
 }
 
-/// Wait (at most 10 s) until `pid` sleeps in the kernel (state `S` in `/proc/<pid>/stat`), so
-/// that what ends its wait next is the wake under test, not a lucky check of a value.
+/// How long each line of the storm protocol may take.
+const LINE: Duration = Duration::from_secs(20);
+
+/// The child's side of a storm test, in a forked child. Installs the handler, says "ready",
+/// waits for "go" (the storm has started), then runs `timed`: a wait of `timeout` that must
+/// end by its deadline (`timed` asserts its own outcome). Checks it took at least `timeout`
+/// (so an EINTR was never taken for the deadline) and under 5 s more (so the wait was never
+/// restarted from scratch for ever), and that signals did land. Says "timed", runs
+/// `blocking` (a wait that only the parent's wake ends), and reports the signals caught.
 ///
 /// # Panics
-/// If it never sleeps within 10 s.
-pub fn wait_until_sleeping(pid: u32) {
-    let t = std::time::Instant::now();
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
-        if state == Some(Some('S')) {
-            return;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "process {pid} never slept");
-        std::thread::yield_now();
-    }
+/// On any failed check (the harness reports it to the parent).
+pub fn storm_child(timeout: Duration, timed: impl FnOnce(), blocking: impl FnOnce()) {
+    interrupt_blocking_calls();
+    send_line("ready");
+    assert_eq!(recv_line(LINE).as_deref(), Some("go"), "no go from the parent");
+    let t = Instant::now();
+    timed();
+    let took = t.elapsed();
+    assert!(took >= timeout, "the timed wait ended early, after {took:?}");
+    assert!(took < timeout + Duration::from_secs(5), "the timed wait took {took:?}");
+    assert!(signals_caught() > 0, "no signal landed during the timed wait");
+    send_line("timed");
+    blocking();
+    send_line(&signals_caught().to_string());
+}
+
+/// The parent's side of [`storm_child`]: storms `child` every 0.5 ms from its "ready" on,
+/// and once the child sleeps in its blocking wait runs `wake`; stops the storm before the
+/// child is reaped, checks the child succeeded. Returns (signals sent, signals caught).
+///
+/// # Panics
+/// If the child fails or a line does not come in time.
+pub fn storm_parent(child: &mut Child, wake: impl FnOnce()) -> (u64, u64) {
+    assert_eq!(child.recv_line(LINE).expect("ready"), "ready");
+    let storm = SignalStorm::start(child.pid(), Duration::from_micros(500));
+    child.send_line("go");
+    assert_eq!(child.recv_line(LINE).expect("timed"), "timed");
+    wait_until_sleeping(child.pid());
+    wake();
+    let caught = child.recv_line(LINE).expect("caught");
+    let sent = storm.stop();
+    child.assert_success();
+    (sent, caught.parse().unwrap_or(0))
 }

@@ -55,3 +55,22 @@ pub use child::{
 pub use names::{TEST_PREFIX, unique_name};
 pub use reexec::{ROLE_TEST, Role, dispatch, spawn_role, spawn_role_wrapped};
 pub use watchdog::{Watchdog, watchdog};
+
+/// Wait (at most 10 s) until `pid` sleeps in the kernel (state `S` in `/proc/<pid>/stat`),
+/// e.g. parked in a futex, so that what ends its wait next is the wake under test and not a
+/// lucky check of a value.
+///
+/// # Panics
+/// If it never sleeps within 10 s.
+pub fn wait_until_sleeping(pid: u32) {
+    let t = std::time::Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()) == Some('S') {
+            return;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "process {pid} never slept");
+        // A polling interval, not synchronisation: the state is what is waited for.
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}

@@ -17,6 +17,8 @@ use ipc_testkit::{
     Child, audit, fault, fork, fork_named, recv_line, send_line, spawn_role, unique_name, watchdog,
 };
 
+use ipc_testkit::interrupt;
+
 ipc_testkit::roles! {
     "named-mutex-holder" => roles::named_mutex_holder,
     "named-rwlock-reader" => roles::named_rwlock_reader,
@@ -116,20 +118,6 @@ fn work(rng: &mut fault::Rng) {
         spin(rng.below(500));
     } else {
         std::thread::sleep(Duration::from_micros(rng.below(150)));
-    }
-}
-
-/// Wait until the process is asleep (state S in /proc), e.g. parked in a futex.
-fn wait_sleeping(pid: u32) {
-    let t = Instant::now();
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
-        if state == Some(Some('S')) {
-            return;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "process {pid} never slept");
-        std::thread::sleep(Duration::from_micros(200));
     }
 }
 
@@ -587,7 +575,7 @@ fn three_parked_waiters(consistent: bool) {
         assert_eq!(c.recv_line(LINE).unwrap(), "locking");
     }
     for c in [&cw, &lw, &tw] {
-        wait_sleeping(c.pid());
+        ipc_testkit::wait_until_sleeping(c.pid());
     }
     let killed = Instant::now();
     owner.kill_and_join();
@@ -1420,34 +1408,22 @@ fn m9_holders_in_other_pid_namespaces_with_colliding_pids_are_told_apart() {
 /// deadline, and a blocking lock ends when the holder unlocks.
 #[test]
 fn lock_waits_survive_a_signal_storm() {
-    use ipc_testkit::interrupt::{self, SignalStorm};
     setup();
     let _w = watchdog(Duration::from_secs(60), "lock EINTR");
     let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
     let held = m.lock().unwrap();
+    let timeout = Duration::from_millis(300);
     let mut child = fork(|| {
-        interrupt::interrupt_blocking_calls();
-        send_line("ready");
-        assert_eq!(recv_line(LINE).as_deref(), Some("go"));
-        let t = Instant::now();
-        let r = m.try_lock_for(Duration::from_millis(300));
-        let took = t.elapsed();
-        assert!(matches!(r, Err(TryLockError::TimedOut)), "{r:?}");
-        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "{took:?}");
-        assert!(interrupt::signals_caught() > 0, "no signal landed during the wait");
-        send_line("timed");
-        *m.lock().unwrap() += 1;
-        send_line(&interrupt::signals_caught().to_string());
+        interrupt::storm_child(
+            timeout,
+            || {
+                let r = m.try_lock_for(timeout);
+                assert!(matches!(r, Err(TryLockError::TimedOut)), "{r:?}");
+            },
+            || *m.lock().unwrap() += 1,
+        );
     });
-    assert_eq!(child.recv_line(LINE).unwrap(), "ready");
-    let storm = SignalStorm::start(child.pid(), Duration::from_micros(500));
-    child.send_line("go");
-    assert_eq!(child.recv_line(LINE).unwrap(), "timed");
-    interrupt::wait_until_sleeping(child.pid());
-    drop(held);
-    let caught = child.recv_line(LINE).unwrap();
-    let sent = storm.stop();
-    child.assert_success();
+    let (sent, caught) = interrupt::storm_parent(&mut child, || drop(held));
     assert_eq!(*m.lock().unwrap(), 1);
     eprintln!("lock waits under a signal storm: {sent} signals sent, {caught} caught");
 }

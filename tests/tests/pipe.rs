@@ -19,6 +19,8 @@ use ipc_pipe::{Address, AuthError, Client, Error, Listener, ListenerOptions, pip
 use ipc_shm::Shared;
 use ipc_testkit::{fault, fork, recv_line, send_line, spawn_role, spawn_role_wrapped, watchdog};
 
+use ipc_testkit::interrupt;
+
 ipc_testkit::roles! {
     "pipe-connect" => roles::connect,
     "pipe-listen" => roles::listen,
@@ -713,31 +715,20 @@ fn the_keyed_handshake_works_across_processes() {
 /// deadline; a blocking receive ends with the message the parent sends.
 #[test]
 fn connection_waits_survive_a_signal_storm() {
-    use ipc_testkit::interrupt::{self, SignalStorm};
     let _w = watchdog(Duration::from_secs(60), "pipe EINTR");
     let (mut ours, mut theirs) = pipe().unwrap();
+    let timeout = Duration::from_millis(300);
     let mut child = fork(move || {
-        interrupt::interrupt_blocking_calls();
-        send_line("ready");
-        assert_eq!(recv_line(Duration::from_secs(20)).as_deref(), Some("go"));
-        let t = Instant::now();
-        let r = theirs.recv_timeout(Duration::from_millis(300));
-        let took = t.elapsed();
-        assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
-        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "{took:?}");
-        assert!(interrupt::signals_caught() > 0, "no signal landed during the wait");
-        send_line("timed");
-        assert_eq!(theirs.recv().unwrap(), b"late");
-        send_line(&interrupt::signals_caught().to_string());
+        let theirs = std::cell::RefCell::new(&mut theirs);
+        interrupt::storm_child(
+            timeout,
+            || {
+                let r = theirs.borrow_mut().recv_timeout(timeout);
+                assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+            },
+            || assert_eq!(theirs.borrow_mut().recv().unwrap(), b"late"),
+        );
     });
-    assert_eq!(child.recv_line(Duration::from_secs(20)).unwrap(), "ready");
-    let storm = SignalStorm::start(child.pid(), Duration::from_micros(500));
-    child.send_line("go");
-    assert_eq!(child.recv_line(Duration::from_secs(20)).unwrap(), "timed");
-    interrupt::wait_until_sleeping(child.pid());
-    ours.send(b"late").unwrap();
-    let caught = child.recv_line(Duration::from_secs(20)).unwrap();
-    let sent = storm.stop();
-    child.assert_success();
+    let (sent, caught) = interrupt::storm_parent(&mut child, || ours.send(b"late").unwrap());
     eprintln!("connection waits under a signal storm: {sent} signals sent, {caught} caught");
 }

@@ -12,6 +12,8 @@ use ipc_testkit::{
     Child, audit, fault, fork, fork_named, recv_line, send_line, spawn_role, unique_name, watchdog,
 };
 
+use ipc_testkit::interrupt;
+
 ipc_testkit::roles! {
     "queue-echo" => roles::echo,
 }
@@ -742,31 +744,16 @@ fn counters_started_near_wrap_work_across_processes() {
 /// blocking receive ends with the message the parent sends.
 #[test]
 fn queue_waits_survive_a_signal_storm() {
-    use ipc_testkit::interrupt::{self, SignalStorm};
     let _w = watchdog(Duration::from_secs(60), "queue EINTR");
     let q = Queue::anonymous(4, 64).unwrap();
+    let timeout = Duration::from_millis(300);
     let mut child = fork(|| {
-        interrupt::interrupt_blocking_calls();
-        send_line("ready");
-        assert_eq!(recv_line(LINE).as_deref(), Some("go"));
-        let t = Instant::now();
-        let r = q.recv_timeout(Duration::from_millis(300));
-        let took = t.elapsed();
-        assert_eq!(r, Err(RecvTimeoutError::Timeout));
-        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "{took:?}");
-        assert!(interrupt::signals_caught() > 0, "no signal landed during the wait");
-        send_line("timed");
-        assert_eq!(q.recv().unwrap(), b"late");
-        send_line(&interrupt::signals_caught().to_string());
+        interrupt::storm_child(
+            timeout,
+            || assert_eq!(q.recv_timeout(timeout), Err(RecvTimeoutError::Timeout)),
+            || assert_eq!(q.recv().unwrap(), b"late"),
+        );
     });
-    assert_eq!(child.recv_line(LINE).unwrap(), "ready");
-    let storm = SignalStorm::start(child.pid(), Duration::from_micros(500));
-    child.send_line("go");
-    assert_eq!(child.recv_line(LINE).unwrap(), "timed");
-    interrupt::wait_until_sleeping(child.pid());
-    q.send(b"late").unwrap();
-    let caught = child.recv_line(LINE).unwrap();
-    let sent = storm.stop();
-    child.assert_success();
+    let (sent, caught) = interrupt::storm_parent(&mut child, || q.send(b"late").unwrap());
     eprintln!("queue waits under a signal storm: {sent} signals sent, {caught} caught");
 }

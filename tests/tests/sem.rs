@@ -12,6 +12,8 @@ use ipc_testkit::{
     Child, audit, fault, fork, recv_line, send_line, spawn_role, unique_name, watchdog,
 };
 
+use ipc_testkit::interrupt;
+
 ipc_testkit::roles! {
     "sem-holder" => roles::sem_holder,
     "named-poster" => roles::named_poster,
@@ -44,19 +46,6 @@ mod roles {
 fn leak_check(prefix: &str) {
     let left = audit::shm_entries(prefix);
     assert!(left.is_empty(), "segments left behind: {left:?}");
-}
-
-/// Wait until process `pid` sleeps in the kernel (state 'S'): parked in a futex wait.
-fn wait_sleeping(pid: u32) {
-    let t = Instant::now();
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next()) == Some('S') {
-            return;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "process {pid} never slept");
-        std::thread::yield_now();
-    }
 }
 
 /// A small control block shared with children.
@@ -250,8 +239,8 @@ fn killed_waiter_consumes_no_permit() {
                 let p = sem.acquire_timeout(Duration::from_secs(20)).unwrap();
                 assert!(p.is_some(), "the live waiter was never woken");
             });
-            wait_sleeping(doomed.pid());
-            wait_sleeping(live.pid());
+            ipc_testkit::wait_until_sleeping(doomed.pid());
+            ipc_testkit::wait_until_sleeping(live.pid());
             doomed.kill();
             doomed.assert_signaled(libc::SIGKILL);
             let t = Instant::now();
@@ -425,8 +414,8 @@ fn barrier_dead_party_breaks_it_and_reset_recovers() {
     while b.n_waiting() < 2 {
         std::thread::yield_now();
     }
-    wait_sleeping(doomed.pid());
-    wait_sleeping(other.pid());
+    ipc_testkit::wait_until_sleeping(doomed.pid());
+    ipc_testkit::wait_until_sleeping(other.pid());
     let t = Instant::now();
     doomed.kill();
     assert_eq!(other.recv_line(Duration::from_secs(10)).unwrap(), "broken");
@@ -473,7 +462,7 @@ fn event_wakes_waiters_in_three_processes() {
             while c.words[3 + i].load(Ordering::SeqCst) < u64::from(r) + 1 {
                 std::thread::yield_now();
             }
-            wait_sleeping(p);
+            ipc_testkit::wait_until_sleeping(p);
         }
         ev.set();
         if r % 2 == 0 {
@@ -662,32 +651,17 @@ fn named_semaphore_mode_is_exact_whatever_the_umask() {
 /// permit taken; a blocking acquire ends with the permit the parent releases.
 #[test]
 fn semaphore_waits_survive_a_signal_storm() {
-    use ipc_testkit::interrupt::{self, SignalStorm};
     let _w = watchdog(Duration::from_secs(60), "sem EINTR");
     let sem = Shared::anonymous(Semaphore::new(0).unwrap()).unwrap();
+    let timeout = Duration::from_millis(300);
     let mut child = fork(|| {
-        interrupt::interrupt_blocking_calls();
-        send_line("ready");
-        assert_eq!(recv_line(LINE).as_deref(), Some("go"));
-        let t = Instant::now();
-        let r = sem.acquire_timeout(Duration::from_millis(300)).unwrap();
-        let took = t.elapsed();
-        assert!(r.is_none(), "acquired a permit nobody released");
-        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "{took:?}");
-        assert!(interrupt::signals_caught() > 0, "no signal landed during the wait");
-        send_line("timed");
-        sem.acquire().unwrap().forget();
-        send_line(&interrupt::signals_caught().to_string());
+        interrupt::storm_child(
+            timeout,
+            || assert!(sem.acquire_timeout(timeout).unwrap().is_none(), "a permit from nowhere"),
+            || sem.acquire().unwrap().forget(),
+        );
     });
-    assert_eq!(child.recv_line(LINE).unwrap(), "ready");
-    let storm = SignalStorm::start(child.pid(), Duration::from_micros(500));
-    child.send_line("go");
-    assert_eq!(child.recv_line(LINE).unwrap(), "timed");
-    interrupt::wait_until_sleeping(child.pid());
-    sem.release().unwrap();
-    let caught = child.recv_line(LINE).unwrap();
-    let sent = storm.stop();
-    child.assert_success();
+    let (sent, caught) = interrupt::storm_parent(&mut child, || sem.release().unwrap());
     assert_eq!(sem.value(), 0, "the released permit was taken exactly once");
     eprintln!("semaphore waits under a signal storm: {sent} signals sent, {caught} caught");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ipc_shm::futex::{self, WaitResult};
 use ipc_shm::{Error, EventCount, Shared, Shm, ShmOptions, ShmSafe, liveness};
-use ipc_testkit::interrupt::{self, SignalStorm};
+use ipc_testkit::interrupt;
 use ipc_testkit::{audit, fault, fork, recv_line, send_line, spawn_role, unique_name, watchdog};
 
 ipc_testkit::roles! {
@@ -887,7 +887,7 @@ fn futex_wakes_a_waiter_in_another_process() {
     assert_eq!(waiter.recv_line(LINE).unwrap(), "waiting");
     // Wake only once the waiter sleeps in the kernel (its state is 'S'), so the wake is what
     // ends the wait, not a lucky value check.
-    interrupt::wait_until_sleeping(waiter.pid());
+    ipc_testkit::wait_until_sleeping(waiter.pid());
     word.store(1, Ordering::Release);
     let mut woken = 0;
     let t = Instant::now();
@@ -983,32 +983,25 @@ fn unlink_on_drop_and_persist() {
 fn futex_waits_survive_a_signal_storm() {
     let _w = watchdog(Duration::from_secs(60), "futex EINTR");
     let word = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let timeout = Duration::from_millis(300);
     let mut child = fork(|| {
-        interrupt::interrupt_blocking_calls();
-        send_line("ready");
-        assert_eq!(recv_line(LINE).as_deref(), Some("go"));
         let local = AtomicU32::new(5);
-        let t = Instant::now();
-        let r = futex::wait(&local, 5, Some(t + Duration::from_millis(300)));
-        let took = t.elapsed();
-        assert_eq!(r, WaitResult::TimedOut);
-        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "{took:?}");
-        assert!(interrupt::signals_caught() > 0, "no signal landed during the wait");
-        send_line("timed");
-        while word.load(Ordering::Acquire) == 0 {
-            futex::wait(&word, 0, None);
-        }
-        send_line(&interrupt::signals_caught().to_string());
+        interrupt::storm_child(
+            timeout,
+            || {
+                let deadline = Some(Instant::now() + timeout);
+                assert_eq!(futex::wait(&local, 5, deadline), WaitResult::TimedOut);
+            },
+            || {
+                while word.load(Ordering::Acquire) == 0 {
+                    futex::wait(&word, 0, None);
+                }
+            },
+        );
     });
-    assert_eq!(child.recv_line(LINE).unwrap(), "ready");
-    let storm = SignalStorm::start(child.pid(), Duration::from_micros(500));
-    child.send_line("go");
-    assert_eq!(child.recv_line(LINE).unwrap(), "timed");
-    interrupt::wait_until_sleeping(child.pid());
-    word.store(1, Ordering::Release);
-    futex::wake_all(&word);
-    let caught = child.recv_line(LINE).unwrap();
-    let sent = storm.stop();
-    child.assert_success();
+    let (sent, caught) = interrupt::storm_parent(&mut child, || {
+        word.store(1, Ordering::Release);
+        futex::wake_all(&word);
+    });
     eprintln!("futex waits under a signal storm: {sent} signals sent, {caught} caught");
 }
