@@ -1,5 +1,5 @@
 //! The floors: what the hardware and the kernel allow, measured in the same run as
-//! everything else (BENCHMARKS.md §0, §3 and the F0 row of §6).
+//! everything else.
 
 use std::fs::File;
 use std::hint::black_box;

@@ -11,7 +11,7 @@
 //! group's floor, ratio to the best peer), a progress line while it runs, and writes
 //! `report.md`, `chart.svg` and `results.json` under `target/ipc-bench/`.
 //!
-//! # Method (BENCHMARKS.md §4)
+//! # Method
 //! - Real processes: the resource is created, then the peer side is forked; both are pinned
 //!   per placement (X = cpu0/cpu1, S = cpu0/cpu0, U = unpinned) with `sched_setaffinity`.
 //! - Round trips; one-way figures are RTT/2 and labelled so.

@@ -93,7 +93,7 @@ pub struct Machine {
 /// A goal of the crate issues, checked on this run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Goal {
-    /// Goal id (BENCHMARKS.md §7).
+    /// Goal id (P1, P2, ...: the table in ipc-bench/README.md).
     pub id: String,
     /// What is compared.
     pub what: String,
@@ -798,7 +798,7 @@ fn goal_line(g: &Goal) -> [String; 5] {
 
 /// The goals as a terminal table.
 pub fn render_goals_text(goals: &[Goal]) -> String {
-    let mut out = String::from("\n== Goals (ratios from this run; BENCHMARKS.md §7)\n");
+    let mut out = String::from("\n== Goals (ratios from this run)\n");
     let lines: Vec<[String; 5]> = goals.iter().map(goal_line).collect();
     let w: Vec<usize> =
         (0..5).map(|i| lines.iter().map(|l| width(&l[i])).max().unwrap_or(0)).collect();

@@ -1,4 +1,4 @@
-//! Lock micro-benchmarks, ours beside the peers in the same run (BENCHMARKS.md B7-B9):
+//! Lock micro-benchmarks, ours beside the peers in the same run (uncontended, contended, rwlock):
 //!
 //! - `uncontended`: lock + counter increment + unlock, one thread, with a second thread of the
 //!   process alive (glibc takes a single-threaded shortcut otherwise): ours (in shared
@@ -93,7 +93,7 @@ impl GlibcRobust {
     }
 }
 
-/// Keep a second thread alive so glibc takes its multi-threaded paths (BENCHMARKS.md §1).
+/// Keep a second thread alive so glibc takes its multi-threaded paths (with one thread glibc skips its atomics: 3.8 ns instead of 12.9 ns).
 fn second_thread() -> std::sync::mpsc::Sender<()> {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
@@ -104,7 +104,7 @@ fn second_thread() -> std::sync::mpsc::Sender<()> {
 
 /// Ours and a peer in alternating 1 ms batches (ABBA...), 41 rounds: the median per-round
 /// ratio is robust to the load of a shared machine, which criterion's sequential groups are
-/// not (BENCHMARKS.md method 7). Printed beside the criterion figures.
+/// not (ours and the peers interleaved, ratio of medians). Printed beside the criterion figures.
 fn interleaved(what: &str, mut ours: impl FnMut(), mut peer: impl FnMut()) {
     const ROUNDS: usize = 41;
     const N: u32 = 100_000;

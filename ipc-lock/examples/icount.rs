@@ -1,5 +1,5 @@
 //! Instruction counts of uncontended lock + unlock, for callgrind (deterministic, immune to
-//! the noisy shared machine; BENCHMARKS.md method 8):
+//! the noisy shared machine):
 //!
 //! ```text
 //! cargo build --release -p ipc-lock --example icount

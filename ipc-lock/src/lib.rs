@@ -98,7 +98,7 @@
 //! # A guard cannot outlive its mapping
 //! These locks do not use the kernel's robust list (a holder's death is seen through
 //! liveness), so the list entry a glibc holder leaves unreadable when it unmaps the lock
-//! (RELIABILITY.md M6) cannot happen here; and safe code cannot unmap a lock it holds: a guard
+//! cannot happen here; and safe code cannot unmap a lock it holds: a guard
 //! borrows the lock, which borrows the mapping, so dropping the
 //! [`Shared`](ipc_shm::Shared) first does not compile:
 //!

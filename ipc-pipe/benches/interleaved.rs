@@ -1,4 +1,4 @@
-//! Same-run ratios by interleaving (BENCHMARKS.md, method rule 7): every mechanism's echo
+//! Same-run ratios by interleaving (ours and the peers alternate round by round, so both see the same machine): every mechanism's echo
 //! process is alive at once, and each round times a batch of round trips of each in turn
 //! (ABCDE ABCDE ...), so a noisy neighbour slows all of them alike. Prints, per size, the
 //! median over rounds of the per-round ratios ours/raw, ours/interprocess, ours/ipc-channel,

@@ -1,4 +1,4 @@
-//! ipc-queue against the floors and peers of BENCHMARKS.md, measured in the same run, between
+//! ipc-queue against the hardware floors and the peers, measured in the same run, between
 //! real processes pinned with sched_setaffinity (X = cpu0/cpu1, S = both on cpu0):
 //!
 //! - `rtt-x/*`: polling round trip, cross-core: our SPSC and MPMC (8 and 64 B) vs a 2-line

@@ -769,7 +769,7 @@ impl Receiver {
 
     /// Wait for the next message, in slices of at most [`PEER_CHECK`]: a dead producer
     /// wakes nobody, so after each slice the receiver looks whether the producer role's holder
-    /// died (RELIABILITY.md Q4) and, once everything it published is received, reports
+    /// died and, once everything it published is received, reports
     /// [`Nothing::Disconnected`] instead of waiting for ever.
     #[cold]
     #[inline(never)]

@@ -2,7 +2,7 @@
 //! `SA_RESTART` ([`interrupt_blocking_calls`]), so every blocking system call it is inside
 //! when the signal lands returns `EINTR`; the parent then signals it every few hundred
 //! microseconds ([`SignalStorm`]) while it waits, and the waits must neither return early nor
-//! restart their full timeout (RELIABILITY.md S5, Q12).
+//! restart their full timeout.
 //!
 //! Order matters: the child installs the handler and *then* says "ready"; only then may the
 //! parent start the storm (SIGUSR1's default action would kill the child), and the parent stops

@@ -1,6 +1,6 @@
 //! Cross-process suite of ipc-lock: robust mutexes, rwlocks, re-entrant mutexes, condition
 //! variables, named locks and file locks across real (forked and re-executed) processes,
-//! SIGKILLed at random moments and at named crash points (RELIABILITY.md M0-M12).
+//! SIGKILLed at random moments and at named crash points.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -1404,7 +1404,7 @@ fn m9_holders_in_other_pid_namespaces_with_colliding_pids_are_told_apart() {
     leak_check(&nb);
 }
 
-/// RELIABILITY.md S5/Q12 for the lock: a timed lock under a storm of EINTRs ends at its
+/// EINTR for the lock: a timed lock under a storm of EINTRs ends at its
 /// deadline, and a blocking lock ends when the holder unlocks.
 #[test]
 fn lock_waits_survive_a_signal_storm() {

@@ -711,7 +711,7 @@ fn the_keyed_handshake_works_across_processes() {
     bad.assert_success();
 }
 
-/// RELIABILITY.md P2/P5 under EINTR: a timed receive under a storm of signals ends at its
+/// EINTR: a timed receive under a storm of signals ends at its
 /// deadline; a blocking receive ends with the message the parent sends.
 #[test]
 fn connection_waits_survive_a_signal_storm() {

@@ -483,7 +483,7 @@ fn spsc_consumer_killed_holding_a_message_gets_it_redelivered() {
     assert_eq!(rx.recv().unwrap(), b"again");
 }
 
-/// RELIABILITY.md Q4: the consumer is parked and the only producer dies. It receives what the
+/// The consumer is parked and the only producer dies. It receives what the
 /// producer published, then `Disconnected` (not a hang); a new producer brings the queue back,
 /// and a producer that leaves voluntarily is not a disconnection.
 #[test]
@@ -740,7 +740,7 @@ fn counters_started_near_wrap_work_across_processes() {
     prod.assert_success();
 }
 
-/// RELIABILITY.md Q12: a timed receive under a storm of EINTRs ends at its deadline; a
+/// EINTR: a timed receive under a storm of EINTRs ends at its deadline; a
 /// blocking receive ends with the message the parent sends.
 #[test]
 fn queue_waits_survive_a_signal_storm() {

@@ -647,7 +647,7 @@ fn named_semaphore_mode_is_exact_whatever_the_umask() {
     .assert_success();
 }
 
-/// RELIABILITY.md S5: a timed acquire under a storm of EINTRs ends at its deadline with no
+/// EINTR: a timed acquire under a storm of EINTRs ends at its deadline with no
 /// permit taken; a blocking acquire ends with the permit the parent releases.
 #[test]
 fn semaphore_waits_survive_a_signal_storm() {

@@ -976,7 +976,7 @@ fn unlink_on_drop_and_persist() {
     leak_check(&name);
 }
 
-/// RELIABILITY.md S5/Q12 at the bottom of every wait: signals land every 0.5 ms on a process
+/// EINTR at the bottom of every wait: signals land every 0.5 ms on a process
 /// inside futex waits (a handler without SA_RESTART: each one is an EINTR). A timed wait ends
 /// at its deadline, neither early nor restarted from scratch; an untimed one ends by the wake.
 #[test]
