@@ -25,10 +25,13 @@ fuzz_target!(|input: (Vec<u8>, [u32; 16], u64, u64, usize, Vec<u8>)| {
 
     // A real queue whose body the fuzzer overwrites, then operations.
     let Ok(q) = QueueOptions::new(4, MAX).start_position(pos).anonymous() else { return };
-    let shm = q.shm();
-    let body_len = shm.len() - BODY;
+    // A second mapping of the queue's memfd, as a peer process has: it writes plain bytes
+    // under every handle of the queue.
+    let Ok(fd) = std::os::fd::AsFd::as_fd(q.shm()).try_clone_to_owned() else { return };
+    let Ok(mut peer) = ipc_shm::Shm::from_fd(fd) else { return };
+    let body_len = peer.len() - BODY;
     let n = memory.len().min(body_len);
-    let _ = shm.write_at(BODY, &memory[..n]);
+    let _ = peer.write_at(BODY, &memory[..n]);
     run(&q, &ops);
 });
 

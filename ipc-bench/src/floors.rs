@@ -14,8 +14,8 @@ use ipc_shm::futex;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use crate::harness::{
-    Ctx, Fail, Initiator, OrFail, Outcome, STOP, anon, contended_procs, ping_pong, spin_until,
-    stream_from_peer, time_ops, timed_out, word,
+    Ctx, Fail, Initiator, OrFail, Outcome, STOP, anon, contended_procs, copy_in, copy_out,
+    ping_pong, spin_until, stream_from_peer, time_ops, timed_out, word,
 };
 
 /// Offset of the second region: its own pair of cache lines, away from the first.
@@ -43,13 +43,13 @@ struct SpinInit<'a> {
 impl Initiator for SpinInit<'_> {
     fn round_trip(&mut self) -> Result<(), Fail> {
         self.seq = next_seq(self.seq);
-        self.shm.write_at(8, &self.buf).or_fail("write")?;
+        copy_in(self.shm, 8, &self.buf)?;
         // Release: pairs with the Acquire load in the echo loop; publishes the payload.
         self.ping.store(self.seq, Ordering::Release);
         let (pong, seq) = (self.pong, self.seq);
         // Acquire: pairs with the echo's Release store; the echoed payload is visible.
         spin_until(self.deadline, "spin echo", || pong.load(Ordering::Acquire) == seq)?;
-        self.shm.read_at(self.b + 8, &mut self.buf).or_fail("read")
+        copy_out(self.shm, self.b + 8, &mut self.buf)
     }
 
     fn stop(&mut self) {
@@ -79,8 +79,8 @@ pub fn spin2(ctx: &Ctx) -> Outcome {
             if v == STOP {
                 return Ok(());
             }
-            shm_ref.read_at(8, &mut buf).or_fail("read")?;
-            shm_ref.write_at(b + 8, &buf).or_fail("write")?;
+            copy_out(shm_ref, 8, &mut buf)?;
+            copy_in(shm_ref, b + 8, &buf)?;
             // Release: pairs with the initiator's Acquire; publishes the echoed payload.
             pong.store(v, Ordering::Release);
             last = v;
@@ -516,7 +516,7 @@ pub fn ring_tput(ctx: &Ctx) -> Outcome {
                 })?;
             }
             let off = base + (t % cap) as usize * slot;
-            shm_ref.write_at(off, &msg).or_fail("ring write")?;
+            copy_in(shm_ref, off, &msg)?;
             t = t.wrapping_add(1);
             // Release: pairs with the consumer's Acquire of tail; publishes the slot.
             tail.store(t, Ordering::Release);
@@ -533,7 +533,7 @@ pub fn ring_tput(ctx: &Ctx) -> Outcome {
             })?;
         }
         let off = base + (h % cap) as usize * slot;
-        shm_ref.read_at(off, &mut buf).or_fail("ring read")?;
+        copy_out(shm_ref, off, &mut buf)?;
         h = h.wrapping_add(1);
         // Release: pairs with the producer's Acquire of head; frees the slot.
         head.store(h, Ordering::Release);

@@ -383,9 +383,32 @@ pub fn anon(len: usize) -> Result<ipc_shm::Shm, Fail> {
     ipc_shm::Shm::anonymous(len).or_fail("create anonymous segment")
 }
 
-/// The atomic word at `offset` of `shm`.
-pub fn word(shm: &ipc_shm::Shm, offset: usize) -> Result<&std::sync::atomic::AtomicU32, Fail> {
-    shm.atomic_u32(offset).ok_or_else(|| Fail::Error(format!("no atomic word at {offset}")))
+/// The atomic word at `offset` of `shm`. Crate-internal: every bench segment keeps its
+/// atomic words and its payload bytes at disjoint offsets.
+#[allow(unsafe_code)]
+pub(crate) fn word(
+    shm: &ipc_shm::Shm,
+    offset: usize,
+) -> Result<&std::sync::atomic::AtomicU32, Fail> {
+    // SAFETY: the floors use each word offset only through this atomic view and copy payloads
+    // (`copy_in`/`copy_out`) only at other offsets, so no other kind of access covers it.
+    unsafe { shm.atomic_u32(offset) }
+        .ok_or_else(|| Fail::Error(format!("no atomic word at {offset}")))
+}
+
+/// Copy a payload into a bench segment at `offset` (never over one of its words).
+#[allow(unsafe_code)]
+pub(crate) fn copy_in(shm: &ipc_shm::Shm, offset: usize, data: &[u8]) -> Result<(), Fail> {
+    // SAFETY: payload offsets are disjoint from the atomic words (see `word`), and within one
+    // process only the measuring thread touches a payload, so nothing of ours covers it.
+    unsafe { shm.write_at_shared(offset, data) }.or_fail("write payload")
+}
+
+/// Copy a payload out of a bench segment at `offset`.
+#[allow(unsafe_code)]
+pub(crate) fn copy_out(shm: &ipc_shm::Shm, offset: usize, buf: &mut [u8]) -> Result<(), Fail> {
+    // SAFETY: as in `copy_in`.
+    unsafe { shm.read_at_shared(offset, buf) }.or_fail("read payload")
 }
 
 /// Operations per block for contended runs: a block should last ~1/20 of the budget,

@@ -25,7 +25,9 @@
 //!
 //! # Where unsafe lives
 //! `peers/glibc.rs` (pthread mutexes and `sem_t` on shared memory) and `peers/raw_sync.rs`
-//! (raw_sync takes raw pointers). Everything else is `#![deny(unsafe_code)]`.
+//! (raw_sync takes raw pointers); in `harness.rs`, the atomic words and payload copies of
+//! the floors' segments (`word`, `copy_in`, `copy_out`). Everything else is
+//! `#![deny(unsafe_code)]`.
 #![deny(unsafe_code)]
 
 pub mod catalog;

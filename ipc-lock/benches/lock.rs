@@ -64,16 +64,20 @@ impl GlibcRobust {
     }
 
     fn counter(&self) -> &AtomicU32 {
-        self.shm.atomic_u32(2048).unwrap()
+        // SAFETY: offset 2048 is only ever accessed as this atomic word.
+        unsafe { self.shm.atomic_u32(2048) }.unwrap()
     }
 
     fn start(&self) -> &AtomicU32 {
-        self.shm.atomic_u32(1024).unwrap()
+        // SAFETY: offset 1024 is only ever accessed as this atomic word.
+        unsafe { self.shm.atomic_u32(1024) }.unwrap()
     }
 
     /// The futex word (`__lock`, offset 0 on glibc): bit 31 is FUTEX_WAITERS.
     fn word(&self) -> u32 {
-        self.shm.atomic_u32(0).unwrap().load(Ordering::SeqCst)
+        // SAFETY: glibc accesses `__lock` atomically as a 32-bit int; the view is dropped
+        // right after one atomic load.
+        unsafe { self.shm.atomic_u32(0) }.unwrap().load(Ordering::SeqCst)
     }
 
     #[inline]

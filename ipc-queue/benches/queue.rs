@@ -27,6 +27,33 @@ use ipc_queue::{Queue, SpscQueue, TryRecvError};
 use ipc_shm::Shm;
 use ipc_testkit::{Child, fork};
 
+/// The bench's raw rings: atomic words and payload slots at disjoint offsets, each payload
+/// touched by one thread of a process at a time.
+trait BenchShm {
+    fn word(&self, offset: usize) -> &AtomicU32;
+    fn put(&self, offset: usize, data: &[u8]);
+    fn get(&self, offset: usize, buf: &mut [u8]);
+}
+
+impl BenchShm for Shm {
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: word offsets are only ever accessed as these atomic u32s (payloads lie
+        // elsewhere in the segment).
+        unsafe { self.atomic_u32(offset) }.unwrap()
+    }
+
+    fn put(&self, offset: usize, data: &[u8]) {
+        // SAFETY: payload offsets never overlap a word, and one thread of each process copies
+        // a given slot at a time; no reference covers it.
+        unsafe { self.write_at_shared(offset, data) }.unwrap()
+    }
+
+    fn get(&self, offset: usize, buf: &mut [u8]) {
+        // SAFETY: as in `put`.
+        unsafe { self.read_at_shared(offset, buf) }.unwrap()
+    }
+}
+
 fn pin(cpus: &[usize]) {
     // SAFETY: all-zero is a valid (empty) cpu_set_t.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -138,7 +165,7 @@ fn spin_floor(c: &mut Criterion) {
     let shm = Shm::anonymous(4096).unwrap();
     let child = fork(|| {
         pin(&[1]);
-        let (a, b) = (shm.atomic_u32(0).unwrap(), shm.atomic_u32(128).unwrap());
+        let (a, b) = (shm.word(0), shm.word(128));
         let mut seen = 0;
         loop {
             let v = a.load(Ordering::Acquire);
@@ -154,7 +181,7 @@ fn spin_floor(c: &mut Criterion) {
         }
     });
     pin(&[0]);
-    let (a, b) = (shm.atomic_u32(0).unwrap(), shm.atomic_u32(128).unwrap());
+    let (a, b) = (shm.word(0), shm.word(128));
     let mut n = 0u32;
     c.bench_function("rtt-x/floor/spin ping-pong 2 lines", |bn| {
         bn.iter_custom(|iters| {
@@ -235,7 +262,7 @@ impl Go {
     }
 
     fn word(&self) -> &AtomicU32 {
-        self.shm.atomic_u32(0).unwrap()
+        self.shm.word(0)
     }
 
     fn ask(&self, n: u32) {
@@ -310,7 +337,7 @@ fn spsc_tput(c: &mut Criterion) {
 }
 
 /// The reference: a plain SPSC ring of 1024 fixed 64-byte slots with cached indices (32-bit
-/// counters), copies through the same bounds-checked `Shm::write_at`/`read_at`.
+/// counters), copies through the same bounds-checked `Shm::write_at_shared`/`read_at_shared`.
 const RING: u64 = 1024;
 
 fn ref_tput(c: &mut Criterion) {
@@ -318,8 +345,8 @@ fn ref_tput(c: &mut Criterion) {
     let go = Go::new();
     let child = fork(|| {
         pin(&[1]);
-        let head = shm.atomic_u32(0).unwrap();
-        let tail = shm.atomic_u32(128).unwrap();
+        let head = shm.word(0);
+        let tail = shm.word(128);
         let mut h = 0u32;
         let mut cached_tail = 0u32;
         let msg = [5u8; 64];
@@ -332,15 +359,15 @@ fn ref_tput(c: &mut Criterion) {
                 while h.wrapping_sub(cached_tail) as u64 >= RING {
                     cached_tail = tail.load(Ordering::Acquire);
                 }
-                shm.write_at(256 + (u64::from(h) % RING) as usize * 64, &msg).unwrap();
+                shm.put(256 + (u64::from(h) % RING) as usize * 64, &msg);
                 h = h.wrapping_add(1);
                 head.store(h, Ordering::Release);
             }
         }
     });
     pin(&[0]);
-    let head = shm.atomic_u32(0).unwrap();
-    let tail = shm.atomic_u32(128).unwrap();
+    let head = shm.word(0);
+    let tail = shm.word(128);
     let mut t_ = 0u32;
     let mut cached_head = 0u32;
     let mut buf = [0u8; 64];
@@ -355,7 +382,7 @@ fn ref_tput(c: &mut Criterion) {
                 while t_ == cached_head {
                     cached_head = head.load(Ordering::Acquire);
                 }
-                shm.read_at(256 + (u64::from(t_) % RING) as usize * 64, &mut buf).unwrap();
+                shm.get(256 + (u64::from(t_) % RING) as usize * 64, &mut buf);
                 black_box(&buf);
                 t_ = t_.wrapping_add(1);
                 tail.store(t_, Ordering::Release);
@@ -430,7 +457,7 @@ fn zero_copy_tput(c: &mut Criterion) {
     let mut i = 0usize;
     g.bench_function("memcpy into a 1 MiB shm ring", |b| {
         b.iter(|| {
-            ring.write_at((i % 16) * BIG, black_box(&src)).unwrap();
+            ring.put((i % 16) * BIG, black_box(&src));
             i += 1;
         })
     });
@@ -449,8 +476,8 @@ fn ref_ring_big(c: &mut Criterion) {
     let go = Go::new();
     let child = fork(|| {
         pin(&[1]);
-        let head = shm.atomic_u32(0).unwrap();
-        let tail = shm.atomic_u32(128).unwrap();
+        let head = shm.word(0);
+        let tail = shm.word(128);
         let src = vec![3u8; BIG];
         let mut h = 0u32;
         loop {
@@ -462,15 +489,15 @@ fn ref_ring_big(c: &mut Criterion) {
                 while h.wrapping_sub(tail.load(Ordering::Acquire)) >= 16 {
                     std::hint::spin_loop();
                 }
-                shm.write_at(256 + (h % 16) as usize * BIG, &src).unwrap();
+                shm.put(256 + (h % 16) as usize * BIG, &src);
                 h = h.wrapping_add(1);
                 head.store(h, Ordering::Release);
             }
         }
     });
     pin(&[0]);
-    let head = shm.atomic_u32(0).unwrap();
-    let tail = shm.atomic_u32(128).unwrap();
+    let head = shm.word(0);
+    let tail = shm.word(128);
     let mut t_ = 0u32;
     let mut buf = vec![0u8; BIG];
     let mut g = c.benchmark_group("tput-64KiB");
@@ -485,7 +512,7 @@ fn ref_ring_big(c: &mut Criterion) {
                     std::hint::spin_loop();
                 }
                 // read_at copies: the reader touches every byte, as the queue's consumer does.
-                shm.read_at(256 + (t_ % 16) as usize * BIG, &mut buf).unwrap();
+                shm.get(256 + (t_ % 16) as usize * BIG, &mut buf);
                 black_box(xor_fold(&buf));
                 t_ = t_.wrapping_add(1);
                 tail.store(t_, Ordering::Release);
@@ -549,7 +576,7 @@ fn futex_floor(c: &mut Criterion) {
     let shm = Shm::anonymous(4096).unwrap();
     let child = fork(|| {
         pin(&[1]);
-        let (a, b) = (shm.atomic_u32(0).unwrap(), shm.atomic_u32(128).unwrap());
+        let (a, b) = (shm.word(0), shm.word(128));
         let mut seen = 0;
         loop {
             let v = a.load(Ordering::Acquire);
@@ -566,7 +593,7 @@ fn futex_floor(c: &mut Criterion) {
         }
     });
     pin(&[0]);
-    let (a, b) = (shm.atomic_u32(0).unwrap(), shm.atomic_u32(128).unwrap());
+    let (a, b) = (shm.word(0), shm.word(128));
     let mut n = 0u32;
     c.bench_function("asleep-x/raw futex ping-pong", |bn| {
         bn.iter_custom(|iters| {

@@ -98,7 +98,9 @@ fn shm_err<'a>(op: &'static str, name: &'a str) -> impl FnOnce(ipc_shm::Error) -
 fn read_config(object: &Object) -> std::result::Result<RawConfig, ipc_shm::Error> {
     let off = object.body().as_ptr().addr().wrapping_sub(object.shm().as_ptr().as_ptr().addr());
     let mut bytes = [0u8; 64];
-    object.shm().read_at(off, &mut bytes)?;
+    // SAFETY: the config block is written once by the creator before READY and never lent
+    // out; no queue handle is built over `object` yet, so no reference covers it.
+    unsafe { object.shm().read_at_shared(off, &mut bytes)? };
     let mut words = [0u32; 16];
     for (w, b) in words.iter_mut().zip(bytes.chunks_exact(4)) {
         *w = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);

@@ -49,10 +49,33 @@
 //! - [`liveness`]: owner ids for lock words and ledgers, and `is_alive` answered by a lock
 //!   the kernel releases when a process dies, immune to pid reuse and correct across fork.
 //!
+//! # Threat model: what a peer can and cannot do
+//! A *peer* is any other process that maps the same segment, and any second mapping of it in
+//! this process (`Shm::open` of the same name, `Shm::from_fd` of a duplicated fd). A peer
+//! that ignores the protocol, by bug or malice, **can**:
+//! - corrupt the data it can already write: the values in a `Shared<T>`, the payload of a
+//!   queue slot, the data behind a lock;
+//! - make operations fail with typed errors (`Corrupted`, `Incompatible`, `NotRecoverable`,
+//!   timeouts), or make them wait until their deadline.
+//!
+//! It can **never** make our process read or write out of bounds, allocate without bound,
+//! hang past a deadline, panic, or reach undefined behaviour: every length, offset, index and
+//! state read from shared memory is loaded once into private memory, range-checked and used
+//! from the checked copy; plain data in shared memory is [`bytemuck::Pod`] (every bit pattern
+//! valid), and [`ShmSafe`] types are atomics.
+//!
+//! Inside this process, safe code cannot write or read plain bytes that a reference of this
+//! family covers (a lock guard's `&mut T`, a lent queue slot, an atomic view): the objects own
+//! their segment and lend only `&Shm`, on which the raw copies
+//! ([`Shm::read_at_shared`], [`Shm::write_at_shared`]) and [`Shm::atomic_u32`] are `unsafe`
+//! with a stated contract; the safe [`Shm::read_at`] / [`Shm::write_at`] need an exclusive
+//! `&mut Shm`, which no object ever hands out.
+//!
 //! # Where unsafe lives
 //! `sys.rs` (OFD locks, `pthread_atfork`, raw fds), `segment.rs` (copies in and out of the
-//! mapping, atomic views), `shared.rs` (the `&T` view, `ShmSafe` impls), `liveness.rs` (the
-//! raw lease fd). Everything else is `#![deny(unsafe_code)]`.
+//! mapping, atomic views), `object.rs` (writing the header and zeroing the body of an object
+//! nobody uses yet), `shared.rs` (the `&T` view, `ShmSafe` impls), `liveness.rs` (the raw
+//! lease fd, the registry's atomic words). Everything else is `#![deny(unsafe_code)]`.
 //!
 //! # Platform
 //! Linux only (futex, memfd, OFD locks, /dev/shm); other targets fail to compile with a

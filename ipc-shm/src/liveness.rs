@@ -144,7 +144,11 @@ fn registry() -> Result<&'static Registry> {
 
 fn slot_words(reg: &Registry, slot: usize) -> Option<(&AtomicU32, &AtomicU32)> {
     let at = SLOT_TABLE + slot * 8;
-    Some((reg.shm.atomic_u32(at)?, reg.shm.atomic_u32(at + 4)?))
+    // SAFETY: the slot table is only ever accessed as atomic u32 words, by every process.
+    let generation = unsafe { reg.shm.atomic_u32(at)? };
+    // SAFETY: as above.
+    let pid = unsafe { reg.shm.atomic_u32(at + 4)? };
+    Some((generation, pid))
 }
 
 unsafe extern "C" fn after_fork_child() {

@@ -8,6 +8,7 @@
 //! as long as the init lock is held, and when it is not held the creator died mid-way:
 //! `open` reports [`Error::NotInitialized`], `open_or_create` takes the init lock and
 //! initialises the object again. No opener ever uses a header that is not READY.
+#![allow(unsafe_code)] // raw copies into the header and body of an object nobody uses yet
 
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
@@ -66,16 +67,21 @@ fn initialise(shm: &Shm, kind: &ObjectKind, body: Body, init: Init<'_>) -> Resul
     let end = body.offset + body.len;
     while at < end {
         let n = (end - at).min(zeros.len());
-        shm.write_at(at, zeros.get(..n).unwrap_or_default())?;
+        // SAFETY: the object is not built yet, so nothing in this process holds a reference
+        // into its body (handles of other mappings write through other addresses, as peers).
+        unsafe { shm.write_at_shared(at, zeros.get(..n).unwrap_or_default())? };
         at += n;
     }
-    shm.write_at(0, &header::encode(&fields))?;
+    // SAFETY: as above; the header is only ever copied, apart from its state word, which no
+    // thread of ours accesses before `attach` returns.
+    unsafe { shm.write_at_shared(0, &header::encode(&fields))? };
     crash::point("object.init.header");
     // Offset is inside the mapping: body.offset <= shm.len() was planned from it.
     let ptr = NonNull::new(shm.as_ptr().as_ptr().wrapping_add(body.offset)).unwrap_or(shm.as_ptr());
     init(ptr, body.len);
     crash::point("object.init.body");
-    let state = shm.atomic_u32(header::STATE_OFFSET).ok_or_else(|| {
+    // SAFETY: the state word is only ever accessed as this one atomic u32, by every process.
+    let state = unsafe { shm.atomic_u32(header::STATE_OFFSET) }.ok_or_else(|| {
         incompatible("initialise", shm, HeaderError::TooShort { found: shm.len() })
     })?;
     // SYNC POINT. Release: publishes the header and body; pairs with the Acquire load of the
@@ -98,8 +104,8 @@ fn attach(
     if shm.len() < HEADER_LEN {
         return Err(incompatible(op, shm, HeaderError::TooShort { found: shm.len() }));
     }
-    let state = shm
-        .atomic_u32(header::STATE_OFFSET)
+    // SAFETY: the state word is only ever accessed as this one atomic u32, by every process.
+    let state = unsafe { shm.atomic_u32(header::STATE_OFFSET) }
         .ok_or_else(|| incompatible(op, shm, HeaderError::TooShort { found: shm.len() }))?;
     let mut backoff = Backoff::new(timeout);
     loop {
@@ -107,7 +113,9 @@ fn attach(
         // copy below sees the finished header and body.
         if state.load(Ordering::Acquire) == READY {
             let mut bytes = [0u8; HEADER_LEN];
-            shm.read_at(0, &mut bytes)?;
+            // SAFETY: nothing in this process writes the header once it is READY (only the
+            // state word, atomically, which a copy may read stale); no object is built yet.
+            unsafe { shm.read_at_shared(0, &mut bytes)? };
             let fields = header::decode(&bytes).map_err(|e| incompatible(op, shm, e))?;
             return header::validate(&fields, kind, body_len, shm.len())
                 .map_err(|e| incompatible(op, shm, e));

@@ -190,8 +190,9 @@ impl ShmOptions {
 ///
 /// The mapping lives as long as the `Shm`. Other processes write it at any time, so its
 /// bytes are only copied in and out ([`read_at`](Self::read_at),
-/// [`write_at`](Self::write_at)) or viewed through atomics ([`atomic_u32`](Self::atomic_u32),
-/// [`Shared`](crate::Shared)). The creator of a named segment unlinks the name on drop unless
+/// [`write_at`](Self::write_at): safe on an exclusive handle; `*_shared` and
+/// [`atomic_u32`](Self::atomic_u32) are `unsafe`, because an object's `&Shm` may be covered by
+/// references the object has lent) or viewed through [`Shared`](crate::Shared). The creator of a named segment unlinks the name on drop unless
 /// [`persist`](Self::persist) was asked.
 ///
 /// # SIGBUS
@@ -648,42 +649,101 @@ impl Shm {
 
     /// Copy `buf.len()` bytes out of the segment from `offset`.
     ///
+    /// Takes `&mut self`: an exclusive handle is one no object of this family is using, since
+    /// [`Shared`](crate::Shared), the queues and the named locks own their `Shm` and lend out
+    /// only `&Shm`. So no reference this family handed out (a lock guard's `&mut T`, a queue's
+    /// lent slot, an atomic view) can cover the bytes copied. Through a shared `&Shm`, use
+    /// [`read_at_shared`](Self::read_at_shared) and uphold its contract.
+    ///
+    /// The bytes are whatever other processes left there: treat them as untrusted.
+    ///
+    /// ```compile_fail
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::atomic::AtomicU32;
+    /// let name = ipc_shm::random_name("doc")?;
+    /// let counter = ipc_shm::Shared::create(&name, AtomicU32::new(0))?;
+    /// // The object's segment is only lent as `&Shm`: this does not compile, so safe code
+    /// // cannot write plain bytes under the `&AtomicU32` the `Shared` hands out.
+    /// counter.shm().write_at(64, &[0xff; 4])?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::OutOfBounds`] if the range leaves the segment.
-    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+    pub fn read_at(&mut self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        // SAFETY: `&mut self` is exclusive: no reference into this mapping borrowed from this
+        // handle is alive, and objects of this family never lend a `&mut Shm` (see above).
+        unsafe { self.read_at_shared(offset, buf) }
+    }
+
+    /// Copy `data` into the segment at `offset`. See [`read_at`](Self::read_at) for why this
+    /// takes `&mut self`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] if the range leaves the segment.
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        // SAFETY: as in `read_at`: the handle is exclusive.
+        unsafe { self.write_at_shared(offset, data) }
+    }
+
+    /// [`read_at`](Self::read_at) through a shared handle, e.g. the `&Shm` of an object.
+    ///
+    /// # Safety
+    /// For the duration of the call, no reference into the range may be alive in this
+    /// process except atomic views that nobody writes concurrently: no `&mut` (a lock guard's
+    /// data, a queue's reserved slot), no plain `&[u8]`/`&T` over bytes another thread may
+    /// write, and no concurrent write by another thread of this process. Writes by *other
+    /// processes* are allowed: the bytes are then stale or mixed, never invalid (any byte is
+    /// a `u8`), and the caller treats them as untrusted.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] if the range leaves the segment.
+    pub unsafe fn read_at_shared(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check_range("read", offset, buf.len())?;
         let src = self.map.as_ptr().wrapping_add(offset);
         // SAFETY: `offset + buf.len() <= self.len` (checked): inside the live mapping; `buf`
-        // is private (no overlap); any byte is a valid u8, so a peer writing concurrently
-        // makes the bytes at worst stale or mixed, and callers treat them as untrusted.
+        // is private (no overlap); nothing in this process writes the range now (the caller's
+        // contract), and a peer writing concurrently leaves stale or mixed bytes at worst.
         unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
 
-    /// Copy `data` into the segment at `offset`.
+    /// [`write_at`](Self::write_at) through a shared handle.
+    ///
+    /// # Safety
+    /// For the duration of the call, no reference into the range may be alive in this
+    /// process (shared or exclusive, atomic or not) and no other thread of this process may
+    /// access it. Other processes may; they see stale or mixed bytes at worst.
     ///
     /// # Errors
     /// [`Error::OutOfBounds`] if the range leaves the segment.
-    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
+    pub unsafe fn write_at_shared(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_range("write", offset, data.len())?;
         let dst = self.map.as_mut_ptr().wrapping_add(offset);
-        // SAFETY: the range lies inside the live, writable mapping (checked above); `data`
-        // is private memory (no overlap); written through a raw pointer, and every reader
-        // of shared bytes already treats them as changing under it (a peer may write them).
+        // SAFETY: the range lies inside the live, writable mapping (checked above); `data` is
+        // private memory (no overlap); no reference of this process covers the range and no
+        // thread of ours accesses it now (the caller's contract).
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
         Ok(())
     }
 
     /// An atomic view of the 4 bytes at `offset`; `None` if out of range or not 4-aligned.
-    pub fn atomic_u32(&self, offset: usize) -> Option<&AtomicU32> {
+    ///
+    /// # Safety
+    /// While the returned reference lives, every access to those 4 bytes in this process must
+    /// be a 4-byte atomic one: no reference of another type (a lock guard's `&mut T`, a
+    /// queue's lent slot, a wider or narrower atomic) may cover them, and no
+    /// [`write_at_shared`](Self::write_at_shared) may touch them. Other processes may write
+    /// them; any bit pattern is a valid `AtomicU32`.
+    pub unsafe fn atomic_u32(&self, offset: usize) -> Option<&AtomicU32> {
         if !offset.is_multiple_of(4) || offset.checked_add(4)? > self.len {
             return None;
         }
         #[allow(clippy::cast_ptr_alignment)] // 4-alignment checked above
         let ptr = self.map.as_ptr().wrapping_add(offset).cast::<AtomicU32>();
         // SAFETY: in range and 4-aligned (page-aligned mapping), checked above; the mapping
-        // outlives the borrow of `self`; any bit pattern is a valid AtomicU32 and every
-        // access is atomic, so other processes writing concurrently is fine.
+        // outlives the borrow of `self`; any bit pattern is a valid AtomicU32; every access in
+        // this process is atomic and of this size (the caller's contract).
         Some(unsafe { &*ptr })
     }
 

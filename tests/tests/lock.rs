@@ -92,7 +92,8 @@ impl Board {
     }
 
     fn word(&self, i: usize) -> &AtomicU32 {
-        self.shm.atomic_u32(i * 4).unwrap()
+        // SAFETY: a board's words are only ever accessed as these atomic u32s.
+        unsafe { self.shm.atomic_u32(i * 4) }.unwrap()
     }
 
     fn get(&self, i: usize) -> u32 {

@@ -341,7 +341,10 @@ fn garbage_count_from_a_peer() {
         let sem = Shared::anonymous(BoundedSemaphore::with_value(1, MAX).unwrap()).unwrap();
         let shm_base = sem.shm().as_ptr().as_ptr() as usize;
         let body = std::ptr::from_ref::<BoundedSemaphore>(&sem) as usize - shm_base;
-        let mut peer = fork(|| sem.shm().write_at(body, &garbage.to_ne_bytes()).unwrap());
+        let mut peer = fork(|| {
+            // SAFETY: this child takes no reference into the semaphore; it only scribbles.
+            unsafe { sem.shm().write_at_shared(body, &garbage.to_ne_bytes()) }.unwrap()
+        });
         peer.assert_success();
         assert!(matches!(sem.release(), Err(Error::Overflow { .. })), "{garbage:#x}");
         assert!(sem.value() <= MAX);

@@ -131,10 +131,11 @@ fn forked_processes_share_named_and_anonymous_segments() {
     let name = unique_name("fork-share");
     let named = Shared::create(&name, AtomicU64::new(7)).unwrap();
     let anon = Shared::anonymous(AtomicU64::new(100)).unwrap();
-    let raw = Shm::anonymous(4096).unwrap();
+    let mut raw = Shm::anonymous(4096).unwrap();
     raw.write_at(4000, b"parent").unwrap();
     let n2 = name.clone();
     let mut child = fork(move || {
+        let mut raw = raw;
         let mine = Shared::<AtomicU64>::open(&n2).unwrap();
         assert_eq!(mine.load(Ordering::SeqCst), 7);
         mine.store(8, Ordering::SeqCst);
@@ -160,12 +161,14 @@ fn forked_child_sees_parent_writes_to_anonymous_segment() {
         let v = recv_line(LINE).unwrap();
         assert_eq!(anon.load(Ordering::SeqCst).to_string(), v);
         let mut b = [0u8; 2];
-        raw.read_at(10, &mut b).unwrap();
+        // SAFETY: no reference into `raw` exists; the parent wrote it before saying so.
+        unsafe { raw.read_at_shared(10, &mut b) }.unwrap();
         assert_eq!(&b, b"hi");
     });
     anon.store(99, Ordering::SeqCst);
     // The raw segment was mapped before the fork, so it is shared too.
-    raw.write_at(10, b"hi").unwrap();
+    // SAFETY: no reference into `raw` exists in this process.
+    unsafe { raw.write_at_shared(10, b"hi") }.unwrap();
     child.send_line("99");
     child.assert_success();
 }
@@ -400,8 +403,14 @@ fn invalid_names_are_typed_errors_and_touch_nothing() {
 
 fn header_bytes(shm: &Shm) -> [u8; 64] {
     let mut b = [0u8; 64];
-    shm.read_at(0, &mut b).unwrap();
+    // SAFETY: the header is only copied (its state word is atomic, and nobody writes it now).
+    unsafe { shm.read_at_shared(0, &mut b) }.unwrap();
     b
+}
+
+/// Write `bytes` at `at` through a second mapping of `name`, as another process would.
+fn scribble(name: &str, at: usize, bytes: &[u8]) {
+    Shm::open(name).unwrap().write_at(at, bytes).unwrap();
 }
 
 #[test]
@@ -427,8 +436,8 @@ fn corrupted_header_fields_are_typed_errors() {
         (60, 1u32.to_ne_bytes().to_vec(), |e| matches!(e, H::Reserved { found: 1 })),
     ];
     for (at, bytes, want) in cases {
-        obj.shm().write_at(0, &good).unwrap();
-        obj.shm().write_at(at, &bytes).unwrap();
+        scribble(&name, 0, &good);
+        scribble(&name, at, &bytes);
         // The opener is another process: it must get a typed error, not a panic or a hang.
         let n2 = name.clone();
         let mut child = fork(move || match Shared::<AtomicU64>::open(&n2) {
@@ -441,10 +450,10 @@ fn corrupted_header_fields_are_typed_errors() {
         });
         child.assert_success();
     }
-    obj.shm().write_at(0, &good).unwrap();
+    scribble(&name, 0, &good);
     assert_eq!(Shared::<AtomicU64>::open(&name).unwrap().load(Ordering::SeqCst), 1);
     // A not-ready state with nobody initialising is a dead creator's leftover.
-    obj.shm().write_at(12, &1u32.to_ne_bytes()).unwrap();
+    scribble(&name, 12, &1u32.to_ne_bytes());
     assert!(matches!(Shared::<AtomicU64>::open(&name), Err(Error::NotInitialized { .. })));
     drop(obj);
     leak_check(&name);
@@ -466,7 +475,7 @@ fn wrong_type_or_size_is_refused() {
     }
     // A raw segment that is not one of our objects.
     let raw_name = unique_name("notours");
-    let raw = Shm::create(&raw_name, 4096).unwrap();
+    let mut raw = Shm::create(&raw_name, 4096).unwrap();
     match Shared::<AtomicU64>::open(&raw_name) {
         Err(Error::NotInitialized { .. }) => {} // all zero: state UNINIT, nobody initialising
         other => panic!("{other:?}"),
@@ -621,6 +630,7 @@ fn truncated_named_segment_is_sigbus_but_sealed_memfd_cannot_shrink() {
         send_line("opened");
         assert_eq!(recv_line(LINE).as_deref(), Some("truncated"));
         let mut b = [0u8; 1];
+        let mut s = s;
         let _ = s.read_at(4096, &mut b); // past the new end: SIGBUS
         panic!("read past a truncated end did not fault");
     });
@@ -727,10 +737,11 @@ fn sweep_race() {
     while (i < iterations as u64 || stop[1].load(Ordering::Acquire) < 5)
         && start.elapsed() < Duration::from_secs(60)
     {
-        let seg = o.open_or_create(&name, 4096).unwrap_or_else(|e| panic!("iteration {i}: {e}"));
+        let mut seg =
+            o.open_or_create(&name, 4096).unwrap_or_else(|e| panic!("iteration {i}: {e}"));
         seg.write_at(0, &i.to_ne_bytes()).unwrap();
         // We map it: the name must still be this segment, whoever created it.
-        let again = o.open(&name).unwrap_or_else(|e| panic!("iteration {i}: reopen: {e}"));
+        let mut again = o.open(&name).unwrap_or_else(|e| panic!("iteration {i}: reopen: {e}"));
         let mut b = [0u8; 8];
         again.read_at(0, &mut b).unwrap();
         assert_eq!(u64::from_ne_bytes(b), i, "iteration {i}: opened a different segment");

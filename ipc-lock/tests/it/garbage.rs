@@ -2,17 +2,18 @@
 //! shared segment written through the mapping). The cross-process suite repeats this with a
 //! forked writer and random values.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ipc_lock::{Mutex, RwLock, TryLockError};
 use ipc_shm::Shared;
 
-/// The low 32 bits of the mutex state, seen through the mapping as a peer would write them.
-fn low_word<T: ipc_shm::ShmSafe>(s: &Shared<T>) -> &std::sync::atomic::AtomicU32 {
+/// Write the low 32 bits of the mutex state through a second mapping, as a peer process would.
+fn write_low_word<T: ipc_shm::ShmSafe>(s: &Shared<T>, value: u32) {
     let base = s.shm().as_ptr().as_ptr() as usize;
     let obj = std::ptr::from_ref::<T>(s) as usize;
-    s.shm().atomic_u32(obj - base).unwrap()
+    let fd = std::os::fd::AsFd::as_fd(s.shm()).try_clone_to_owned().unwrap();
+    let mut peer = ipc_shm::Shm::from_fd(fd).unwrap();
+    peer.write_at(obj - base, &value.to_ne_bytes()).unwrap();
 }
 
 #[test]
@@ -44,7 +45,7 @@ fn corrupted_words_are_typed_errors_never_acquired() {
     s.raw().set_word_value(0);
     assert!(s.try_lock().is_ok());
     // A 32-bit write into the low half alone (a peer with the wrong layout).
-    low_word(&s).store(me, Ordering::SeqCst);
+    write_low_word(&s, me);
     assert!(matches!(s.try_lock(), Err(TryLockError::Corrupted { .. })));
 }
 

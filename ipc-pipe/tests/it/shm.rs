@@ -10,10 +10,10 @@ use ipc_shm::Shm;
 #[test]
 fn a_segment_travels_and_maps_the_same_memory() {
     let (mut a, mut b) = pipe().unwrap();
-    let shm = Shm::anonymous(8192).unwrap();
+    let mut shm = Shm::anonymous(8192).unwrap();
     shm.write_at(100, b"written before").unwrap();
     a.send_shm(&shm).unwrap();
-    let theirs = b.recv_shm().unwrap();
+    let mut theirs = b.recv_shm().unwrap();
     assert_eq!(theirs.len(), 8192);
     let mut buf = [0u8; 14];
     theirs.read_at(100, &mut buf).unwrap();

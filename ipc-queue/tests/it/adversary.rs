@@ -40,14 +40,22 @@ fn op(body_len: usize) -> impl Strategy<Value = Op> {
 
 const MAX: usize = 64;
 
+/// A second mapping of an anonymous queue's memory, as a peer process has: what the adversary
+/// writes through it changes the queue's bytes under every handle, the way another process
+/// would, and safe code can write plain bytes through an exclusive mapping.
+fn peer_mapping(shm: &ipc_shm::Shm) -> ipc_shm::Shm {
+    let fd = std::os::fd::AsFd::as_fd(shm).try_clone_to_owned().unwrap();
+    ipc_shm::Shm::from_fd(fd).unwrap()
+}
+
 fn check_len(len: usize) -> Result<(), TestCaseError> {
     prop_assert!(len <= MAX, "a message of {} bytes from a queue of {}-byte messages", len, MAX);
     Ok(())
 }
 
 fn run(q: &Queue, ops: &[Op]) -> Result<(), TestCaseError> {
-    let shm = q.shm();
-    let body_len = shm.len() - BODY;
+    let mut peer = peer_mapping(q.shm());
+    let body_len = peer.len() - BODY;
     for op in ops {
         match op {
             Op::Send(n) => match q.try_send(&vec![7u8; *n]) {
@@ -74,12 +82,10 @@ fn run(q: &Queue, ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Scribble { at, bytes } => {
                 let at = (*at).min(body_len.saturating_sub(bytes.len()));
-                shm.write_at(BODY + at, bytes).unwrap();
+                peer.write_at(BODY + at, bytes).unwrap();
             }
             Op::Word { at, value } => {
-                if let Some(w) = shm.atomic_u32(BODY + (*at & !3)) {
-                    w.store(*value, Ordering::SeqCst);
-                }
+                let _ = peer.write_at(BODY + (*at & !3), &value.to_ne_bytes());
             }
         }
         let _ = (q.len(), q.is_empty(), q.is_full(), q.stats());
@@ -107,6 +113,7 @@ proptest! {
         let q = SpscQueue::anonymous(4, MAX).unwrap();
         let mut tx = q.sender().unwrap();
         let mut rx = q.receiver().unwrap();
+        let mut peer = peer_mapping(q.shm());
         for (kind, at, value) in ops {
             match kind {
                 0 => { let _ = tx.try_send(&[3u8; 40]); }
@@ -114,9 +121,7 @@ proptest! {
                 2 => if let Ok(m) = rx.try_recv_ref() { check_len(m.len())?; },
                 3 => if let Ok(mut s) = tx.try_reserve(10) { s.fill(2); s.commit(); },
                 _ => {
-                    if let Some(w) = q.shm().atomic_u32(BODY + (at & !3)) {
-                        w.store(value, Ordering::SeqCst);
-                    }
+                    let _ = peer.write_at(BODY + (at & !3), &value.to_ne_bytes());
                 }
             }
             prop_assert!(q.len() <= q.capacity());
@@ -126,10 +131,12 @@ proptest! {
     #[test]
     fn corrupted_config_is_refused_at_open(word in 0usize..16, value in any::<u32>()) {
         let name = ipc_testkit::unique_name("adv-config");
-        let q = Queue::create(&name, 4, MAX).unwrap();
-        let w = q.shm().atomic_u32(BODY + word * 4).unwrap();
-        let old = w.load(Ordering::SeqCst);
-        w.store(value, Ordering::SeqCst);
+        let _q = Queue::create(&name, 4, MAX).unwrap();
+        let mut peer = ipc_shm::Shm::open(&name).unwrap();
+        let mut old = [0u8; 4];
+        peer.read_at(BODY + word * 4, &mut old).unwrap();
+        let old = u32::from_ne_bytes(old);
+        peer.write_at(BODY + word * 4, &value.to_ne_bytes()).unwrap();
         match Queue::open(&name) {
             Ok(other) => {
                 // Only harmless words may pass: unchanged, the typed-queue tag (8, 9: checked
@@ -153,22 +160,20 @@ fn lengths_flipped_after_validation_never_escape() {
     let q = Arc::new(Queue::anonymous(4, MAX).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let flipper = {
-        let (q, stop) = (q.clone(), stop.clone());
+        let mut peer = peer_mapping(q.shm());
+        let stop = stop.clone();
         std::thread::spawn(move || {
             let stride = 128; // 16 + 64 rounded to a cache line
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 for i in 0..4 {
-                    let len = q.shm().atomic_u32(SLOTS + i * stride + 8).unwrap();
-                    len.store(
-                        [u32::MAX, 0, MAX as u32 + 1, 1 << 30][(n % 4) as usize],
-                        Ordering::Relaxed,
-                    );
+                    let len = [u32::MAX, 0, MAX as u32 + 1, 1 << 30][(n % 4) as usize];
+                    peer.write_at(SLOTS + i * stride + 8, &len.to_ne_bytes()).unwrap();
                 }
                 if n.is_multiple_of(64) {
                     // Now and then an impossible slot state or index as well.
-                    let w = q.shm().atomic_u32(SLOTS + (n as usize % 4) * stride + 4).unwrap();
-                    w.store(n.rotate_left(7), Ordering::Relaxed);
+                    let at = SLOTS + (n as usize % 4) * stride + 4;
+                    peer.write_at(at, &n.rotate_left(7).to_ne_bytes()).unwrap();
                 }
                 n = n.wrapping_add(1);
             }

@@ -14,7 +14,10 @@ use ipc_shm::{Shared, ShmSafe};
 pub(crate) fn poke<T: ShmSafe>(obj: &Shared<T>, offset: usize, value: u32) {
     let base = obj.shm().as_ptr().as_ptr() as usize;
     let body = std::ptr::from_ref::<T>(obj) as usize - base;
-    obj.shm().write_at(body + offset, &value.to_ne_bytes()).unwrap();
+    // A second mapping, as a peer process has: its writes land under every handle.
+    let fd = std::os::fd::AsFd::as_fd(obj.shm()).try_clone_to_owned().unwrap();
+    let mut peer = ipc_shm::Shm::from_fd(fd).unwrap();
+    peer.write_at(body + offset, &value.to_ne_bytes()).unwrap();
 }
 
 /// Read the `u32` at byte `offset` of the object's body.
@@ -22,7 +25,9 @@ pub(crate) fn peek<T: ShmSafe>(obj: &Shared<T>, offset: usize) -> u32 {
     let base = obj.shm().as_ptr().as_ptr() as usize;
     let body = std::ptr::from_ref::<T>(obj) as usize - base;
     let mut b = [0u8; 4];
-    obj.shm().read_at(body + offset, &mut b).unwrap();
+    let fd = std::os::fd::AsFd::as_fd(obj.shm()).try_clone_to_owned().unwrap();
+    let mut peer = ipc_shm::Shm::from_fd(fd).unwrap();
+    peer.read_at(body + offset, &mut b).unwrap();
     u32::from_ne_bytes(b)
 }
 
