@@ -37,6 +37,9 @@ pub struct FileLock {
 pub struct FileLockGuard<'a> {
     lock: &'a mut FileLock,
     kind: LockKind,
+    /// The process that took the lock. A forked child shares the open file description (and
+    /// so the lock): its copy of the guard must not unlock it.
+    pid: u32,
 }
 
 const BACKOFF_FIRST: Duration = Duration::from_micros(100);
@@ -92,7 +95,7 @@ impl FileLock {
 
     fn take(&mut self, kind: LockKind, block: bool) -> Result<Option<FileLockGuard<'_>>> {
         let got = sys::ofd_lock(self.file.as_fd(), kind, block).map_err(|e| self.err("lock", e))?;
-        Ok(got.then_some(FileLockGuard { lock: self, kind }))
+        Ok(got.then_some(FileLockGuard { lock: self, kind, pid: sys::pid() }))
     }
 
     fn take_until(
@@ -103,7 +106,7 @@ impl FileLock {
         let mut pause = BACKOFF_FIRST;
         loop {
             if sys::ofd_lock(self.file.as_fd(), kind, false).map_err(|e| self.err("lock", e))? {
-                return Ok(Some(FileLockGuard { lock: self, kind }));
+                return Ok(Some(FileLockGuard { lock: self, kind, pid: sys::pid() }));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -220,12 +223,19 @@ impl FileLockGuard<'_> {
     /// [`Error::File`].
     pub fn unlock(self) -> Result<()> {
         let this = std::mem::ManuallyDrop::new(self);
+        if this.pid != sys::pid() {
+            return Ok(()); // a forked child's copy: the lock is the parent's
+        }
         sys::ofd_unlock(this.lock.file.as_fd()).map_err(|e| this.lock.err("unlock", e))
     }
 }
 
 impl Drop for FileLockGuard<'_> {
     fn drop(&mut self) {
-        let _ = sys::ofd_unlock(self.lock.file.as_fd());
+        // Only in the process that locked: a forked child shares the open file description,
+        // and an unlock there would release the parent's lock.
+        if self.pid == sys::pid() {
+            let _ = sys::ofd_unlock(self.lock.file.as_fd());
+        }
     }
 }

@@ -112,6 +112,15 @@
 //! *guard += 1;
 //! ```
 //!
+//! # Guards across `fork`
+//! A forked child gets a copy of every guard its parent held at the fork. Only the process
+//! that took a lock can release it: a guard (mutex, rwlock read or write, re-entrant, file
+//! lock, and lock_api's) dropped in any other process is a no-op, so a child that unwinds
+//! through its parent's frame, or returns through `?`, leaves the parent holding what it held.
+//! (Each release compares the lock's recorded owner id, or for [`FileLock`] the pid, with the
+//! current process's: one load on the fast path.) The child must not use such a guard's data:
+//! the lock is not its own.
+//!
 //! # Where unsafe lives
 //! Unsafe blocks: `mutex.rs`, `rwlock.rs` (the guards' views of the data cell) and `sys.rs`
 //! (the `fcntl` OFD calls). Unsafe impls, each with its SAFETY argument: `ShmSafe`,

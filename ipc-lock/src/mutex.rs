@@ -258,7 +258,11 @@ impl<T> DerefMut for MutexGuard<'_, T> {
 impl<T> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        self.mutex.raw.release_word(self.held.word(), false);
+        // Only the process that took the lock releases it: a forked child's copy of the guard
+        // is a no-op (the parent still holds the lock).
+        if crate::owner::is_me(self.held.owner()) {
+            self.mutex.raw.release_word(self.held.word(), false);
+        }
     }
 }
 

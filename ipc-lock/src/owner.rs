@@ -146,6 +146,23 @@ pub(crate) fn cached_me() -> Option<u32> {
     cached_me_word().map(|w| w as u32)
 }
 
+/// Whether `owner` is this process's owner id: the test every release makes, so that a guard
+/// inherited by a forked child (which has its own id, or none yet) releases nothing its parent
+/// holds. One plain load on the fast path.
+#[inline]
+pub(crate) fn is_me(owner: u32) -> bool {
+    // Relaxed: see `cached_me_word`. An unknown id (0) never equals an owner (never 0).
+    ME.load(StdOrdering::Relaxed) as u32 == owner || is_me_slow(owner)
+}
+
+#[cold]
+#[inline(never)]
+fn is_me_slow(owner: u32) -> bool {
+    // In a forked child this registers the child afresh (its own id, never the parent's); a
+    // process that cannot register holds nothing.
+    me().is_ok_and(|me| me == owner)
+}
+
 /// The owner id, registering (and caching, when the fork handler is in place) on first use.
 #[inline]
 pub(crate) fn me() -> Result<u32, ipc_shm::Error> {

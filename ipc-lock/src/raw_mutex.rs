@@ -600,7 +600,10 @@ unsafe impl lock_api::RawMutex for RawMutex {
 
     #[inline]
     unsafe fn unlock(&self, guard: Held) {
-        self.release_word(guard.word(), false);
+        // A forked child's copy of a guard releases nothing (see `MutexGuard`).
+        if crate::owner::is_me(guard.owner()) {
+            self.release_word(guard.word(), false);
+        }
     }
 
     fn is_locked(&self) -> bool {

@@ -697,7 +697,14 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
 
     #[inline]
     unsafe fn unlock_shared(&self, guard: ReadHeld) {
-        self.read_release(guard);
+        // A forked child's copy of a guard releases nothing its parent holds.
+        let owner = match &guard.0 {
+            ReadKind::Slot { owner, .. } => *owner,
+            ReadKind::Exclusive(h) => h.owner(),
+        };
+        if crate::owner::is_me(owner) {
+            self.read_release(guard);
+        }
     }
 
     /// # Panics
@@ -714,7 +721,9 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
     }
 
     unsafe fn unlock_exclusive(&self, guard: Held) {
-        self.write_release(guard.owner());
+        if crate::owner::is_me(guard.owner()) {
+            self.write_release(guard.owner());
+        }
     }
 
     fn is_locked(&self) -> bool {

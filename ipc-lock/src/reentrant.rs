@@ -415,7 +415,11 @@ impl<T> Deref for ReentrantMutexGuard<'_, T> {
 
 impl<T> Drop for ReentrantMutexGuard<'_, T> {
     fn drop(&mut self) {
-        let _ = self.lock.raw.exit(self.me, self.pair);
+        // A forked child's copy of the guard (another process, another thread id) releases
+        // nothing.
+        if crate::owner::is_me(self.me) {
+            let _ = self.lock.raw.exit(self.me, self.pair);
+        }
     }
 }
 

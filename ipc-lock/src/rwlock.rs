@@ -285,7 +285,10 @@ impl<T> Deref for RwLockReadGuard<'_, T> {
 impl<T> Drop for RwLockReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.raw.leave(self.slot, self.owner);
+        // A forked child's copy of the guard leaves the parent's reader slot alone.
+        if crate::owner::is_me(self.owner) {
+            self.lock.raw.leave(self.slot, self.owner);
+        }
     }
 }
 
@@ -341,7 +344,10 @@ impl<T> DerefMut for RwLockWriteGuard<'_, T> {
 impl<T> Drop for RwLockWriteGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.raw.writer().release_word(self.held.word(), true);
+        // A forked child's copy of the guard releases nothing.
+        if crate::owner::is_me(self.held.owner()) {
+            self.lock.raw.writer().release_word(self.held.word(), true);
+        }
     }
 }
 

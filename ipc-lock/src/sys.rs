@@ -96,3 +96,8 @@ pub(crate) fn atfork_child(child: extern "C" fn()) -> io::Result<()> {
     let rc = unsafe { libc::pthread_atfork(None, None, Some(child)) };
     if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
 }
+
+/// This process's pid (`getpid`; uncached by glibc, so always right after `fork`).
+pub(crate) fn pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get().cast_unsigned()
+}

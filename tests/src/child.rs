@@ -512,6 +512,24 @@ pub fn fork<R: ChildResult>(f: impl FnOnce() -> R) -> Child {
     fork_named("forked child", f)
 }
 
+/// Run `f` in a forked child on the child's own copy of `value`, exactly as a forked child
+/// that unwinds through the parent's frame (a panic, a `?`) drops what the parent held there.
+/// The parent's `value` is untouched: it is neither moved nor dropped by this call.
+///
+/// Use it to prove that a guard, permit or handle inherited over `fork` releases nothing
+/// its parent still holds.
+pub fn fork_inheriting<T, R: ChildResult>(value: &T, f: impl FnOnce(T) -> R) -> Child {
+    let at = std::ptr::from_ref(value).expose_provenance();
+    fork_named("forked child (inheriting)", move || {
+        // SAFETY: in the child, the memory at `at` is the child's copy of the parent's live
+        // `value` (fork copies the address space), properly aligned and initialised. The
+        // child never returns into the parent's code (it `_exit`s after `f`), so nothing
+        // else will use or drop that copy: reading it out leaves exactly one owner.
+        let copy = unsafe { std::ptr::read(std::ptr::with_exposed_provenance::<T>(at)) };
+        f(copy)
+    })
+}
+
 /// [`fork`] with a label used in failure messages.
 pub fn fork_named<R: ChildResult>(label: &str, f: impl FnOnce() -> R) -> Child {
     install_panic_hook();

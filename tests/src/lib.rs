@@ -50,7 +50,8 @@ mod sys;
 mod watchdog;
 
 pub use child::{
-    Child, ChildResult, DEFAULT_DEADLINE, Exit, JoinError, fork, fork_named, recv_line, send_line,
+    Child, ChildResult, DEFAULT_DEADLINE, Exit, JoinError, fork, fork_inheriting, fork_named,
+    recv_line, send_line,
 };
 pub use names::{TEST_PREFIX, unique_name};
 pub use reexec::{ROLE_TEST, Role, dispatch, spawn_role, spawn_role_wrapped};

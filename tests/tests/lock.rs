@@ -14,7 +14,8 @@ use ipc_shm::bytemuck::{Pod, Zeroable};
 use ipc_shm::liveness::{self, OwnerId};
 use ipc_shm::{Shared, Shm, ShmSafe};
 use ipc_testkit::{
-    Child, audit, fault, fork, fork_named, recv_line, send_line, spawn_role, unique_name, watchdog,
+    Child, audit, fault, fork, fork_inheriting, fork_named, recv_line, send_line, spawn_role,
+    unique_name, watchdog,
 };
 
 use ipc_testkit::interrupt;
@@ -1427,4 +1428,107 @@ fn lock_waits_survive_a_signal_storm() {
     let (sent, caught) = interrupt::storm_parent(&mut child, || drop(held));
     assert_eq!(*m.lock().unwrap(), 1);
     eprintln!("lock waits under a signal storm: {sent} signals sent, {caught} caught");
+}
+
+// ---------------------------------------------------------------------------------------
+// Guards inherited over fork
+
+/// Whether another process (a fresh fork, not the holder) can take `m` right now.
+fn another_process_can_lock<T: Send>(m: &Mutex<T>) -> bool {
+    let mut probe = fork(|| -> Result<(), String> {
+        match m.try_lock() {
+            Ok(_) | Err(TryLockError::OwnerDied(_)) => Err("took it".into()),
+            Err(_) => Ok(()),
+        }
+    });
+    match probe.join_timeout(LINE) {
+        Ok(exit) => !exit.success(),
+        Err(e) => panic!("probe: {e}"),
+    }
+}
+
+#[test]
+fn a_mutex_guard_dropped_in_a_forked_child_releases_nothing() {
+    setup();
+    let _w = watchdog(Duration::from_secs(60), "fork mutex guard");
+    let m = Shared::anonymous(Mutex::new(5u64)).unwrap();
+    let mut g = m.lock().unwrap();
+    fork_inheriting(&g, drop).assert_success();
+    assert!(m.is_locked(), "the child's drop unlocked the parent's mutex");
+    assert!(!another_process_can_lock(&m), "another process took the parent's mutex");
+    *g += 1;
+    drop(g);
+    assert!(!m.is_locked());
+    assert_eq!(*m.try_lock().unwrap(), 6);
+}
+
+#[test]
+fn rwlock_guards_dropped_in_a_forked_child_release_nothing() {
+    setup();
+    let _w = watchdog(Duration::from_secs(60), "fork rwlock guards");
+    let l = Shared::anonymous(RwLock::new([1u64; 2])).unwrap();
+    // A write guard.
+    let w = l.write().unwrap();
+    fork_inheriting(&w, drop).assert_success();
+    let mut probe = fork(|| -> Result<(), String> {
+        match l.try_read() {
+            Ok(_) => Err("read while the parent writes".into()),
+            Err(_) => Ok(()),
+        }
+    });
+    probe.assert_success();
+    drop(w);
+    // A read guard: the child's drop must not free the parent's reader slot, or a writer
+    // would get in while the parent reads.
+    let r = l.read().unwrap();
+    fork_inheriting(&r, drop).assert_success();
+    let mut writer = fork(|| -> Result<(), String> {
+        match l.try_write() {
+            Ok(_) => Err("wrote while the parent reads".into()),
+            Err(_) => Ok(()),
+        }
+    });
+    writer.assert_success();
+    assert_eq!(r[0], 1);
+    drop(r);
+    assert!(l.try_write().is_ok(), "the parent's own drop must free it");
+}
+
+#[test]
+fn a_reentrant_guard_dropped_in_a_forked_child_releases_nothing() {
+    setup();
+    let _w = watchdog(Duration::from_secs(60), "fork reentrant guard");
+    let m = Shared::anonymous(ipc_lock::ReentrantMutex::new(std::sync::atomic::AtomicU64::new(0)))
+        .unwrap();
+    let g = m.lock().unwrap();
+    fork_inheriting(&g, drop).assert_success();
+    assert!(m.is_locked());
+    let mut probe = fork(|| -> Result<(), String> {
+        match m.try_lock() {
+            Ok(_) => Err("took the parent's reentrant mutex".into()),
+            Err(_) => Ok(()),
+        }
+    });
+    probe.assert_success();
+    drop(g);
+    assert!(!m.is_locked());
+}
+
+#[test]
+fn a_file_lock_guard_dropped_in_a_forked_child_releases_nothing() {
+    setup();
+    let _w = watchdog(Duration::from_secs(60), "fork file lock guard");
+    let path = std::env::temp_dir().join(format!("{}.lock", unique_name("fork-filelock")));
+    let mut fl = FileLock::open(&path).unwrap();
+    let g = fl.lock().unwrap();
+    // The child shares the parent's open file description: an unlock there would drop the
+    // parent's lock (OFD locks belong to the description, not the process).
+    fork_inheriting(&g, drop).assert_success();
+    let mut other = FileLock::open(&path).unwrap();
+    assert!(other.try_lock().unwrap().is_none(), "the child's drop released the parent's lock");
+    drop(g);
+    assert!(other.try_lock().unwrap().is_some());
+    drop(other);
+    drop(fl);
+    std::fs::remove_file(&path).unwrap();
 }
