@@ -134,6 +134,10 @@ send_error!(
         Closed,
         /// Longer than the queue's maximum message.
         TooLong,
+        /// This process has no owner id (ipc-shm's liveness registry could not be used; call
+        /// `ipc_shm::liveness::current()` for the cause): it cannot claim a slot that others
+        /// could recover if it died.
+        Unregistered,
     },
     "try_send"
 );
@@ -148,6 +152,10 @@ send_error!(
         /// SPSC only: the queue is full and the process holding the consumer role died. Not
         /// permanent: a new consumer may take the role over (and receives what is queued).
         Disconnected,
+        /// This process has no owner id (ipc-shm's liveness registry could not be used; call
+        /// `ipc_shm::liveness::current()` for the cause): it cannot claim a slot that others
+        /// could recover if it died.
+        Unregistered,
     },
     "send"
 );
@@ -163,6 +171,10 @@ send_error!(
         TooLong,
         /// SPSC only: the consumer died, as [`SendError::Disconnected`].
         Disconnected,
+        /// This process has no owner id (ipc-shm's liveness registry could not be used; call
+        /// `ipc_shm::liveness::current()` for the cause): it cannot claim a slot that others
+        /// could recover if it died.
+        Unregistered,
     },
     "send_timeout"
 );
@@ -173,6 +185,7 @@ impl<T> From<SendError<T>> for SendTimeoutError<T> {
             SendError::Closed(t) => SendTimeoutError::Closed(t),
             SendError::TooLong(t) => SendTimeoutError::TooLong(t),
             SendError::Disconnected(t) => SendTimeoutError::Disconnected(t),
+            SendError::Unregistered(t) => SendTimeoutError::Unregistered(t),
             SendError::Corrupted(t, c) => SendTimeoutError::Corrupted(t, c),
         }
     }
@@ -190,6 +203,11 @@ pub enum TryRecvError {
     /// The queue's shared state is corrupt.
     #[error("try_recv: queue corrupted: {0}")]
     Corrupted(Corruption),
+    /// This process has no owner id (ipc-shm's liveness registry could not be used; call
+    /// `ipc_shm::liveness::current()` for the cause): it cannot claim a message that others
+    /// could recover if it died.
+    #[error("try_recv: this process has no liveness owner id")]
+    Unregistered,
 }
 
 /// Why [`recv`](crate::Queue::recv) returned no message.
@@ -207,6 +225,11 @@ pub enum RecvError {
     /// leaves the role vacant, and receivers keep waiting, as for a Python `Queue`.)
     #[error("recv: disconnected: the producer died")]
     Disconnected,
+    /// This process has no owner id (ipc-shm's liveness registry could not be used; call
+    /// `ipc_shm::liveness::current()` for the cause): it cannot claim a message that others
+    /// could recover if it died.
+    #[error("recv: this process has no liveness owner id")]
+    Unregistered,
 }
 
 /// Why [`recv_timeout`](crate::Queue::recv_timeout) returned no message.
@@ -224,6 +247,11 @@ pub enum RecvTimeoutError {
     /// SPSC only: the producer died, as [`RecvError::Disconnected`].
     #[error("recv_timeout: disconnected: the producer died")]
     Disconnected,
+    /// This process has no owner id (ipc-shm's liveness registry could not be used; call
+    /// `ipc_shm::liveness::current()` for the cause): it cannot claim a message that others
+    /// could recover if it died.
+    #[error("recv_timeout: this process has no liveness owner id")]
+    Unregistered,
 }
 
 impl From<RecvTimeoutError> for RecvError {
@@ -232,6 +260,7 @@ impl From<RecvTimeoutError> for RecvError {
             RecvTimeoutError::Closed | RecvTimeoutError::Timeout => RecvError::Closed,
             RecvTimeoutError::Corrupted(c) => RecvError::Corrupted(c),
             RecvTimeoutError::Disconnected => RecvError::Disconnected,
+            RecvTimeoutError::Unregistered => RecvError::Unregistered,
         }
     }
 }
@@ -242,6 +271,7 @@ impl From<TryRecvError> for RecvTimeoutError {
             TryRecvError::Empty => RecvTimeoutError::Timeout,
             TryRecvError::Closed => RecvTimeoutError::Closed,
             TryRecvError::Corrupted(c) => RecvTimeoutError::Corrupted(c),
+            TryRecvError::Unregistered => RecvTimeoutError::Unregistered,
         }
     }
 }

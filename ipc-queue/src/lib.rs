@@ -118,6 +118,16 @@
 //! `membarrier(GLOBAL_EXPEDITED)` on their way to sleep (see `wait.rs`), with an RMW fallback
 //! where membarrier is unavailable. `close` wakes every sleeper in every process.
 //!
+//! # Across `fork`
+//! A forked child inherits copies of its parent's handles and of any slot it had lent. A lent
+//! slot ([`SendSlot`], [`RecvRef`], [`SpscRef`]) dropped in a process other than the one that
+//! took it is a no-op: the child does not cancel the parent's reservation nor free the slot
+//! the parent still reads (each release compares the slot's recorded owner id with the
+//! current process's). SPSC roles are likewise given back only by the process that took them.
+//! A process that cannot get an owner id (ipc-shm's liveness registry unavailable) claims no
+//! slot at all: its sends and receives fail with `Unregistered`, because a slot claimed
+//! without an owner could never be recovered if that process died.
+//!
 //! # Where unsafe lives
 //! `region.rs` (the `&Ctrl`/`&SlotHdr` views of the mapping, payload copies, prefetch hints),
 //! the lending guards' `Deref` in `queue.rs` and `spsc.rs`, and in `spsc.rs` taking the

@@ -205,10 +205,12 @@ impl Inner {
         self.mapped.object().shm()
     }
 
-    /// Our owner id (0 if the liveness registry refused us: such slots are never reclaimed).
+    /// This process's owner id, the claimant recorded in every slot it claims; `None` if it
+    /// cannot register (then it claims nothing: a slot claimed as owner 0 could never be
+    /// recovered after a death, and would wedge the queue).
     #[inline]
-    pub(crate) fn me(&self) -> u32 {
-        liveness::current().map_or(0, |o| o.get())
+    pub(crate) fn me(&self) -> Option<u32> {
+        liveness::current().ok().map(liveness::OwnerId::get)
     }
 
     /// Publish our CPU for the other side's spin policy, one op in 64.
@@ -335,6 +337,7 @@ pub(crate) enum Refused {
     Closed,
     TooLong,
     Corrupted(Corruption),
+    Unregistered,
 }
 
 /// Why an MPMC claim failed (internal).
@@ -344,6 +347,7 @@ pub(crate) enum NoMessage {
     Timeout,
     Closed,
     Corrupted(Corruption),
+    Unregistered,
 }
 
 /// A bounded MPMC queue of byte messages in shared memory (named or anonymous). Any number
@@ -498,7 +502,8 @@ impl Queue {
         let full = &self.inner.was_full;
         // Relaxed: a process-local hint.
         let direct = !full.load(std::sync::atomic::Ordering::Relaxed);
-        match raw::try_reserve(self.inner.region(), self.inner.me(), len, direct) {
+        let Some(me) = self.inner.me() else { return Err((Refused::Unregistered, None)) };
+        match raw::try_reserve(self.inner.region(), me, len, direct) {
             Ok(pos) => {
                 if !direct {
                     // Relaxed: as above.
@@ -562,6 +567,7 @@ impl Queue {
             Err(Refused::Closed) => Err(TrySendError::Closed(msg)),
             Err(Refused::TooLong) => Err(TrySendError::TooLong(msg)),
             Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(msg, c)),
+            Err(Refused::Unregistered) => Err(TrySendError::Unregistered(msg)),
         }
     }
 
@@ -577,6 +583,7 @@ impl Queue {
             }
             Err(SendTimeoutError::TooLong(m)) => Err(SendError::TooLong(m)),
             Err(SendTimeoutError::Corrupted(m, c)) => Err(SendError::Corrupted(m, c)),
+            Err(SendTimeoutError::Unregistered(m)) => Err(SendError::Unregistered(m)),
             Err(SendTimeoutError::Disconnected(m)) => Err(SendError::Disconnected(m)),
         }
     }
@@ -607,6 +614,7 @@ impl Queue {
             Err(Refused::Closed) => Err(SendTimeoutError::Closed(msg)),
             Err(Refused::TooLong) => Err(SendTimeoutError::TooLong(msg)),
             Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(msg, c)),
+            Err(Refused::Unregistered) => Err(SendTimeoutError::Unregistered(msg)),
         }
     }
 
@@ -621,6 +629,7 @@ impl Queue {
             Ok(pos) => Ok(self.slot(pos, len)),
             Err(Refused::TooLong) => Err(SendError::TooLong(len)),
             Err(Refused::Corrupted(c)) => Err(SendError::Corrupted(len, c)),
+            Err(Refused::Unregistered) => Err(SendError::Unregistered(len)),
             Err(_) => Err(SendError::Closed(len)),
         }
     }
@@ -639,6 +648,7 @@ impl Queue {
             Err(Refused::Closed) => Err(TrySendError::Closed(len)),
             Err(Refused::TooLong) => Err(TrySendError::TooLong(len)),
             Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(len, c)),
+            Err(Refused::Unregistered) => Err(TrySendError::Unregistered(len)),
         }
     }
 
@@ -657,16 +667,26 @@ impl Queue {
             Err(Refused::Closed) => Err(SendTimeoutError::Closed(len)),
             Err(Refused::TooLong) => Err(SendTimeoutError::TooLong(len)),
             Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(len, c)),
+            Err(Refused::Unregistered) => Err(SendTimeoutError::Unregistered(len)),
         }
     }
 
     fn slot(&self, pos: u64, len: usize) -> SendSlot<'_> {
-        SendSlot { queue: self, pos, len, me: self.inner.me(), done: false }
+        // The reservation just succeeded with this process's id (cached), so this is it.
+        let me = self.inner.me().unwrap_or(0);
+        SendSlot { queue: self, pos, len, me, done: false }
+    }
+
+    fn lend(&self, claimed: Claimed) -> RecvRef<'_> {
+        // The claim just succeeded with this process's id (cached), so this is it.
+        let me = self.inner.me().unwrap_or(0);
+        RecvRef { queue: self, claimed, me }
     }
 
     fn claim_once(&self) -> std::result::Result<Claimed, (NoMessage, Option<(u64, u64)>)> {
         self.inner.tick(Side::Recv);
-        match raw::try_claim(self.inner.region(), self.inner.me()) {
+        let Some(me) = self.inner.me() else { return Err((NoMessage::Unregistered, None)) };
+        match raw::try_claim(self.inner.region(), me) {
             Ok(c) => Ok(c),
             Err(ClaimErr::Empty) => Err((NoMessage::Empty, None)),
             Err(ClaimErr::Pending { pos, word }) => Err((NoMessage::Empty, Some((pos, word)))),
@@ -774,7 +794,7 @@ impl Queue {
     /// As [`recv`](Self::recv).
     pub fn recv_ref(&self) -> std::result::Result<RecvRef<'_>, RecvError> {
         let c = self.claim(None).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
-        Ok(RecvRef { queue: self, claimed: c })
+        Ok(self.lend(c))
     }
 
     /// [`recv_ref`](Self::recv_ref) without waiting.
@@ -783,7 +803,7 @@ impl Queue {
     /// As [`try_recv`](Self::try_recv).
     pub fn try_recv_ref(&self) -> std::result::Result<RecvRef<'_>, TryRecvError> {
         let c = self.try_claim().map_err(try_recv_err)?;
-        Ok(RecvRef { queue: self, claimed: c })
+        Ok(self.lend(c))
     }
 
     /// [`recv_ref`](Self::recv_ref) waiting at most `timeout`.
@@ -795,7 +815,7 @@ impl Queue {
         timeout: Duration,
     ) -> std::result::Result<RecvRef<'_>, RecvTimeoutError> {
         let c = self.claim(deadline_in(timeout)).map_err(recv_timeout_err)?;
-        Ok(RecvRef { queue: self, claimed: c })
+        Ok(self.lend(c))
     }
 
     /// Messages in the queue (committed, or claimed by a producer and being written).
@@ -863,6 +883,7 @@ pub(crate) fn try_recv_err(e: NoMessage) -> TryRecvError {
         NoMessage::Empty | NoMessage::Timeout => TryRecvError::Empty,
         NoMessage::Closed => TryRecvError::Closed,
         NoMessage::Corrupted(c) => TryRecvError::Corrupted(c),
+        NoMessage::Unregistered => TryRecvError::Unregistered,
     }
 }
 
@@ -871,6 +892,7 @@ pub(crate) fn recv_timeout_err(e: NoMessage) -> RecvTimeoutError {
         NoMessage::Empty | NoMessage::Timeout => RecvTimeoutError::Timeout,
         NoMessage::Closed => RecvTimeoutError::Closed,
         NoMessage::Corrupted(c) => RecvTimeoutError::Corrupted(c),
+        NoMessage::Unregistered => RecvTimeoutError::Unregistered,
     }
 }
 
@@ -917,7 +939,9 @@ impl DerefMut for SendSlot<'_> {
 
 impl Drop for SendSlot<'_> {
     fn drop(&mut self) {
-        if !self.done {
+        // Only the process that reserved the slot gives it back: a forked child's copy of the
+        // guard leaves the parent's reservation alone.
+        if !self.done && self.queue.inner.me() == Some(self.me) {
             raw::cancel(self.queue.inner.region(), self.pos, self.me);
         }
     }
@@ -928,6 +952,8 @@ impl Drop for SendSlot<'_> {
 pub struct RecvRef<'q> {
     queue: &'q Queue,
     claimed: Claimed,
+    /// The process that claimed the slot (a forked child's copy must not release it).
+    me: u32,
 }
 
 impl Deref for RecvRef<'_> {
@@ -942,6 +968,10 @@ impl Deref for RecvRef<'_> {
 
 impl Drop for RecvRef<'_> {
     fn drop(&mut self) {
-        raw::release(self.queue.inner.region(), self.claimed.pos);
+        // Only in the process that claimed it: a forked child's copy of the guard must not
+        // free the slot its parent still reads.
+        if self.queue.inner.me() == Some(self.me) {
+            raw::release(self.queue.inner.region(), self.claimed.pos);
+        }
     }
 }

@@ -512,6 +512,7 @@ impl Sender {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::TooLong(m)) => Err(SendError::TooLong(m)),
             Err(SendTimeoutError::Corrupted(m, c)) => Err(SendError::Corrupted(m, c)),
+            Err(SendTimeoutError::Unregistered(m)) => Err(SendError::Unregistered(m)),
             Err(SendTimeoutError::Disconnected(m)) => Err(SendError::Disconnected(m)),
             Err(SendTimeoutError::Closed(m) | SendTimeoutError::Timeout(m)) => {
                 Err(SendError::Closed(m))
@@ -949,7 +950,11 @@ impl Deref for SpscRef<'_> {
 impl Drop for SpscRef<'_> {
     #[inline]
     fn drop(&mut self) {
-        let pos = self.pos;
-        self.receiver.advance(pos);
+        // Only the process holding the consumer role advances the tail: a forked child's copy
+        // of the guard must not free the slot its parent still reads.
+        if liveness::current().is_ok_and(|o| o.get() == self.receiver.role) {
+            let pos = self.pos;
+            self.receiver.advance(pos);
+        }
     }
 }

@@ -134,6 +134,7 @@ impl<T: Pod> TypedQueue<T> {
             }
             Err(Refused::Closed) => Err(TrySendError::Closed(value)),
             Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(value, c)),
+            Err(Refused::Unregistered) => Err(TrySendError::Unregistered(value)),
             Err(Refused::TooLong) => Err(TrySendError::TooLong(value)),
             Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full(value)),
         }
@@ -150,6 +151,7 @@ impl<T: Pod> TypedQueue<T> {
                 Ok(())
             }
             Err(Refused::Corrupted(c)) => Err(SendError::Corrupted(value, c)),
+            Err(Refused::Unregistered) => Err(SendError::Unregistered(value)),
             Err(Refused::TooLong) => Err(SendError::TooLong(value)),
             Err(_) => Err(SendError::Closed(value)),
         }
@@ -171,6 +173,7 @@ impl<T: Pod> TypedQueue<T> {
             }
             Err(Refused::Closed) => Err(SendTimeoutError::Closed(value)),
             Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(value, c)),
+            Err(Refused::Unregistered) => Err(SendTimeoutError::Unregistered(value)),
             Err(Refused::TooLong) => Err(SendTimeoutError::TooLong(value)),
             Err(Refused::Full | Refused::Timeout) => Err(SendTimeoutError::Timeout(value)),
         }

@@ -281,7 +281,9 @@ impl Barrier {
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, BarrierError> {
         let parties = self.parties_for("wait")?;
-        let me = crate::sys::owner_id().unwrap_or(0);
+        // A party nobody can check for death must not arrive: if it died waiting, the others
+        // would never learn it and wait for ever.
+        let me = crate::sys::owner_id().map_err(|_| BarrierError::Unregistered)?;
         // Acquire: pairs with the AcqRel CASes of the other parties.
         let mut cur = self.state.load(Ordering::Acquire);
         let mut recorded: Option<u32> = None;
@@ -314,7 +316,7 @@ impl Barrier {
                 }
             }
             let g = generation(cur);
-            if me != 0 && recorded != Some(g) {
+            if recorded != Some(g) {
                 self.record(g, count, me);
                 recorded = Some(g);
                 ipc_shm::crash::point("barrier.recorded");

@@ -13,8 +13,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ipc_shm::ShmSafe;
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
+use ipc_shm::{ProcessToken, ShmSafe};
 
 use crate::count::{self, COUNT_MAX};
 use crate::error::{Error, Result};
@@ -71,6 +71,9 @@ pub struct BoundedPermit<'a> {
     n: u32,
     /// The maximum validated when the permit was taken: the release uses this copy.
     max: u32,
+    /// The process that took the permits: only it gives them back (a forked child's copy of
+    /// the permit is inert).
+    token: ProcessToken,
 }
 
 impl fmt::Debug for BoundedPermit<'_> {
@@ -96,6 +99,10 @@ impl BoundedPermit<'_> {
     /// [`Error::Overflow`] if a peer pushed the count up meanwhile, [`Error::Corrupted`].
     pub fn release(mut self) -> Result<()> {
         let n = std::mem::take(&mut self.n);
+        if n != 0 && !self.token.is_current() {
+            // A copy inherited over fork: the permits are the parent's.
+            return Err(Error::NotHeld { op: "release", object: "bounded semaphore", n, held: 0 });
+        }
         if n == 0 { Ok(()) } else { self.sem.release_many(n) }
     }
 }
@@ -104,7 +111,8 @@ impl Drop for BoundedPermit<'_> {
     #[inline(always)]
     fn drop(&mut self) {
         let n = std::mem::take(&mut self.n);
-        if n == 0 {
+        // Only in the process that took the permits: a forked child's copy gives back nothing.
+        if n == 0 || !self.token.is_current() {
             return;
         }
         if count::release_fast(&self.sem.count, n, self.max) {
@@ -186,7 +194,7 @@ impl BoundedSemaphore {
             None => count::try_take(&self.count, n, max),
             Some(deadline) => count::take(&self.count, n, max, deadline),
         };
-        Ok(got.then(|| BoundedPermit { sem: self, n, max }))
+        Ok(got.then(|| BoundedPermit { sem: self, n, max, token: ProcessToken::current() }))
     }
 
     /// Take one permit, waiting as long as it takes.
@@ -198,7 +206,7 @@ impl BoundedSemaphore {
         if let Ok(max) = self.max("acquire")
             && count::try_take_fast(&self.count, 1, max)
         {
-            return Ok(BoundedPermit { sem: self, n: 1, max });
+            return Ok(BoundedPermit { sem: self, n: 1, max, token: ProcessToken::current() });
         }
         self.acquire_many(1)
     }
@@ -212,7 +220,12 @@ impl BoundedSemaphore {
         if let Ok(max) = self.max("try_acquire")
             && count::try_take_fast(&self.count, 1, max)
         {
-            return Ok(Some(BoundedPermit { sem: self, n: 1, max }));
+            return Ok(Some(BoundedPermit {
+                sem: self,
+                n: 1,
+                max,
+                token: ProcessToken::current(),
+            }));
         }
         self.take("try_acquire", 1, None)
     }

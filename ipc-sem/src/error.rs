@@ -142,6 +142,10 @@ pub enum BarrierError {
         /// The value found.
         found: u32,
     },
+    /// This process has no owner id (ipc-shm's liveness registry could not be used; call
+    /// `ipc_shm::liveness::current()` for the cause). It does not arrive: a party the others
+    /// cannot check for death could leave them waiting for ever.
+    Unregistered,
 }
 
 impl fmt::Display for BarrierError {
@@ -154,6 +158,9 @@ impl fmt::Display for BarrierError {
             BarrierError::Corrupted { op, found } => {
                 write!(f, "{op} barrier: shared state is corrupted: parties word is {found:#x}")
             }
+            BarrierError::Unregistered => f.write_str(
+                "wait barrier: this process has no liveness owner id, so it cannot take part",
+            ),
         }
     }
 }

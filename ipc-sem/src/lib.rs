@@ -93,6 +93,14 @@
 //! processes, ours / a raw futex ping-pong: ~0.95x on one core; across cores the two are
 //! within the hypervisor's noise (60-200 µs round trips).
 //!
+//! # Across `fork`
+//! A permit ([`Permit`], [`BoundedPermit`]) inherited by a forked child gives back nothing
+//! when the child drops it: only the process that took the permits releases them (the permit
+//! records an [`ipc_shm::ProcessToken`], two loads to check), so the parent still holds them;
+//! [`Permit::release`] in the child is [`Error::NotHeld`]. A [`Barrier`] party that cannot get
+//! a liveness owner id does not arrive ([`BarrierError::Unregistered`]): the others could not
+//! tell if it died.
+//!
 //! # Where unsafe lives
 //! `sys.rs` (the libc calls of [`NamedSemaphore`]) and the `unsafe impl ShmSafe` of each
 //! shared type (an item-level allow, with its argument above it). Everything else is

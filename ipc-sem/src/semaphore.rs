@@ -42,9 +42,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ipc_shm::ShmSafe;
 use ipc_shm::futex::{self, WaitResult};
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
+use ipc_shm::{ProcessToken, ShmSafe};
 
 use crate::count::{self, COUNT_MAX};
 use crate::error::{Error, Result};
@@ -170,6 +170,9 @@ enum Slots {
 pub struct Permit<'a, const L: usize = 64> {
     sem: &'a Semaphore<L>,
     slots: Slots,
+    /// The process that took the permits: only it gives them back (a forked child's copy of
+    /// the permit is inert).
+    token: ProcessToken,
 }
 
 impl<const L: usize> fmt::Debug for Permit<'_, L> {
@@ -205,6 +208,15 @@ impl<const L: usize> Permit<'_, L> {
     /// would pass the maximum (only after a peer wrote garbage); [`Error::Liveness`].
     pub fn release(mut self) -> Result<()> {
         let slots = std::mem::replace(&mut self.slots, Slots::Gone);
+        if !self.token.is_current() {
+            // A copy inherited over fork: the permits are the parent's.
+            let n = match slots {
+                Slots::Count(n) | Slots::Many(n) => n,
+                Slots::One(_) => 1,
+                Slots::Gone => 0,
+            };
+            return Err(Error::NotHeld { op: "release", object: "semaphore", n, held: 0 });
+        }
         self.sem.release_slots(slots)
     }
 }
@@ -212,6 +224,10 @@ impl<const L: usize> Permit<'_, L> {
 impl<const L: usize> Drop for Permit<'_, L> {
     #[inline(always)]
     fn drop(&mut self) {
+        // Only in the process that took the permits: a forked child's copy gives back nothing.
+        if !self.token.is_current() {
+            return;
+        }
         match self.slots {
             Slots::Count(n) if count::release_fast(&self.sem.count, n, MAX_VALUE) => {}
             Slots::One(i) if self.sem.give_back_fast(i) => {}
@@ -372,10 +388,14 @@ impl<const L: usize> Semaphore<L> {
     #[inline(always)]
     pub fn acquire(&self) -> Result<Permit<'_, L>> {
         if self.untracked_take_fast(1) {
-            return Ok(Permit { sem: self, slots: Slots::Count(1) });
+            return Ok(Permit {
+                sem: self,
+                slots: Slots::Count(1),
+                token: ProcessToken::current(),
+            });
         }
         if let Some(i) = self.tracked_take_fast() {
-            return Ok(Permit { sem: self, slots: Slots::One(i) });
+            return Ok(Permit { sem: self, slots: Slots::One(i), token: ProcessToken::current() });
         }
         self.acquire_impl("acquire", 1, Wait::Until(None))?.ok_or_else(unreachable_timeout)
     }
@@ -397,10 +417,18 @@ impl<const L: usize> Semaphore<L> {
     #[inline(always)]
     pub fn try_acquire(&self) -> Result<Option<Permit<'_, L>>> {
         if self.untracked_take_fast(1) {
-            return Ok(Some(Permit { sem: self, slots: Slots::Count(1) }));
+            return Ok(Some(Permit {
+                sem: self,
+                slots: Slots::Count(1),
+                token: ProcessToken::current(),
+            }));
         }
         if let Some(i) = self.tracked_take_fast() {
-            return Ok(Some(Permit { sem: self, slots: Slots::One(i) }));
+            return Ok(Some(Permit {
+                sem: self,
+                slots: Slots::One(i),
+                token: ProcessToken::current(),
+            }));
         }
         self.acquire_impl("try_acquire", 1, Wait::Try)
     }
@@ -545,7 +573,11 @@ impl<const L: usize> Semaphore<L> {
                     Wait::Try => count::try_take(&self.count, n, MAX_VALUE),
                     Wait::Until(deadline) => count::take(&self.count, n, MAX_VALUE, deadline),
                 };
-                Ok(got.then(|| Permit { sem: self, slots: Slots::Count(n) }))
+                Ok(got.then(|| Permit {
+                    sem: self,
+                    slots: Slots::Count(n),
+                    token: ProcessToken::current(),
+                }))
             }
             Mode::Tracked(p) => {
                 if n == 0 || n > p {
@@ -553,7 +585,11 @@ impl<const L: usize> Semaphore<L> {
                 }
                 let me = owner(op)?;
                 let taken = self.tracked_acquire(p, n, me, how);
-                Ok(taken.map(|taken| Permit { sem: self, slots: into_slots(&taken) }))
+                Ok(taken.map(|taken| Permit {
+                    sem: self,
+                    slots: into_slots(&taken),
+                    token: ProcessToken::current(),
+                }))
             }
         }
     }

@@ -103,7 +103,7 @@ pub use bytemuck;
 pub use error::{Error, Result};
 pub use event_count::EventCount;
 pub use header::ObjectKind;
-pub use liveness::OwnerId;
+pub use liveness::{OwnerId, ProcessToken};
 pub use name::{MAX_NAME_LEN, random_name, validate_name};
 pub use object::{Init, Object};
 pub use segment::{Shm, ShmOptions, sweep_stale};

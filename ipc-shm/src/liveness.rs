@@ -105,6 +105,12 @@ static REGISTERING: AtomicBool = AtomicBool::new(false);
 /// Fork handler registration: 0 not yet, `DONE`, or the pid of the process registering it.
 static ATFORK: AtomicU32 = AtomicU32::new(0);
 const DONE: u32 = u32::MAX;
+/// Bumped by the fork child handler: a [`ProcessToken`] is this value, so a child's differs
+/// from its parent's. Only the low 31 bits are used; pid tokens set the top bit.
+static FORK_EPOCH: AtomicU32 = AtomicU32::new(1);
+/// Set when the fork handler could not be registered: tokens are then pids (one syscall).
+static PID_TOKENS: AtomicBool = AtomicBool::new(false);
+const PID_TOKEN: u32 = 1 << 31;
 
 fn registry_name() -> String {
     match std::env::var("IPC_LIVENESS_REGISTRY") {
@@ -160,6 +166,9 @@ unsafe extern "C" fn after_fork_child() {
     }
     OWNER.store(0, Ordering::Release);
     REGISTERING.store(false, Ordering::Release);
+    // Relaxed: the child has one thread; nothing else is ordered by the epoch.
+    let epoch = FORK_EPOCH.load(Ordering::Relaxed);
+    FORK_EPOCH.store(epoch.wrapping_add(1) & !PID_TOKEN, Ordering::Relaxed);
 }
 
 fn lock_registering() {
@@ -349,4 +358,50 @@ pub fn pid_hint(owner: OwnerId) -> Option<u32> {
 pub fn lease_fd() -> Option<RawFd> {
     let fd = LEASE_FD.load(Ordering::Acquire);
     (fd >= 0).then_some(fd)
+}
+
+/// Which process this is, cheaply, for "is this still the process that took it?": a token
+/// that differs in every forked child from its parent's (and from its siblings' only as far
+/// as that matters: a guard reaches a child only by being copied from its parent).
+///
+/// Permits and guards record the token when they are taken and release only where it is
+/// [`is_current`](Self::is_current), so a forked child that drops its copy of a parent's
+/// permit gives back nothing. Costs one or two atomic loads (no syscall) once the fork
+/// handler is registered, which the first call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProcessToken(u32);
+
+impl ProcessToken {
+    /// This process's token.
+    #[inline]
+    pub fn current() -> ProcessToken {
+        // Acquire: pairs with the Release store of DONE, so the handler that bumps the epoch
+        // in a child is in place before any token is handed out.
+        if ATFORK.load(Ordering::Acquire) == DONE {
+            // Relaxed: the epoch changes only in a single-threaded forked child.
+            return ProcessToken(FORK_EPOCH.load(Ordering::Relaxed));
+        }
+        Self::current_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn current_slow() -> ProcessToken {
+        // Relaxed: a sticky flag; both answers are correct tokens of this process.
+        if !PID_TOKENS.load(Ordering::Relaxed) {
+            if ensure_fork_handler().is_ok() {
+                // Relaxed: as in `current`.
+                return ProcessToken(FORK_EPOCH.load(Ordering::Relaxed));
+            }
+            // Relaxed: see above.
+            PID_TOKENS.store(true, Ordering::Relaxed);
+        }
+        ProcessToken(PID_TOKEN | sys::pid())
+    }
+
+    /// Whether this token was taken in the current process (not in its parent before a fork).
+    #[inline]
+    pub fn is_current(self) -> bool {
+        self == Self::current()
+    }
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use ipc_queue::{Queue, QueueOptions, RecvError, RecvTimeoutError, SendError, SpscQueue};
 use ipc_shm::{Shm, liveness};
 use ipc_testkit::{
-    Child, audit, fault, fork, fork_named, recv_line, send_line, spawn_role, unique_name, watchdog,
+    Child, audit, fault, fork, fork_inheriting, fork_named, recv_line, send_line, spawn_role,
+    unique_name, watchdog,
 };
 
 use ipc_testkit::interrupt;
@@ -757,4 +758,104 @@ fn queue_waits_survive_a_signal_storm() {
     });
     let (sent, caught) = interrupt::storm_parent(&mut child, || q.send(b"late").unwrap());
     eprintln!("queue waits under a signal storm: {sent} signals sent, {caught} caught");
+}
+
+// ---------------------------------------------------------------------------------------
+// Guards inherited over fork
+
+#[test]
+fn a_reserved_slot_dropped_in_a_forked_child_is_not_cancelled() {
+    let _w = watchdog(Duration::from_secs(60), "fork send slot");
+    liveness::current().unwrap();
+    let q = Queue::anonymous(2, 64).unwrap();
+    let mut slot = q.reserve(5).unwrap();
+    slot.copy_from_slice(b"hello");
+    // The child's copy of the guard must not cancel the parent's slot: if it did, the slot
+    // would be free for the next lap while the parent still writes it.
+    fork_inheriting(&slot, drop).assert_success();
+    assert_eq!(q.stats().cancelled, 0, "the child cancelled the parent's slot");
+    q.try_send(b"x").unwrap();
+    assert!(q.try_send(b"y").is_err(), "a sender got the slot the parent still writes");
+    slot.commit();
+    assert_eq!(q.try_recv().unwrap(), b"hello");
+    assert_eq!(q.try_recv().unwrap(), b"x");
+}
+
+#[test]
+fn a_lent_message_dropped_in_a_forked_child_keeps_its_slot() {
+    let _w = watchdog(Duration::from_secs(60), "fork recv ref");
+    liveness::current().unwrap();
+    let q = Queue::anonymous(1, 64).unwrap();
+    q.try_send(b"first").unwrap();
+    let lent = q.try_recv_ref().unwrap();
+    fork_inheriting(&lent, drop).assert_success();
+    // The parent still reads the slot: nobody may write into it.
+    assert!(q.try_send(b"second").is_err(), "a sender got the slot the parent still reads");
+    assert_eq!(&*lent, b"first");
+    drop(lent);
+    q.try_send(b"second").unwrap();
+    assert_eq!(q.try_recv().unwrap(), b"second");
+}
+
+#[test]
+fn an_spsc_lent_message_dropped_in_a_forked_child_keeps_its_slot() {
+    let _w = watchdog(Duration::from_secs(60), "fork spsc ref");
+    liveness::current().unwrap();
+    let q = SpscQueue::anonymous(2, 64).unwrap();
+    let mut tx = q.sender().unwrap();
+    let mut rx = q.receiver().unwrap();
+    tx.try_send(b"a").unwrap();
+    tx.try_send(b"b").unwrap();
+    let lent = rx.try_recv_ref().unwrap();
+    fork_inheriting(&lent, drop).assert_success();
+    assert!(tx.try_send(b"c").is_err(), "the producer got the slot the consumer still reads");
+    assert_eq!(&*lent, b"a");
+    drop(lent);
+    assert_eq!(rx.try_recv().unwrap(), b"b");
+}
+
+/// Make every later open(2) of this (forked) process fail with EMFILE, so it cannot register
+/// with the liveness registry.
+fn no_more_fds() {
+    let lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a valid rlimit struct; lowering our own limit is always allowed.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) }, 0);
+}
+
+#[test]
+fn a_process_without_an_owner_id_claims_no_slot_and_wedges_nobody() {
+    const { assert!(ipc_shm::crash::ENABLED) };
+    let _w = watchdog(Duration::from_secs(60), "unregistered claims");
+    liveness::current().unwrap();
+    let q = Queue::anonymous(1, 64).unwrap();
+    // A producer that cannot register, killed between its claim and its commit (if it claims).
+    let mut child = fork(|| -> Result<(), String> {
+        no_more_fds();
+        ipc_shm::crash::arm("queue.mid_copy", 1);
+        match q.try_send(b"x") {
+            Err(ipc_queue::TrySendError::Unregistered(_)) => Ok(()),
+            other => Err(format!("expected Unregistered, got {other:?}")),
+        }
+    });
+    let exit = child.join_timeout(LINE).unwrap();
+    // Had it claimed the only slot as owner 0, nobody could ever recover it.
+    let sent = q.send_timeout(b"y", Duration::from_secs(3));
+    assert!(
+        sent.is_ok(),
+        "the queue is wedged by an unrecoverable claim: {sent:?} (child: {exit})"
+    );
+    assert!(exit.success(), "producer child: {exit}");
+    // A consumer that cannot register, killed right after its claim (if it claims).
+    let mut child = fork(|| -> Result<(), String> {
+        no_more_fds();
+        ipc_shm::crash::arm("queue.after_claim", 1);
+        match q.try_recv_ref() {
+            Err(ipc_queue::TryRecvError::Unregistered) => Ok(()),
+            other => Err(format!("expected Unregistered, got {:?}", other.map(|m| m.to_vec()))),
+        }
+    });
+    let exit = child.join_timeout(LINE).unwrap();
+    let got = q.recv_timeout(Duration::from_secs(3));
+    assert_eq!(got.as_deref(), Ok(&b"y"[..]), "the message was lost (child: {exit})");
+    assert!(exit.success(), "consumer child: {exit}");
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use ipc_sem::{Barrier, BarrierError, BoundedSemaphore, Error, Event, NamedSemaphore, Semaphore};
 use ipc_shm::{Shared, ShmSafe};
 use ipc_testkit::{
-    Child, audit, fault, fork, recv_line, send_line, spawn_role, unique_name, watchdog,
+    Child, audit, fault, fork, fork_inheriting, recv_line, send_line, spawn_role, unique_name,
+    watchdog,
 };
 
 use ipc_testkit::interrupt;
@@ -667,4 +668,53 @@ fn semaphore_waits_survive_a_signal_storm() {
     let (sent, caught) = interrupt::storm_parent(&mut child, || sem.release().unwrap());
     assert_eq!(sem.value(), 0, "the released permit was taken exactly once");
     eprintln!("semaphore waits under a signal storm: {sent} signals sent, {caught} caught");
+}
+
+// ---------------------------------------------------------------------------------------
+// Permits inherited over fork, and a party without an owner id
+
+#[test]
+fn permits_dropped_in_a_forked_child_release_nothing() {
+    let _w = watchdog(Duration::from_secs(60), "fork permits");
+    ipc_shm::liveness::current().unwrap();
+    for tracked in [false, true] {
+        let sem = Shared::anonymous(if tracked {
+            Semaphore::tracked(1).unwrap()
+        } else {
+            Semaphore::new(1).unwrap()
+        })
+        .unwrap();
+        let p = sem.acquire().unwrap();
+        fork_inheriting(&p, drop).assert_success();
+        assert_eq!(sem.value(), 0, "tracked={tracked}: the child gave back the parent's permit");
+        drop(p);
+        assert_eq!(sem.value(), 1, "tracked={tracked}");
+    }
+    let sem = Shared::anonymous(BoundedSemaphore::new(2).unwrap()).unwrap();
+    let p = sem.acquire_many(2).unwrap();
+    fork_inheriting(&p, drop).assert_success();
+    assert_eq!(sem.value(), 0, "bounded: the child gave back the parent's permits");
+    drop(p);
+    assert_eq!(sem.value(), 2);
+}
+
+#[test]
+fn a_barrier_party_without_an_owner_id_does_not_arrive() {
+    let _w = watchdog(Duration::from_secs(60), "barrier unregistered");
+    ipc_shm::liveness::current().unwrap();
+    let b = Shared::anonymous(Barrier::new(3).unwrap()).unwrap();
+    // A party that cannot register (no fd left for the registry) must not arrive unrecorded:
+    // if it then died, the others could never learn it and would wait for ever.
+    let mut child = fork(|| -> Result<(), String> {
+        let lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: a valid rlimit struct; lowering our own limit is always allowed.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) }, 0);
+        match b.wait_timeout(Duration::from_secs(1)) {
+            Err(BarrierError::Unregistered) => Ok(()),
+            other => Err(format!("expected Unregistered, got {other:?}")),
+        }
+    });
+    child.assert_success();
+    assert_eq!(b.n_waiting(), 0);
+    assert!(!b.is_broken());
 }

@@ -61,10 +61,12 @@ fn run(q: &Queue, ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Send(n) => match q.try_send(&vec![7u8; *n]) {
                 Ok(()) | Err(TrySendError::Full(_) | TrySendError::TooLong(_)) => {}
                 Err(TrySendError::Closed(_) | TrySendError::Corrupted(..)) => {}
+                Err(TrySendError::Unregistered(_)) => prop_assert!(false, "registered"),
             },
             Op::Recv => match q.try_recv() {
                 Ok(m) => check_len(m.len())?,
                 Err(TryRecvError::Empty | TryRecvError::Closed | TryRecvError::Corrupted(_)) => {}
+                Err(TryRecvError::Unregistered) => prop_assert!(false, "registered"),
             },
             Op::ReserveCommit(n) => {
                 if let Ok(mut s) = q.try_reserve(*n) {
