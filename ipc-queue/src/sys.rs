@@ -40,14 +40,15 @@ mod imp {
     }
 
     /// The waiter's side of the protocol: a full barrier on every CPU that runs a registered
-    /// process. Skipped (not needed) when membarrier is unavailable: no process can then be
-    /// registered, so every notifier uses the RMW fallback.
-    pub(crate) fn heavy_barrier() {
+    /// process. `false` if this process cannot issue it (membarrier forbidden or missing):
+    /// the waiter must then take the fallback described in `wait.rs`, because registered
+    /// peers may still be skipping their barrier.
+    pub(crate) fn heavy_barrier() -> bool {
         // Relaxed: as above.
         if MODE.load(Ordering::Relaxed) == UNAVAILABLE {
-            return;
+            return false;
         }
-        let _ = membarrier(MembarrierCommand::GlobalExpedited);
+        membarrier(MembarrierCommand::GlobalExpedited).is_ok()
     }
 
     pub(crate) fn yield_now() {

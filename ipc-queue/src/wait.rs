@@ -23,6 +23,15 @@
 //!
 //! A forked child inherits the registration (it is per address space and fork copies it).
 //!
+//! **Processes of both kinds on one queue.** Whether membarrier works is a property of each
+//! process (a seccomp sandbox may forbid it to one of them), so a registered notifier may face
+//! a waiter that could neither register nor issue the barrier. Such a waiter sets the sticky
+//! [`FALLBACK`] bit of `sleepers` (with an RMW) before it announces itself; a registered
+//! notifier that sees the bit takes the RMW path, which is correct whatever the waiter did.
+//! The waiter's announcement may not yet be visible to a notifier racing with it, so the
+//! waiter also caps each sleep at [`FALLBACK_SLICE`] and checks again: in that mixed set-up a
+//! wake-up lost in the race costs one slice at most, never a hang.
+//!
 //! # When to spin
 //! [`Policy`] decides between a bounded spin, a few `sched_yield`s, and sleeping: spinning is
 //! only worth it when the peer can be running on another CPU; when it last ran on *our* CPU a
@@ -34,6 +43,12 @@ use std::time::{Duration, Instant};
 use ipc_shm::futex;
 
 use crate::sync::{AtomicU32, Ordering};
+
+/// Sticky bit of `sleepers`: some waiter of this queue cannot issue membarrier, so notifiers
+/// must use the RMW path. The low bits count the sleepers.
+const FALLBACK: u32 = 1 << 31;
+/// The longest sleep of a waiter that cannot issue membarrier (see the module docs).
+const FALLBACK_SLICE: Duration = Duration::from_millis(10);
 
 /// Waiter flag + futex word. All-zero is the initial state.
 #[repr(C)]
@@ -75,11 +90,15 @@ impl Waiters {
             // this side: a compiler fence keeps the data store before this load here.
             std::sync::atomic::compiler_fence(Ordering::SeqCst);
             // Relaxed: ordered by the membarrier protocol described in the module docs.
-            return self.sleepers.load(Ordering::Relaxed) != 0;
+            let s = self.sleepers.load(Ordering::Relaxed);
+            if s & FALLBACK == 0 {
+                return s != 0;
+            }
+            // A waiter that cannot issue the barrier uses this queue: the RMW path below.
         }
         // AcqRel: an RMW on `sleepers` is ordered against the waiter's RMW on it (see the
         // module docs); Release publishes our data store to a waiter that reads from us.
-        self.sleepers.fetch_add(0, Ordering::AcqRel) != 0
+        self.sleepers.fetch_add(0, Ordering::AcqRel) & !FALLBACK != 0
     }
 
     /// Sleep until `ready()` (checked after announcing ourselves) or the deadline; returns
@@ -89,9 +108,22 @@ impl Waiters {
         let seq = self.seq.load(Ordering::Acquire);
         // AcqRel: the announcement; ordered against the notifier's RMW in the fallback, and
         // followed by the heavy barrier in the membarrier mode.
-        self.sleepers.fetch_add(1, Ordering::AcqRel);
+        let before = self.sleepers.fetch_add(1, Ordering::AcqRel);
         #[cfg(not(ipc_loom))]
-        crate::sys::heavy_barrier();
+        let deadline = if crate::sys::heavy_barrier() {
+            deadline
+        } else {
+            if before & FALLBACK == 0 {
+                // AcqRel: as the announcement; sticky, so registered notifiers take the RMW
+                // path from now on.
+                self.sleepers.fetch_or(FALLBACK, Ordering::AcqRel);
+            }
+            // A racing notifier may have missed the announcement: never sleep long.
+            let cap = Instant::now() + FALLBACK_SLICE;
+            Some(deadline.map_or(cap, |d| d.min(cap)))
+        };
+        #[cfg(ipc_loom)]
+        let _ = before;
         let mut ok = ready();
         if !ok {
             let r = futex::wait(&self.seq, seq, deadline);

@@ -13,6 +13,7 @@
 //! - [`fault`]: seeds printed and replayable (`IPC_SEED`), kill-at-a-random-moment helpers,
 //!   round counts for the default and soak (`IPC_SOAK=1`) tiers.
 //! - [`audit`]: segments left in /dev/shm under a prefix, open fds of a process.
+//! - [`seccomp`]: deny one system call to a process (the paths a sandbox forces).
 //! - [`interrupt`]: EINTR injection (a do-nothing handler without `SA_RESTART` in the
 //!   child, a storm of signals from the parent).
 //! - [`unique_name`] and [`watchdog`].
@@ -46,6 +47,7 @@ pub mod fault;
 pub mod interrupt;
 mod names;
 mod reexec;
+pub mod seccomp;
 mod sys;
 mod watchdog;
 

@@ -17,6 +17,7 @@ use ipc_testkit::interrupt;
 
 ipc_testkit::roles! {
     "queue-echo" => roles::echo,
+    "queue-echo-no-membarrier" => roles::echo_no_membarrier,
 }
 
 const LINE: Duration = Duration::from_secs(20);
@@ -30,6 +31,20 @@ mod roles {
         let m = q.recv_timeout(LINE).unwrap();
         q.send(&[m.clone(), m].concat()).unwrap();
         send_line("echoed");
+    }
+
+    /// args: ping name, pong name, rounds. A process that cannot use membarrier (a seccomp
+    /// filter, as some sandboxes have) echoes every ping back as a pong.
+    pub(super) fn echo_no_membarrier(args: &[String]) {
+        ipc_testkit::seccomp::deny(libc::SYS_membarrier, libc::EPERM).unwrap();
+        let (ping, pong) = (Queue::open(&args[0]).unwrap(), Queue::open(&args[1]).unwrap());
+        let rounds: u64 = args[2].parse().unwrap();
+        send_line("ready");
+        for i in 0..rounds {
+            // A lost wake-up leaves this receive asleep: the parent's deadline reports it.
+            let m = ping.recv_timeout(LINE).unwrap_or_else(|e| panic!("round {i}: {e}"));
+            pong.send(&m).unwrap();
+        }
     }
 }
 
@@ -858,4 +873,40 @@ fn a_process_without_an_owner_id_claims_no_slot_and_wedges_nobody() {
     let got = q.recv_timeout(Duration::from_secs(3));
     assert_eq!(got.as_deref(), Ok(&b"y"[..]), "the message was lost (child: {exit})");
     assert!(exit.success(), "consumer child: {exit}");
+}
+
+/// A waiter that cannot use membarrier beside a notifier that does: the notifier must not
+/// skip the barrier the waiter could not supply (a lost wake-up would leave the waiter asleep).
+#[test]
+fn a_waiter_without_membarrier_loses_no_wake_up_from_one_with_it() {
+    let _w = watchdog(Duration::from_secs(120), "mixed membarrier");
+    liveness::current().unwrap();
+    let rounds = fault::rounds(20_000, 200_000);
+    let (pn, qn) = (unique_name("mb-ping"), unique_name("mb-pong"));
+    let ping = Queue::create(&pn, 1, 64).unwrap();
+    let pong = Queue::create(&qn, 1, 64).unwrap();
+    let mut echo = spawn_role("queue-echo-no-membarrier", &[&pn, &qn, &rounds.to_string()]);
+    assert_eq!(echo.recv_line(LINE).unwrap(), "ready");
+    let mut rng = fault::seeded("mixed membarrier");
+    let start = Instant::now();
+    for i in 0..rounds as u64 {
+        // A pause around the echo's spin budget (40 µs) before each ping, so that the ping
+        // lands while the echo is on its way to sleep: the window a lost wake-up needs.
+        // Fault timing, not synchronisation: any pause gives a correct run.
+        let pause = Duration::from_micros(20 + rng.below(40));
+        let t = Instant::now();
+        while t.elapsed() < pause {
+            std::hint::spin_loop();
+        }
+        ping.send(&i.to_le_bytes()).unwrap();
+        // The echo's reply needs its receive to have been woken.
+        match pong.recv_timeout(Duration::from_secs(5)) {
+            Ok(m) => assert_eq!(m, i.to_le_bytes()),
+            Err(e) => panic!("round {i} of {rounds}: no echo within 5 s ({e}): a lost wake-up"),
+        }
+    }
+    eprintln!("mixed membarrier: {rounds} round trips in {:?}", start.elapsed());
+    echo.assert_success();
+    drop((ping, pong));
+    assert!(audit::shm_entries(&pn).is_empty() && audit::shm_entries(&qn).is_empty());
 }
