@@ -1,21 +1,34 @@
 //! [`JoinableQueue`]: Python's `multiprocessing.JoinableQueue`: every message put counts as an
 //! unfinished task until a consumer calls [`task_done`](JoinableQueue::task_done);
 //! [`join`](JoinableQueue::join) waits until none is left.
+//!
+//! The count is not a counter a producer bumps before it sends (a producer killed between the
+//! bump and the commit would leave a task nobody can ever finish): it is derived. A task is a
+//! message committed to the queue and not yet released (a slot READY or READING), or one a
+//! consumer received through this type and has not yet marked done (`in_progress`, bumped
+//! before the slot is released). So a producer killed mid-send leaves no task behind, and a
+//! consumer killed while it holds a claimed slot loses that message (recovered as lost, no
+//! longer a task). A consumer killed after receiving and before `task_done` leaves its task
+//! unfinished, as in Python: use [`join_timeout`](JoinableQueue::join_timeout) when consumers
+//! may die.
 
 use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use ipc_shm::{Shm, ShmOptions};
 
-use crate::error::{Error, JoinTimeoutError, Result, SendError, SendTimeoutError, TrySendError};
-use crate::queue::{Queue, deadline_in};
+use crate::error::{Error, JoinTimeoutError, RecvError, RecvTimeoutError, Result, TryRecvError};
+use crate::queue::{Queue, RecvRef, deadline_in, recv_timeout_err, try_recv_err};
+use crate::raw;
 use crate::sync::Ordering;
 
-/// A byte MPMC [`Queue`] with a shared unfinished-task count (every `Queue` method is
-/// available through `Deref`; use this type's `send`/`try_send`/`send_timeout`, which count).
-///
-/// A consumer killed before its `task_done` leaves its task unfinished forever (as in Python):
-/// use [`join_timeout`](Self::join_timeout) when consumers may die.
+/// How often a waiting `join` looks for slots of dead processes to recover, and re-counts
+/// (messages received through a plain [`Queue`] handle finish without a notification).
+const JOIN_CHECK: Duration = Duration::from_millis(100);
+
+/// A byte MPMC [`Queue`] whose messages are tasks (every `Queue` method is available through
+/// `Deref`; receive through this type's methods, which count the task as in progress until
+/// [`task_done`](Self::task_done)). Every message in the queue is a task, whoever sent it.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -75,60 +88,120 @@ impl JoinableQueue {
         Ok(JoinableQueue { queue: Queue::from_shm(shm)? })
     }
 
-    fn counted<T, E>(
+    /// Count a received task as in progress: called while its slot is still claimed, so
+    /// the task is never uncounted in between.
+    fn take_task(&self) {
+        // AcqRel: Release orders the increment before the slot's release (a Release store
+        // that `unfinished` acquires); pairs with the Acquire load in `unfinished`.
+        self.queue.region_ctrl().in_progress.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Receive a task without waiting.
+    ///
+    /// # Errors
+    /// As [`Queue::try_recv`].
+    pub fn try_recv(&self) -> std::result::Result<Vec<u8>, TryRecvError> {
+        let mut v = Vec::new();
+        self.try_recv_into(&mut v)?;
+        Ok(v)
+    }
+
+    /// [`try_recv`](Self::try_recv) into `buf`; returns the length.
+    ///
+    /// # Errors
+    /// As [`Queue::try_recv`].
+    pub fn try_recv_into(&self, buf: &mut Vec<u8>) -> std::result::Result<usize, TryRecvError> {
+        let c = self.queue.try_claim().map_err(try_recv_err)?;
+        self.take_task();
+        self.queue.take(c, buf);
+        Ok(c.len)
+    }
+
+    /// Receive a task, waiting without limit.
+    ///
+    /// # Errors
+    /// As [`Queue::recv`].
+    pub fn recv(&self) -> std::result::Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        self.recv_into(&mut v)?;
+        Ok(v)
+    }
+
+    /// [`recv`](Self::recv) into `buf`; returns the length.
+    ///
+    /// # Errors
+    /// As [`Queue::recv`].
+    pub fn recv_into(&self, buf: &mut Vec<u8>) -> std::result::Result<usize, RecvError> {
+        let c = self.queue.claim(None).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
+        self.take_task();
+        self.queue.take(c, buf);
+        Ok(c.len)
+    }
+
+    /// Receive a task, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Queue::recv_timeout`].
+    pub fn recv_timeout(
         &self,
-        send: impl FnOnce() -> std::result::Result<T, E>,
-    ) -> std::result::Result<T, E> {
-        let ctrl = self.queue.region_ctrl();
-        // Relaxed: the count is read by `join` with Acquire after task_done's Release; the
-        // increment happens before the message is published (the send's Release).
-        ctrl.unfinished.fetch_add(1, Ordering::Relaxed);
-        let r = send();
-        if r.is_err() {
-            self.finish_one();
-        }
-        r
-    }
-
-    /// Put a message (an unfinished task), waiting while full.
-    ///
-    /// # Errors
-    /// As [`Queue::send`].
-    pub fn send<'m>(&self, msg: &'m [u8]) -> std::result::Result<(), SendError<&'m [u8]>> {
-        self.counted(|| self.queue.send(msg))
-    }
-
-    /// Put without waiting.
-    ///
-    /// # Errors
-    /// As [`Queue::try_send`].
-    pub fn try_send<'m>(&self, msg: &'m [u8]) -> std::result::Result<(), TrySendError<&'m [u8]>> {
-        self.counted(|| self.queue.try_send(msg))
-    }
-
-    /// Put, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`Queue::send_timeout`].
-    pub fn send_timeout<'m>(
-        &self,
-        msg: &'m [u8],
         timeout: Duration,
-    ) -> std::result::Result<(), SendTimeoutError<&'m [u8]>> {
-        self.counted(|| self.queue.send_timeout(msg, timeout))
+    ) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
+        let c = self.queue.claim(deadline_in(timeout)).map_err(recv_timeout_err)?;
+        self.take_task();
+        let mut v = Vec::new();
+        self.queue.take(c, &mut v);
+        Ok(v)
     }
 
-    fn finish_one(&self) -> bool {
+    /// Zero-copy receive of a task (see [`Queue::recv_ref`]); the task stays in progress after
+    /// the guard drops, until [`task_done`](Self::task_done).
+    ///
+    /// # Errors
+    /// As [`Queue::recv`].
+    pub fn recv_ref(&self) -> std::result::Result<RecvRef<'_>, RecvError> {
+        let c = self.queue.claim(None).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
+        self.take_task();
+        Ok(self.queue.lend(c))
+    }
+
+    /// [`recv_ref`](Self::recv_ref) without waiting.
+    ///
+    /// # Errors
+    /// As [`Queue::try_recv`].
+    pub fn try_recv_ref(&self) -> std::result::Result<RecvRef<'_>, TryRecvError> {
+        let c = self.queue.try_claim().map_err(try_recv_err)?;
+        self.take_task();
+        Ok(self.queue.lend(c))
+    }
+
+    /// [`recv_ref`](Self::recv_ref) waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Queue::recv_timeout`].
+    pub fn recv_ref_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<RecvRef<'_>, RecvTimeoutError> {
+        let c = self.queue.claim(deadline_in(timeout)).map_err(recv_timeout_err)?;
+        self.take_task();
+        Ok(self.queue.lend(c))
+    }
+
+    /// Mark one received task done.
+    ///
+    /// # Errors
+    /// [`Error::TooManyTaskDone`] if more tasks were marked done than were received.
+    pub fn task_done(&self) -> Result<()> {
         let ctrl = self.queue.region_ctrl();
         // Relaxed: the CAS below is what counts.
-        let mut cur = ctrl.unfinished.load(Ordering::Relaxed);
+        let mut cur = ctrl.in_progress.load(Ordering::Relaxed);
         loop {
             if cur == 0 {
-                return false;
+                return Err(Error::TooManyTaskDone { name: self.queue.name().to_owned() });
             }
             // AcqRel: Release publishes the consumer's work to `join`'s Acquire load.
             // Relaxed on failure: retry with the fresh value.
-            match ctrl.unfinished.compare_exchange_weak(
+            match ctrl.in_progress.compare_exchange_weak(
                 cur,
                 cur - 1,
                 Ordering::AcqRel,
@@ -141,28 +214,20 @@ impl JoinableQueue {
         if cur == 1 {
             ctrl.all_done.notify();
         }
-        true
+        Ok(())
     }
 
-    /// Mark one received task done.
-    ///
-    /// # Errors
-    /// [`Error::TooManyTaskDone`] if more tasks were marked done than were put.
-    pub fn task_done(&self) -> Result<()> {
-        if self.finish_one() {
-            Ok(())
-        } else {
-            Err(Error::TooManyTaskDone { name: self.queue.name().to_owned() })
-        }
-    }
-
-    /// Tasks put and not yet marked done.
+    /// Tasks unfinished: messages in the queue (committed, or lent to a consumer) plus tasks
+    /// received and not yet marked done. A scan of the queue's slots.
     pub fn unfinished(&self) -> u64 {
-        // Acquire: pairs with the Release in task_done.
-        self.queue.region_ctrl().unfinished.load(Ordering::Acquire)
+        let queued = raw::committed(self.queue.region());
+        // Acquire: pairs with the AcqRel increment in `take_task` and the Release of
+        // `task_done`; read after the scan (see `raw::committed`).
+        queued + self.queue.region_ctrl().in_progress.load(Ordering::Acquire)
     }
 
-    /// Wait until every task put was marked done (without limit).
+    /// Wait until every task was marked done (without limit). Processes that died holding a
+    /// slot are recovered on the way (their messages are lost, not waited for).
     pub fn join(&self) {
         let _ = self.join_deadline(None);
     }
@@ -185,10 +250,14 @@ impl JoinableQueue {
             if left == 0 {
                 return Ok(());
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
                 return Err(JoinTimeoutError::Timeout(left));
             }
-            ctrl.all_done.wait(|| self.unfinished() == 0, deadline);
+            let check = now + JOIN_CHECK;
+            let until = deadline.map_or(check, |d| d.min(check));
+            ctrl.all_done.wait(|| self.unfinished() == 0, Some(until));
+            raw::recover_dead(self.queue.region());
         }
     }
 }

@@ -439,6 +439,10 @@ impl Queue {
         self.inner.region().ctrl()
     }
 
+    pub(crate) fn region(&self) -> &crate::region::Region {
+        self.inner.region()
+    }
+
     pub(crate) fn write_commit_pub(&self, pos: u64, msg: &[u8]) {
         self.write_commit(pos, msg);
     }
@@ -677,7 +681,7 @@ impl Queue {
         SendSlot { queue: self, pos, len, me, done: false }
     }
 
-    fn lend(&self, claimed: Claimed) -> RecvRef<'_> {
+    pub(crate) fn lend(&self, claimed: Claimed) -> RecvRef<'_> {
         // The claim just succeeded with this process's id (cached), so this is it.
         let me = self.inner.me().unwrap_or(0);
         RecvRef { queue: self, claimed, me }

@@ -341,6 +341,36 @@ pub(crate) fn close(r: &Region) {
     ctrl.all_done.notify();
 }
 
+/// Messages committed and not yet released (slots READY or READING): the queued part of a
+/// JoinableQueue's unfinished count. A scan of every slot word, not a snapshot: a message
+/// that moves on during the scan is counted where its consumer's `in_progress` increment
+/// (made before the release, seen through the Acquire load of the released word) puts it.
+pub(crate) fn committed(r: &Region) -> u64 {
+    let mut n = 0;
+    for i in 0..u64::from(r.cfg().capacity) {
+        // Acquire: pairs with the Release release of a slot, so a consumer's count taken
+        // before it is visible to the caller's later load of `in_progress`.
+        let w = unpack(r.slot(i).word.load(Acquire));
+        if w.state == READY || w.state == READING {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Recover every slot whose owner (a producer writing it, a consumer reading it) is dead:
+/// the slow path of waits that watch the whole queue (JoinableQueue::join).
+pub(crate) fn recover_dead(r: &Region) {
+    for i in 0..u64::from(r.cfg().capacity) {
+        // Relaxed: `recover` re-checks the word with its CAS.
+        let word = r.slot(i).word.load(Relaxed);
+        let w = unpack(word);
+        if w.state == WRITING || w.state == READING {
+            let _ = recover(r, i, word);
+        }
+    }
+}
+
 /// Count slots held by `owner` (writing, reading): diagnostics for tests.
 pub(crate) fn held_by(r: &Region, owner: u32) -> (usize, usize) {
     let mut held = (0, 0);

@@ -13,7 +13,7 @@
 //! | 384 | `closed`, the published CPUs of each side, the SPSC role words |
 //! | 512 / 576 / 640 | waiter words `not_empty`, `not_full`, `all_done` (one line each) |
 //! | 704 | statistics |
-//! | 768 | `unfinished` (JoinableQueue) |
+//! | 768 | `in_progress` (JoinableQueue: tasks received and not yet marked done) |
 //! | 1024 | slot 0; slot `i` at `1024 + i * stride`: word `u64`, length `u32`, pad, payload |
 //!
 //! All-zero is a valid initial state of every field but the slot words, which the initialiser
@@ -57,7 +57,7 @@ pub(crate) struct Ctrl {
     /// Statistics, indexed by [`Stat`].
     pub(crate) stats: [AtomicU64; 8],
     /// JoinableQueue: messages put and not yet marked done.
-    pub(crate) unfinished: AtomicU64,
+    pub(crate) in_progress: AtomicU64,
     _pad7: [u8; 248],
 }
 
@@ -71,7 +71,7 @@ const _: () = {
     assert!(std::mem::offset_of!(Ctrl, not_full) == 576);
     assert!(std::mem::offset_of!(Ctrl, all_done) == 640);
     assert!(std::mem::offset_of!(Ctrl, stats) == 704);
-    assert!(std::mem::offset_of!(Ctrl, unfinished) == 768);
+    assert!(std::mem::offset_of!(Ctrl, in_progress) == 768);
     assert!(size_of::<SlotHdr>() == SLOT_HEADER);
     assert!(align_of::<Ctrl>() <= 8);
 };
@@ -128,7 +128,7 @@ impl Ctrl {
             all_done: Waiters::new(),
             _pad6: [0; 56],
             stats: std::array::from_fn(|_| AtomicU64::new(0)),
-            unfinished: AtomicU64::new(0),
+            in_progress: AtomicU64::new(0),
             _pad7: [0; 248],
         }
     }

@@ -38,7 +38,7 @@ const OWNER_BITS: u32 = 30;
 const OWNER_MASK: u64 = (1 << OWNER_BITS) - 1;
 
 /// Layout version of the queue body; bump on any change of the layout below.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Magic of the config block (`"IPCQ"`).
 pub const CONFIG_MAGIC: u32 = u32::from_le_bytes(*b"IPCQ");
 /// Largest capacity: positions are compared as signed 32-bit distances, which stay exact

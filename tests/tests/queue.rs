@@ -910,3 +910,35 @@ fn a_waiter_without_membarrier_loses_no_wake_up_from_one_with_it() {
     drop((ping, pong));
     assert!(audit::shm_entries(&pn).is_empty() && audit::shm_entries(&qn).is_empty());
 }
+
+/// A producer killed between counting its task and publishing the message: `join` must not
+/// wait for a task that was never put.
+#[test]
+fn a_producer_killed_mid_put_leaves_no_phantom_task_for_join() {
+    const { assert!(ipc_shm::crash::ENABLED) };
+    let _w = watchdog(Duration::from_secs(60), "joinable producer killed");
+    liveness::current().unwrap();
+    let q = ipc_queue::JoinableQueue::anonymous(4, 64).unwrap();
+    q.send(b"real").unwrap();
+    let mut producer = fork(|| -> Result<(), String> {
+        ipc_shm::crash::arm("queue.mid_copy", 1);
+        let _ = q.send(b"never published");
+        Err("the crash point did not fire".into())
+    });
+    let exit = producer.join_timeout(LINE).unwrap();
+    assert_eq!(
+        exit,
+        ipc_testkit::Exit::Signal(libc::SIGKILL),
+        "the producer was not killed mid-put"
+    );
+    assert_eq!(q.recv_timeout(LINE).unwrap(), b"real");
+    q.task_done().unwrap();
+    // Only the real task was put; it is done.
+    let joined = q.join_timeout(Duration::from_secs(5));
+    assert_eq!(
+        joined,
+        Ok(()),
+        "join waits for a task that was never put ({} unfinished)",
+        q.unfinished()
+    );
+}
