@@ -425,21 +425,25 @@ impl Pending {
 /// header being written): 20 µs doubling to 2 ms, never past the deadline.
 pub(crate) struct Backoff {
     next: Duration,
-    deadline: Instant,
+    /// `None`: a timeout too large to represent, i.e. no deadline.
+    deadline: Option<Instant>,
 }
 
 impl Backoff {
     pub(crate) fn new(timeout: Duration) -> Self {
-        Backoff { next: Duration::from_micros(20), deadline: Instant::now() + timeout }
+        // A huge timeout (Duration::MAX) saturates to "no deadline" instead of overflowing.
+        Backoff { next: Duration::from_micros(20), deadline: Instant::now().checked_add(timeout) }
     }
 
     /// Wait a little; `false` once the deadline has passed.
     pub(crate) fn wait(&mut self) -> bool {
         let now = Instant::now();
-        if now >= self.deadline {
-            return false;
-        }
-        std::thread::sleep(self.next.min(self.deadline - now));
+        let pause = match self.deadline {
+            Some(d) if now >= d => return false,
+            Some(d) => self.next.min(d - now),
+            None => self.next,
+        };
+        std::thread::sleep(pause);
         self.next = (self.next * 2).min(Duration::from_millis(2));
         true
     }

@@ -241,7 +241,7 @@ impl Child {
     /// # Errors
     /// [`JoinError::Timeout`], or [`JoinError::Exited`] if the child ended first.
     pub fn recv_line(&mut self, timeout: Duration) -> Result<String, JoinError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_in(timeout);
         loop {
             self.pump();
             if let Some(line) = self.lines.pop_front() {
@@ -283,7 +283,7 @@ impl Child {
     /// # Errors
     /// [`JoinError::Timeout`] if it is still running (it is not killed).
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<Exit, JoinError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_in(timeout);
         loop {
             if let Some(exit) = self.reap_if_exited() {
                 return Ok(exit);
@@ -359,7 +359,7 @@ impl Child {
     /// Wait until the child is stopped (SIGSTOP, a stop crash point), at most `timeout`.
     /// `true` once stopped; `false` on timeout or if it ended.
     pub fn wait_stopped(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_in(timeout);
         let mut pause = Duration::from_micros(50);
         loop {
             if self.exit.is_some() {
@@ -442,7 +442,7 @@ pub fn send_line(line: &str) {
 pub fn recv_line(timeout: Duration) -> Option<String> {
     let fd = CHILD_RX.load(Ordering::Acquire);
     assert!(fd >= 0, "recv_line outside an ipc-testkit child");
-    let deadline = Instant::now() + timeout;
+    let deadline = deadline_in(timeout);
     let mut buf = CHILD_BUF.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         if let Some(end) = buf.iter().position(|&b| b == b'\n') {
@@ -554,6 +554,15 @@ pub fn fork_named<R: ChildResult>(label: &str, f: impl FnOnce() -> R) -> Child {
     drop(child_tx);
     drop(child_rx);
     Child::new(pid, parent_rx, parent_tx, label.to_owned())
+}
+
+/// `now + timeout`, saturating at ~a century for huge timeouts (a `Duration::MAX` never
+/// panics).
+fn deadline_in(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]

@@ -50,3 +50,17 @@ pub(crate) fn wait_sleeping(tid: i32) {
         std::thread::yield_now();
     }
 }
+
+#[test]
+fn huge_timeouts_saturate_instead_of_panicking() {
+    use std::time::Duration;
+    let sem = ipc_sem::Semaphore::new(1).unwrap();
+    assert!(sem.acquire_timeout(Duration::MAX).unwrap().is_some());
+    let bounded = ipc_sem::BoundedSemaphore::new(1).unwrap();
+    assert!(bounded.acquire_timeout(Duration::MAX).unwrap().is_some());
+    let event = ipc_sem::Event::new();
+    event.set();
+    assert!(event.wait_timeout(Duration::MAX));
+    let barrier = ipc_sem::Barrier::new(1).unwrap();
+    assert!(barrier.wait_timeout(Duration::MAX).unwrap().is_leader());
+}

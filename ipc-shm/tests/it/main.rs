@@ -153,3 +153,15 @@ fn liveness_of_self() {
     assert!(!ipc_shm::liveness::is_alive_raw(u32::MAX).unwrap());
     assert_eq!(ipc_shm::liveness::pid_hint(me), Some(std::process::id()));
 }
+
+#[test]
+fn a_huge_init_timeout_saturates_instead_of_panicking() {
+    use std::sync::atomic::AtomicU64;
+    let n = name("huge-timeout");
+    let mut opts = ShmOptions::new();
+    opts.init_timeout(std::time::Duration::MAX);
+    let made = ipc_shm::Shared::create_with(&opts, &n, AtomicU64::new(3)).unwrap();
+    let opened = ipc_shm::Shared::<AtomicU64>::open_with(&opts, &n).unwrap();
+    assert_eq!(opened.load(std::sync::atomic::Ordering::Relaxed), 3);
+    drop((made, opened));
+}
