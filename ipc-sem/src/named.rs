@@ -86,6 +86,24 @@ fn own_file(op: &'static str, name: &str) -> Result<File> {
     Ok(file)
 }
 
+/// A semaphore file we may use: a regular file of ours whose mode grants no more than
+/// `max_mode`.
+fn check_file(op: &'static str, name: &str, meta: &fs::Metadata, max_mode: u32) -> Result<()> {
+    let me = sys::euid();
+    let untrusted = |what: String| Err(Error::Untrusted { op, name: name.to_owned(), what });
+    if meta.uid() != me {
+        return untrusted(format!("owned by uid {}, not by us (uid {me})", meta.uid()));
+    }
+    if !meta.file_type().is_file() {
+        return untrusted("not a regular file".to_owned());
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & !max_mode != 0 {
+        return untrusted(format!("mode {mode:#o} grants more than {max_mode:#o}"));
+    }
+    Ok(())
+}
+
 impl NamedSemaphore {
     /// Create a named semaphore holding `value` permits, mode 0600. Fails if the name exists.
     ///
@@ -140,16 +158,23 @@ impl NamedSemaphore {
     pub fn open_with_mode(name: &str, max_mode: u32) -> Result<NamedSemaphore> {
         const OP: &str = "open";
         let cname = posix_name(OP, name)?;
+        // Check the file before sem_open opens and maps it: a file planted by another user (a
+        // FIFO, a device, something it may truncate under our mapping) is refused untouched.
+        // /dev/shm is sticky, so a file of ours cannot be swapped by another user in between.
+        check_file(
+            OP,
+            name,
+            &fs::symlink_metadata(path_of(name)).map_err(named_err(OP, name))?,
+            max_mode,
+        )?;
         let raw = sys::sem_open(&cname, OpenHow::Existing).map_err(named_err(OP, name))?;
-        let meta = own_file(OP, name)?.metadata().map_err(named_err(OP, name))?;
-        let mode = meta.mode() & 0o7777;
-        if mode & !max_mode != 0 {
-            return Err(Error::Untrusted {
-                op: OP,
-                name: name.to_owned(),
-                what: format!("mode {mode:#o} grants more than {max_mode:#o}"),
-            });
-        }
+        // And again on what is there now (a same-user race cannot widen what we accept).
+        check_file(
+            OP,
+            name,
+            &own_file(OP, name)?.metadata().map_err(named_err(OP, name))?,
+            max_mode,
+        )?;
         Ok(NamedSemaphore { raw, name: name.to_owned() })
     }
 

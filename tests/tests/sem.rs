@@ -718,3 +718,26 @@ fn a_barrier_party_without_an_owner_id_does_not_arrive() {
     assert_eq!(b.n_waiting(), 0);
     assert!(!b.is_broken());
 }
+
+/// A semaphore file planted by another user (here a FIFO owned by uid 65534) is refused as
+/// untrusted before `sem_open` touches it: not opened, not mapped.
+#[test]
+fn a_named_semaphore_planted_by_another_user_is_refused_before_it_is_opened() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to plant a file owned by another uid");
+        return;
+    }
+    let name = unique_name("planted-sem");
+    let path = format!("/dev/shm/sem.{name}");
+    let cpath = std::ffi::CString::new(path.clone()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(cpath.as_ptr(), 0o666) }, 0);
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let got = NamedSemaphore::open_with_mode(&name, 0o777);
+    std::fs::remove_file(&path).unwrap();
+    match got {
+        Err(Error::Untrusted { what, .. }) => assert!(what.contains("65534"), "{what}"),
+        other => panic!("expected Untrusted naming the owner, got {other:?}"),
+    }
+}
