@@ -293,9 +293,11 @@ fn claim_slot(reg: &Registry, lease_raw: RawFd) -> Result<OwnerId> {
         } else {
             old + 1
         };
-        // Release: pairs with the Acquire load in `is_alive`.
-        generation.store(new, Ordering::Release);
+        // Relaxed: published by the Release store of the generation just below.
         pid.store(sys::pid(), Ordering::Relaxed);
+        // Release: pairs with the Acquire loads in `is_alive` and `pid_hint`: whoever sees
+        // the new generation sees our pid (never the 0 of a slot not yet used).
+        generation.store(new, Ordering::Release);
         let id = (new << SLOT_BITS) | slot as u32;
         // Release: pairs with the Acquire load in `current`.
         OWNER.store(id, Ordering::Release);
@@ -345,12 +347,19 @@ pub fn is_alive_raw(raw: u32) -> Result<bool> {
     }
 }
 
-/// The pid last recorded for `owner`'s slot (diagnostics only: pids are reused).
+/// The pid recorded for `owner`'s slot (diagnostics only: pids are reused). `Some(0)` when
+/// the slot never held a process (so `owner` was never a real id); `None` when the slot has
+/// been taken by another process since (the pid there is not `owner`'s) or the registry is
+/// unavailable.
 pub fn pid_hint(owner: OwnerId) -> Option<u32> {
     let reg = registry().ok()?;
-    let (_, pid) = slot_words(reg, owner.slot())?;
-    // Relaxed: diagnostics only.
-    Some(pid.load(Ordering::Relaxed))
+    let (generation, pid) = slot_words(reg, owner.slot())?;
+    // Acquire: pairs with the Release store of the generation in `claim_slot`, which follows
+    // its pid store: a generation seen here comes with its pid.
+    let g = generation.load(Ordering::Acquire) & GEN_MASK;
+    // Relaxed: ordered by the Acquire load above.
+    let p = pid.load(Ordering::Relaxed);
+    if g == owner.generation() || (g == 0 && p == 0) { Some(p) } else { None }
 }
 
 #[doc(hidden)]
