@@ -17,8 +17,9 @@ use crate::rwlock::RwLock;
 ///
 /// Use the aliases: [`NamedMutex`], [`NamedRwLock`], [`NamedReentrantMutex`],
 /// [`NamedRLock`], [`NamedCondvar`]. The creator unlinks the name when it drops its handle
-/// (unless told to persist through [`create_with`](Self::create_with)'s options); processes
-/// that opened it keep their mapping.
+/// (unless told to persist through [`create_with`](Self::create_with)'s options), in the
+/// creating process only: a forked child dropping its copy of the handle leaves the name;
+/// processes that opened it keep their mapping.
 pub struct Named<L: ShmSafe> {
     shared: Shared<L>,
     kind: &'static str,

@@ -119,7 +119,9 @@
 //! where membarrier is unavailable. `close` wakes every sleeper in every process.
 //!
 //! # Across `fork`
-//! A forked child inherits copies of its parent's handles and of any slot it had lent. A lent
+//! A forked child inherits copies of its parent's handles and of any slot it had lent. A
+//! named queue's name is removed when its creator drops it, and only in the creating process:
+//! a child that unwinds (a panic, a `?`) without `_exit` drops its copy and leaves the name. A lent
 //! slot ([`SendSlot`], [`RecvRef`], [`SpscRef`]) dropped in a process other than the one that
 //! took it is a no-op: the child does not cancel the parent's reservation nor free the slot
 //! the parent still reads (each release compares the slot's recorded owner id with the

@@ -192,8 +192,12 @@ impl ShmOptions {
 /// bytes are only copied in and out ([`read_at`](Self::read_at),
 /// [`write_at`](Self::write_at): safe on an exclusive handle; `*_shared` and
 /// [`atomic_u32`](Self::atomic_u32) are `unsafe`, because an object's `&Shm` may be covered by
-/// references the object has lent) or viewed through [`Shared`](crate::Shared). The creator of a named segment unlinks the name on drop unless
-/// [`persist`](Self::persist) was asked.
+/// references the object has lent) or viewed through [`Shared`](crate::Shared).
+///
+/// The creator of a named segment unlinks the name on drop unless [`persist`](Self::persist)
+/// was asked, and only in the creating process: a forked child's copy of the handle (dropped
+/// when the child unwinds or returns through `?` without `_exit`) never removes the parent's
+/// name. [`unlink`](Self::unlink) is explicit and works from any process.
 ///
 /// # SIGBUS
 /// A named segment can be truncated by any process with write access to it (same uid); a
@@ -205,6 +209,9 @@ pub struct Shm {
     name: Option<Box<str>>,
     unlink_on_drop: AtomicBool,
     created: bool,
+    /// The process that made this handle: only it unlinks on drop (a forked child's copy of
+    /// the creator's handle never removes the parent's name).
+    maker: crate::liveness::ProcessToken,
 }
 
 impl fmt::Debug for Shm {
@@ -519,6 +526,7 @@ impl Shm {
             name: name.map(String::into_boxed_str),
             unlink_on_drop: AtomicBool::new(unlink_on_drop),
             created,
+            maker: crate::liveness::ProcessToken::current(),
         }
     }
 
@@ -799,7 +807,10 @@ impl AsFd for Shm {
 
 impl Drop for Shm {
     fn drop(&mut self) {
+        // Only in the process that made the handle: a forked child that unwinds through its
+        // parent's frame (a panic, a `?`) drops a copy, and must leave the name alone.
         if self.unlink_on_drop.load(Ordering::Relaxed)
+            && self.maker.is_current()
             && let Some(name) = self.name.as_deref()
         {
             unlink_if_linked(&sys::shm_path(name), self.fd.as_fd());

@@ -1532,3 +1532,17 @@ fn a_file_lock_guard_dropped_in_a_forked_child_releases_nothing() {
     drop(fl);
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A forked child dropping its copy of the creator's named lock must not unlink the name.
+#[test]
+fn a_forked_child_dropping_the_creators_named_lock_keeps_the_name() {
+    setup();
+    let _w = watchdog(Duration::from_secs(60), "fork unlink lock");
+    let name = unique_name("fork-unlink-lock");
+    let m = NamedMutex::<u64>::create(&name, 7).unwrap();
+    fork_inheriting(&m, drop).assert_success();
+    let opened = NamedMutex::<u64>::open(&name);
+    assert!(opened.is_ok(), "the child's drop unlinked the parent's mutex: {:?}", opened.err());
+    drop((m, opened));
+    assert!(audit::shm_entries(&name).is_empty());
+}

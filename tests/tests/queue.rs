@@ -942,3 +942,20 @@ fn a_producer_killed_mid_put_leaves_no_phantom_task_for_join() {
         q.unfinished()
     );
 }
+
+/// A forked child dropping its copy of the creator's queue must not unlink the name.
+#[test]
+fn a_forked_child_dropping_the_creators_queue_keeps_the_name() {
+    let _w = watchdog(Duration::from_secs(60), "fork unlink queue");
+    let name = unique_name("fork-unlink-queue");
+    let q = Queue::create(&name, 4, 64).unwrap();
+    fork_inheriting(&q, drop).assert_success();
+    let opened = Queue::open(&name);
+    assert!(opened.is_ok(), "the child's drop unlinked the parent's queue: {:?}", opened.err());
+    let spsc = unique_name("fork-unlink-spsc");
+    let s = SpscQueue::create(&spsc, 4, 64).unwrap();
+    fork_inheriting(&s, drop).assert_success();
+    assert!(SpscQueue::open(&spsc).is_ok(), "the child's drop unlinked the parent's SPSC queue");
+    drop((q, opened, s));
+    assert!(audit::shm_entries(&name).is_empty() && audit::shm_entries(&spsc).is_empty());
+}

@@ -741,3 +741,20 @@ fn a_named_semaphore_planted_by_another_user_is_refused_before_it_is_opened() {
         other => panic!("expected Untrusted naming the owner, got {other:?}"),
     }
 }
+
+/// A forked child dropping its copy of the creator's named semaphores must not unlink them.
+#[test]
+fn a_forked_child_dropping_the_creators_semaphores_keeps_the_names() {
+    let _w = watchdog(Duration::from_secs(60), "fork unlink sem");
+    let name = unique_name("fork-unlink-sem");
+    let sem = Shared::create(&name, Semaphore::tracked(2).unwrap()).unwrap();
+    fork_inheriting(&sem, drop).assert_success();
+    assert!(Shared::<Semaphore>::open(&name).is_ok(), "the child's drop unlinked the semaphore");
+    let posix = unique_name("fork-unlink-posix");
+    let named = NamedSemaphore::create(&posix, 1).unwrap();
+    fork_inheriting(&named, drop).assert_success();
+    assert!(NamedSemaphore::exists(&posix));
+    drop((sem, named));
+    NamedSemaphore::unlink(&posix).unwrap();
+    assert!(audit::shm_entries(&name).is_empty());
+}

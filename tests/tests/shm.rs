@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use ipc_shm::futex::{self, WaitResult};
 use ipc_shm::{Error, EventCount, Shared, Shm, ShmOptions, ShmSafe, liveness};
 use ipc_testkit::interrupt;
-use ipc_testkit::{audit, fault, fork, recv_line, send_line, spawn_role, unique_name, watchdog};
+use ipc_testkit::{
+    audit, fault, fork, fork_inheriting, recv_line, send_line, spawn_role, unique_name, watchdog,
+};
 
 ipc_testkit::roles! {
     "shm-writer" => roles::shm_writer,
@@ -1015,4 +1017,25 @@ fn futex_waits_survive_a_signal_storm() {
         futex::wake_all(&word);
     });
     eprintln!("futex waits under a signal storm: {sent} signals sent, {caught} caught");
+}
+
+// ---------------------------------------------------------------------------------------
+// Names across fork
+
+/// A forked child that drops its copy of the creator's handle (it unwound, or returned
+/// through `?`, without `_exit`) must not unlink the parent's name.
+#[test]
+fn a_forked_child_dropping_the_creators_handle_keeps_the_name() {
+    let _w = watchdog(Duration::from_secs(60), "fork unlink shm");
+    let name = unique_name("fork-unlink-shm");
+    let shm = Shm::create(&name, 4096).unwrap();
+    fork_inheriting(&shm, drop).assert_success();
+    assert!(Shm::open(&name).is_ok(), "the child's drop unlinked the parent's segment");
+    let typed = unique_name("fork-unlink-shared");
+    let counter = Shared::create(&typed, AtomicU64::new(1)).unwrap();
+    fork_inheriting(&counter, drop).assert_success();
+    assert_eq!(Shared::<AtomicU64>::open(&typed).unwrap().load(Ordering::SeqCst), 1);
+    // The creator itself still unlinks on drop.
+    drop((shm, counter));
+    assert!(audit::shm_entries(&name).is_empty() && audit::shm_entries(&typed).is_empty());
 }
