@@ -6,13 +6,21 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-/// Set-up and OS failures of this crate. Every message names the operation and the object.
+/// Set-up and OS failures of this crate, and (through `?`) a lock that was not taken. Every
+/// message names the operation, the object and the cause in one line
+/// (`open mutex "jobs": not found`).
+///
+/// [`LockError`] and [`TryLockError`] convert into it, dropping the guard they may carry, so
+/// `m.lock()?` works in a function returning `ipc_lock::Error` (and, through it, in one
+/// returning `Box<dyn Error>`: `m.lock().map_err(ipc_lock::Error::from)?`). Dropping an
+/// `OwnerDied` guard that way leaves the lock not recoverable: see [`Mutex`](crate::Mutex)
+/// for the recovery pattern when an owner may die.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Creating, opening or mapping the segment of a named lock failed (the source names the
     /// segment and says why: not found, incompatible header, permissions, ...).
-    #[error("{op} {kind} {name:?}")]
+    #[error("{op} {kind} {name:?}: {}", source.cause())]
     Shm {
         /// The operation (`create`, `open`, `open or create`).
         op: &'static str,
@@ -25,7 +33,7 @@ pub enum Error {
         source: Box<ipc_shm::Error>,
     },
     /// A file lock operation failed.
-    #[error("{op} file lock {path:?}")]
+    #[error("{op} file lock {path:?}: {source}")]
     File {
         /// The operation (`open`, `lock`, `unlock`, ...).
         op: &'static str,
@@ -35,6 +43,75 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A lock operation did not take the lock (converted from [`LockError`] or
+    /// [`TryLockError`]; any guard it carried was dropped).
+    #[error("{op}: {cause}")]
+    Lock {
+        /// `lock` or `try lock`.
+        op: &'static str,
+        /// Why.
+        cause: LockFailure,
+    },
+}
+
+/// Why a lock was not taken, without the guard: what [`Error::Lock`] holds.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockFailure {
+    /// Held by a live owner.
+    #[error("held by a live owner")]
+    WouldBlock,
+    /// Timed out while a live owner held it.
+    #[error("timed out while a live owner held it")]
+    TimedOut,
+    /// The previous owner died holding it; the guard was dropped without marking the data
+    /// consistent, so the lock is now not recoverable.
+    #[error("{OWNER_DIED}; the guard was dropped unmarked, so the lock is now not recoverable")]
+    OwnerDied,
+    /// Not recoverable.
+    #[error("{NOT_RECOVERABLE}")]
+    NotRecoverable,
+    /// A corrupted lock word.
+    #[error("corrupted lock word {word:#x} (written by a faulty peer)")]
+    Corrupted {
+        /// The offending word.
+        word: u64,
+    },
+    /// The reader table is full.
+    #[error("{TOO_MANY_READERS}")]
+    TooManyReaders,
+    /// No owner id for this process.
+    #[error("no owner id for this process: {0}")]
+    Liveness(#[source] Box<ipc_shm::Error>),
+}
+
+impl<G> From<LockError<G>> for Error {
+    fn from(e: LockError<G>) -> Self {
+        let cause = match e {
+            LockError::OwnerDied(_) => LockFailure::OwnerDied,
+            LockError::NotRecoverable => LockFailure::NotRecoverable,
+            LockError::Corrupted { word } => LockFailure::Corrupted { word },
+            LockError::TooManyReaders => LockFailure::TooManyReaders,
+            LockError::Liveness(e) => LockFailure::Liveness(e),
+        };
+        Error::Lock { op: "lock", cause }
+    }
+}
+
+impl<G> From<TryLockError<G>> for Error {
+    fn from(e: TryLockError<G>) -> Self {
+        let op = if matches!(e, TryLockError::TimedOut) { "timed lock" } else { "try lock" };
+        let cause = match e {
+            TryLockError::WouldBlock => LockFailure::WouldBlock,
+            TryLockError::TimedOut => LockFailure::TimedOut,
+            TryLockError::OwnerDied(_) => LockFailure::OwnerDied,
+            TryLockError::NotRecoverable => LockFailure::NotRecoverable,
+            TryLockError::Corrupted { word } => LockFailure::Corrupted { word },
+            TryLockError::TooManyReaders => LockFailure::TooManyReaders,
+            TryLockError::Liveness(e) => LockFailure::Liveness(e),
+        };
+        Error::Lock { op, cause }
+    }
 }
 
 /// Result alias of the tier-1 [`Error`].
@@ -223,7 +300,9 @@ impl<G> fmt::Display for TryLockError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TryLockError::WouldBlock => f.write_str("try lock: held by a live owner"),
-            TryLockError::TimedOut => f.write_str("lock: timed out while a live owner held it"),
+            TryLockError::TimedOut => {
+                f.write_str("timed lock: timed out while a live owner held it")
+            }
             TryLockError::OwnerDied(_) => write!(f, "try lock: {OWNER_DIED}"),
             TryLockError::NotRecoverable => write!(f, "try lock: {NOT_RECOVERABLE}"),
             TryLockError::Corrupted { word } => {

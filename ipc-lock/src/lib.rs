@@ -145,7 +145,8 @@ pub use lock_api;
 
 pub use condvar::{CONDVAR_SLICE, Condvar};
 pub use error::{
-    Error, LockError, LockResult, NotOwner, Result, TryLockError, TryLockResult, WaitTimeoutResult,
+    Error, LockError, LockFailure, LockResult, NotOwner, Result, TryLockError, TryLockResult,
+    WaitTimeoutResult,
 };
 pub use file_lock::{FileLock, FileLockGuard};
 pub use mutex::{Mutex, MutexGuard};

@@ -16,10 +16,34 @@ use crate::raw_mutex::{Held, RawMutex};
 /// all-zero unlocked. Put it in any [`Shared`](ipc_shm::Shared) struct, or in its own
 /// segment with [`NamedMutex`](crate::NamedMutex).
 ///
+/// # When an owner dies: the recovery pattern
 /// When the process holding it dies, the next locker gets the guard inside
 /// [`LockError::OwnerDied`]; it may repair the data and call
-/// [`MutexGuard::mark_consistent`]. Dropped without that, the mutex becomes
-/// [`NotRecoverable`](LockError::NotRecoverable) for every process (POSIX robust semantics).
+/// [`MutexGuard::mark_consistent`]. Dropped without that (a plain `lock().unwrap()`, or a `?`
+/// that drops the error), the mutex becomes [`NotRecoverable`](LockError::NotRecoverable)
+/// for every process (POSIX robust semantics): handle `OwnerDied` wherever an owner may die.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use ipc_lock::{LockError, Mutex};
+/// let m = Mutex::new(0u64);
+/// let mut guard = match m.lock() {
+///     Ok(g) => g,
+///     Err(LockError::OwnerDied(mut g)) => {
+///         // The dead owner may have left the data half-updated: repair it, then say so.
+///         *g = 0; // (or re-check and fix what it guards)
+///         g.mark_consistent();
+///         g
+///     }
+///     // Not recoverable, corrupted, no owner id: an `ipc_lock::Error` through `?`.
+///     Err(e) => return Err(ipc_lock::Error::from(e).into()),
+/// };
+/// *guard += 1;
+/// # Ok(()) }
+/// ```
+///
+/// A lock left not recoverable can be taken back explicitly with [`reclaim`](Self::reclaim),
+/// by a process that then puts the data right.
 ///
 /// The owner is a *process*: two threads of one process exclude each other, but locking it
 /// again from the thread that holds it deadlocks (the timed forms time out), as with
@@ -112,6 +136,28 @@ impl<T> Mutex<T> {
             Ok(held) => Ok(self.guard(held)),
             Err(e) => Err(e.into_lock().unwrap_or(LockError::NotRecoverable)),
         }
+    }
+
+    /// Take back a mutex that is [not recoverable](LockError::NotRecoverable) (an owner died
+    /// and the heir dropped its guard without marking the data consistent): returns a guard
+    /// holding it as a plain, consistent lock, over the data as the dead owners left it.
+    /// Repair or overwrite the data, then drop the guard: the mutex is an ordinary one again
+    /// for every process. `None` if the mutex is not in that state (or this process has no
+    /// liveness owner id).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let m = ipc_lock::Mutex::new(7u64);
+    /// if m.is_not_recoverable() {
+    ///     if let Some(mut g) = m.reclaim() {
+    ///         *g = 0; // start again from a known state
+    ///     }
+    /// }
+    /// assert!(m.lock().is_ok());
+    /// # Ok(()) }
+    /// ```
+    pub fn reclaim(&self) -> Option<MutexGuard<'_, T>> {
+        self.raw.reclaim().map(|held| self.guard(held))
     }
 
     /// Lock if it is free (or held by a dead owner) now.

@@ -474,6 +474,26 @@ impl RawMutex {
         self.state() == State::NotRecoverable
     }
 
+    /// Take a not-recoverable lock back for this process: `Some` (held, consistent, as if
+    /// freshly locked) if the state was not recoverable, `None` otherwise or without an owner
+    /// id. Its waiters stay announced, so the unlock wakes them.
+    pub(crate) fn reclaim(&self) -> Option<Held> {
+        let me = crate::owner::me().ok()?;
+        // Relaxed: the CAS below carries the ordering.
+        let w = self.state.load(Ordering::Relaxed);
+        if decode(w) != State::NotRecoverable {
+            return None;
+        }
+        let new = owner_word(me) | (w & C64);
+        // Acquire: pairs with the Release of the unlock that left it not recoverable, so the
+        // dead owners' writes to the data are visible to the repair. Relaxed on failure:
+        // someone else changed it; nothing taken.
+        self.state
+            .compare_exchange(w, new, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Held::new(me, 0))
+    }
+
     /// The raw state, for diagnostics (see the state table in the module docs).
     pub fn word_value(&self) -> u64 {
         // Relaxed: a snapshot.

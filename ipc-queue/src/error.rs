@@ -1,17 +1,28 @@
 //! Errors in two tiers: [`Error`] for set-up and OS failures (naming the operation and the
 //! queue), and small outcome enums for the hot path that hand a refused message back.
 
-use std::fmt;
-
 pub use crate::ring::Corruption;
 
-/// Set-up and OS failures of ipc-queue. Messages name the operation and the queue
-/// (`open queue "jobs": ...`).
+/// Set-up and OS failures of ipc-queue, and (through `?`) any refused operation. Messages name
+/// the operation, the queue and the cause in one line (`open queue "jobs": not found`).
+///
+/// Every outcome enum converts into it, so `?` works in a function returning this `Error`
+/// (or `Box<dyn Error>`: the outcome enums are plain `'static` errors too):
+///
+/// ```
+/// fn produce(q: &ipc_queue::Queue) -> Result<(), ipc_queue::Error> {
+///     q.try_send(b"job")?;
+///     let job = q.try_recv()?;
+///     assert_eq!(job, b"job");
+///     Ok(())
+/// }
+/// # produce(&ipc_queue::Queue::anonymous(4, 64).unwrap()).unwrap();
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The segment layer failed (name, permissions, header mismatch, size, ...).
-    #[error("{op} queue {name:?}")]
+    #[error("{op} queue {name:?}: {}", source.cause())]
     Shm {
         /// The operation.
         op: &'static str,
@@ -22,7 +33,7 @@ pub enum Error {
         source: ipc_shm::Error,
     },
     /// A capacity or message size out of range.
-    #[error("{op} queue {name:?}: invalid configuration")]
+    #[error("{op} queue {name:?}: invalid configuration: {source}")]
     InvalidConfig {
         /// The operation.
         op: &'static str,
@@ -33,7 +44,7 @@ pub enum Error {
         source: Corruption,
     },
     /// The queue's shared state holds values no honest peer writes.
-    #[error("{op} queue {name:?}: corrupted")]
+    #[error("{op} queue {name:?}: corrupted: {source}")]
     Corrupted {
         /// The operation.
         op: &'static str,
@@ -45,7 +56,8 @@ pub enum Error {
     },
     /// A typed queue of another element type or size.
     #[error(
-        "{op} queue {name:?}: holds elements of {found} bytes (tag {found_tag:#x}), expected {expected} bytes (tag {expected_tag:#x})"
+        "{op} queue {name:?}: holds elements of {} ({found} bytes), not {} ({expected} bytes)",
+        type_name(*found_tag), type_name(*expected_tag)
     )]
     ElementMismatch {
         /// The operation.
@@ -73,120 +85,134 @@ pub enum Error {
         /// Owner id of the holder.
         holder: u32,
     },
-    /// JoinableQueue: `task_done` called more times than messages were put.
-    #[error("task_done on queue {name:?}: called more times than messages were put")]
+    /// JoinableQueue: `task_done` called more times than tasks were received.
+    #[error("task_done on queue {name:?}: called more times than tasks were received")]
     TooManyTaskDone {
         /// The queue.
         name: String,
     },
+    /// A `try_send` refused (through `?`).
+    #[error(transparent)]
+    TrySend(#[from] TrySendError),
+    /// A `send` refused (through `?`).
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// A `send_timeout` refused (through `?`).
+    #[error(transparent)]
+    SendTimeout(#[from] SendTimeoutError),
+    /// A `try_recv` with nothing (through `?`).
+    #[error(transparent)]
+    TryRecv(#[from] TryRecvError),
+    /// A `recv` with nothing (through `?`).
+    #[error(transparent)]
+    Recv(#[from] RecvError),
+    /// A `recv_timeout` with nothing (through `?`).
+    #[error(transparent)]
+    RecvTimeout(#[from] RecvTimeoutError),
+    /// A `join_timeout` that timed out (through `?`).
+    #[error(transparent)]
+    JoinTimeout(#[from] JoinTimeoutError),
+}
+
+fn type_name(tag: u64) -> String {
+    ipc_shm::kind_name(tag).map_or_else(|| format!("an unknown type (tag {tag:#x})"), str::to_owned)
 }
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-macro_rules! send_error {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident),* $(,)? }, $what:literal) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, PartialEq, Eq)]
-        pub enum $name<T> {
-            $($(#[$vm])* $v(T),)*
-            /// The queue's shared state is corrupt (the message is handed back).
-            Corrupted(T, Corruption),
-        }
+const NO_OWNER_ID: &str =
+    "this process has no liveness owner id (ipc_shm::liveness::current() says why)";
 
-        impl<T> $name<T> {
-            /// The message that was not sent.
-            pub fn into_inner(self) -> T {
-                match self {
-                    $($name::$v(t))|* | $name::Corrupted(t, _) => t,
-                }
-            }
-        }
-
-        impl<T> fmt::Debug for $name<T> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self {
-                    $($name::$v(_) => write!(f, concat!(stringify!($name), "::", stringify!($v), "(..)")),)*
-                    $name::Corrupted(_, c) => write!(f, concat!(stringify!($name), "::Corrupted(.., {:?})"), c),
-                }
-            }
-        }
-
-        impl<T> fmt::Display for $name<T> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self {
-                    $($name::$v(_) => f.write_str(&concat!($what, ": ", stringify!($v)).to_lowercase()),)*
-                    $name::Corrupted(_, c) => write!(f, concat!($what, ": queue corrupted: {}"), c),
-                }
-            }
-        }
-
-        impl<T> std::error::Error for $name<T> {}
-    };
+/// Why [`try_send`](crate::Queue::try_send) (or `try_reserve`) refused. The message is not
+/// handed back: it is the caller's borrowed bytes (or a `Copy` value) all along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TrySendError {
+    /// No free slot.
+    #[error("try_send: the queue is full")]
+    Full,
+    /// The queue was closed.
+    #[error("try_send: the queue is closed")]
+    Closed,
+    /// Longer than the queue's maximum message.
+    #[error("try_send: a message of {len} bytes exceeds the queue's limit of {max} bytes")]
+    TooLong {
+        /// The message's length.
+        len: usize,
+        /// The queue's maximum message.
+        max: usize,
+    },
+    /// The queue's shared state is corrupt.
+    #[error("try_send: the queue's shared state is corrupted: {0}")]
+    Corrupted(Corruption),
+    /// This process has no owner id (ipc-shm's liveness registry could not be used): it
+    /// cannot claim a slot that others could recover if it died.
+    #[error("try_send: {NO_OWNER_ID}")]
+    Unregistered,
 }
 
-send_error!(
-    /// Why [`try_send`](crate::Queue::try_send) refused a message (handed back inside).
-    TrySendError {
-        /// No free slot.
-        Full,
-        /// The queue was closed.
-        Closed,
-        /// Longer than the queue's maximum message.
-        TooLong,
-        /// This process has no owner id (ipc-shm's liveness registry could not be used; call
-        /// `ipc_shm::liveness::current()` for the cause): it cannot claim a slot that others
-        /// could recover if it died.
-        Unregistered,
+/// Why [`send`](crate::Queue::send) (or `reserve`) refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The queue was closed.
+    #[error("send: the queue is closed")]
+    Closed,
+    /// Longer than the queue's maximum message.
+    #[error("send: a message of {len} bytes exceeds the queue's limit of {max} bytes")]
+    TooLong {
+        /// The message's length.
+        len: usize,
+        /// The queue's maximum message.
+        max: usize,
     },
-    "try_send"
-);
+    /// SPSC only: the queue is full and the process holding the consumer role died. Not
+    /// permanent: a new consumer may take the role over (and receives what is queued).
+    #[error("send: the queue is full and its consumer died")]
+    Disconnected,
+    /// The queue's shared state is corrupt.
+    #[error("send: the queue's shared state is corrupted: {0}")]
+    Corrupted(Corruption),
+    /// As [`TrySendError::Unregistered`].
+    #[error("send: {NO_OWNER_ID}")]
+    Unregistered,
+}
 
-send_error!(
-    /// Why [`send`](crate::Queue::send) refused a message (handed back inside).
-    SendError {
-        /// The queue was closed.
-        Closed,
-        /// Longer than the queue's maximum message.
-        TooLong,
-        /// SPSC only: the queue is full and the process holding the consumer role died. Not
-        /// permanent: a new consumer may take the role over (and receives what is queued).
-        Disconnected,
-        /// This process has no owner id (ipc-shm's liveness registry could not be used; call
-        /// `ipc_shm::liveness::current()` for the cause): it cannot claim a slot that others
-        /// could recover if it died.
-        Unregistered,
+/// Why [`send_timeout`](crate::Queue::send_timeout) (or `reserve_timeout`) refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendTimeoutError {
+    /// Still full at the deadline.
+    #[error("send_timeout: the queue was still full at the deadline")]
+    Timeout,
+    /// The queue was closed.
+    #[error("send_timeout: the queue is closed")]
+    Closed,
+    /// Longer than the queue's maximum message.
+    #[error("send_timeout: a message of {len} bytes exceeds the queue's limit of {max} bytes")]
+    TooLong {
+        /// The message's length.
+        len: usize,
+        /// The queue's maximum message.
+        max: usize,
     },
-    "send"
-);
+    /// SPSC only: the consumer died, as [`SendError::Disconnected`].
+    #[error("send_timeout: the queue is full and its consumer died")]
+    Disconnected,
+    /// The queue's shared state is corrupt.
+    #[error("send_timeout: the queue's shared state is corrupted: {0}")]
+    Corrupted(Corruption),
+    /// As [`TrySendError::Unregistered`].
+    #[error("send_timeout: {NO_OWNER_ID}")]
+    Unregistered,
+}
 
-send_error!(
-    /// Why [`send_timeout`](crate::Queue::send_timeout) refused a message (handed back inside).
-    SendTimeoutError {
-        /// Still full at the deadline.
-        Timeout,
-        /// The queue was closed.
-        Closed,
-        /// Longer than the queue's maximum message.
-        TooLong,
-        /// SPSC only: the consumer died, as [`SendError::Disconnected`].
-        Disconnected,
-        /// This process has no owner id (ipc-shm's liveness registry could not be used; call
-        /// `ipc_shm::liveness::current()` for the cause): it cannot claim a slot that others
-        /// could recover if it died.
-        Unregistered,
-    },
-    "send_timeout"
-);
-
-impl<T> From<SendError<T>> for SendTimeoutError<T> {
-    fn from(e: SendError<T>) -> Self {
+impl From<SendError> for SendTimeoutError {
+    fn from(e: SendError) -> Self {
         match e {
-            SendError::Closed(t) => SendTimeoutError::Closed(t),
-            SendError::TooLong(t) => SendTimeoutError::TooLong(t),
-            SendError::Disconnected(t) => SendTimeoutError::Disconnected(t),
-            SendError::Unregistered(t) => SendTimeoutError::Unregistered(t),
-            SendError::Corrupted(t, c) => SendTimeoutError::Corrupted(t, c),
+            SendError::Closed => SendTimeoutError::Closed,
+            SendError::TooLong { len, max } => SendTimeoutError::TooLong { len, max },
+            SendError::Disconnected => SendTimeoutError::Disconnected,
+            SendError::Unregistered => SendTimeoutError::Unregistered,
+            SendError::Corrupted(c) => SendTimeoutError::Corrupted(c),
         }
     }
 }
@@ -195,18 +221,17 @@ impl<T> From<SendError<T>> for SendTimeoutError<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TryRecvError {
     /// Nothing to receive now.
-    #[error("try_recv: empty")]
+    #[error("try_recv: the queue is empty")]
     Empty,
     /// Closed and drained.
-    #[error("try_recv: closed")]
+    #[error("try_recv: the queue is closed and drained")]
     Closed,
     /// The queue's shared state is corrupt.
-    #[error("try_recv: queue corrupted: {0}")]
+    #[error("try_recv: the queue's shared state is corrupted: {0}")]
     Corrupted(Corruption),
-    /// This process has no owner id (ipc-shm's liveness registry could not be used; call
-    /// `ipc_shm::liveness::current()` for the cause): it cannot claim a message that others
-    /// could recover if it died.
-    #[error("try_recv: this process has no liveness owner id")]
+    /// This process has no owner id (ipc-shm's liveness registry could not be used): it
+    /// cannot claim a message that others could recover if it died.
+    #[error("try_recv: {NO_OWNER_ID}")]
     Unregistered,
 }
 
@@ -214,21 +239,19 @@ pub enum TryRecvError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecvError {
     /// Closed and drained.
-    #[error("recv: closed")]
+    #[error("recv: the queue is closed and drained")]
     Closed,
     /// The queue's shared state is corrupt.
-    #[error("recv: queue corrupted: {0}")]
+    #[error("recv: the queue's shared state is corrupted: {0}")]
     Corrupted(Corruption),
     /// SPSC only: the process holding the producer role died and every message it published
     /// has been received. Not permanent: a new producer may take the role over, and later
     /// receives wait for it again. (A producer that drops its [`Sender`](crate::Sender)
     /// leaves the role vacant, and receivers keep waiting, as for a Python `Queue`.)
-    #[error("recv: disconnected: the producer died")]
+    #[error("recv: disconnected: the producer died and everything it sent was received")]
     Disconnected,
-    /// This process has no owner id (ipc-shm's liveness registry could not be used; call
-    /// `ipc_shm::liveness::current()` for the cause): it cannot claim a message that others
-    /// could recover if it died.
-    #[error("recv: this process has no liveness owner id")]
+    /// As [`TryRecvError::Unregistered`].
+    #[error("recv: {NO_OWNER_ID}")]
     Unregistered,
 }
 
@@ -236,21 +259,19 @@ pub enum RecvError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecvTimeoutError {
     /// Nothing arrived before the deadline.
-    #[error("recv_timeout: timed out")]
+    #[error("recv_timeout: nothing arrived before the deadline")]
     Timeout,
     /// Closed and drained.
-    #[error("recv_timeout: closed")]
+    #[error("recv_timeout: the queue is closed and drained")]
     Closed,
     /// The queue's shared state is corrupt.
-    #[error("recv_timeout: queue corrupted: {0}")]
+    #[error("recv_timeout: the queue's shared state is corrupted: {0}")]
     Corrupted(Corruption),
     /// SPSC only: the producer died, as [`RecvError::Disconnected`].
-    #[error("recv_timeout: disconnected: the producer died")]
+    #[error("recv_timeout: disconnected: the producer died and everything it sent was received")]
     Disconnected,
-    /// This process has no owner id (ipc-shm's liveness registry could not be used; call
-    /// `ipc_shm::liveness::current()` for the cause): it cannot claim a message that others
-    /// could recover if it died.
-    #[error("recv_timeout: this process has no liveness owner id")]
+    /// As [`TryRecvError::Unregistered`].
+    #[error("recv_timeout: {NO_OWNER_ID}")]
     Unregistered,
 }
 
@@ -280,6 +301,6 @@ impl From<TryRecvError> for RecvTimeoutError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum JoinTimeoutError {
     /// Tasks were still unfinished at the deadline.
-    #[error("join_timeout: {0} tasks still unfinished")]
+    #[error("join_timeout: {0} tasks still unfinished at the deadline")]
     Timeout(u64),
 }

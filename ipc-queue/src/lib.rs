@@ -78,9 +78,47 @@
 //!   attach; cached indices and no CAS: the fastest path. Same verbs.
 //! - [`TypedQueue<T>`] for `bytemuck::Pod` values; [`JoinableQueue`] (`task_done`, `join`,
 //!   `join_timeout`; too many `task_done` is an error, as in Python).
-//! - Every blocking call has `try_` and `_timeout` forms. Hot-path failures are small enums
-//!   that hand the refused message back ([`TrySendError::Full`]); set-up failures are
-//!   [`Error`], naming the operation and the queue.
+//! - Every blocking call has `try_` and `_timeout` forms. Hot-path failures are small `Copy`
+//!   enums saying why ([`TrySendError::Full`], [`TrySendError::TooLong`] with both sizes);
+//!   set-up failures are [`Error`], naming the operation, the queue and the cause. Every
+//!   outcome enum converts into [`Error`], so `q.send(&buf)?` works in a function returning
+//!   `ipc_queue::Error` or `Box<dyn Error>`.
+//!
+//! # Bounded means a full queue blocks: feed from one thread, collect from another
+//! Python's `multiprocessing.Queue` is unbounded (a feeder thread buffers what you put), so a
+//! program that puts every job first and collects results afterwards works there. These
+//! queues are bounded shared memory: if the thread that fills the jobs queue is also the one
+//! that must drain the results queue, and workers block on a full results queue, everyone
+//! waits for everyone. Feed from a thread of its own (or interleave `try_send` and
+//! `try_recv`), and collect on another:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ipc_queue::Queue;
+//! let jobs = Queue::anonymous(16, 8)?; // far fewer slots than jobs
+//! let results = Queue::anonymous(16, 8)?;
+//! std::thread::scope(|s| {
+//!     s.spawn(|| {
+//!         // The feeder: blocks while `jobs` is full, which is fine, it does nothing else.
+//!         for n in 0..1000u64 {
+//!             jobs.send(&n.to_le_bytes()).unwrap();
+//!         }
+//!     });
+//!     // A worker (a process in real use: here a thread, to keep the example short).
+//!     s.spawn(|| {
+//!         for _ in 0..1000 {
+//!             let n = u64::from_le_bytes(jobs.recv().unwrap().try_into().unwrap());
+//!             results.send(&(n * 2).to_le_bytes()).unwrap();
+//!         }
+//!     });
+//!     // The collector runs while the feeder still feeds.
+//!     let total: u64 = (0..1000)
+//!         .map(|_| u64::from_le_bytes(results.recv().unwrap().try_into().unwrap()))
+//!         .sum();
+//!     assert_eq!(total, 999 * 1000);
+//! });
+//! # Ok(()) }
+//! ```
 //!
 //! # Under SIGKILL
 //! Every slot records, in the same CAS that claims it, the liveness owner id of the process

@@ -7,7 +7,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ipc_shm::header::{ObjectKind, layout_tag};
+use ipc_shm::header::ObjectKind;
 use ipc_shm::{Object, Shm, ShmOptions, liveness};
 
 use crate::error::{
@@ -29,8 +29,8 @@ pub const RECOVERY_CHECK: Duration = Duration::from_millis(10);
 /// Header identity of a queue body of `flavour`.
 pub(crate) fn kind(flavour: Flavour) -> ObjectKind {
     let tag = match flavour {
-        Flavour::Mpmc => layout_tag("ipc-queue/mpmc"),
-        Flavour::Spsc => layout_tag("ipc-queue/spsc"),
+        Flavour::Mpmc => ipc_shm::named_tag("ipc-queue MPMC queue"),
+        Flavour::Spsc => ipc_shm::named_tag("ipc-queue SPSC queue"),
     };
     ObjectKind { tag, version: ring::LAYOUT_VERSION, align: 128 }
 }
@@ -377,8 +377,12 @@ pub struct QueueOptions {
 }
 
 impl QueueOptions {
-    /// A queue of `capacity` messages (rounded up to a power of two) of at most
-    /// `max_message` bytes each.
+    /// A queue of `capacity` messages of at most `max_message` bytes each.
+    ///
+    /// The capacity is **rounded up to a power of two** (3 becomes 4, 1000 becomes 1024):
+    /// [`Queue::capacity`] reports the real one. `capacity` must be 1 to 2^30 and `max_message`
+    /// 1 to 2^30 bytes (and the segment must fit in memory), else creation fails with
+    /// [`Error::InvalidConfig`] naming the value.
     pub fn new(capacity: usize, max_message: usize) -> QueueOptions {
         QueueOptions { capacity, max_message, shm: ShmOptions::new(), start: 0 }
     }
@@ -560,65 +564,67 @@ impl Queue {
     /// Send without waiting.
     ///
     /// # Errors
-    /// [`TrySendError::Full`], `Closed`, `TooLong`, `Corrupted`: each hands `msg` back.
-    pub fn try_send<'m>(&self, msg: &'m [u8]) -> std::result::Result<(), TrySendError<&'m [u8]>> {
+    /// [`TrySendError::Full`], `Closed`, `TooLong`, `Corrupted`, `Unregistered`.
+    pub fn try_send(&self, msg: &[u8]) -> std::result::Result<(), TrySendError> {
         match self.try_reserve_pos(msg.len()) {
             Ok(pos) => {
                 self.write_commit(pos, msg);
                 Ok(())
             }
-            Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full(msg)),
-            Err(Refused::Closed) => Err(TrySendError::Closed(msg)),
-            Err(Refused::TooLong) => Err(TrySendError::TooLong(msg)),
-            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(msg, c)),
-            Err(Refused::Unregistered) => Err(TrySendError::Unregistered(msg)),
+            Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full),
+            Err(Refused::Closed) => Err(TrySendError::Closed),
+            Err(Refused::TooLong) => {
+                Err(TrySendError::TooLong { len: msg.len(), max: self.max_message() })
+            }
+            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(c)),
+            Err(Refused::Unregistered) => Err(TrySendError::Unregistered),
         }
     }
 
     /// Send, waiting (without limit) while the queue is full.
     ///
     /// # Errors
-    /// [`SendError::Closed`], `TooLong`, `Corrupted`: each hands `msg` back.
-    pub fn send<'m>(&self, msg: &'m [u8]) -> std::result::Result<(), SendError<&'m [u8]>> {
+    /// [`SendError::Closed`], `TooLong`, `Corrupted`, `Unregistered`.
+    pub fn send(&self, msg: &[u8]) -> std::result::Result<(), SendError> {
         match self.send_deadline(msg, None) {
             Ok(()) => Ok(()),
-            Err(SendTimeoutError::Closed(m) | SendTimeoutError::Timeout(m)) => {
-                Err(SendError::Closed(m))
-            }
-            Err(SendTimeoutError::TooLong(m)) => Err(SendError::TooLong(m)),
-            Err(SendTimeoutError::Corrupted(m, c)) => Err(SendError::Corrupted(m, c)),
-            Err(SendTimeoutError::Unregistered(m)) => Err(SendError::Unregistered(m)),
-            Err(SendTimeoutError::Disconnected(m)) => Err(SendError::Disconnected(m)),
+            Err(SendTimeoutError::Closed | SendTimeoutError::Timeout) => Err(SendError::Closed),
+            Err(SendTimeoutError::TooLong { len, max }) => Err(SendError::TooLong { len, max }),
+            Err(SendTimeoutError::Corrupted(c)) => Err(SendError::Corrupted(c)),
+            Err(SendTimeoutError::Unregistered) => Err(SendError::Unregistered),
+            Err(SendTimeoutError::Disconnected) => Err(SendError::Disconnected),
         }
     }
 
     /// Send, waiting at most `timeout` while the queue is full.
     ///
     /// # Errors
-    /// [`SendTimeoutError::Timeout`], `Closed`, `TooLong`, `Corrupted`: each hands `msg` back.
-    pub fn send_timeout<'m>(
+    /// [`SendTimeoutError::Timeout`], `Closed`, `TooLong`, `Corrupted`, `Unregistered`.
+    pub fn send_timeout(
         &self,
-        msg: &'m [u8],
+        msg: &[u8],
         timeout: Duration,
-    ) -> std::result::Result<(), SendTimeoutError<&'m [u8]>> {
+    ) -> std::result::Result<(), SendTimeoutError> {
         self.send_deadline(msg, deadline_in(timeout))
     }
 
-    fn send_deadline<'m>(
+    fn send_deadline(
         &self,
-        msg: &'m [u8],
+        msg: &[u8],
         deadline: Option<Instant>,
-    ) -> std::result::Result<(), SendTimeoutError<&'m [u8]>> {
+    ) -> std::result::Result<(), SendTimeoutError> {
         match self.reserve_pos(msg.len(), deadline) {
             Ok(pos) => {
                 self.write_commit(pos, msg);
                 Ok(())
             }
-            Err(Refused::Full | Refused::Timeout) => Err(SendTimeoutError::Timeout(msg)),
-            Err(Refused::Closed) => Err(SendTimeoutError::Closed(msg)),
-            Err(Refused::TooLong) => Err(SendTimeoutError::TooLong(msg)),
-            Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(msg, c)),
-            Err(Refused::Unregistered) => Err(SendTimeoutError::Unregistered(msg)),
+            Err(Refused::Full | Refused::Timeout) => Err(SendTimeoutError::Timeout),
+            Err(Refused::Closed) => Err(SendTimeoutError::Closed),
+            Err(Refused::TooLong) => {
+                Err(SendTimeoutError::TooLong { len: msg.len(), max: self.max_message() })
+            }
+            Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(c)),
+            Err(Refused::Unregistered) => Err(SendTimeoutError::Unregistered),
         }
     }
 
@@ -627,51 +633,50 @@ impl Queue {
     /// skip it).
     ///
     /// # Errors
-    /// As [`send`](Self::send), handing `len` back.
-    pub fn reserve(&self, len: usize) -> std::result::Result<SendSlot<'_>, SendError<usize>> {
+    /// As [`send`](Self::send).
+    pub fn reserve(&self, len: usize) -> std::result::Result<SendSlot<'_>, SendError> {
         match self.reserve_pos(len, None) {
             Ok(pos) => Ok(self.slot(pos, len)),
-            Err(Refused::TooLong) => Err(SendError::TooLong(len)),
-            Err(Refused::Corrupted(c)) => Err(SendError::Corrupted(len, c)),
-            Err(Refused::Unregistered) => Err(SendError::Unregistered(len)),
-            Err(_) => Err(SendError::Closed(len)),
+            Err(Refused::TooLong) => Err(SendError::TooLong { len, max: self.max_message() }),
+            Err(Refused::Corrupted(c)) => Err(SendError::Corrupted(c)),
+            Err(Refused::Unregistered) => Err(SendError::Unregistered),
+            Err(_) => Err(SendError::Closed),
         }
     }
 
     /// [`reserve`](Self::reserve) without waiting.
     ///
     /// # Errors
-    /// As [`try_send`](Self::try_send), handing `len` back.
-    pub fn try_reserve(
-        &self,
-        len: usize,
-    ) -> std::result::Result<SendSlot<'_>, TrySendError<usize>> {
+    /// As [`try_send`](Self::try_send).
+    pub fn try_reserve(&self, len: usize) -> std::result::Result<SendSlot<'_>, TrySendError> {
         match self.try_reserve_pos(len) {
             Ok(pos) => Ok(self.slot(pos, len)),
-            Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full(len)),
-            Err(Refused::Closed) => Err(TrySendError::Closed(len)),
-            Err(Refused::TooLong) => Err(TrySendError::TooLong(len)),
-            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(len, c)),
-            Err(Refused::Unregistered) => Err(TrySendError::Unregistered(len)),
+            Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full),
+            Err(Refused::Closed) => Err(TrySendError::Closed),
+            Err(Refused::TooLong) => Err(TrySendError::TooLong { len, max: self.max_message() }),
+            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(c)),
+            Err(Refused::Unregistered) => Err(TrySendError::Unregistered),
         }
     }
 
     /// [`reserve`](Self::reserve) waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`send_timeout`](Self::send_timeout), handing `len` back.
+    /// As [`send_timeout`](Self::send_timeout).
     pub fn reserve_timeout(
         &self,
         len: usize,
         timeout: Duration,
-    ) -> std::result::Result<SendSlot<'_>, SendTimeoutError<usize>> {
+    ) -> std::result::Result<SendSlot<'_>, SendTimeoutError> {
         match self.reserve_pos(len, deadline_in(timeout)) {
             Ok(pos) => Ok(self.slot(pos, len)),
-            Err(Refused::Full | Refused::Timeout) => Err(SendTimeoutError::Timeout(len)),
-            Err(Refused::Closed) => Err(SendTimeoutError::Closed(len)),
-            Err(Refused::TooLong) => Err(SendTimeoutError::TooLong(len)),
-            Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(len, c)),
-            Err(Refused::Unregistered) => Err(SendTimeoutError::Unregistered(len)),
+            Err(Refused::Full | Refused::Timeout) => Err(SendTimeoutError::Timeout),
+            Err(Refused::Closed) => Err(SendTimeoutError::Closed),
+            Err(Refused::TooLong) => {
+                Err(SendTimeoutError::TooLong { len, max: self.max_message() })
+            }
+            Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(c)),
+            Err(Refused::Unregistered) => Err(SendTimeoutError::Unregistered),
         }
     }
 
@@ -837,7 +842,8 @@ impl Queue {
         self.len() >= self.capacity()
     }
 
-    /// Slots (the requested capacity rounded up to a power of two).
+    /// Slots: the capacity asked for at creation, **rounded up to a power of two** (a queue
+    /// created with capacity 3 holds 4 messages).
     pub fn capacity(&self) -> usize {
         self.inner.cfg().capacity as usize
     }

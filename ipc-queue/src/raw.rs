@@ -52,9 +52,20 @@ pub(crate) struct Claimed {
     pub(crate) len: usize,
 }
 
-fn closed(r: &Region) -> bool {
+/// The closed flag: `Ok(false)` open, `Ok(true)` closed, `Err` a value `close` never writes.
+pub(crate) fn closed_flag(r: &Region) -> Result<bool, Corruption> {
     // Acquire: pairs with the Release store in `close`.
-    r.ctrl().closed.load(Acquire) != 0
+    match r.ctrl().closed.load(Acquire) {
+        0 => Ok(false),
+        1 => Ok(true),
+        found => Err(Corruption::ClosedFlag { found }),
+    }
+}
+
+/// For the readiness checks of waiters: a garbage flag counts as something to do (the
+/// attempt that follows reports it).
+fn closed(r: &Region) -> bool {
+    closed_flag(r) != Ok(false)
 }
 
 /// Claim the slot at the head for `me` (a message of `len` bytes will be written: a
@@ -73,8 +84,13 @@ pub(crate) fn try_reserve(
 ) -> Result<u64, ReserveErr> {
     let ctrl = r.ctrl();
     let cap = r.cfg().capacity;
-    if closed(r) {
-        return Err(ReserveErr::Closed);
+    match closed_flag(r) {
+        Ok(false) => {}
+        Ok(true) => return Err(ReserveErr::Closed),
+        Err(c) => {
+            ctrl.bump(Stat::Corrupt);
+            return Err(ReserveErr::Corrupted(c));
+        }
     }
     // Relaxed: the head is a hint; the slot word decides (loaded with Acquire below).
     let mut pos = ctrl.head.load(Relaxed);
@@ -246,8 +262,14 @@ pub(crate) fn try_claim(r: &Region, me: u32) -> Result<Claimed, ClaimErr> {
                         ctrl.bump(Stat::Corrupt);
                         ClaimErr::Corrupted(c)
                     }
-                    _ if closed(r) => ClaimErr::Closed,
-                    _ => ClaimErr::Empty,
+                    _ => match closed_flag(r) {
+                        Ok(false) => ClaimErr::Empty,
+                        Ok(true) => ClaimErr::Closed,
+                        Err(c) => {
+                            ctrl.bump(Stat::Corrupt);
+                            ClaimErr::Corrupted(c)
+                        }
+                    },
                 });
             }
         }

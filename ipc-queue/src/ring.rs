@@ -100,6 +100,24 @@ pub enum Corruption {
         /// The largest possible.
         max: u32,
     },
+    /// A capacity or message size outside what a queue supports.
+    #[error("{field} is {found}, must be {min} to {max}")]
+    OutOfRange {
+        /// Which value.
+        field: &'static str,
+        /// The value given (or found).
+        found: u64,
+        /// The smallest allowed.
+        min: u64,
+        /// The largest allowed.
+        max: u64,
+    },
+    /// The closed flag holds a value `close` never writes (it writes only 1).
+    #[error("the closed flag is {found:#x} (only 0 and 1 are ever written)")]
+    ClosedFlag {
+        /// The value found.
+        found: u32,
+    },
     /// Head and tail further apart than the capacity, or tail ahead of head.
     #[error("indices head {head} tail {tail} are impossible for capacity {capacity}")]
     Indices {
@@ -398,11 +416,21 @@ pub fn plan(
 ) -> Result<Config, Corruption> {
     let bad = |field, found: usize| Corruption::Config { field, found: found as u64 };
     if capacity == 0 || capacity > MAX_CAPACITY as usize {
-        return Err(bad("capacity", capacity));
+        return Err(Corruption::OutOfRange {
+            field: "capacity",
+            found: capacity as u64,
+            min: 1,
+            max: u64::from(MAX_CAPACITY),
+        });
     }
     let capacity = capacity.checked_next_power_of_two().ok_or(bad("capacity", capacity))?;
-    if max_message > MAX_MESSAGE as usize {
-        return Err(bad("max_message", max_message));
+    if max_message == 0 || max_message > MAX_MESSAGE as usize {
+        return Err(Corruption::OutOfRange {
+            field: "max_message",
+            found: max_message as u64,
+            min: 1,
+            max: u64::from(MAX_MESSAGE),
+        });
     }
     let cap = u32::try_from(capacity).map_err(|_| bad("capacity", capacity))?;
     let max = u32::try_from(max_message).map_err(|_| bad("max_message", max_message))?;

@@ -304,9 +304,10 @@ fn spsc_len(r: &Region) -> usize {
     (head.wrapping_sub(tail) as i64).clamp(0, i64::from(r.cfg().capacity)) as usize
 }
 
+/// For the readiness checks of waiters: closed, or a garbage flag (the attempt that follows
+/// reports it).
 fn closed(r: &Region) -> bool {
-    // Acquire: pairs with the Release store in close.
-    r.ctrl().closed.load(Ordering::Acquire) != 0
+    crate::raw::closed_flag(r) != Ok(false)
 }
 
 fn send_ready(r: &Region) -> bool {
@@ -386,9 +387,13 @@ impl Sender {
             return Err(Refused::TooLong);
         }
         let ctrl = region.ctrl();
-        // Relaxed: a close is seen at the latest by the wait loop's Acquire check.
-        if ctrl.closed.load(Ordering::Relaxed) != 0 {
-            return Err(Refused::Closed);
+        match crate::raw::closed_flag(region) {
+            Ok(false) => {}
+            Ok(true) => return Err(Refused::Closed),
+            Err(c) => {
+                ctrl.bump(crate::region::Stat::Corrupt);
+                return Err(Refused::Corrupted(c));
+            }
         }
         // Acquire: pairs with the consumer's Release store of tail: it is done with the
         // slot we are about to overwrite.
@@ -483,21 +488,21 @@ impl Sender {
     /// Send without waiting.
     ///
     /// # Errors
-    /// [`TrySendError::Full`], `Closed`, `TooLong`, `Corrupted` (the message handed back).
+    /// [`TrySendError::Full`], `Closed`, `TooLong`, `Corrupted`, `Unregistered`.
     #[inline]
-    pub fn try_send<'m>(
-        &mut self,
-        msg: &'m [u8],
-    ) -> std::result::Result<(), TrySendError<&'m [u8]>> {
+    pub fn try_send(&mut self, msg: &[u8]) -> std::result::Result<(), TrySendError> {
         match self.try_slot(msg.len()) {
             Ok(pos) => {
                 self.put(pos, msg);
                 Ok(())
             }
-            Err(Refused::Full | Refused::Disconnected) => Err(TrySendError::Full(msg)),
-            Err(Refused::Closed) => Err(TrySendError::Closed(msg)),
-            Err(Refused::TooLong) => Err(TrySendError::TooLong(msg)),
-            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(msg, c)),
+            Err(Refused::Full | Refused::Disconnected) => Err(TrySendError::Full),
+            Err(Refused::Closed) => Err(TrySendError::Closed),
+            Err(Refused::TooLong) => Err(TrySendError::TooLong {
+                len: msg.len(),
+                max: self.inner.cfg().max_message as usize,
+            }),
+            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(c)),
         }
     }
 
@@ -507,16 +512,14 @@ impl Sender {
     /// [`SendError::Closed`], `TooLong`, `Corrupted`; [`SendError::Disconnected`] when the
     /// queue stays full and the consumer has died (seen within [`PEER_CHECK`] of the death).
     #[inline]
-    pub fn send<'m>(&mut self, msg: &'m [u8]) -> std::result::Result<(), SendError<&'m [u8]>> {
+    pub fn send(&mut self, msg: &[u8]) -> std::result::Result<(), SendError> {
         match self.send_deadline(msg, None) {
             Ok(()) => Ok(()),
-            Err(SendTimeoutError::TooLong(m)) => Err(SendError::TooLong(m)),
-            Err(SendTimeoutError::Corrupted(m, c)) => Err(SendError::Corrupted(m, c)),
-            Err(SendTimeoutError::Unregistered(m)) => Err(SendError::Unregistered(m)),
-            Err(SendTimeoutError::Disconnected(m)) => Err(SendError::Disconnected(m)),
-            Err(SendTimeoutError::Closed(m) | SendTimeoutError::Timeout(m)) => {
-                Err(SendError::Closed(m))
-            }
+            Err(SendTimeoutError::TooLong { len, max }) => Err(SendError::TooLong { len, max }),
+            Err(SendTimeoutError::Corrupted(c)) => Err(SendError::Corrupted(c)),
+            Err(SendTimeoutError::Unregistered) => Err(SendError::Unregistered),
+            Err(SendTimeoutError::Disconnected) => Err(SendError::Disconnected),
+            Err(SendTimeoutError::Closed | SendTimeoutError::Timeout) => Err(SendError::Closed),
         }
     }
 
@@ -525,30 +528,33 @@ impl Sender {
     /// # Errors
     /// [`SendTimeoutError::Timeout`], `Closed`, `TooLong`, `Corrupted`, `Disconnected` (as
     /// [`send`](Self::send)).
-    pub fn send_timeout<'m>(
+    pub fn send_timeout(
         &mut self,
-        msg: &'m [u8],
+        msg: &[u8],
         timeout: Duration,
-    ) -> std::result::Result<(), SendTimeoutError<&'m [u8]>> {
+    ) -> std::result::Result<(), SendTimeoutError> {
         self.send_deadline(msg, deadline_in(timeout))
     }
 
     #[inline]
-    fn send_deadline<'m>(
+    fn send_deadline(
         &mut self,
-        msg: &'m [u8],
+        msg: &[u8],
         deadline: Option<Instant>,
-    ) -> std::result::Result<(), SendTimeoutError<&'m [u8]>> {
+    ) -> std::result::Result<(), SendTimeoutError> {
         match self.slot_deadline(msg.len(), deadline) {
             Ok(pos) => {
                 self.put(pos, msg);
                 Ok(())
             }
-            Err(None | Some(Refused::Full)) => Err(SendTimeoutError::Timeout(msg)),
-            Err(Some(Refused::Closed)) => Err(SendTimeoutError::Closed(msg)),
-            Err(Some(Refused::TooLong)) => Err(SendTimeoutError::TooLong(msg)),
-            Err(Some(Refused::Corrupted(c))) => Err(SendTimeoutError::Corrupted(msg, c)),
-            Err(Some(Refused::Disconnected)) => Err(SendTimeoutError::Disconnected(msg)),
+            Err(None | Some(Refused::Full)) => Err(SendTimeoutError::Timeout),
+            Err(Some(Refused::Closed)) => Err(SendTimeoutError::Closed),
+            Err(Some(Refused::TooLong)) => Err(SendTimeoutError::TooLong {
+                len: msg.len(),
+                max: self.inner.cfg().max_message as usize,
+            }),
+            Err(Some(Refused::Corrupted(c))) => Err(SendTimeoutError::Corrupted(c)),
+            Err(Some(Refused::Disconnected)) => Err(SendTimeoutError::Disconnected),
         }
     }
 
@@ -556,52 +562,55 @@ impl Sender {
     /// [`SpscSlot::commit`]. Dropping it uncommitted publishes nothing.
     ///
     /// # Errors
-    /// As [`send`](Self::send), handing `len` back.
+    /// As [`send`](Self::send).
     #[inline]
-    pub fn reserve(&mut self, len: usize) -> std::result::Result<SpscSlot<'_>, SendError<usize>> {
+    pub fn reserve(&mut self, len: usize) -> std::result::Result<SpscSlot<'_>, SendError> {
         match self.slot_deadline(len, None) {
             Ok(pos) => Ok(SpscSlot { sender: self, pos, len }),
-            Err(Some(Refused::TooLong)) => Err(SendError::TooLong(len)),
-            Err(Some(Refused::Corrupted(c))) => Err(SendError::Corrupted(len, c)),
-            Err(Some(Refused::Disconnected)) => Err(SendError::Disconnected(len)),
-            Err(_) => Err(SendError::Closed(len)),
+            Err(Some(Refused::TooLong)) => {
+                Err(SendError::TooLong { len, max: self.inner.cfg().max_message as usize })
+            }
+            Err(Some(Refused::Corrupted(c))) => Err(SendError::Corrupted(c)),
+            Err(Some(Refused::Disconnected)) => Err(SendError::Disconnected),
+            Err(_) => Err(SendError::Closed),
         }
     }
 
     /// [`reserve`](Self::reserve) without waiting.
     ///
     /// # Errors
-    /// As [`try_send`](Self::try_send), handing `len` back.
+    /// As [`try_send`](Self::try_send).
     #[inline]
-    pub fn try_reserve(
-        &mut self,
-        len: usize,
-    ) -> std::result::Result<SpscSlot<'_>, TrySendError<usize>> {
+    pub fn try_reserve(&mut self, len: usize) -> std::result::Result<SpscSlot<'_>, TrySendError> {
         match self.try_slot(len) {
             Ok(pos) => Ok(SpscSlot { sender: self, pos, len }),
-            Err(Refused::Full | Refused::Disconnected) => Err(TrySendError::Full(len)),
-            Err(Refused::Closed) => Err(TrySendError::Closed(len)),
-            Err(Refused::TooLong) => Err(TrySendError::TooLong(len)),
-            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(len, c)),
+            Err(Refused::Full | Refused::Disconnected) => Err(TrySendError::Full),
+            Err(Refused::Closed) => Err(TrySendError::Closed),
+            Err(Refused::TooLong) => {
+                Err(TrySendError::TooLong { len, max: self.inner.cfg().max_message as usize })
+            }
+            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(c)),
         }
     }
 
     /// [`reserve`](Self::reserve) waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`send_timeout`](Self::send_timeout), handing `len` back.
+    /// As [`send_timeout`](Self::send_timeout).
     pub fn reserve_timeout(
         &mut self,
         len: usize,
         timeout: Duration,
-    ) -> std::result::Result<SpscSlot<'_>, SendTimeoutError<usize>> {
+    ) -> std::result::Result<SpscSlot<'_>, SendTimeoutError> {
         match self.slot_deadline(len, deadline_in(timeout)) {
             Ok(pos) => Ok(SpscSlot { sender: self, pos, len }),
-            Err(None | Some(Refused::Full)) => Err(SendTimeoutError::Timeout(len)),
-            Err(Some(Refused::Closed)) => Err(SendTimeoutError::Closed(len)),
-            Err(Some(Refused::TooLong)) => Err(SendTimeoutError::TooLong(len)),
-            Err(Some(Refused::Corrupted(c))) => Err(SendTimeoutError::Corrupted(len, c)),
-            Err(Some(Refused::Disconnected)) => Err(SendTimeoutError::Disconnected(len)),
+            Err(None | Some(Refused::Full)) => Err(SendTimeoutError::Timeout),
+            Err(Some(Refused::Closed)) => Err(SendTimeoutError::Closed),
+            Err(Some(Refused::TooLong)) => {
+                Err(SendTimeoutError::TooLong { len, max: self.inner.cfg().max_message as usize })
+            }
+            Err(Some(Refused::Corrupted(c))) => Err(SendTimeoutError::Corrupted(c)),
+            Err(Some(Refused::Disconnected)) => Err(SendTimeoutError::Disconnected),
         }
     }
 
@@ -721,8 +730,13 @@ impl Receiver {
                 region.ctrl().bump(crate::region::Stat::Corrupt);
                 return Err(Nothing::Corrupted(Corruption::SlotWord { pos, word }));
             }
-            if !closed(region) {
-                return Err(Nothing::Empty);
+            match crate::raw::closed_flag(region) {
+                Ok(false) => return Err(Nothing::Empty),
+                Ok(true) => {}
+                Err(c) => {
+                    region.ctrl().bump(crate::region::Stat::Corrupt);
+                    return Err(Nothing::Corrupted(c));
+                }
             }
             // Closed: one more look, a message may have landed before the close.
             // Acquire: pairs with the Release store of the stamp.

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use ipc_shm::bytemuck::{self, Pod};
-use ipc_shm::header::layout_tag;
+
 use ipc_shm::{Shm, ShmOptions};
 
 use crate::error::{
@@ -37,7 +37,7 @@ pub struct TypedQueue<T: Pod> {
 }
 
 fn elem<T: Pod>() -> (u32, u64) {
-    (u32::try_from(size_of::<T>()).unwrap_or(u32::MAX), layout_tag(type_name::<T>()))
+    (u32::try_from(size_of::<T>()).unwrap_or(u32::MAX), ipc_shm::named_tag(type_name::<T>()))
 }
 
 impl<T: Pod> TypedQueue<T> {
@@ -125,18 +125,20 @@ impl<T: Pod> TypedQueue<T> {
     /// Send without waiting.
     ///
     /// # Errors
-    /// [`TrySendError::Full`], `Closed`, `Corrupted` (the value handed back).
-    pub fn try_send(&self, value: T) -> std::result::Result<(), TrySendError<T>> {
+    /// [`TrySendError::Full`], `Closed`, `Corrupted`, `Unregistered`.
+    pub fn try_send(&self, value: T) -> std::result::Result<(), TrySendError> {
         match self.queue.try_reserve_pos(size_of::<T>()) {
             Ok(pos) => {
                 self.put(pos, &value);
                 Ok(())
             }
-            Err(Refused::Closed) => Err(TrySendError::Closed(value)),
-            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(value, c)),
-            Err(Refused::Unregistered) => Err(TrySendError::Unregistered(value)),
-            Err(Refused::TooLong) => Err(TrySendError::TooLong(value)),
-            Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full(value)),
+            Err(Refused::Closed) => Err(TrySendError::Closed),
+            Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(c)),
+            Err(Refused::Unregistered) => Err(TrySendError::Unregistered),
+            Err(Refused::TooLong) => {
+                Err(TrySendError::TooLong { len: size_of::<T>(), max: self.queue.max_message() })
+            }
+            Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full),
         }
     }
 
@@ -144,16 +146,18 @@ impl<T: Pod> TypedQueue<T> {
     ///
     /// # Errors
     /// [`SendError::Closed`], `Corrupted`.
-    pub fn send(&self, value: T) -> std::result::Result<(), SendError<T>> {
+    pub fn send(&self, value: T) -> std::result::Result<(), SendError> {
         match self.queue.reserve_pos(size_of::<T>(), None) {
             Ok(pos) => {
                 self.put(pos, &value);
                 Ok(())
             }
-            Err(Refused::Corrupted(c)) => Err(SendError::Corrupted(value, c)),
-            Err(Refused::Unregistered) => Err(SendError::Unregistered(value)),
-            Err(Refused::TooLong) => Err(SendError::TooLong(value)),
-            Err(_) => Err(SendError::Closed(value)),
+            Err(Refused::Corrupted(c)) => Err(SendError::Corrupted(c)),
+            Err(Refused::Unregistered) => Err(SendError::Unregistered),
+            Err(Refused::TooLong) => {
+                Err(SendError::TooLong { len: size_of::<T>(), max: self.queue.max_message() })
+            }
+            Err(_) => Err(SendError::Closed),
         }
     }
 
@@ -165,17 +169,20 @@ impl<T: Pod> TypedQueue<T> {
         &self,
         value: T,
         timeout: Duration,
-    ) -> std::result::Result<(), SendTimeoutError<T>> {
+    ) -> std::result::Result<(), SendTimeoutError> {
         match self.queue.reserve_pos(size_of::<T>(), deadline_in(timeout)) {
             Ok(pos) => {
                 self.put(pos, &value);
                 Ok(())
             }
-            Err(Refused::Closed) => Err(SendTimeoutError::Closed(value)),
-            Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(value, c)),
-            Err(Refused::Unregistered) => Err(SendTimeoutError::Unregistered(value)),
-            Err(Refused::TooLong) => Err(SendTimeoutError::TooLong(value)),
-            Err(Refused::Full | Refused::Timeout) => Err(SendTimeoutError::Timeout(value)),
+            Err(Refused::Closed) => Err(SendTimeoutError::Closed),
+            Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(c)),
+            Err(Refused::Unregistered) => Err(SendTimeoutError::Unregistered),
+            Err(Refused::TooLong) => Err(SendTimeoutError::TooLong {
+                len: size_of::<T>(),
+                max: self.queue.max_message(),
+            }),
+            Err(Refused::Full | Refused::Timeout) => Err(SendTimeoutError::Timeout),
         }
     }
 

@@ -10,7 +10,7 @@ use std::io;
 pub enum Error {
     /// This process could not get its owner id from the liveness registry (tracked mode
     /// records it beside every permit it holds).
-    #[error("{op} {object}: no owner id from the liveness registry")]
+    #[error("{op} {object}: no owner id from the liveness registry: {source}")]
     Liveness {
         /// The operation.
         op: &'static str,
@@ -82,7 +82,7 @@ pub enum Error {
         what: String,
     },
     /// A name that is not `[A-Za-z0-9._-]{1,200}` (or is `.`/`..`).
-    #[error("{op} named semaphore {name:?}: invalid name")]
+    #[error("{op} named semaphore {name:?}: invalid name: {}", name_rule(name))]
     InvalidName {
         /// The operation.
         op: &'static str,
@@ -100,7 +100,7 @@ pub enum Error {
         what: String,
     },
     /// The OS refused a named-semaphore call.
-    #[error("{op} named semaphore {name:?}")]
+    #[error("{op} named semaphore {name:?}: {source}")]
     Named {
         /// The operation.
         op: &'static str,
@@ -110,6 +110,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A barrier wait that failed (through `?`).
+    #[error(transparent)]
+    Barrier(#[from] BarrierError),
+}
+
+/// Which naming rule `name` breaks, for [`Error::InvalidName`].
+fn name_rule(name: &str) -> String {
+    match ipc_shm::validate_name(name) {
+        Err(ipc_shm::Error::InvalidName { reason, .. }) => reason.to_owned(),
+        _ => "it contains a NUL byte".to_owned(),
+    }
 }
 
 impl Error {

@@ -103,14 +103,17 @@ pub enum Error {
         /// The length asked for.
         len: usize,
     },
-    /// The segment was never initialised and nobody is initialising it (its creator died
-    /// before it was ready). `open_or_create` re-initialises such a segment; `open` reports it.
-    #[error("{op} shm segment {name:?}: not initialised (its creator died before it was ready)")]
+    /// The segment holds no finished object and nobody is initialising it: it was never one
+    /// (all zero), or its creator died before it was ready (`why` says which).
+    /// `open_or_create` re-initialises such a segment; `open` reports it.
+    #[error("{op} shm segment {name:?}: not initialised: {why}")]
     NotInitialized {
         /// The operation.
         op: &'static str,
         /// The segment.
         name: String,
+        /// What was found.
+        why: &'static str,
     },
     /// A live creator is still initialising the segment after the bounded wait.
     #[error("{op} shm segment {name:?}: still being initialised after {waited:?}")]
@@ -123,7 +126,7 @@ pub enum Error {
         waited: Duration,
     },
     /// The header does not describe what the caller expects (or is corrupt).
-    #[error("{op} shm segment {name:?}: incompatible header: {source}")]
+    #[error("{op} shm segment {name:?}: incompatible header: {}", describe_header(source))]
     Incompatible {
         /// The operation.
         op: &'static str,
@@ -164,7 +167,7 @@ pub enum Error {
         slots: usize,
     },
     /// Any other OS failure.
-    #[error("{op} shm segment {name:?}")]
+    #[error("{op} shm segment {name:?}: {source}")]
     Io {
         /// The operation.
         op: &'static str,
@@ -181,6 +184,31 @@ impl Error {
         Error::Io { op, name: name.to_owned(), source: source.into() }
     }
 
+    /// What went wrong, without the operation and object the message starts with: for an
+    /// error of another crate that names its own object (`open queue "jobs": not found`).
+    pub fn cause(&self) -> String {
+        let full = self.to_string();
+        let prefix = match self {
+            Error::InvalidName { reason, .. } => return format!("invalid name: {reason}"),
+            Error::LivenessFull { .. } => return full,
+            Error::AlreadyExists { op, name }
+            | Error::NotFound { op, name }
+            | Error::NotRegularFile { op, name }
+            | Error::UntrustedOwner { op, name, .. }
+            | Error::TooPermissive { op, name, .. }
+            | Error::NoSpace { op, name, .. }
+            | Error::SizeMismatch { op, name, .. }
+            | Error::InvalidLength { op, name, .. }
+            | Error::NotInitialized { op, name, .. }
+            | Error::InitTimeout { op, name, .. }
+            | Error::Incompatible { op, name, .. }
+            | Error::NotSealed { op, name }
+            | Error::OutOfBounds { op, name, .. }
+            | Error::Io { op, name, .. } => format!("{op} shm segment {name:?}: "),
+        };
+        full.strip_prefix(&prefix).map_or(full.clone(), str::to_owned)
+    }
+
     /// The OS error behind this error, if any.
     pub fn os_error(&self) -> Option<&io::Error> {
         match self {
@@ -192,3 +220,18 @@ impl Error {
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A header error for a message: a type mismatch names both types where this process knows
+/// them (the header itself records only their tags).
+fn describe_header(e: &HeaderError) -> String {
+    match *e {
+        HeaderError::LayoutTag { expected, found } => {
+            let name = |tag: u64| {
+                crate::object::kind_name(tag)
+                    .map_or_else(|| format!("an unknown type (tag {tag:#018x})"), str::to_owned)
+            };
+            format!("it holds {}, not {} (a different object type)", name(found), name(expected))
+        }
+        _ => e.to_string(),
+    }
+}

@@ -105,7 +105,7 @@ pub use event_count::EventCount;
 pub use header::ObjectKind;
 pub use liveness::{OwnerId, ProcessToken};
 pub use name::{MAX_NAME_LEN, random_name, validate_name};
-pub use object::{Init, Object};
+pub use object::{Init, Object, kind_name, named_tag};
 pub use segment::{Shm, ShmOptions, sweep_stale};
 pub use shared::{Shared, ShmSafe, object_kind};
 pub use spin::{SpinWait, current_cpu};

@@ -15,6 +15,8 @@ pub fn validate_name(name: &str) -> Result<()> {
         Some("empty")
     } else if name.len() > MAX_NAME_LEN {
         Some("longer than 200 bytes")
+    } else if name.starts_with('/') {
+        Some("drop the leading '/': names are given without it (\"jobs\", not \"/jobs\")")
     } else if name == "." || name == ".." {
         Some("`.` and `..` are not names")
     } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {

@@ -21,6 +21,73 @@ use crate::header::{
 };
 use crate::segment::{Backoff, Pending, Shm, ShmOptions};
 
+/// Names of the object types this process knows, by layout tag, for error messages: a header
+/// records only the tag (a hash), so the found type can be named only if this process has
+/// seen it. A fixed table written without locks (a fork never catches it half-locked).
+mod kind_names {
+    use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+    const N: usize = 128;
+    const CLAIMED: u64 = u64::MAX;
+    static TAGS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
+    static PTRS: [AtomicPtr<u8>; N] = [const { AtomicPtr::new(std::ptr::null_mut()) }; N];
+    static LENS: [AtomicUsize; N] = [const { AtomicUsize::new(0) }; N];
+
+    pub(super) fn record(tag: u64, name: &'static str) {
+        if tag == 0 || tag == CLAIMED {
+            return;
+        }
+        for i in 0..N {
+            // Acquire: pairs with the Release store of a tag below.
+            let t = TAGS[i].load(Ordering::Acquire);
+            if t == tag {
+                return;
+            }
+            // Relaxed: the claim orders nothing; the Release store below publishes.
+            if t == 0
+                && TAGS[i]
+                    .compare_exchange(0, CLAIMED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                // Relaxed: published by the Release store of the tag.
+                PTRS[i].store(name.as_ptr().cast_mut(), Ordering::Relaxed);
+                LENS[i].store(name.len(), Ordering::Relaxed);
+                // Release: pairs with the Acquire loads in `lookup` and above.
+                TAGS[i].store(tag, Ordering::Release);
+                return;
+            }
+        }
+    }
+
+    pub(super) fn lookup(tag: u64) -> Option<&'static str> {
+        for i in 0..N {
+            // Acquire: pairs with the Release store in `record`: the name is visible.
+            if TAGS[i].load(Ordering::Acquire) == tag && tag != 0 && tag != CLAIMED {
+                // Relaxed: ordered by the Acquire load above.
+                let (ptr, len) = (PTRS[i].load(Ordering::Relaxed), LENS[i].load(Ordering::Relaxed));
+                // SAFETY: `ptr`/`len` were taken from a `&'static str` in `record` and published
+                // before the tag: they describe valid UTF-8 that lives for ever.
+                let bytes = unsafe { std::slice::from_raw_parts(ptr.cast_const(), len) };
+                return std::str::from_utf8(bytes).ok();
+            }
+        }
+        None
+    }
+}
+
+/// The layout tag of an object type named `name` (see [`layout_tag`](crate::header::layout_tag)),
+/// remembered so that a type mismatch found later can name the type instead of a hash.
+pub fn named_tag(name: &'static str) -> u64 {
+    let tag = header::layout_tag(name);
+    kind_names::record(tag, name);
+    tag
+}
+
+/// The name of the object type with layout `tag`, if this process has seen it.
+pub fn kind_name(tag: u64) -> Option<&'static str> {
+    kind_names::lookup(tag)
+}
+
 /// A segment holding one object behind a validated header. See the module docs.
 #[derive(Debug)]
 pub struct Object {
@@ -140,7 +207,13 @@ fn attach(
             return Err(incompatible(op, shm, HeaderError::BadState { found: now }));
         }
         let Some((len, init)) = reinit.as_mut() else {
-            return Err(Error::NotInitialized { op, name: shm.label().to_owned() });
+            let why = if now == 0 {
+                "its header is all zero: it was never an object of this family (or its creator \
+                 died before writing anything)"
+            } else {
+                "its creator died while initialising it"
+            };
+            return Err(Error::NotInitialized { op, name: shm.label().to_owned(), why });
         };
         if shm.try_init_lock()? {
             let result = if state.load(Ordering::Acquire) == READY {

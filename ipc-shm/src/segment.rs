@@ -394,7 +394,8 @@ impl Pending {
                 });
             }
             let Some(len) = reinit else {
-                return Err(Error::NotInitialized { op, name: self.name.clone() });
+                let why = "it has no size: its creator died before sizing it";
+                return Err(Error::NotInitialized { op, name: self.name.clone(), why });
             };
             check_len(op, &self.name, len)?;
             if sys::ofd_try_lock(self.fd.as_fd(), LockKind::Write, INIT_BYTE, 1)

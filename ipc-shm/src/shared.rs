@@ -9,7 +9,7 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use crate::error::Result;
-use crate::header::{ObjectKind, layout_tag};
+use crate::header::ObjectKind;
 use crate::object::Object;
 use crate::segment::{Shm, ShmOptions};
 
@@ -108,7 +108,7 @@ impl<T: ShmSafe> fmt::Debug for Shared<T> {
 /// The header identity of `T`: its type name hash, layout version and alignment.
 pub fn object_kind<T: ShmSafe>() -> ObjectKind {
     ObjectKind {
-        tag: layout_tag(type_name::<T>()),
+        tag: crate::object::named_tag(type_name::<T>()),
         version: T::LAYOUT_VERSION,
         align: align_of::<T>(),
     }

@@ -514,6 +514,21 @@ fn m2_an_unmarked_heir_makes_it_not_recoverable_for_everyone() {
         ));
     });
     other.assert_success();
+    // Until someone takes it back explicitly and puts the data right: then it is an ordinary
+    // lock again, for every process.
+    assert!(m.try_lock().is_err());
+    let mut g = m.reclaim().expect("a not-recoverable mutex can be reclaimed");
+    assert!(m.reclaim().is_none(), "reclaimed twice");
+    *g = 41;
+    drop(g);
+    assert!(!m.is_not_recoverable());
+    let mut again = fork(|| {
+        let o = NamedMutex::<u64>::open(&name).unwrap();
+        let mut g = o.lock().unwrap();
+        *g += 1;
+    });
+    again.assert_success();
+    assert_eq!(*m.lock().unwrap(), 42);
     drop(m);
     leak_check(&name);
 }

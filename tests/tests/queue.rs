@@ -271,7 +271,7 @@ fn kill_producer(q: &Queue, board: &Board, seed: u64) -> Child {
                     slot.commit();
                     board.set_bit(COMMITTED, id);
                 }
-                Err(ipc_queue::SendTimeoutError::Timeout(_)) => {}
+                Err(ipc_queue::SendTimeoutError::Timeout) => {}
                 Err(e) => panic!("send: {e}"),
             }
         }
@@ -570,7 +570,7 @@ fn spsc_sender_parked_on_a_dead_consumer_is_told_disconnected() {
         tx.send(b"a").unwrap();
         tx.send(b"b").unwrap();
         match tx.send(b"c") {
-            Err(SendError::Disconnected(m)) => assert_eq!(m, b"c"),
+            Err(SendError::Disconnected) => {}
             other => panic!("expected Disconnected, got {other:?}"),
         }
         send_line(&mono_ns().to_string());
@@ -661,7 +661,7 @@ fn close_wakes_parked_senders_and_receivers_in_other_processes() {
             send_line(&mono_ns().to_string());
         }));
         kids.push(fork_named(&format!("sender {i}"), move || {
-            assert!(matches!(full.send(b"3"), Err(SendError::Closed(_))));
+            assert!(matches!(full.send(b"3"), Err(SendError::Closed)));
             send_line(&mono_ns().to_string());
         }));
     }
@@ -848,7 +848,7 @@ fn a_process_without_an_owner_id_claims_no_slot_and_wedges_nobody() {
         no_more_fds();
         ipc_shm::crash::arm("queue.mid_copy", 1);
         match q.try_send(b"x") {
-            Err(ipc_queue::TrySendError::Unregistered(_)) => Ok(()),
+            Err(ipc_queue::TrySendError::Unregistered) => Ok(()),
             other => Err(format!("expected Unregistered, got {other:?}")),
         }
     });

@@ -46,7 +46,7 @@ fn poll<E: std::fmt::Display>(
 fn spsc_try_send(tx: &mut Sender, msg: &[u8], deadline: Instant) -> Result<(), Fail> {
     poll(deadline, "spsc space", || match tx.try_send(msg) {
         Ok(()) => Ok(true),
-        Err(TrySendError::Full(_)) => Ok(false),
+        Err(TrySendError::Full) => Ok(false),
         Err(e) => Err(e),
     })
 }
@@ -205,7 +205,7 @@ fn mpmc_send(q: &Queue, msg: &[u8], mode: Mode, deadline: Instant) -> Result<(),
         Mode::Block => q.send(msg).map_err(corrupt),
         _ => poll(deadline, "mpmc space", || match q.try_send(msg) {
             Ok(()) => Ok(true),
-            Err(TrySendError::Full(_)) => Ok(false),
+            Err(TrySendError::Full) => Ok(false),
             Err(e) => Err(e),
         }),
     }

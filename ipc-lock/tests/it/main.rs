@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod condvar;
+mod errors;
 mod file_lock;
 mod garbage;
 mod lock_api_surface;

@@ -59,9 +59,9 @@ fn run(q: &Queue, ops: &[Op]) -> Result<(), TestCaseError> {
     for op in ops {
         match op {
             Op::Send(n) => match q.try_send(&vec![7u8; *n]) {
-                Ok(()) | Err(TrySendError::Full(_) | TrySendError::TooLong(_)) => {}
-                Err(TrySendError::Closed(_) | TrySendError::Corrupted(..)) => {}
-                Err(TrySendError::Unregistered(_)) => prop_assert!(false, "registered"),
+                Ok(()) | Err(TrySendError::Full | TrySendError::TooLong { .. }) => {}
+                Err(TrySendError::Closed | TrySendError::Corrupted(_)) => {}
+                Err(TrySendError::Unregistered) => prop_assert!(false, "registered"),
             },
             Op::Recv => match q.try_recv() {
                 Ok(m) => check_len(m.len())?,
@@ -205,4 +205,39 @@ fn lengths_flipped_after_validation_never_escape() {
     flipper.join().unwrap();
     eprintln!("flipper: {ok} messages received, {corrupt} corrupt lengths caught");
     assert!(corrupt > 0, "the flipper never hit: the test does not test");
+}
+
+/// Garbage over the whole body: sending and receiving agree that the queue is corrupted (a
+/// garbage closed flag is not "closed").
+#[test]
+fn garbage_makes_send_and_recv_both_say_corrupted() {
+    for flavour in ["mpmc", "spsc"] {
+        let (shm_fd, mut ops): (_, Box<dyn FnMut() -> (String, String)>) = if flavour == "mpmc" {
+            let q = Queue::anonymous(4, MAX).unwrap();
+            let fd = std::os::fd::AsFd::as_fd(q.shm()).try_clone_to_owned().unwrap();
+            (
+                fd,
+                Box::new(move || {
+                    (format!("{:?}", q.try_send(b"x")), format!("{:?}", q.try_recv()))
+                }),
+            )
+        } else {
+            let q = SpscQueue::anonymous(4, MAX).unwrap();
+            let fd = std::os::fd::AsFd::as_fd(q.shm()).try_clone_to_owned().unwrap();
+            let (mut tx, mut rx) = (q.sender().unwrap(), q.receiver().unwrap());
+            (
+                fd,
+                Box::new(move || {
+                    (format!("{:?}", tx.try_send(b"x")), format!("{:?}", rx.try_recv()))
+                }),
+            )
+        };
+        let mut peer = ipc_shm::Shm::from_fd(shm_fd).unwrap();
+        let body = vec![0xAB; peer.len() - BODY];
+        // Leave the config block (read once at open) and scribble over everything after it.
+        peer.write_at(BODY + 128, &body[128..]).unwrap();
+        let (sent, got) = ops();
+        assert!(sent.contains("Corrupted"), "{flavour}: try_send said {sent}");
+        assert!(got.contains("Corrupted"), "{flavour}: try_recv said {got}");
+    }
 }

@@ -16,7 +16,7 @@ fn spsc_roles_order_and_zero_copy() {
         for i in 0..4u8 {
             tx.try_send(&[round, i]).unwrap();
         }
-        assert!(matches!(tx.try_send(b"x"), Err(TrySendError::Full(_))));
+        assert!(matches!(tx.try_send(b"x"), Err(TrySendError::Full)));
         assert_eq!(q.len(), 4);
         for i in 0..4u8 {
             assert_eq!(rx.try_recv().unwrap(), [round, i]);
@@ -126,6 +126,12 @@ fn bad_configs_are_refused() {
     assert!(matches!(Queue::anonymous(0, 8), Err(Error::InvalidConfig { .. })));
     assert!(matches!(Queue::anonymous(1 << 31, 8), Err(Error::InvalidConfig { .. })));
     assert!(matches!(Queue::anonymous(4, usize::MAX), Err(Error::InvalidConfig { .. })));
+    // A queue of empty messages only is refused, as documented.
+    let e = QueueOptions::new(8, 0).anonymous().unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { .. }), "{e}");
+    assert!(e.to_string().contains("max_message is 0, must be 1 to"), "{e}");
+    // The capacity is rounded up to a power of two.
+    assert_eq!(Queue::anonymous(3, 8).unwrap().capacity(), 4);
 }
 
 #[test]

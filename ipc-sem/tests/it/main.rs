@@ -4,6 +4,7 @@
 
 mod barrier;
 mod bounded;
+mod errors;
 mod event;
 mod named;
 mod semaphore;

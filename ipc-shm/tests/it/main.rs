@@ -165,3 +165,83 @@ fn a_huge_init_timeout_saturates_instead_of_panicking() {
     assert_eq!(opened.load(std::sync::atomic::Ordering::Relaxed), 3);
     drop((made, opened));
 }
+
+fn check(msg: String, wants: &[&str]) {
+    println!("{msg}");
+    assert!(!msg.contains('\n'), "one line: {msg}");
+    for w in wants {
+        assert!(msg.contains(w), "{msg:?} lacks {w:?}");
+    }
+}
+
+/// Every error's message: operation, object and cause in one line (`--nocapture` prints them).
+#[test]
+fn every_message_names_operation_object_and_cause() {
+    let (op, n) = ("open", || "jobs".to_owned());
+    let os = || std::io::Error::from_raw_os_error(libc::EACCES);
+    let all: Vec<(Error, &[&str])> = vec![
+        (
+            Error::InvalidName { name: "a b".into(), reason: "only A-Z" },
+            &["invalid shm name \"a b\"", "only A-Z"],
+        ),
+        (
+            Error::AlreadyExists { op: "create", name: n() },
+            &["create shm segment \"jobs\"", "already exists"],
+        ),
+        (Error::NotFound { op, name: n() }, &["open shm segment \"jobs\"", "not found"]),
+        (Error::NotRegularFile { op, name: n() }, &["not a regular file"]),
+        (
+            Error::UntrustedOwner { op, name: n(), expected: 0, found: 65534 },
+            &["owned by uid 65534, expected uid 0"],
+        ),
+        (
+            Error::TooPermissive { op, name: n(), allowed: 0o600, found: 0o666 },
+            &["mode 0o666", "allowed 0o600"],
+        ),
+        (
+            Error::NoSpace { op: "create", name: n(), len: 4096, source: os() },
+            &["no space for 4096 bytes"],
+        ),
+        (
+            Error::SizeMismatch { op, name: n(), expected: 8, found: 4 },
+            &["size is 4 bytes, expected 8"],
+        ),
+        (Error::InvalidLength { op: "create", name: n(), len: 0 }, &["invalid length 0"]),
+        (
+            Error::NotInitialized { op, name: n(), why: "its creator died while initialising it" },
+            &["not initialised", "creator died"],
+        ),
+        (
+            Error::InitTimeout { op, name: n(), waited: std::time::Duration::from_secs(2) },
+            &["still being initialised after 2s"],
+        ),
+        (
+            Error::Incompatible { op, name: n(), source: HeaderError::BadMagic { found: 7 } },
+            &["incompatible header", "magic"],
+        ),
+        (Error::NotSealed { op: "map", name: n() }, &["not sealed against shrinking"]),
+        (
+            Error::OutOfBounds { op: "read", name: n(), offset: 90, len: 20, size: 100 },
+            &["range 90+20", "100-byte"],
+        ),
+        (
+            Error::LivenessFull { name: "reg".into(), slots: 16384 },
+            &["liveness registry \"reg\"", "16384 slots"],
+        ),
+        (
+            Error::Io { op, name: n(), source: os() },
+            &["open shm segment \"jobs\"", "Permission denied"],
+        ),
+    ];
+    for (e, wants) in all {
+        let cause = e.cause();
+        assert!(!cause.starts_with("open shm segment"), "cause keeps the prefix: {cause}");
+        check(e.to_string(), wants);
+    }
+    // A type mismatch names both types when this process knows them.
+    let name = name("errors-type");
+    let _a = Shared::create(&name, AtomicU64::new(1)).unwrap();
+    let _ = ipc_shm::object_kind::<std::sync::atomic::AtomicU32>();
+    let e = Shared::<std::sync::atomic::AtomicU32>::open(&name).unwrap_err();
+    check(e.to_string(), &["AtomicU64", "not core::sync::atomic::AtomicU32"]);
+}
