@@ -227,7 +227,13 @@ fn ratios(g: &GroupResult) -> (Vec<Plotted>, Reference) {
                     (median(&rs), Spread::of(&rs))
                 })
                 .collect();
-            (v, Reference { row: Some(b.id.clone()), text: format!("÷ best row, {}", b.label) })
+            (
+                v,
+                Reference {
+                    row: Some(b.id.clone()),
+                    text: format!("no floor: ÷ best row, {}", b.label),
+                },
+            )
         }
         None => (
             vec![(None, None); g.rows.len()],
@@ -382,10 +388,13 @@ impl Axis {
         if span > 0.0 { ((v.max(self.lo) / self.lo).ln() / span).clamp(0.0, 1.0) } else { 0.0 }
     }
 
-    /// Tick values: 1-2-5 per decade for a short axis, decades for a long one.
+    /// Tick values: finer the shorter the axis (1-1.1-1.2-..., 1-2-5, decades); labels that
+    /// would overlap are dropped when drawn.
     fn ticks(&self) -> Vec<f64> {
         let decades = (self.hi / self.lo).log10();
-        let mults: &[f64] = if decades <= 1.2 {
+        let mults: &[f64] = if decades <= 0.6 {
+            &[1.0, 1.1, 1.2, 1.3, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+        } else if decades <= 1.2 {
             &[1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 7.0]
         } else if decades <= 3.5 {
             &[1.0, 2.0, 5.0]
@@ -819,10 +828,12 @@ mod tests {
     #[test]
     fn ticks_and_labels() {
         let a = Axis { lo: 0.5, hi: 3.0, x0: 0.0, width: 100.0 };
-        assert_eq!(a.ticks(), [0.5, 0.7, 1.0, 1.2, 1.5, 2.0, 3.0]);
+        let labels: Vec<String> = a.ticks().into_iter().map(tick_label).collect();
+        assert_eq!(labels, ["0.5x", "0.7x", "1x", "1.2x", "1.5x", "2x", "3x"]);
         assert!((a.x(0.5)).abs() < 1e-9 && (a.x(3.0) - 100.0).abs() < 1e-9);
         let a = Axis { lo: 0.002, hi: 200.0, x0: 0.0, width: 100.0 };
-        assert_eq!(a.ticks(), [0.01, 0.1, 1.0, 10.0, 100.0]);
+        let labels: Vec<String> = a.ticks().into_iter().map(tick_label).collect();
+        assert_eq!(labels, ["0.01x", "0.1x", "1x", "10x", "100x"]);
         let labels: Vec<String> = [0.002, 0.05, 0.2, 1.0, 1.5, 20.0].map(tick_label).into();
         assert_eq!(labels, ["0.002x", "0.05x", "0.2x", "1x", "1.5x", "20x"]);
     }
@@ -834,7 +845,9 @@ mod tests {
         assert_eq!(known_family("memcpy"), Some("throughput"));
         assert_eq!(known_family("process-spawn"), Some("process"));
         assert_eq!(known_family("select-X"), None);
-        assert_eq!(fit("abcdef", 3.0 * 6.0, 10.0), "ab…");
+        // 6.2 px per letter and 8.4 px for the ellipsis at 10 px.
+        assert_eq!(fit("abcdef", 40.0, 10.0), "abcdef");
+        assert_eq!(fit("abcdef", 27.5, 10.0), "abc…");
         assert_eq!(escape(r#"<a & "b">"#), "&lt;a &amp; &quot;b&quot;&gt;");
     }
 }

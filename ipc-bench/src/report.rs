@@ -471,7 +471,7 @@ fn width(s: &str) -> usize {
     s.chars().count()
 }
 
-/// "floor: raw socketpair, 8 B = 74.4 µs (same run); <how to read it>", or the note alone
+/// "floor: raw socketpair, 8 B = 74.4 µs (same run); " and the group's note, or the note alone
 /// when the group has no floor.
 pub fn floor_text(g: &GroupResult) -> String {
     match g.floor.as_ref().and_then(|f| g.rows.iter().find(|r| &r.id == f)) {
