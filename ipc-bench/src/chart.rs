@@ -125,11 +125,14 @@ fn family_line(family: &str) -> &'static str {
     FAMILIES.iter().find(|(f, _)| *f == family).map_or("", |(_, d)| *d)
 }
 
-/// `&`, `<`, `>` and quotes escaped for XML text and attribute values.
+/// `&`, `<`, `>` and quotes escaped for XML text and attribute values; characters XML does
+/// not allow (control characters other than tab and newlines, U+FFFE, U+FFFF) become U+FFFD.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -447,8 +450,9 @@ fn panel_body(r: &Report, p: &Panel<'_>, w: f64) -> (String, f64) {
         values.extend(b.marks.iter().map(|m| m.at));
     }
     values.retain(|v| v.is_finite() && *v > 0.0);
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min) / 1.3;
-    let hi = values.iter().copied().fold(0.0, f64::max) * 1.05;
+    // Bounded, whatever a saved results.json says: a bar beyond the range ends at its edge.
+    let lo = (values.iter().copied().fold(f64::INFINITY, f64::min) / 1.3).clamp(1e-9, 1.0 / 1.3);
+    let hi = (values.iter().copied().fold(0.0, f64::max) * 1.05).clamp(1.05, 1e9);
     // The widest span for which every value text still fits after its bar.
     let mut axis = Axis { lo, hi, x0, width: avail };
     let mut width = avail;
@@ -849,5 +853,6 @@ mod tests {
         assert_eq!(fit("abcdef", 40.0, 10.0), "abcdef");
         assert_eq!(fit("abcdef", 27.5, 10.0), "abc…");
         assert_eq!(escape(r#"<a & "b">"#), "&lt;a &amp; &quot;b&quot;&gt;");
+        assert_eq!(escape("a\u{7}b\u{1b}\tc"), "a\u{FFFD}b\u{FFFD}\tc");
     }
 }

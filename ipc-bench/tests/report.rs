@@ -737,3 +737,27 @@ fn from_rerenders_a_saved_run_without_measuring() {
     let (o, _) = bench(&["--from", results.to_str().unwrap(), "--quick"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// A results.json is input like any other: absurd figures and control characters in labels
+/// must still give a well-formed chart and page, promptly.
+#[test]
+fn chart_survives_hostile_results() {
+    let mut r = synthetic();
+    let g = &mut r.groups[0];
+    // Ratios up to f64::MAX and down to the smallest positive value, zero and negative ones.
+    g.rows[0].per_run = vec![Some(1.0), Some(100.0), Some(100.0)];
+    g.rows[1].per_run = vec![Some(f64::MAX); 3];
+    g.rows[1].figure = Some(f64::MAX);
+    g.rows[2].per_run = vec![Some(-5.0), Some(0.0), Some(f64::MIN_POSITIVE)];
+    g.rows[3].label = "bell \u{7} nul \u{0} esc \u{1b}[31m <b>&amp;".into();
+    fill_ratios(g);
+    r.goals = report::goals(&r.groups);
+    let t = Instant::now();
+    let svg = chart::svg(&r);
+    let page = html::render(&r);
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    let doc = roxmltree::Document::parse(&svg).expect("chart.svg stays well-formed");
+    check_every_row_once(&r, doc.root_element(), "chart.svg");
+    let opts = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
+    roxmltree::Document::parse_with_options(&page, opts).expect("report.html stays well-formed");
+}
