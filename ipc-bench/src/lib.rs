@@ -105,8 +105,8 @@ usage: ipc-bench [--quick] [--filter PATTERN[,PATTERN..]]... [--json] [--runs N]
                  (default target/ipc-bench; with --from, the directory of RESULTS.json)
   --no-progress  no progress line on stderr
   --list         print the group and row ids and exit
-  --from FILE    measure nothing: read a saved results.json, recompute its ratios, spreads
-                 and goals, print the tables and write the report files again
+  --from FILE    measure nothing: read a saved results.json (or DIR/results.json), recompute
+                 its ratios, spreads and goals, print the tables and write the report files
 ";
 
 /// Parse command-line arguments (without the program name).
@@ -213,6 +213,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
 /// `--from`: read a saved run, recompute what is derived from the per-run figures (so a file
 /// written before a change to the ratios, spreads or goals gets them), print and write.
 fn rerender(cfg: &Config, from: &Path) -> ExitCode {
+    // A directory means the results.json in it (`--from target/ipc-bench`).
+    let joined;
+    let from = if from.is_dir() {
+        joined = from.join("results.json");
+        joined.as_path()
+    } else {
+        from
+    };
     let mut report = match read_results(from) {
         Ok(r) => r,
         Err(e) => {

@@ -719,8 +719,8 @@ fn from_rerenders_a_saved_run_without_measuring() {
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert!(json["groups"][0]["rows"][2]["vs_floor_spread"]["max"].as_f64().unwrap() > 1.29);
 
-    // Into its own directory (the default): the input is left as it was.
-    let (o, _) = bench(&["--from", results.to_str().unwrap()]);
+    // Given its directory, into that directory (the default): the input is left as it was.
+    let (o, _) = bench(&["--from", saved.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(saved.join("chart.svg").exists() && saved.join("report.html").exists());
     assert_eq!(std::fs::read(&results).unwrap(), before, "--from rewrote its input");
