@@ -492,19 +492,28 @@ fn panel_body(r: &Report, p: &Panel<'_>, w: f64) -> (String, f64) {
     );
     y += 24.0;
     let ticks = axis.ticks();
+    // Tick labels that fit side by side: 1x always, then the others that clear every kept one.
+    let span = |t: f64| {
+        let half = text_width(&tick_label(t), 9.5) / 2.0;
+        (axis.x(t) - half - 5.0, axis.x(t) + half + 5.0)
+    };
+    let mut labelled: Vec<f64> = ticks.iter().copied().filter(|t| (t - 1.0).abs() < 1e-9).collect();
+    for t in &ticks {
+        let (a, b) = span(*t);
+        if labelled.iter().all(|k| {
+            let (ka, kb) = span(*k);
+            b < ka || a > kb
+        }) {
+            labelled.push(*t);
+        }
+    }
     let tick_row = |s: &mut String, y: f64| {
-        let mut last = f64::NEG_INFINITY;
-        for t in &ticks {
-            let x = axis.x(*t);
-            let label = tick_label(*t);
-            let half = text_width(&label, 9.5) / 2.0;
-            if x - half < last + 4.0 && (*t - 1.0).abs() > 1e-9 {
-                continue;
-            }
-            last = x + half;
+        for t in &labelled {
             let _ = write!(
                 s,
-                r#"<text x="{x:.1}" y="{y:.1}" font-size="9.5" fill="{MUTED}" text-anchor="middle">{label}</text>"#,
+                r#"<text x="{:.1}" y="{y:.1}" font-size="9.5" fill="{MUTED}" text-anchor="middle">{}</text>"#,
+                axis.x(*t),
+                tick_label(*t),
             );
         }
     };
