@@ -8,8 +8,11 @@
 //! ```
 //!
 //! It prints one table per group of comparable rows (mechanism, figure, ratio to the
-//! group's floor, ratio to the best peer), a progress line while it runs, and writes
-//! `report.md`, `chart.svg` and `results.json` under `target/ipc-bench/`.
+//! group's floor and its run-to-run spread, ratio to the best peer), a progress line while it
+//! runs, and writes under `target/ipc-bench/`: `report.md` and `report.html` (the goals first,
+//! then the chart, the tables), `chart.svg` (one panel per family of groups) and
+//! `results.json`. `--from results.json` renders those files again from a saved run without
+//! measuring anything.
 //!
 //! # Method
 //! - Real processes: the resource is created, then the peer side is forked; both are pinned
@@ -34,6 +37,7 @@ pub mod catalog;
 pub mod chart;
 pub mod floors;
 pub mod harness;
+pub mod html;
 pub mod lockbench;
 pub mod ours;
 pub mod peers;
@@ -68,6 +72,8 @@ pub struct Config {
     pub list: bool,
     /// Progress line on stderr.
     pub progress: bool,
+    /// `--from FILE`: render the report files again from a saved results.json, measure nothing.
+    pub from: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -81,6 +87,7 @@ impl Default for Config {
             out: None,
             list: false,
             progress: true,
+            from: None,
         }
     }
 }
@@ -88,6 +95,7 @@ impl Default for Config {
 const USAGE: &str = "\
 usage: ipc-bench [--quick] [--filter PATTERN[,PATTERN..]]... [--json] [--runs N]
                  [--budget-ms MS] [--out DIR] [--no-progress] [--list]
+       ipc-bench --from RESULTS.json [--out DIR] [--json]
 
   --quick        small budget per row: the whole run takes under a minute
   --filter P     keep rows whose `group/row` id or label contains P (case-insensitive);
@@ -95,9 +103,12 @@ usage: ipc-bench [--quick] [--filter PATTERN[,PATTERN..]]... [--json] [--runs N]
   --json         print results.json on stdout instead of the tables
   --runs N       interleaved runs (default 5; the method wants >= 5)
   --budget-ms MS measuring time per row and run (default 250, --quick 8)
-  --out DIR      where report.md, chart.svg, results.json go (default target/ipc-bench)
+  --out DIR      where report.md, report.html, chart.svg, results.json go
+                 (default target/ipc-bench; with --from, the directory of RESULTS.json)
   --no-progress  no progress line on stderr
   --list         print the group and row ids and exit
+  --from FILE    measure nothing: read a saved results.json (or DIR/results.json), recompute
+                 its ratios, spreads and goals, print the tables and write the report files
 ";
 
 /// Parse command-line arguments (without the program name).
@@ -135,6 +146,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, Stri
                 budget = Some(Duration::from_secs_f64(ms / 1000.0));
             }
             "--out" => c.out = Some(PathBuf::from(value("--out")?)),
+            "--from" => c.from = Some(PathBuf::from(value("--from")?)),
             "-h" | "--help" => return Err(String::new()),
             other => {
                 if let Some(v) = other.strip_prefix("--filter=") {
@@ -143,6 +155,18 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, Stri
                     return Err(format!("unknown argument {other:?}"));
                 }
             }
+        }
+    }
+    if c.from.is_some() {
+        let measuring = [
+            (c.quick, "--quick"),
+            (!c.filters.is_empty(), "--filter"),
+            (budget.is_some(), "--budget-ms"),
+            (c.runs != Config::default().runs, "--runs"),
+            (c.list, "--list"),
+        ];
+        if let Some((_, name)) = measuring.iter().find(|(set, _)| *set) {
+            return Err(format!("--from renders a saved run: {name} does not apply"));
         }
     }
     c.budget = budget.unwrap_or(if c.quick { Duration::from_millis(8) } else { c.budget });
@@ -162,6 +186,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(from) = &cfg.from {
+        return rerender(&cfg, from);
+    }
     let groups = catalog::filter(catalog::catalog(), &cfg.filters);
     if cfg.list {
         for g in &groups {
@@ -182,20 +209,86 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
             let _ = std::io::stdout().flush();
         }
     });
+    finish(&cfg, &report, &cfg.out.clone().unwrap_or_else(default_out_dir), true)
+}
+
+/// `--from`: read a saved run, recompute what is derived from the per-run figures (so a file
+/// written before a change to the ratios, spreads or goals gets them), print and write.
+fn rerender(cfg: &Config, from: &Path) -> ExitCode {
+    // A directory means the results.json in it (`--from target/ipc-bench`).
+    let joined;
+    let from = if from.is_dir() {
+        joined = from.join("results.json");
+        joined.as_path()
+    } else {
+        from
+    };
+    let mut report = match read_results(from) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ipc-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    report::rederive(&mut report);
+    if !cfg.json {
+        for g in &report.groups {
+            print!("{}", report::render_text(g));
+        }
+    }
+    let dir = cfg.out.clone().unwrap_or_else(|| match from.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    });
+    // The input stays as it was; a copy goes to another directory with the rest.
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let write_json = !same(&dir.join("results.json"), from);
+    finish(cfg, &report, &dir, write_json)
+}
+
+/// Read and parse a results.json.
+///
+/// # Errors
+/// A line naming the file and what is wrong with it.
+pub fn read_results(path: &Path) -> Result<Report, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("read results {}: {e}", path.display()))?;
+    let report: Report = serde_json::from_str(&text).map_err(|e| {
+        format!("read results {}: not an ipc-bench results.json: {e}", path.display())
+    })?;
+    if report.version != 1 {
+        return Err(format!(
+            "read results {}: format version {}, this ipc-bench reads 1",
+            path.display(),
+            report.version
+        ));
+    }
+    Ok(report)
+}
+
+/// Print the goals (or the JSON) and write the files.
+fn finish(cfg: &Config, report: &Report, out: &Path, write_json: bool) -> ExitCode {
     if cfg.json {
-        match serde_json::to_string_pretty(&report) {
+        match serde_json::to_string_pretty(report) {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("ipc-bench: json: {e}"),
         }
     } else {
         print!("{}", report::render_goals_text(&report.goals));
     }
-    let out = cfg.out.clone().unwrap_or_else(default_out_dir);
-    match write_outputs(&report, &out) {
+    match write_outputs_to(report, out, write_json) {
         Ok(()) => {
             eprintln!(
-                "ipc-bench: wrote {0}/report.md, {0}/chart.svg, {0}/results.json",
-                out.display()
+                "ipc-bench: wrote {0}/report.md, {0}/report.html, {0}/chart.svg{1}",
+                out.display(),
+                if write_json {
+                    format!(", {}/results.json", out.display())
+                } else {
+                    String::new()
+                }
             );
             ExitCode::SUCCESS
         }
@@ -219,17 +312,26 @@ pub fn default_out_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/ipc-bench"))
 }
 
-/// Write report.md, chart.svg and results.json into `dir`.
+/// Write report.md, report.html, chart.svg and results.json into `dir`.
 ///
 /// # Errors
-/// The first I/O or plotting error.
+/// The first I/O or serialisation error.
 pub fn write_outputs(report: &Report, dir: &Path) -> Result<(), String> {
+    write_outputs_to(report, dir, true)
+}
+
+fn write_outputs_to(report: &Report, dir: &Path, json: bool) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("report.md"), report::render_markdown(report))
-        .map_err(|e| e.to_string())?;
-    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("results.json"), json).map_err(|e| e.to_string())?;
-    chart::draw(report, &dir.join("chart.svg"))
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
+    write("report.md", report::render_markdown(report))?;
+    write("report.html", html::render(report))?;
+    write("chart.svg", chart::svg(report))?;
+    if json {
+        write("results.json", serde_json::to_string_pretty(report).map_err(|e| e.to_string())?)?;
+    }
+    Ok(())
 }
 
 /// The progress line on stderr (redrawn in place on a terminal, one line per group

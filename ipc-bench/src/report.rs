@@ -44,8 +44,39 @@ pub struct RowResult {
     pub vs_floor: Option<f64>,
     /// Median over runs of figure / best peer figure (same run).
     pub vs_best_peer: Option<f64>,
+    /// Smallest and largest over runs of figure / floor figure (same run): the noise beside
+    /// `vs_floor`.
+    #[serde(default)]
+    pub vs_floor_spread: Option<Spread>,
+    /// Smallest and largest over runs of figure / best peer figure (same run).
+    #[serde(default)]
+    pub vs_best_peer_spread: Option<Spread>,
+    /// The p99 of each run, ns (`None` where the run failed).
+    #[serde(default)]
+    pub per_run_p99: Vec<Option<f64>>,
     /// Errors of individual runs.
     pub errors: Vec<String>,
+}
+
+/// The run-to-run spread of a ratio: its smallest and largest per-run value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// Smallest per-run value.
+    pub min: f64,
+    /// Largest per-run value.
+    pub max: f64,
+    /// How many runs (or run pairs) it is taken over.
+    pub runs: usize,
+}
+
+impl Spread {
+    /// The spread of `values` (non-finite values ignored); `None` if there are none.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        let min = v.iter().copied().reduce(f64::min)?;
+        let max = v.iter().copied().reduce(f64::max)?;
+        Some(Spread { min, max, runs: v.len() })
+    }
 }
 
 /// One group after all runs.
@@ -105,6 +136,24 @@ pub struct Goal {
     pub met: Option<bool>,
     /// How it was computed, or which rows are missing.
     pub note: String,
+    /// Smallest and largest per-run value (same unit as `value`); across groups, the extremes
+    /// over every pair of one run of each.
+    #[serde(default)]
+    pub spread: Option<Spread>,
+    /// How many runs met the target, of how many measured both rows (goals within one group
+    /// and the p99 goal; `None` across groups, where runs do not pair).
+    #[serde(default)]
+    pub runs_met: Option<(usize, usize)>,
+    /// The measured row, `group/row` (ours).
+    #[serde(default)]
+    pub row: Option<String>,
+    /// The measured row's figure times this factor lies exactly on the target: the chart draws
+    /// the goal line there (`None` where the goal is not about the row's p50 figure).
+    #[serde(default)]
+    pub at_target: Option<f64>,
+    /// What the row is compared with, `group/row` (`None` for an absolute target).
+    #[serde(default)]
+    pub against: Option<String>,
 }
 
 /// The settings of the run.
@@ -160,22 +209,21 @@ fn median_measurement(ms: &[Measurement]) -> Option<Measurement> {
     })
 }
 
-fn per_run_ratio(a: &[Option<f64>], b: &[Option<f64>]) -> Option<f64> {
-    let r: Vec<f64> = a
-        .iter()
+/// `a[i] / b[i]` for every run `i` that measured both (`b[i] > 0`).
+pub fn per_run_ratios(a: &[Option<f64>], b: &[Option<f64>]) -> Vec<f64> {
+    a.iter()
         .zip(b)
         .filter_map(|(x, y)| match (x, y) {
             (Some(x), Some(y)) if *y > 0.0 => Some(x / y),
             _ => None,
         })
-        .collect();
-    median(&r)
+        .collect()
 }
 
 /// Turn the outcomes of every run (`outcomes[row][run]`) into the group's result.
 pub fn summarize_group(spec: &GroupSpec, outcomes: &[Vec<Outcome>]) -> GroupResult {
     let metric = spec.metric;
-    let mut rows: Vec<RowResult> = spec
+    let rows: Vec<RowResult> = spec
         .rows
         .iter()
         .zip(outcomes)
@@ -184,6 +232,8 @@ pub fn summarize_group(spec: &GroupSpec, outcomes: &[Vec<Outcome>]) -> GroupResu
                 outs.iter().filter_map(|o| o.as_ref().ok().copied()).collect();
             let per_run: Vec<Option<f64>> =
                 outs.iter().map(|o| o.as_ref().ok().map(|m| figure_of(metric, m))).collect();
+            let per_run_p99: Vec<Option<f64>> =
+                outs.iter().map(|o| o.as_ref().ok().map(|m| m.p99_ns)).collect();
             let errors: Vec<String> = outs
                 .iter()
                 .filter_map(|o| match o {
@@ -212,16 +262,41 @@ pub fn summarize_group(spec: &GroupSpec, outcomes: &[Vec<Outcome>]) -> GroupResu
                 median: median_measurement(&ok),
                 vs_floor: None,
                 vs_best_peer: None,
+                vs_floor_spread: None,
+                vs_best_peer_spread: None,
+                per_run_p99,
                 errors,
             }
         })
         .collect();
-    let floor_runs = spec
+    let mut g = GroupResult {
+        id: spec.id.clone(),
+        title: spec.title.clone(),
+        metric,
+        placement: spec.placement,
+        size: spec.size,
+        floor: spec.floor.map(str::to_string),
+        best_peer: None,
+        note: spec.note.to_string(),
+        rows,
+    };
+    fill_ratios(&mut g);
+    g
+}
+
+/// (Re)compute a group's best peer and every row's ratios and spreads from the per-run
+/// figures: run after measuring, and on a saved results.json (`--from`), whose older
+/// versions lack the spreads.
+pub fn fill_ratios(g: &mut GroupResult) {
+    let metric = g.metric;
+    let floor_runs = g
         .floor
-        .and_then(|f| rows.iter().find(|r| r.id == f && r.status == Status::Ok))
+        .as_ref()
+        .and_then(|f| g.rows.iter().find(|r| &r.id == f && r.status == Status::Ok))
         .map(|r| r.per_run.clone());
     let better = |a: f64, b: f64| if metric.higher_is_better() { a > b } else { a < b };
-    let best_peer = rows
+    let best_peer = g
+        .rows
         .iter()
         .filter(|r| r.kind == Kind::Peer && r.figure.is_some())
         .fold(None::<&RowResult>, |best, r| match (best, r.figure) {
@@ -229,25 +304,27 @@ pub fn summarize_group(spec: &GroupSpec, outcomes: &[Vec<Outcome>]) -> GroupResu
             _ => Some(r),
         })
         .map(|r| (r.id.clone(), r.per_run.clone()));
-    for r in &mut rows {
-        if let Some(f) = &floor_runs {
-            r.vs_floor = per_run_ratio(&r.per_run, f);
-        }
-        if let Some((_, p)) = &best_peer {
-            r.vs_best_peer = per_run_ratio(&r.per_run, p);
-        }
+    for r in &mut g.rows {
+        let (v, s) = match &floor_runs {
+            Some(f) => {
+                let rs = per_run_ratios(&r.per_run, f);
+                (median(&rs), Spread::of(&rs))
+            }
+            None => (None, None),
+        };
+        r.vs_floor = v;
+        r.vs_floor_spread = s;
+        let (v, s) = match &best_peer {
+            Some((_, p)) => {
+                let rs = per_run_ratios(&r.per_run, p);
+                (median(&rs), Spread::of(&rs))
+            }
+            None => (None, None),
+        };
+        r.vs_best_peer = v;
+        r.vs_best_peer_spread = s;
     }
-    GroupResult {
-        id: spec.id.clone(),
-        title: spec.title.clone(),
-        metric,
-        placement: spec.placement,
-        size: spec.size,
-        floor: spec.floor.map(str::to_string),
-        best_peer: best_peer.map(|(id, _)| id),
-        note: spec.note.to_string(),
-        rows,
-    }
+    g.best_peer = best_peer.map(|(id, _)| id);
 }
 
 /// "271 ns", "1.33 µs", "59.8 µs", "7.02 ms".
@@ -279,12 +356,35 @@ pub fn fmt_rate(bps: f64) -> String {
     }
 }
 
-fn fmt_ratio(r: Option<f64>) -> String {
+/// "1.27x", "12.5x", "163x"; under 0.1x two significant digits ("0.0027x"); "-" for none.
+pub fn fmt_ratio(r: Option<f64>) -> String {
     match r {
-        Some(r) if r >= 100.0 => format!("{r:.0}x"),
-        Some(r) if r >= 10.0 => format!("{r:.1}x"),
-        Some(r) => format!("{r:.2}x"),
+        Some(r) => format!("{}x", ratio_digits(r)),
         None => "-".into(),
+    }
+}
+
+fn ratio_digits(r: f64) -> String {
+    if !r.is_finite() {
+        "-".into()
+    } else if r >= 100.0 {
+        format!("{r:.0}")
+    } else if r >= 10.0 {
+        format!("{r:.1}")
+    } else if r >= 0.1 || r <= 0.0 {
+        format!("{r:.2}")
+    } else {
+        // Two significant digits: 0.054, 0.0027.
+        let decimals = (1.0 - r.log10().floor()).clamp(2.0, 12.0) as usize;
+        format!("{r:.decimals$}")
+    }
+}
+
+/// "1.15–1.30x" (min–max over runs), "-" when fewer than two runs measured.
+pub fn fmt_spread(s: Option<Spread>) -> String {
+    match s {
+        Some(s) if s.runs >= 2 => format!("{}–{}x", ratio_digits(s.min), ratio_digits(s.max)),
+        _ => "-".into(),
     }
 }
 
@@ -299,7 +399,8 @@ pub fn group_heading(g: &GroupResult) -> String {
     s
 }
 
-fn figure_text(g: &GroupResult, r: &RowResult) -> String {
+/// The row's figure as text ("437 ns", "3.53 GiB/s", "-").
+pub fn figure_text(g: &GroupResult, r: &RowResult) -> String {
     match r.figure {
         Some(f) if g.metric == Metric::Throughput => fmt_rate(f),
         Some(f) => fmt_ns(f),
@@ -307,8 +408,9 @@ fn figure_text(g: &GroupResult, r: &RowResult) -> String {
     }
 }
 
-/// The columns of a group's table: header and one line of cells per row.
-fn table(g: &GroupResult) -> (Vec<String>, Vec<Vec<String>>) {
+/// The columns of a group's table: header and one line of cells per row (a row that did not
+/// measure has three cells: kind, mechanism and the reason).
+pub fn table(g: &GroupResult) -> (Vec<String>, Vec<Vec<String>>) {
     let fig = match g.metric {
         Metric::Rtt => "RTT p50",
         Metric::OneWay => "one-way p50",
@@ -323,7 +425,7 @@ fn table(g: &GroupResult) -> (Vec<String>, Vec<Vec<String>>) {
     if g.metric != Metric::Throughput {
         head.extend(["p99".into(), "p99.9".into(), "max".into()]);
     }
-    head.extend(["vs floor".into(), "vs best peer".into()]);
+    head.extend(["vs floor".into(), "spread".into(), "vs best peer".into()]);
     let lines = g
         .rows
         .iter()
@@ -357,6 +459,7 @@ fn table(g: &GroupResult) -> (Vec<String>, Vec<Vec<String>>) {
                 c.push(fmt_ns(m.max_ns) + if batched { "*" } else { "" });
             }
             c.push(fmt_ratio(r.vs_floor));
+            c.push(fmt_spread(r.vs_floor_spread));
             c.push(fmt_ratio(r.vs_best_peer));
             c
         })
@@ -366,6 +469,15 @@ fn table(g: &GroupResult) -> (Vec<String>, Vec<Vec<String>>) {
 
 fn width(s: &str) -> usize {
     s.chars().count()
+}
+
+/// "floor: raw socketpair, 8 B = 74.4 µs (same run); " and the group's note, or the note alone
+/// when the group has no floor.
+pub fn floor_text(g: &GroupResult) -> String {
+    match g.floor.as_ref().and_then(|f| g.rows.iter().find(|r| &r.id == f)) {
+        Some(f) => format!("floor: {} = {} (same run); {}", f.label, figure_text(g, f), g.note),
+        None => g.note.clone(),
+    }
 }
 
 /// The group as a terminal table.
@@ -384,13 +496,7 @@ pub fn render_text(g: &GroupResult) -> String {
     }
     let mut out = String::new();
     let _ = writeln!(out, "\n== {} [{}]", group_heading(g), g.id);
-    let floor = g.floor.as_ref().and_then(|f| g.rows.iter().find(|r| &r.id == f));
-    if let Some(f) = floor {
-        let _ =
-            writeln!(out, "   floor: {} = {} (same run); {}", f.label, figure_text(g, f), g.note);
-    } else {
-        let _ = writeln!(out, "   {}", g.note);
-    }
+    let _ = writeln!(out, "   {}", floor_text(g));
     let line = |cells: &[String]| {
         let mut s = String::from("  ");
         for (i, c) in cells.iter().enumerate() {
@@ -717,24 +823,69 @@ fn find<'a>(groups: &'a [GroupResult], (g, r): (&str, &str)) -> Option<&'a RowRe
     groups.iter().find(|x| x.id == g)?.rows.iter().find(|x| x.id == r && x.status == Status::Ok)
 }
 
-/// num / den: the median of per-run ratios within one group, else the ratio of medians.
+/// A goal's figure as measured in this run.
+struct Measured {
+    value: f64,
+    spread: Option<Spread>,
+    runs_met: Option<(usize, usize)>,
+    note: String,
+}
+
+/// num / den: within one group the median of per-run ratios (spread and runs meeting the
+/// target from the same ratios); across groups the ratio of the medians, whose spread is the
+/// extremes over every pair of one run of each (runs of two groups are taken minutes apart and
+/// do not pair).
 fn ratio(
     groups: &[GroupResult],
     num: (&str, &str),
     den: (&str, &str),
-) -> Result<(f64, String), String> {
+    meets: &dyn Fn(f64) -> bool,
+) -> Result<Measured, String> {
     let a = find(groups, num).ok_or_else(|| format!("no figure for {}/{}", num.0, num.1))?;
     let b = find(groups, den).ok_or_else(|| format!("no figure for {}/{}", den.0, den.1))?;
     if num.0 == den.0 {
-        per_run_ratio(&a.per_run, &b.per_run)
-            .map(|r| (r, format!("median of per-run ratios, {}", num.0)))
-            .ok_or_else(|| "no run measured both".into())
+        let rs = per_run_ratios(&a.per_run, &b.per_run);
+        let value = median(&rs).ok_or_else(|| "no run measured both".to_string())?;
+        Ok(Measured {
+            value,
+            spread: Spread::of(&rs),
+            runs_met: Some((rs.iter().filter(|r| meets(**r)).count(), rs.len())),
+            note: format!("median of per-run ratios, {}", num.0),
+        })
     } else {
         match (a.figure, b.figure) {
-            (Some(x), Some(y)) if y > 0.0 => Ok((x / y, "ratio of medians across groups".into())),
+            (Some(x), Some(y)) if y > 0.0 => {
+                let xs = Spread::of(&a.per_run.iter().flatten().copied().collect::<Vec<_>>());
+                let ys = Spread::of(
+                    &b.per_run.iter().flatten().copied().filter(|v| *v > 0.0).collect::<Vec<_>>(),
+                );
+                let spread = match (xs, ys) {
+                    (Some(xs), Some(ys)) => Some(Spread {
+                        min: xs.min / ys.max,
+                        max: xs.max / ys.min,
+                        runs: xs.runs * ys.runs,
+                    }),
+                    _ => None,
+                };
+                Ok(Measured {
+                    value: x / y,
+                    spread,
+                    runs_met: None,
+                    note: "ratio of medians across groups".into(),
+                })
+            }
             _ => Err("missing figures".into()),
         }
     }
+}
+
+/// Recompute everything derived from the per-run figures: each group's ratios and spreads,
+/// then the goals (`--from` on a results.json written by an older version).
+pub fn rederive(r: &mut Report) {
+    for g in &mut r.groups {
+        fill_ratios(g);
+    }
+    r.goals = goals(&r.groups);
 }
 
 /// Check every goal against the groups of this run.
@@ -742,72 +893,174 @@ pub fn goals(groups: &[GroupResult]) -> Vec<Goal> {
     goal_specs()
         .into_iter()
         .map(|(id, what, check)| {
-            let (target, res) = match check {
+            // (target text, the measured row, the row it is compared with,
+            //  (figure, met, at_target) or why there is none)
+            let (target, row, against, res) = match check {
                 Check::Ratio { num, den, le, x } => {
+                    let meets = move |v: f64| if le { v <= x } else { v >= x };
                     let t = format!("{} {:.2}x", if le { "<=" } else { ">=" }, x);
-                    let r = ratio(groups, num, den)
-                        .map(|(v, n)| (v, if le { v <= x } else { v >= x }, n));
-                    (t, r)
+                    let r = ratio(groups, num, den, &meets).map(|m| {
+                        let met = meets(m.value);
+                        // (num * f) / den = x.
+                        let at = (m.value > 0.0).then(|| x / m.value);
+                        (m, met, at)
+                    });
+                    (t, num, Some(den), r)
                 }
                 Check::Faster { ours, them, x } => {
+                    let meets = move |v: f64| v >= x;
                     let t = format!(">= {x:.0}x faster");
-                    let r = ratio(groups, them, ours).map(|(v, n)| (v, v >= x, n));
-                    (t, r)
+                    let r = ratio(groups, them, ours, &meets).map(|m| {
+                        let met = meets(m.value);
+                        // them / (ours * f) = x.
+                        let at = Some(m.value / x);
+                        (m, met, at)
+                    });
+                    (t, ours, Some(them), r)
                 }
                 Check::P99 { row, x } => {
                     let t = format!("<= {:.0} ms", x / 1e6);
                     let r = find(groups, row)
-                        .and_then(|r| r.median)
-                        .map(|m| {
-                            (m.p99_ns / 1e6, m.p99_ns <= x, "median over runs of p99".to_string())
+                        .and_then(|r| Some((r, r.median?)))
+                        .map(|(r, med)| {
+                            let p99s: Vec<f64> = r.per_run_p99.iter().flatten().copied().collect();
+                            let ms: Vec<f64> = p99s.iter().map(|p| p / 1e6).collect();
+                            let runs_met = (!p99s.is_empty())
+                                .then(|| (p99s.iter().filter(|p| **p <= x).count(), p99s.len()));
+                            let m = Measured {
+                                value: med.p99_ns / 1e6,
+                                spread: Spread::of(&ms),
+                                runs_met,
+                                note: "median over runs of p99".into(),
+                            };
+                            // The bars are p50 figures: no line for a p99 goal.
+                            (m, med.p99_ns <= x, None)
                         })
                         .ok_or_else(|| format!("no figure for {}/{}", row.0, row.1));
-                    (t, r)
+                    (t, row, None, r)
                 }
             };
+            let row = Some(format!("{}/{}", row.0, row.1));
+            let against = against.map(|(g, r)| format!("{g}/{r}"));
             match res {
-                Ok((v, met, note)) => Goal {
+                Ok((m, met, at_target)) => Goal {
                     id: id.into(),
                     what: what.into(),
                     target,
-                    value: Some(v),
+                    value: Some(m.value),
                     met: Some(met),
-                    note,
+                    note: m.note,
+                    spread: m.spread,
+                    runs_met: m.runs_met,
+                    row,
+                    at_target,
+                    against,
                 },
-                Err(note) => {
-                    Goal { id: id.into(), what: what.into(), target, value: None, met: None, note }
-                }
+                Err(note) => Goal {
+                    id: id.into(),
+                    what: what.into(),
+                    target,
+                    value: None,
+                    met: None,
+                    note,
+                    spread: None,
+                    runs_met: None,
+                    row,
+                    at_target: None,
+                    against,
+                },
             }
         })
         .collect()
 }
 
-fn goal_line(g: &Goal) -> [String; 5] {
-    let v = match (g.id.as_str(), g.value) {
-        ("P11", Some(v)) => format!("{v:.2} ms"),
-        (_, Some(v)) if g.target.contains("faster") => format!("{v:.1}x"),
-        (_, v) => fmt_ratio(v),
-    };
-    let met = match g.met {
+/// The goal's figure as text: "1.27x", "65.6x", "1.53 ms", "-".
+pub fn goal_value_text(g: &Goal) -> String {
+    match g.value {
+        Some(v) if is_ms(g) => format!("{v:.2} ms"),
+        v => fmt_ratio(v),
+    }
+}
+
+/// The goal's run-to-run spread as text: "1.15–1.30x", "1.41–4.51 ms", "-".
+pub fn goal_spread_text(g: &Goal) -> String {
+    match g.spread {
+        Some(s) if s.runs >= 2 && is_ms(g) => format!("{:.2}–{:.2} ms", s.min, s.max),
+        s => fmt_spread(s),
+    }
+}
+
+/// Whether the goal's figure is an absolute time in ms (the recovery goal), not a ratio.
+fn is_ms(g: &Goal) -> bool {
+    g.target.ends_with("ms")
+}
+
+/// "met", "MISSED" or "n/a", with how many runs met the target: "MISSED (2/5 runs met)".
+pub fn goal_verdict(g: &Goal) -> String {
+    let word = match g.met {
         Some(true) => "met",
         Some(false) => "MISSED",
         None => "n/a",
     };
-    [g.id.clone(), g.what.clone(), g.target.clone(), v, format!("{met} ({})", g.note)]
+    match g.runs_met {
+        Some((k, n)) if n >= 2 && g.met.is_some() => format!("{word} ({k}/{n} runs met)"),
+        _ => word.into(),
+    }
+}
+
+/// "25 of 30 goals met, 4 missed, 1 not measured".
+pub fn goals_summary(goals: &[Goal]) -> String {
+    let met = goals.iter().filter(|g| g.met == Some(true)).count();
+    let missed = goals.iter().filter(|g| g.met == Some(false)).count();
+    let na = goals.len() - met - missed;
+    let mut s = format!("{met} of {} goals met, {missed} missed", goals.len());
+    if na > 0 {
+        let _ = write!(s, ", {na} not measured");
+    }
+    s
+}
+
+fn goal_line(g: &Goal) -> [String; 6] {
+    [
+        g.id.clone(),
+        g.what.clone(),
+        g.target.clone(),
+        goal_value_text(g),
+        goal_spread_text(g),
+        format!("{}; {}", goal_verdict(g), g.note),
+    ]
 }
 
 /// The goals as a terminal table.
 pub fn render_goals_text(goals: &[Goal]) -> String {
-    let mut out = String::from("\n== Goals (ratios from this run)\n");
-    let lines: Vec<[String; 5]> = goals.iter().map(goal_line).collect();
+    let mut out = format!("\n== Goals ({}; ratios from this run)\n", goals_summary(goals));
+    let mut lines: Vec<[String; 6]> = vec![[
+        String::new(),
+        String::new(),
+        "target".into(),
+        "median".into(),
+        "spread".into(),
+        String::new(),
+    ]];
+    lines.extend(goals.iter().map(goal_line));
     let w: Vec<usize> =
-        (0..5).map(|i| lines.iter().map(|l| width(&l[i])).max().unwrap_or(0)).collect();
+        (0..6).map(|i| lines.iter().map(|l| width(&l[i])).max().unwrap_or(0)).collect();
     for l in &lines {
         let mut s = String::from("  ");
         for (i, c) in l.iter().enumerate() {
-            s.push_str(c);
+            let pad = " ".repeat(w[i].saturating_sub(width(c)));
+            // Figures right-aligned, words left-aligned.
+            if (3..5).contains(&i) {
+                s.push_str(&pad);
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                if i + 1 < l.len() {
+                    s.push_str(&pad);
+                }
+            }
             if i + 1 < l.len() {
-                s.push_str(&" ".repeat(w[i].saturating_sub(width(c)) + 2));
+                s.push_str("  ");
             }
         }
         let _ = writeln!(out, "{}", s.trim_end());
@@ -815,13 +1068,10 @@ pub fn render_goals_text(goals: &[Goal]) -> String {
     out
 }
 
-/// The whole report as Markdown.
-pub fn render_markdown(r: &Report) -> String {
-    let mut out = String::from("# ipc-bench report\n\n");
-    let m = &r.machine;
-    let _ = writeln!(
-        out,
-        "Machine: {} · {} CPUs usable · kernel {} · {}{} · {} RAM{}.\n",
+/// The machine in one sentence.
+pub fn machine_text(m: &Machine) -> String {
+    format!(
+        "{} · {} CPUs usable · kernel {} · {}{} · {} RAM{}",
         m.cpu,
         m.cpus,
         m.kernel,
@@ -829,31 +1079,49 @@ pub fn render_markdown(r: &Report) -> String {
         if m.idle.is_empty() { String::new() } else { format!(" ({})", m.idle) },
         m.memory,
         m.python.as_ref().map(|p| format!(" · {p}")).unwrap_or_default(),
+    )
+}
+
+/// The run's settings in one sentence.
+pub fn run_text(r: &RunInfo) -> String {
+    format!(
+        "{} interleaved runs{}, {:.0} ms measuring budget per row and run (+10% warm-up){}; took {:.0} s",
+        r.runs,
+        if r.quick { " (--quick)" } else { "" },
+        r.budget_ms,
+        if r.filters.is_empty() { String::new() } else { format!(", filter {:?}", r.filters) },
+        r.elapsed_s,
+    )
+}
+
+/// The whole report as Markdown: the goals first, then the chart, the tables and the method.
+pub fn render_markdown(r: &Report) -> String {
+    let mut out = String::from("# ipc-bench report\n\n");
+    let _ = writeln!(out, "Run: {}. Machine: {}.\n", run_text(&r.run), machine_text(&r.machine));
+    let _ = writeln!(out, "## Goals: {}\n", goals_summary(&r.goals));
+    out.push_str(
+        "Median of the per-run ratios; spread = the smallest and largest per-run ratio (a miss \
+         whose spread reaches the target is within this machine's run-to-run noise).\n\n",
     );
-    let _ = writeln!(
-        out,
-        "Run: {} interleaved runs{}, {:.0} ms measuring budget per row and run (+10% warm-up){}; took {:.0} s.\n",
-        r.run.runs,
-        if r.run.quick { " (--quick)" } else { "" },
-        r.run.budget_ms,
-        if r.run.filters.is_empty() {
-            String::new()
-        } else {
-            format!(", filter {:?}", r.run.filters)
-        },
-        r.run.elapsed_s,
+    out.push_str(
+        "| goal | what | target | median | spread | verdict; how |\n|---|---|---:|---:|---:|---|\n",
     );
-    out.push_str(METHOD);
-    out.push_str("\n## Goals\n\n| goal | what | target | this run | |\n|---|---|---:|---:|---|\n");
     for g in &r.goals {
-        let l = goal_line(g);
-        let _ = writeln!(out, "| {} | {} | {} | {} | {} |", l[0], l[1], l[2], l[3], l[4]);
+        let l = goal_line(g).map(|c| c.replace('|', "\\|"));
+        let _ =
+            writeln!(out, "| {} | {} | {} | {} | {} | {} |", l[0], l[1], l[2], l[3], l[4], l[5]);
     }
+    out.push_str(
+        "\n## Chart\n\n![Every row as its ratio to its group's floor, one panel per family \
+         (chart.svg; report.html has it inline)](chart.svg)\n",
+    );
     out.push_str("\n## Tables\n\n");
     for g in &r.groups {
         out.push_str(&render_md(g));
         out.push('\n');
     }
+    out.push_str("## How to read it\n\n");
+    out.push_str(METHOD);
     out
 }
 
@@ -862,8 +1130,9 @@ pub const METHOD: &str = "\
 How to read it: every figure is the median over the interleaved runs (each run measures every
 row of a group once, alternating the order). Latency figures are round trips (RTT) between two
 real processes (threads only where a row says so); one-way is RTT/2, labelled. `vs floor` is
-the median over runs of (row / floor of the same run); `vs best peer` the same against the best
-peer row of the group. For times lower is better; for throughput (GiB/s, bytes over the median
+the median over runs of (row / floor of the same run), `spread` the smallest and largest of those
+per-run ratios (a miss whose spread reaches the target is run-to-run noise); `vs best peer` is
+the same median against the best peer row of the group. For times lower is better; for throughput (GiB/s, bytes over the median
 sample time) higher is better, so a throughput ratio of 0.9x means 90% of the reference.
 Placements: X = cpu0/cpu1, S = both on cpu0, U = unpinned. Figures marked * come from batched
 samples (a sample is the mean of a batch of operations, which keeps the ~20 ns clock cost out of
