@@ -49,6 +49,30 @@
 //! - [`liveness`]: owner ids for lock words and ledgers, and `is_alive` answered by a lock
 //!   the kernel releases when a process dies, immune to pid reuse and correct across fork.
 //!
+//! # Interop with Python's `SharedMemory`
+//! A named segment is a plain POSIX shm object: Python opens it with
+//! `multiprocessing.shared_memory.SharedMemory(name="jobs")` (the same name, without a
+//! leading `/`). One trap: Python 3.11 and 3.12 register every `SharedMemory` they open, even
+//! without `create=True`, with their *resource tracker*, which **unlinks the segment when
+//! that Python process exits** and warns of a "leaked shared_memory object". A Python reader
+//! of a Rust-owned segment must opt out:
+//!
+//! ```python
+//! import sys
+//! from multiprocessing import shared_memory, resource_tracker
+//! if sys.version_info >= (3, 13):
+//!     shm = shared_memory.SharedMemory(name="jobs", track=False)
+//! else:
+//!     shm = shared_memory.SharedMemory(name="jobs")
+//!     resource_tracker.unregister(shm._name, "shared_memory")
+//! data = bytes(shm.buf[:5])
+//! shm.close()  # never shm.unlink(): the Rust creator removes the name
+//! ```
+//!
+//! Python's segments are created with mode 0600 by the same user, which [`Shm::open`]
+//! accepts; the header-bearing objects ([`Shared`], the queues, the locks) are for Rust
+//! peers, raw [`Shm`] bytes for Python ones.
+//!
 //! # Threat model: what a peer can and cannot do
 //! A *peer* is any other process that maps the same segment, and any second mapping of it in
 //! this process (`Shm::open` of the same name, `Shm::from_fd` of a duplicated fd). A peer

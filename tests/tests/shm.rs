@@ -1039,3 +1039,60 @@ fn a_forked_child_dropping_the_creators_handle_keeps_the_name() {
     drop((shm, counter));
     assert!(audit::shm_entries(&name).is_empty() && audit::shm_entries(&typed).is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// Python's SharedMemory and its resource tracker
+
+fn python(script: &str, name: &str) -> std::process::Output {
+    std::process::Command::new("python3").arg("-c").arg(script).arg(name).output().expect("python3")
+}
+
+/// A Python reader of a Rust-created segment: Python 3.11/3.12's resource tracker unlinks a
+/// segment that a reader merely opened, when that reader exits (and warns of a "leak"). The
+/// documented fix (unregister it, or `track=False` on 3.13+) keeps it.
+#[test]
+fn python_reads_a_rust_segment_and_the_documented_fix_keeps_it() {
+    let _w = watchdog(Duration::from_secs(60), "python shm");
+    if std::process::Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let read = "import sys\n\
+                from multiprocessing import shared_memory\n\
+                shm = shared_memory.SharedMemory(name=sys.argv[1])\n\
+                assert bytes(shm.buf[:5]) == b'hello', bytes(shm.buf[:5])\n\
+                shm.buf[5:10] = b'world'\n";
+    let fix = "from multiprocessing import resource_tracker\n\
+               if sys.version_info >= (3, 13):\n\
+               \x20   pass  # SharedMemory(name, track=False) says it at open\n\
+               else:\n\
+               \x20   resource_tracker.unregister(shm._name, 'shared_memory')\n";
+    let close = "shm.close()\n";
+    // Without the fix: the tracker removes the Rust process's segment.
+    let name = unique_name("py-naive");
+    let mut seg = Shm::create(&name, 4096).unwrap();
+    seg.write_at(0, b"hello").unwrap();
+    let out = python(&format!("{read}{close}"), &name);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let naive_unlinked = Shm::open(&name).is_err();
+    eprintln!(
+        "python without the fix: segment {} ({})",
+        if naive_unlinked { "unlinked by its resource tracker" } else { "kept" },
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    drop(seg);
+    // With the fix, as the ipc-shm docs give it.
+    let name = unique_name("py-fixed");
+    let mut seg = Shm::create(&name, 4096).unwrap();
+    seg.write_at(0, b"hello").unwrap();
+    let out = python(&format!("{read}{fix}{close}"), &name);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("leaked"), "the tracker still warns: {stderr}");
+    let mut again = Shm::open(&name).expect("the documented fix keeps the segment");
+    let mut b = [0u8; 10];
+    again.read_at(0, &mut b).unwrap();
+    assert_eq!(&b, b"helloworld");
+    drop((again, seg));
+    assert!(audit::shm_entries(&name).is_empty());
+}
