@@ -91,6 +91,17 @@ pub enum Error {
         /// The queue.
         name: String,
     },
+    /// A typed value could not be encoded, or a received message is not a valid encoding of
+    /// the type asked for (features `serde`).
+    #[error("{op} queue {name:?}: {reason}")]
+    Codec {
+        /// The operation (`send_value on`, `recv_value on`, ...).
+        op: &'static str,
+        /// The queue.
+        name: String,
+        /// What the codec said.
+        reason: String,
+    },
     /// A `try_send` refused (through `?`).
     #[error(transparent)]
     TrySend(#[from] TrySendError),

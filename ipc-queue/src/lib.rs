@@ -168,6 +168,12 @@
 //! slot at all: its sends and receives fail with `Unregistered`, because a slot claimed
 //! without an owner could never be recovered if that process died.
 //!
+//! # Features
+//! | feature | adds |
+//! |---|---|
+//! | `serde` | `send_value` / `try_send_value` / `send_value_timeout` and `recv_value` / `try_recv_value` / `recv_value_timeout` on [`Queue`] (and the SPSC [`Sender`] / [`Receiver`]): any `Serialize` value, postcard-encoded straight into a slot, so a queue of objects is one call, as in Python |
+//! | `crashpoints` | named crash points for fault tests |
+//!
 //! # Where unsafe lives
 //! `region.rs` (the `&Ctrl`/`&SlotHdr` views of the mapping, payload copies, prefetch hints),
 //! the lending guards' `Deref` in `queue.rs` and `spsc.rs`, and in `spsc.rs` taking the
@@ -195,6 +201,8 @@ mod queue;
 mod spsc;
 #[cfg(not(ipc_loom))]
 mod typed;
+#[cfg(feature = "serde")]
+mod value;
 
 #[cfg(ipc_loom)]
 pub mod model;

@@ -363,6 +363,15 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// Largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.inner.cfg().max_message as usize
+    }
+
+    pub(crate) fn queue_name(&self) -> &str {
+        self.inner.name()
+    }
+
     /// The next slot for a message of `len` bytes: the common case inline (one compare
     /// against the cached tail), everything else out of line.
     #[inline]
@@ -689,6 +698,15 @@ enum Nothing {
 }
 
 impl Receiver {
+    /// Largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.inner.cfg().max_message as usize
+    }
+
+    pub(crate) fn queue_name(&self) -> &str {
+        self.inner.name()
+    }
+
     /// The next message's position and validated length: the stamp of the slot at our
     /// tail decides (the producer's head is not read: polling it would pull the line the
     /// producer writes on every message). The common cases inline, the rest out of line.

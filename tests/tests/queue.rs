@@ -959,3 +959,45 @@ fn a_forked_child_dropping_the_creators_queue_keeps_the_name() {
     drop((q, opened, s));
     assert!(audit::shm_entries(&name).is_empty() && audit::shm_entries(&spsc).is_empty());
 }
+
+/// A queue of objects, as a Python user would write it: structs in, structs out, across
+/// processes; a message that is not a `Job` is a typed error, not a panic.
+#[test]
+fn typed_values_cross_processes() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Job {
+        id: u32,
+        path: String,
+        sizes: Vec<u64>,
+    }
+    let _w = watchdog(Duration::from_secs(60), "typed values");
+    let jobs = Queue::anonymous(8, 256).unwrap();
+    let done = Queue::anonymous(8, 256).unwrap();
+    let mut worker = fork(|| -> Result<(), ipc_queue::Error> {
+        for _ in 0..20 {
+            let job: Job = jobs.recv_value_timeout(LINE)?;
+            done.send_value(&(job.id, job.sizes.iter().sum::<u64>()))?;
+        }
+        Ok(())
+    });
+    for id in 0..20u32 {
+        let job = Job { id, path: format!("/data/{id}.txt"), sizes: vec![u64::from(id); 3] };
+        jobs.send_value(&job).unwrap();
+        let (got, sum): (u32, u64) = done.recv_value_timeout(LINE).unwrap();
+        assert_eq!((got, sum), (id, 3 * u64::from(id)));
+    }
+    worker.assert_success();
+    // Too big for a slot: refused before anything is published, with both sizes.
+    let big = Job { id: 0, path: "x".repeat(300), sizes: vec![] };
+    let e = jobs.try_send_value(&big).unwrap_err();
+    assert!(e.to_string().contains("exceeds the queue's limit of 256 bytes"), "{e}");
+    assert_eq!(
+        jobs.try_recv(),
+        Err(ipc_queue::TryRecvError::Empty),
+        "a partial value was published"
+    );
+    // Bytes that are not a Job: a codec error naming the operation.
+    jobs.send(&[0xff; 10]).unwrap();
+    let e = jobs.try_recv_value::<Job>().unwrap_err();
+    assert!(matches!(e, ipc_queue::Error::Codec { .. }), "{e}");
+}
