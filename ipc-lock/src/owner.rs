@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering as StdOrdering};
 use std::time::{Duration, Instant};
 
-use ipc_shm::liveness::{self, OwnerId};
+use ipc_shm::liveness;
 use rustix::time::{ClockId, clock_getres, clock_gettime};
 
 use crate::error::{LockError, TryLockError};
@@ -204,14 +204,13 @@ impl Liveness for System {
     }
 
     fn status(&self, owner: u32) -> Result<OwnerStatus, ipc_shm::Error> {
-        let Some(id) = OwnerId::from_raw(owner) else { return Ok(OwnerStatus::Invalid) };
-        // A slot of the registry that never held a process (pid 0) cannot have produced this
-        // id: a garbage word, not a dead owner. (A slot that did hold one may have been reused
-        // since; liveness then reports the id dead, and it is treated as a dead owner.)
-        if liveness::pid_hint(id) == Some(0) {
-            return Ok(OwnerStatus::Invalid);
-        }
-        Ok(if liveness::is_alive(id)? { OwnerStatus::Alive } else { OwnerStatus::Dead })
+        // The family's one rule: only Dead is a death. Unknown (a garbage id, a slot never
+        // used, the registry unavailable) keeps the waiter waiting until its deadline.
+        Ok(match liveness::status_raw(owner) {
+            liveness::Status::Alive => OwnerStatus::Alive,
+            liveness::Status::Dead => OwnerStatus::Dead,
+            liveness::Status::Unknown => OwnerStatus::Invalid,
+        })
     }
 }
 

@@ -32,7 +32,7 @@ pub(crate) fn kind(flavour: Flavour) -> ObjectKind {
         Flavour::Mpmc => ipc_shm::named_tag("ipc-queue MPMC queue"),
         Flavour::Spsc => ipc_shm::named_tag("ipc-queue SPSC queue"),
     };
-    ObjectKind { tag, version: ring::LAYOUT_VERSION, align: 128 }
+    ObjectKind { tag, version: ring::LAYOUT_VERSION, align: 128, owner_ids: true }
 }
 
 /// How to get a queue segment.

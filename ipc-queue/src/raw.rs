@@ -296,8 +296,8 @@ pub(crate) fn recover(r: &Region, pos: u64, word: u64) -> bool {
     if w.owner == 0 || (w.state != WRITING && w.state != READING) {
         return false;
     }
-    // A liveness error (registry unavailable) counts as alive: never reclaim on doubt.
-    if !matches!(ipc_shm::liveness::is_alive_raw(w.owner), Ok(false)) {
+    // Only a Dead owner is reclaimed: Unknown (garbage, registry unavailable) never is.
+    if ipc_shm::liveness::status_raw(w.owner) != ipc_shm::liveness::Status::Dead {
         return false;
     }
     let slot = r.slot(pos);

@@ -107,7 +107,7 @@ fn holder_died(word: &AtomicU32) -> bool {
     // Acquire: pairs with the AcqRel CAS of `take_role` (a new holder's attach) and the
     // Release of `give_role`; messages and freed slots are ordered by stamps and indices.
     let holder = word.load(Ordering::Acquire);
-    holder != 0 && matches!(liveness::is_alive_raw(holder), Ok(false))
+    holder != 0 && liveness::status_raw(holder) == liveness::Status::Dead
 }
 
 fn take_role(inner: &Inner, op: &'static str, role: &'static str, word: &AtomicU32) -> Result<u32> {
@@ -122,7 +122,7 @@ fn take_role(inner: &Inner, op: &'static str, role: &'static str, word: &AtomicU
         if cur == me {
             return Err(taken(cur));
         }
-        if cur != 0 && !matches!(liveness::is_alive_raw(cur), Ok(false)) {
+        if cur != 0 && liveness::status_raw(cur) != liveness::Status::Dead {
             return Err(taken(cur));
         }
         // AcqRel: Acquire as above; Release publishes nothing yet but keeps the pair uniform.
@@ -368,6 +368,7 @@ impl Sender {
         self.inner.cfg().max_message as usize
     }
 
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
     pub(crate) fn queue_name(&self) -> &str {
         self.inner.name()
     }
@@ -703,6 +704,7 @@ impl Receiver {
         self.inner.cfg().max_message as usize
     }
 
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
     pub(crate) fn queue_name(&self) -> &str {
         self.inner.name()
     }

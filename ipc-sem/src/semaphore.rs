@@ -19,7 +19,7 @@
 //! reclaimed, `available + held_by_live == permits`.
 //!
 //! A dead holder's words are reclaimed by the next acquirer that finds no free permit (it
-//! asks [`liveness::is_alive`](ipc_shm::liveness::is_alive) about each holder, ~1 µs each, on
+//! asks [`liveness::status`](ipc_shm::liveness::status) about each holder, ~1 µs each, on
 //! that slow path only), by a sleeping waiter every [poll interval](crate::wait::POLL), or by
 //! [`Semaphore::recover`]. The reclaimer takes the word over with one CAS `dead -> me`, so two
 //! reclaimers never both get it. A word holding a value that cannot be an owner id (a peer's

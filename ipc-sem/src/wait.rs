@@ -69,11 +69,11 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-/// Whether the owner `raw` (a word read from shared memory) is alive. An error asking
-/// (registry trouble) counts as alive: nothing is ever reclaimed or broken on a doubt.
+/// Whether the owner `raw` (a word read from shared memory) may be alive: only a `Dead`
+/// status says no; `Unknown` (garbage, registry trouble) never reclaims or breaks anything.
 #[cfg(not(ipc_loom))]
 pub(crate) fn is_alive(raw: u32) -> bool {
-    ipc_shm::liveness::is_alive_raw(raw).unwrap_or(true)
+    ipc_shm::liveness::status_raw(raw) != ipc_shm::liveness::Status::Dead
 }
 
 /// Under loom every owner is alive except [`LOOM_DEAD_OWNER`], which models a killed one.

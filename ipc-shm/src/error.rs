@@ -136,6 +136,26 @@ pub enum Error {
         #[source]
         source: HeaderError,
     },
+    /// The object stores liveness owner ids made under another liveness registry than this
+    /// process's: they cannot be checked here (a live owner could be taken for dead), so the
+    /// object is refused. See `ipc_shm::liveness` for when this happens and what to do.
+    #[error(
+        "{op} shm segment {name:?}: made under liveness registry {found:#010x}, but this process \
+         uses registry {ours:#010x}, so the owner ids in it cannot be checked here: processes \
+         that share it must share one registry (the same user and /dev/shm; set \
+         IPC_LIVENESS_REGISTRY to the same name in each; a registry removed under running \
+         processes, e.g. by systemd's RemoveIPC, is re-created with a new id for new processes)"
+    )]
+    ForeignRegistry {
+        /// The operation.
+        op: &'static str,
+        /// The segment.
+        name: String,
+        /// The registry id recorded in the object.
+        found: u32,
+        /// Ours.
+        ours: u32,
+    },
     /// A passed fd is not a memfd sealed against shrinking (a peer could truncate it under us).
     #[error("{op} shm segment {name:?}: fd is not sealed against shrinking")]
     NotSealed {
@@ -203,6 +223,7 @@ impl Error {
             | Error::InitTimeout { op, name, .. }
             | Error::Incompatible { op, name, .. }
             | Error::NotSealed { op, name }
+            | Error::ForeignRegistry { op, name, .. }
             | Error::OutOfBounds { op, name, .. }
             | Error::Io { op, name, .. } => format!("{op} shm segment {name:?}: "),
         };

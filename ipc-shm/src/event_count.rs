@@ -1,28 +1,62 @@
-//! [`EventCount`]: the waiter-flag helper. A waiter sleeps until a condition over *other*
-//! shared state holds; a notifier pays one atomic instruction and no syscall unless someone
-//! sleeps (an unconditional `FUTEX_WAKE` costs ~130 ns here, half a cross-core round trip).
+//! [`EventCount`]: the one waiter word of the family. A waiter sleeps until a condition over
+//! *other* shared state holds; a notifier pays no syscall, and usually no locked instruction,
+//! unless someone sleeps (an unconditional `FUTEX_WAKE` costs ~130 ns here, half a
+//! cross-core round trip). Queues, condition variables, semaphores, events and barriers all
+//! wait through it.
 //!
-//! State table of the word:
+//! Two words in shared memory: `sleepers` (how many waiters may be asleep, plus the sticky
+//! [`FALLBACK`] bit) and `seq` (the futex word, bumped by every notify that found sleepers).
+//! A waiter announces itself in `sleepers`, re-checks its condition and sleeps on `seq`; a
+//! notifier, after publishing its change, wakes only if `sleepers` is non-zero. All-zero is
+//! the initial state, so an `EventCount` can sit in any zeroed shared struct.
 //!
-//! | bits | meaning |
-//! |---|---|
-//! | 0 (`SLEEPERS`) | at least one waiter may be asleep on the word |
-//! | 1..32 | epoch, bumped by every notify that found `SLEEPERS` |
+//! That is the store-buffer pattern: the notifier stores the data then loads `sleepers`, the
+//! waiter stores `sleepers` then loads the data, and without a StoreLoad barrier on *both*
+//! sides both can miss each other. Two ways to pay for the notifier's barrier:
 //!
-//! All-zero is the initial state, so an `EventCount` can sit in any zeroed shared struct.
+//! - **membarrier (Linux >= 4.16)**: every process registers for
+//!   `MEMBARRIER_CMD_GLOBAL_EXPEDITED` once (on its first notify); a waiter, on its way to
+//!   sleep (the slow path), calls `membarrier(GLOBAL_EXPEDITED)`, which runs a full barrier
+//!   on every CPU currently running a registered process. The notifier's fast path is then a
+//!   compiler fence and a plain load of a line it shares read-only: no locked instruction.
+//!   (The asymmetric Dekker of liburcu and folly's `asymmetricHeavyBarrier`.)
+//! - **fallback** (registration refused, and under loom): the notifier reads `sleepers` with
+//!   an RMW (`fetch_add(0, AcqRel)`), which is ordered against the waiter's RMW on the same
+//!   word: either the notifier's RMW sees the waiter, or the waiter's RMW reads from it and
+//!   so acquires the notifier's data store. This is the variant the loom models check.
+//!
+//! **Processes of both kinds on one word.** Whether membarrier works is a property of each
+//! process (a seccomp sandbox may forbid it to one of them), so a registered notifier may face
+//! a waiter that can issue no barrier. Such a waiter sets the sticky [`FALLBACK`] bit before
+//! it announces itself; a registered notifier that sees the bit takes the RMW path, which is
+//! correct whatever the waiter did. The waiter's announcement may not yet be visible to a
+//! notifier racing with it, so the waiter also caps each sleep at [`FALLBACK_SLICE`]: a
+//! wake-up lost in that race costs one slice at most, never a hang.
+//!
+//! A forked child inherits the registration (it is per address space and fork copies it).
+//!
+//! | word | bits | meaning |
+//! |---|---|---|
+//! | `seq` | 0..32 | bumped by every notify that found sleepers (the futex word) |
+//! | `sleepers` | 0..31 | waiters that may be asleep |
+//! | `sleepers` | 31 ([`FALLBACK`]) | some waiter cannot issue membarrier: notify with an RMW |
 
-use std::time::Instant;
+use std::time::Duration;
 
-use crate::futex::{self, WaitResult};
+use crate::deadline::Deadline;
+use crate::futex;
 use crate::sync::atomic::{AtomicU32, Ordering};
 
-const SLEEPERS: u32 = 1;
-const EPOCH: u32 = 2;
+/// Sticky bit of `sleepers`: some waiter of this word cannot issue membarrier, so notifiers
+/// must use the RMW path. The low bits count the sleepers.
+pub const FALLBACK: u32 = 1 << 31;
+/// The longest sleep of a waiter that cannot issue membarrier (see the module docs).
+pub const FALLBACK_SLICE: Duration = Duration::from_millis(10);
 
-/// An event count over one `u32` word in shared memory. See the module docs.
+/// The waiter word. See the module docs.
 ///
 /// ```
-/// use ipc_shm::EventCount;
+/// use ipc_shm::{Deadline, EventCount};
 /// use std::sync::atomic::{AtomicU32, Ordering};
 ///
 /// let ready = AtomicU32::new(0);
@@ -32,93 +66,146 @@ const EPOCH: u32 = 2;
 ///         ready.store(1, Ordering::Release);
 ///         ec.notify_all();
 ///     });
-///     assert!(ec.wait_until(|| ready.load(Ordering::Acquire) == 1, None));
+///     assert!(ec.wait_until(|| ready.load(Ordering::Acquire) == 1, Deadline::NEVER));
 /// });
 /// ```
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct EventCount {
-    word: AtomicU32,
+    seq: AtomicU32,
+    sleepers: AtomicU32,
 }
 
 #[cfg(not(ipc_loom))] // loom atomics are bigger
-const _: () = assert!(size_of::<EventCount>() == 4);
+const _: () = assert!(size_of::<EventCount>() == 8);
 
 impl EventCount {
     /// A new event count (all zero).
     #[cfg(not(ipc_loom))]
     pub const fn new() -> Self {
-        EventCount { word: AtomicU32::new(0) }
+        EventCount { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
     }
 
     /// A new event count (all zero).
     #[cfg(ipc_loom)]
     pub fn new() -> Self {
-        EventCount { word: AtomicU32::new(0) }
+        EventCount { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
     }
 
-    /// Block until `ready()` returns true (then `true`) or the deadline passes (then the last
-    /// value of `ready()`). `ready` is called again after every wake-up, spurious or not.
+    /// Wake every sleeper, if any. Call after the state change is published (a Release
+    /// store or RMW of it).
+    #[inline]
+    pub fn notify_all(&self) {
+        if self.may_have_sleepers() {
+            self.wake(u32::MAX);
+        }
+    }
+
+    /// Wake one sleeper, if any (for a change only one waiter can use: one permit, one
+    /// slot). A waiter woken for nothing re-checks and sleeps again.
+    #[inline]
+    pub fn notify_one(&self) {
+        if self.may_have_sleepers() {
+            self.wake(1);
+        }
+    }
+
+    #[cold]
+    fn wake(&self, n: u32) {
+        // Release: pairs with the Acquire load of `seq` in `wait`; the bump makes a waiter
+        // that read the old value return from FUTEX_WAIT at once instead of sleeping.
+        self.seq.fetch_add(1, Ordering::Release);
+        if n == 1 {
+            futex::wake_one(&self.seq);
+        } else {
+            futex::wake_all(&self.seq);
+        }
+    }
+
+    #[inline]
+    fn may_have_sleepers(&self) -> bool {
+        #[cfg(not(ipc_loom))]
+        if crate::sys::membarrier_registered() {
+            // The waiter's membarrier(GLOBAL_EXPEDITED) supplies the StoreLoad barrier for
+            // this side: a compiler fence keeps the data store before this load here.
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            // Relaxed: ordered by the membarrier protocol described in the module docs.
+            let s = self.sleepers.load(Ordering::Relaxed);
+            if s & FALLBACK == 0 {
+                return s != 0;
+            }
+            // A waiter that cannot issue the barrier uses this word: the RMW path below.
+        }
+        // AcqRel: an RMW on `sleepers` is ordered against the waiter's RMW on it (see the
+        // module docs); Release publishes our data store to a waiter that reads from us.
+        self.sleepers.fetch_add(0, Ordering::AcqRel) & !FALLBACK != 0
+    }
+
+    /// Sleep until `ready()` (checked after announcing ourselves) or `until`; returns the
+    /// last value of `ready()`. One sleep at most (it may end early, spuriously, or at a
+    /// [`FALLBACK_SLICE`]): callers loop, or use [`wait_until`](Self::wait_until).
     ///
-    /// The notifier must make `ready()` true *before* calling [`notify_all`](Self::notify_all)
-    /// or [`notify_one`](Self::notify_one). `ready` must be exact: `false` only when the
-    /// condition does not hold (a condition that takes a token with a CAS must retry a failed
-    /// CAS, not report `false`, or the wake-up meant for it is lost).
-    pub fn wait_until(&self, mut ready: impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
+    /// The notifier must make `ready()` true *before* it notifies, and `ready` must be exact:
+    /// `false` only when the condition does not hold.
+    pub fn wait(&self, mut ready: impl FnMut() -> bool, until: Deadline) -> bool {
+        // Acquire: pairs with the Release bump in `wake`.
+        let seq = self.seq.load(Ordering::Acquire);
+        // AcqRel: the announcement; ordered against the notifier's RMW in the fallback, and
+        // followed by the heavy barrier in the membarrier mode.
+        let before = self.sleepers.fetch_add(1, Ordering::AcqRel);
+        #[cfg(not(ipc_loom))]
+        let until = if crate::sys::heavy_barrier() {
+            until
+        } else {
+            if before & FALLBACK == 0 {
+                // AcqRel: as the announcement; sticky, so registered notifiers take the RMW
+                // path from now on.
+                self.sleepers.fetch_or(FALLBACK, Ordering::AcqRel);
+            }
+            // A racing notifier may have missed the announcement: never sleep long.
+            until.earliest(Deadline::after(FALLBACK_SLICE))
+        };
+        #[cfg(ipc_loom)]
+        let _ = before;
+        let mut ok = ready();
+        if !ok {
+            let _ = futex::wait(&self.seq, seq, until.instant());
+            ok = ready();
+        }
+        // Release: nothing to publish really; the count is a hint for notifiers.
+        self.sleepers.fetch_sub(1, Ordering::Release);
+        ok
+    }
+
+    /// Block until `ready()` returns true (then `true`) or `until` passes (then the last
+    /// value of `ready()`). `ready` is called again after every wake-up, spurious or not.
+    pub fn wait_until(&self, mut ready: impl FnMut() -> bool, until: Deadline) -> bool {
         loop {
             if ready() {
                 return true;
             }
-            // AcqRel: the RMW orders against the notifier's RMW on the same word. Either ours
-            // comes first in the word's modification order (the notifier then sees SLEEPERS
-            // and wakes us) or the notifier's comes first (we then acquire its Release and the
-            // re-check below sees its state change). No SeqCst fence needed.
-            let armed = self.word.fetch_or(SLEEPERS, Ordering::AcqRel) | SLEEPERS;
-            if ready() {
+            if self.wait(&mut ready, until) {
                 return true;
             }
-            if futex::wait(&self.word, armed, deadline) == WaitResult::TimedOut {
+            if until.has_passed() {
+                return ready();
+            }
+            #[cfg(ipc_loom)]
+            if !until.is_never() {
+                // No clock under loom: a timed wait times out at once.
                 return ready();
             }
         }
     }
 
-    /// Wake every sleeping waiter; one RMW and no syscall when nobody sleeps.
-    pub fn notify_all(&self) {
-        // AcqRel: Release publishes the caller's state change to a waiter whose arming RMW
-        // reads from this one; pairs with the AcqRel `fetch_or` in `wait_until`.
-        let mut cur = self.word.fetch_or(0, Ordering::AcqRel);
-        loop {
-            if cur & SLEEPERS == 0 {
-                return;
-            }
-            let next = cur.wrapping_add(EPOCH) & !SLEEPERS;
-            // AcqRel: same pairing as above; failure is Relaxed, we only retry.
-            match self.word.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(actual) => cur = actual,
-            }
-        }
-        futex::wake_all(&self.word);
-    }
-
-    /// Wake one sleeping waiter; one RMW and no syscall when nobody sleeps. The flag stays set
-    /// (others may still sleep), so later notifies keep waking until a `notify_all`.
-    pub fn notify_one(&self) {
-        // AcqRel: as in `notify_all`.
-        let cur = self.word.fetch_or(0, Ordering::AcqRel);
-        if cur & SLEEPERS == 0 {
-            return;
-        }
-        // AcqRel: as above; bumping the epoch makes a waiter that is about to sleep on the old
-        // value return at once instead of sleeping through this wake.
-        self.word.fetch_add(EPOCH, Ordering::AcqRel);
-        futex::wake_one(&self.word);
-    }
-
     /// Whether a waiter may be asleep (a hint, for statistics and tests).
     pub fn has_sleepers(&self) -> bool {
         // Relaxed: a hint only.
-        self.word.load(Ordering::Relaxed) & SLEEPERS != 0
+        self.sleepers.load(Ordering::Relaxed) & !FALLBACK != 0
+    }
+
+    /// The futex word (`seq`): it changes with every notify that found sleepers.
+    pub fn seq_word(&self) -> &AtomicU32 {
+        &self.seq
     }
 }

@@ -14,7 +14,7 @@
 //! | 40 | `body_offset: u64` | where the object starts; a multiple of its alignment |
 //! | 48 | `body_len: u64` | the object's length |
 //! | 56 | `body_align: u32` | the object's alignment |
-//! | 60 | `reserved: u32` | zero |
+//! | 60 | `registry: u32` | id of the liveness registry the owner ids in this object mean something in (0: none recorded) |
 //!
 //! A reader loads `state` with Acquire, then copies the 64 bytes into private memory and
 //! decodes *that copy* ([`decode`], [`validate`]); nothing is read twice from the segment.
@@ -25,7 +25,7 @@
 /// `"IPCSHM\0\x01"` read as a native-endian u64.
 pub const MAGIC: u64 = u64::from_ne_bytes(*b"IPCSHM\x00\x01");
 /// Version of this header layout.
-pub const HEADER_VERSION: u32 = 1;
+pub const HEADER_VERSION: u32 = 2;
 /// Length of the header in bytes.
 pub const HEADER_LEN: usize = 64;
 /// Largest body alignment accepted (a page: mappings are page-aligned).
@@ -66,8 +66,9 @@ pub struct HeaderFields {
     pub body_len: u64,
     /// Alignment of the object.
     pub body_align: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// The creator's liveness registry id (0: none); checked at open by objects that store
+    /// owner ids (see `liveness`).
+    pub registry: u32,
 }
 
 /// What an object is: checked against every header at open.
@@ -79,6 +80,10 @@ pub struct ObjectKind {
     pub version: u32,
     /// Alignment of the body (a power of two, at most [`MAX_ALIGN`]).
     pub align: usize,
+    /// Whether the object stores liveness owner ids (lock words, permit ledgers, queue
+    /// slots): then `open` refuses it in a process of another liveness registry, where those
+    /// ids mean nothing.
+    pub owner_ids: bool,
 }
 
 /// Where the object lies in the segment, once validated.
@@ -176,12 +181,6 @@ pub enum HeaderError {
         /// Segment length.
         total: u64,
     },
-    /// Reserved bits set.
-    #[error("reserved field is {found:#x}, expected 0")]
-    Reserved {
-        /// Value found.
-        found: u32,
-    },
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -220,7 +219,7 @@ pub fn decode(bytes: &[u8]) -> Result<HeaderFields, HeaderError> {
         body_offset: u64_at(bytes, 40),
         body_len: u64_at(bytes, 48),
         body_align: u32_at(bytes, 56),
-        reserved: u32_at(bytes, 60),
+        registry: u32_at(bytes, 60),
     };
     if fields.magic != MAGIC {
         return Err(HeaderError::BadMagic { found: fields.magic });
@@ -256,9 +255,6 @@ pub fn validate(
     }
     if h.layout_version != kind.version {
         return Err(HeaderError::LayoutVersion { expected: kind.version, found: h.layout_version });
-    }
-    if h.reserved != 0 {
-        return Err(HeaderError::Reserved { found: h.reserved });
     }
     let total = segment_len as u64;
     if h.total_len != total {
@@ -303,7 +299,7 @@ pub fn encode(h: &HeaderFields) -> [u8; HEADER_LEN] {
     put(40, &h.body_offset.to_ne_bytes());
     put(48, &h.body_len.to_ne_bytes());
     put(56, &h.body_align.to_ne_bytes());
-    put(60, &h.reserved.to_ne_bytes());
+    put(60, &h.registry.to_ne_bytes());
     out
 }
 
@@ -341,7 +337,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const KIND: ObjectKind = ObjectKind { tag: 0xfeed, version: 3, align: 8 };
+    const KIND: ObjectKind = ObjectKind { tag: 0xfeed, version: 3, align: 8, owner_ids: false };
 
     fn good(body_len: usize) -> (HeaderFields, usize) {
         let body = plan(&KIND, body_len).unwrap();
@@ -357,7 +353,7 @@ mod tests {
             body_offset: body.offset as u64,
             body_len: body.len as u64,
             body_align: 8,
-            reserved: 0,
+            registry: 0,
         };
         (h, total)
     }
@@ -382,7 +378,7 @@ mod tests {
         };
         check(HeaderFields { magic: 1, ..h }, |e| matches!(e, HeaderError::BadMagic { .. }));
         check(HeaderFields { header_version: 9, ..h }, |e| {
-            matches!(e, HeaderError::HeaderVersion { expected: 1, found: 9 })
+            matches!(e, HeaderError::HeaderVersion { expected: 2, found: 9 })
         });
         check(HeaderFields { state: 1, ..h }, |e| matches!(e, HeaderError::NotReady { .. }));
         check(HeaderFields { state: 77, ..h }, |e| matches!(e, HeaderError::BadState { .. }));
@@ -401,7 +397,6 @@ mod tests {
         check(HeaderFields { body_offset: u64::MAX, ..h }, |e| {
             matches!(e, HeaderError::BodyRange { .. })
         });
-        check(HeaderFields { reserved: 1, ..h }, |e| matches!(e, HeaderError::Reserved { .. }));
         assert!(matches!(decode(&[0u8; 63]), Err(HeaderError::TooShort { found: 63 })));
     }
 

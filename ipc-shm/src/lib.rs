@@ -46,7 +46,7 @@
 //! - [`futex`]: process-shared wait/wake with absolute monotonic deadlines; [`EventCount`],
 //!   the waiter-flag helper that keeps wakers off the syscall when nobody sleeps;
 //!   [`SpinWait`], the only (bounded) spinning allowed.
-//! - [`liveness`]: owner ids for lock words and ledgers, and `is_alive` answered by a lock
+//! - [`liveness`]: owner ids for lock words and ledgers, and their [`Status`](liveness::Status) (alive, dead or unknown) answered by a lock
 //!   the kernel releases when a process dies, immune to pid reuse and correct across fork.
 //!
 //! # Interop with Python's `SharedMemory`
@@ -109,21 +109,25 @@
 mod platform_check;
 
 pub mod crash;
+mod deadline;
 mod error;
-mod event_count;
+pub mod event_count;
 pub mod futex;
 pub mod header;
 pub mod liveness;
 mod name;
 mod object;
+pub mod ofd;
 mod segment;
 mod shared;
 pub mod spin;
 pub mod sync;
 mod sys;
+pub mod wait;
 
 pub use bytemuck;
 
+pub use deadline::Deadline;
 pub use error::{Error, Result};
 pub use event_count::EventCount;
 pub use header::ObjectKind;
@@ -132,4 +136,4 @@ pub use name::{MAX_NAME_LEN, random_name, validate_name};
 pub use object::{Init, Object, kind_name, named_tag};
 pub use segment::{Shm, ShmOptions, sweep_stale};
 pub use shared::{Shared, ShmSafe, object_kind};
-pub use spin::{SpinWait, current_cpu};
+pub use spin::{PeerSpin, SpinWait, current_cpu};

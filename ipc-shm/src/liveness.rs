@@ -4,7 +4,7 @@
 //! (`/dev/shm/ipc-liveness.<uid>`, mode 0600) by taking an OFD write lock on one byte of it,
 //! its *slot*, and bumping that slot's generation. Its [`OwnerId`] is `generation << 14 |
 //! slot`: 30 bits, never zero, so it fits in a lock word with two flag bits to spare.
-//! [`is_alive`] answers "is the owner of this id alive?" with one `F_OFD_GETLK`: the kernel
+//! [`status`] answers "is the owner of this id alive?" with one `F_OFD_GETLK`: the kernel
 //! drops the lock when the process dies (SIGKILL included), and a reused slot has a new
 //! generation, so a new process that happens to get a dead one's pid, or even its slot, is
 //! never taken for it.
@@ -15,17 +15,42 @@
 //! its next call. The lease fd is close-on-exec. (A raw `clone` that skips the fork handlers
 //! keeps the parent's lease alive until the child exits or execs.)
 //!
-//! Every participant of one object must use the same registry. The default is one per uid;
-//! processes of several users that share objects set `IPC_LIVENESS_REGISTRY` to a common name
-//! (and must be able to open it).
+//! # What a status means, in every crate
+//! [`status`] answers with one of three values, and every primitive of the family acts on
+//! them the same way:
 //!
-//! Cost: registration a few syscalls once per process; `is_alive` one syscall (~1 µs), meant
+//! | status | when | what the primitives do |
+//! |---|---|---|
+//! | `Alive` | the id's lease is held (a stopped process is alive) | wait (sleeping in [`wait::Schedule`](crate::wait::Schedule) slices) |
+//! | `Dead` | the kernel released the lease (death, SIGKILL included, or exec), or the id's slot was taken by a newer process since | recover: the next locker gets `OwnerDied`, a dead reader's slot and a dead holder's permits are reclaimed, a dead producer's queue slot is skipped, a barrier breaks, an SPSC role is vacated |
+//! | `Unknown` | not an id this registry handed out (zero, out of range, a slot never used), or the registry cannot answer now | never recovered: the waiter keeps waiting until its deadline (a lock word that is not an owner word at all is `Corrupted` first) |
+//!
+//! # One registry per set of sharing processes
+//! Owner ids mean something only inside the registry that handed them out. The registry
+//! carries a random id ([`registry_id`]); every object that stores owner ids records it in its
+//! header, and a process of another registry that opens it gets
+//! [`Error::ForeignRegistry`] naming both, instead of judging
+//! those ids against the wrong leases. That happens when:
+//! - **processes of two users** share a segment (each user has a registry of its own,
+//!   `/dev/shm/ipc-liveness.<uid>`, mode 0600): share lock-, queue- and semaphore-bearing
+//!   objects between processes of one user; plain data (atomics) shares across users fine;
+//! - **two containers** with their own `/dev/shm` see one segment (passed by fd): the same;
+//! - **`IPC_LIVENESS_REGISTRY`** names another registry in some of the processes: set it to
+//!   the same name in all of them;
+//! - **the registry was unlinked under running processes** (systemd-logind's `RemoveIPC=yes`
+//!   does this when a user's last session ends). The running processes keep the registry they
+//!   map, and their forked children join it (a lease is taken by re-opening the mapped file
+//!   through `/proc/self/fd`, never by path): they stay alive to each other and every death
+//!   among them is still seen. A process started afterwards creates a new registry (a new
+//!   id) and is refused by the old objects with `ForeignRegistry`, never misjudging them.
+//!
+//! Cost: registration a few syscalls once per process; `status` one syscall (~1 µs), meant
 //! for slow paths (a waiter that timed out, a recovery sweep).
 #![allow(unsafe_code)] // the raw lease fd kept in process-global state for the fork handler
 
 use std::num::NonZeroU32;
-use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
+use std::os::fd::{AsFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::segment::{Shm, ShmOptions};
@@ -78,6 +103,19 @@ impl OwnerId {
     }
 }
 
+/// The check stored beside owner id `owner` in the high half of a 64-bit owner word: a fixed
+/// mix of the id, never zero, the same in every process. A random 64-bit word passes it with
+/// probability 2^-32; a 32-bit write into the low half never does (its high half is a stale
+/// check or 0). Lock words use it to tell garbage from an owner.
+pub const fn check_of(owner: u32) -> u32 {
+    (owner.wrapping_mul(0x9E37_79B1).rotate_left(13) ^ 0xA5A5_5A5A) | 1
+}
+
+/// `check_of(owner) << 32 | owner`: an owner id with its check, as lock words store it.
+pub const fn checked_word(owner: u32) -> u64 {
+    ((check_of(owner) as u64) << 32) | owner as u64
+}
+
 impl std::fmt::Display for OwnerId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "owner {}:{}", self.slot(), self.generation())
@@ -87,7 +125,13 @@ impl std::fmt::Display for OwnerId {
 struct Registry {
     name: String,
     shm: Shm,
+    /// This registry's random id (word 1 of the segment), recorded in the header of every
+    /// object that stores owner ids.
+    id: u32,
 }
+
+/// Offset of the registry id (a random non-zero u32 the first opener sets).
+const ID_OFFSET: usize = 4;
 
 /// The registry mapping, leaked once published. An atomic pointer rather than a `OnceLock`:
 /// nothing here may block, because a fork can catch another thread half-way through and
@@ -99,6 +143,9 @@ static REGISTRY: AtomicPtr<Registry> = AtomicPtr::new(std::ptr::null_mut());
 static LEASE_FD: AtomicI32 = AtomicI32::new(-1);
 /// Our owner id; 0 if not registered (in this process: reset in a forked child).
 static OWNER: AtomicU32 = AtomicU32::new(0);
+/// Our owner id as a checked 64-bit word ([`OwnerId::checked_word`]), cached for lock fast
+/// paths; 0 if not registered. Reset with `OWNER`.
+static OWNER_WORD: AtomicU64 = AtomicU64::new(0);
 /// Serialises registration between threads; reset in a forked child (where the thread that
 /// held it does not exist).
 static REGISTERING: AtomicBool = AtomicBool::new(false);
@@ -133,7 +180,8 @@ fn registry() -> Result<&'static Registry> {
     opts.persist(true);
     let shm = opts.open_or_create(&name, REGISTRY_LEN)?;
     shm.persist(true);
-    let mine = Box::into_raw(Box::new(Registry { name, shm }));
+    let id = registry_id_of(&shm, &name)?;
+    let mine = Box::into_raw(Box::new(Registry { name, shm, id }));
     // AcqRel: publishes the registry (Release) or reads the winner's (Acquire).
     match REGISTRY.compare_exchange(std::ptr::null_mut(), mine, Ordering::AcqRel, Ordering::Acquire)
     {
@@ -146,6 +194,38 @@ fn registry() -> Result<&'static Registry> {
             Ok(unsafe { &*winner })
         }
     }
+}
+
+/// The registry's id: set once, to a random non-zero value, by whichever opener finds it 0.
+fn registry_id_of(shm: &Shm, name: &str) -> Result<u32> {
+    // SAFETY: the id word is only ever accessed as this atomic u32, by every process.
+    let word = unsafe { shm.atomic_u32(ID_OFFSET) }.ok_or_else(|| {
+        Error::io("open liveness registry", name, std::io::Error::other("too short"))
+    })?;
+    // Acquire: pairs with the AcqRel CAS below (of whoever set it).
+    let id = word.load(Ordering::Acquire);
+    if id != 0 {
+        return Ok(id);
+    }
+    let mut seed = [0u8; 4];
+    sys::random_bytes(&mut seed).map_err(|e| Error::io("open liveness registry", name, e))?;
+    let fresh = u32::from_ne_bytes(seed).max(1);
+    // AcqRel: publishes our id, or reads the one set first.
+    Ok(match word.compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => fresh,
+        Err(set) => set,
+    })
+}
+
+/// The id of this process's liveness registry (random, non-zero): recorded in the header
+/// of every object that stores owner ids, so that a process of another registry (another
+/// user, another `/dev/shm`, another `IPC_LIVENESS_REGISTRY`, or a registry removed and
+/// re-created under it) refuses to read those ids rather than misjudge them.
+///
+/// # Errors
+/// As [`current`].
+pub fn registry_id() -> Result<u32> {
+    Ok(registry()?.id)
 }
 
 fn slot_words(reg: &Registry, slot: usize) -> Option<(&AtomicU32, &AtomicU32)> {
@@ -165,6 +245,7 @@ unsafe extern "C" fn after_fork_child() {
         sys::close_raw(fd);
     }
     OWNER.store(0, Ordering::Release);
+    OWNER_WORD.store(0, Ordering::Release);
     REGISTERING.store(false, Ordering::Release);
     // Relaxed: the child has one thread; nothing else is ordered by the epoch.
     let epoch = FORK_EPOCH.load(Ordering::Relaxed);
@@ -250,9 +331,11 @@ fn register(reg: &Registry) -> Result<OwnerId> {
     if let Some(id) = OwnerId::from_raw(OWNER.load(Ordering::Acquire)) {
         return Ok(id); // another thread registered while we waited
     }
-    let path = sys::shm_path(&reg.name);
-    let lease =
-        sys::open_existing(&path).map_err(|e| Error::io("open liveness registry", &reg.name, e))?;
+    // A new open file description of the file we already map (through /proc/self/fd), not
+    // of whatever the name points to now: if the registry was unlinked (systemd's RemoveIPC)
+    // or replaced, our lease is still on the inode our peers check, and we join them.
+    let lease = sys::reopen(reg.shm.as_fd())
+        .map_err(|e| Error::io("open liveness registry", &reg.name, e))?;
     // Into the fork handler's reach before any lock is taken on it (see LEASE_FD).
     let lease_raw = sys::into_raw(lease);
     LEASE_FD.store(lease_raw, Ordering::Release);
@@ -282,7 +365,7 @@ fn claim_slot(reg: &Registry, lease_raw: RawFd) -> Result<OwnerId> {
         }
         let Some((generation, pid)) = slot_words(reg, slot) else { break };
         // Relaxed: we hold the slot's lock; nobody else writes this slot now (a hostile peer
-        // may, and then is_alive reports the id dead, the safe direction for nobody).
+        // may, and then status reports the id dead, the safe direction for nobody).
         let old = generation.load(Ordering::Relaxed) & GEN_MASK;
         let new = if old == 0 {
             // A fresh registry (or one recreated after a sweep): start at a random
@@ -295,10 +378,12 @@ fn claim_slot(reg: &Registry, lease_raw: RawFd) -> Result<OwnerId> {
         };
         // Relaxed: published by the Release store of the generation just below.
         pid.store(sys::pid(), Ordering::Relaxed);
-        // Release: pairs with the Acquire loads in `is_alive` and `pid_hint`: whoever sees
+        // Release: pairs with the Acquire loads in `status` and `pid_hint`: whoever sees
         // the new generation sees our pid (never the 0 of a slot not yet used).
         generation.store(new, Ordering::Release);
         let id = (new << SLOT_BITS) | slot as u32;
+        // Release: pairs with the Acquire loads in `current` and `current_word`.
+        OWNER_WORD.store(checked_word(id), Ordering::Release);
         // Release: pairs with the Acquire load in `current`.
         OWNER.store(id, Ordering::Release);
         return OwnerId::from_raw(id)
@@ -307,44 +392,84 @@ fn claim_slot(reg: &Registry, lease_raw: RawFd) -> Result<OwnerId> {
     Err(Error::LivenessFull { name: reg.name.clone(), slots: SLOTS })
 }
 
-/// Whether the process that registered `owner` is still alive. A stopped (SIGSTOP) process
-/// is alive; a process that died, even by SIGKILL, is dead as soon as the kernel has
-/// closed its files, before its parent reaps it; a new process never inherits a dead one's id.
+/// This process's owner id as a [checked word](checked_word), registering on first use:
+/// one load on the fast path (the lock fast paths compare it with the lock word).
 ///
 /// # Errors
-/// As [`current`] (this process registers to get a lease to ask with).
-pub fn is_alive(owner: OwnerId) -> Result<bool> {
-    let me = current()?;
-    if me == owner {
-        return Ok(true);
+/// As [`current`].
+#[inline]
+pub fn current_word() -> Result<u64> {
+    // Acquire: pairs with the Release store in `claim_slot`.
+    match OWNER_WORD.load(Ordering::Acquire) {
+        0 => current().map(|id| checked_word(id.get())),
+        word => Ok(word),
     }
-    let reg = registry()?;
-    let Some((generation, _)) = slot_words(reg, owner.slot()) else { return Ok(false) };
-    // Acquire: pairs with the Release store in `register`.
-    if generation.load(Ordering::Acquire) & GEN_MASK != owner.generation() {
-        return Ok(false); // the slot was taken by a newer process: the owner is gone
+}
+
+/// The cached [`current_word`], if this process has registered (no registration here).
+#[inline]
+pub fn cached_word() -> Option<u64> {
+    // Relaxed: the word is immutable for the life of the process once stored (a forked child
+    // starts from 0), and it orders nothing else: whoever uses it acquires through the lock
+    // word it CASes.
+    match OWNER_WORD.load(Ordering::Relaxed) {
+        0 => None,
+        word => Some(word),
+    }
+}
+
+/// What liveness can say of an owner id read from shared memory. `Unknown` is never treated
+/// as dead by any primitive of the family: see the module docs for the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// A live (or stopped: a slow peer is not a dead one) process holds this id's lease.
+    Alive,
+    /// The process that registered this id is gone: the kernel released its lease (it died,
+    /// SIGKILL included, or exec'd), or its slot has been taken by a newer process since.
+    Dead,
+    /// Not an id this registry ever handed out (zero, out of range, a slot never used), or
+    /// the question cannot be answered now (the registry is unavailable to this process).
+    Unknown,
+}
+
+/// The [`Status`] of `owner`. A stopped (SIGSTOP) process is alive; a process that died,
+/// even by SIGKILL, is dead as soon as the kernel has closed its files, before its parent
+/// reaps it; a new process never inherits a dead one's id. One syscall (`F_OFD_GETLK`), for
+/// slow paths.
+pub fn status(owner: OwnerId) -> Status {
+    let Ok(me) = current() else { return Status::Unknown };
+    if me == owner {
+        return Status::Alive;
+    }
+    let Ok(reg) = registry() else { return Status::Unknown };
+    let Some((generation, pid)) = slot_words(reg, owner.slot()) else { return Status::Unknown };
+    // Acquire: pairs with the Release store of the generation in `claim_slot` (after its pid).
+    let g = generation.load(Ordering::Acquire) & GEN_MASK;
+    if g != owner.generation() {
+        // Relaxed: ordered by the Acquire load above.
+        if g == 0 && pid.load(Ordering::Relaxed) == 0 {
+            return Status::Unknown; // a slot never used: this was never an id
+        }
+        return Status::Dead; // the slot was taken by a newer process: the owner is gone
     }
     let fd = LEASE_FD.load(Ordering::Acquire);
     if fd < 0 {
-        return Ok(true); // a fork handler ran mid-call; answer conservatively
+        return Status::Unknown; // a fork handler ran mid-call
     }
     // SAFETY: LEASE_FD holds an fd we own; it is closed only by the fork child handler, which
     // runs in a child with a single thread, never concurrently with this call.
     let lease = unsafe { sys::borrow_raw(fd) };
-    sys::ofd_conflicts(lease, LockKind::Write, LOCK_BASE + owner.slot() as u64, 1)
-        .map_err(|e| Error::io("query liveness registry", &reg.name, e))
+    match sys::ofd_conflicts(lease, LockKind::Write, LOCK_BASE + owner.slot() as u64, 1) {
+        Ok(true) => Status::Alive,
+        Ok(false) => Status::Dead,
+        Err(_) => Status::Unknown,
+    }
 }
 
-/// [`is_alive`] for a raw word read from shared memory: `Ok(false)` when the word cannot be
-/// an owner id at all.
-///
-/// # Errors
-/// As [`is_alive`].
-pub fn is_alive_raw(raw: u32) -> Result<bool> {
-    match OwnerId::from_raw(raw) {
-        Some(owner) => is_alive(owner),
-        None => Ok(false),
-    }
+/// [`status`] of a raw word read from shared memory: [`Status::Unknown`] when the word cannot
+/// be an owner id at all.
+pub fn status_raw(raw: u32) -> Status {
+    OwnerId::from_raw(raw).map_or(Status::Unknown, status)
 }
 
 /// The pid recorded for `owner`'s slot (diagnostics only: pids are reused). `Some(0)` when

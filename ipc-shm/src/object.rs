@@ -125,7 +125,8 @@ fn initialise(shm: &Shm, kind: &ObjectKind, body: Body, init: Init<'_>) -> Resul
         body_offset: body.offset as u64,
         body_len: body.len as u64,
         body_align: u32::try_from(kind.align).unwrap_or(u32::MAX),
-        reserved: 0,
+        // The owner ids this object will hold mean something in our registry only.
+        registry: if kind.owner_ids { crate::liveness::registry_id().unwrap_or(0) } else { 0 },
     };
     // A re-initialised segment may hold a dead creator's partial body: zero it first so the
     // initialiser always starts from the all-zero state.
@@ -158,6 +159,21 @@ fn initialise(shm: &Shm, kind: &ObjectKind, body: Body, init: Init<'_>) -> Resul
     Ok(())
 }
 
+/// An object that stores owner ids, made under another liveness registry than ours, is
+/// refused: its ids would be judged against the wrong leases (a live owner taken for dead).
+fn check_registry(op: &'static str, shm: &Shm, kind: &ObjectKind, found: u32) -> Result<()> {
+    if !kind.owner_ids || found == 0 {
+        return Ok(());
+    }
+    match crate::liveness::registry_id() {
+        Ok(ours) if ours != found => {
+            Err(Error::ForeignRegistry { op, name: shm.label().to_owned(), found, ours })
+        }
+        // Ours, or none to compare with (no registry here: nothing of ours will judge ids).
+        _ => Ok(()),
+    }
+}
+
 /// Validate a header of a mapped segment, waiting (bounded) for a live initialiser. With
 /// `reinit`, a segment whose initialiser died is initialised again.
 fn attach(
@@ -184,8 +200,10 @@ fn attach(
             // state word, atomically, which a copy may read stale); no object is built yet.
             unsafe { shm.read_at_shared(0, &mut bytes)? };
             let fields = header::decode(&bytes).map_err(|e| incompatible(op, shm, e))?;
-            return header::validate(&fields, kind, body_len, shm.len())
-                .map_err(|e| incompatible(op, shm, e));
+            let body = header::validate(&fields, kind, body_len, shm.len())
+                .map_err(|e| incompatible(op, shm, e))?;
+            check_registry(op, shm, kind, fields.registry)?;
+            return Ok(body);
         }
         if shm.init_busy()? {
             if !backoff.wait() {

@@ -33,13 +33,20 @@ use crate::segment::{Shm, ShmOptions};
 pub unsafe trait ShmSafe: Sync + Sized {
     /// The type's layout version, recorded in the header and checked at open.
     const LAYOUT_VERSION: u32 = 0;
+    /// Whether the type may store liveness owner ids (lock words, ledgers). Then
+    /// [`Shared::open`] refuses a segment made under another liveness registry, where those
+    /// ids mean nothing (see [`liveness`](crate::liveness)). `true` unless the type says
+    /// otherwise: plain atomics and [`EventCount`](crate::EventCount) do.
+    const OWNER_IDS: bool = true;
 }
 
 macro_rules! shm_safe {
     ($($t:ty),* $(,)?) => {$(
         // SAFETY: an atomic integer holds no pointer, is valid for every bit pattern,
         // mutates only atomically and needs no drop; primitives have a fixed layout.
-        unsafe impl ShmSafe for $t {}
+        unsafe impl ShmSafe for $t {
+            const OWNER_IDS: bool = false;
+        }
     )*};
 }
 
@@ -68,13 +75,18 @@ shm_safe!(
 // contiguously in every binary.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
     const LAYOUT_VERSION: u32 = T::LAYOUT_VERSION;
+    const OWNER_IDS: bool = T::OWNER_IDS;
 }
 
 // SAFETY: zero-sized, no state at all.
-unsafe impl ShmSafe for () {}
+unsafe impl ShmSafe for () {
+    const OWNER_IDS: bool = false;
+}
 
 // SAFETY: zero-sized marker, no state at all; `T: Sync` keeps the Sync bound honest.
-unsafe impl<T: ?Sized + Sync> ShmSafe for PhantomData<T> {}
+unsafe impl<T: ?Sized + Sync> ShmSafe for PhantomData<T> {
+    const OWNER_IDS: bool = false;
+}
 
 /// One `T` in shared memory, behind a validated header (magic, versions, type tag, size,
 /// alignment), seen by every process that opens it.
@@ -111,6 +123,7 @@ pub fn object_kind<T: ShmSafe>() -> ObjectKind {
         tag: crate::object::named_tag(type_name::<T>()),
         version: T::LAYOUT_VERSION,
         align: align_of::<T>(),
+        owner_ids: T::OWNER_IDS,
     }
 }
 

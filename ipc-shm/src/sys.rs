@@ -118,7 +118,7 @@ pub(crate) fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<MmapRaw> {
 
 /// Kind of an OFD byte-range lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LockKind {
+pub enum LockKind {
     /// Shared (`F_RDLCK`).
     Read,
     /// Exclusive (`F_WRLCK`).
@@ -166,6 +166,29 @@ pub(crate) fn ofd_try_lock(
             Some(libc::EAGAIN | libc::EACCES) => return Ok(false),
             Some(libc::EINTR) => continue,
             _ => return Err(err),
+        }
+    }
+}
+
+/// `fcntl(F_OFD_SETLKW)`: wait for an open-file-description lock on `[start, start+len)`.
+/// EINTR is retried.
+pub(crate) fn ofd_lock_wait(
+    fd: BorrowedFd<'_>,
+    kind: LockKind,
+    start: u64,
+    len: u64,
+) -> io::Result<()> {
+    let mut fl = flock(lock_type(kind), start, len)?;
+    loop {
+        // SAFETY: `fd` is a valid open fd for the call; `fl` is a valid, exclusively borrowed
+        // `struct flock` that F_OFD_SETLKW reads.
+        let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLKW, &raw mut fl) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
         }
     }
 }
@@ -264,4 +287,71 @@ pub(crate) fn list_shm() -> io::Result<Vec<String>> {
         }
     }
     Ok(names)
+}
+
+/// `sched_yield`.
+pub(crate) fn yield_now() {
+    #[cfg(not(ipc_loom))]
+    rustix::thread::sched_yield();
+    #[cfg(ipc_loom)]
+    loom::thread::yield_now();
+}
+
+#[cfg(not(ipc_loom))]
+mod membarrier {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use rustix::thread::{MembarrierCommand, membarrier};
+
+    const UNKNOWN: u8 = 0;
+    const REGISTERED: u8 = 1;
+    const UNAVAILABLE: u8 = 2;
+
+    /// Process-wide: whether this process registered for GLOBAL_EXPEDITED membarriers. A
+    /// forked child inherits both the registration and this value.
+    static MODE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    /// Whether this process is registered (then `EventCount` notifiers use a compiler fence
+    /// only); registers on first use.
+    #[inline]
+    pub(crate) fn membarrier_registered() -> bool {
+        // Relaxed: process-local and monotonic (UNKNOWN -> final). A thread that still sees
+        // UNKNOWN registers (idempotent) or takes the RMW fallback, both correct.
+        match MODE.load(Ordering::Relaxed) {
+            REGISTERED => true,
+            UNAVAILABLE => false,
+            _ => register(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn register() -> bool {
+        let ok = membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok();
+        // Relaxed: as above; the registration syscall is complete before this store.
+        MODE.store(if ok { REGISTERED } else { UNAVAILABLE }, Ordering::Relaxed);
+        ok
+    }
+
+    /// The waiter's side: a full barrier on every CPU that runs a registered process. `false`
+    /// if this process cannot issue it (membarrier forbidden or missing): the waiter must then
+    /// take the fallback described in `event_count.rs`.
+    pub(crate) fn heavy_barrier() -> bool {
+        // Relaxed: as above.
+        if MODE.load(Ordering::Relaxed) == UNAVAILABLE {
+            return false;
+        }
+        membarrier(MembarrierCommand::GlobalExpedited).is_ok()
+    }
+}
+
+#[cfg(not(ipc_loom))]
+pub(crate) use membarrier::{heavy_barrier, membarrier_registered};
+
+/// A new open file description of the file behind `fd` (`open("/proc/self/fd/N", O_RDWR)`),
+/// so that OFD locks taken through it are ours alone, on that very inode (never on whatever
+/// a path names now).
+pub(crate) fn reopen(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    Ok(rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?)
 }

@@ -5,8 +5,8 @@
 #![cfg(ipc_loom)]
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use ipc_shm::EventCount;
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
+use ipc_shm::{Deadline, EventCount};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -23,7 +23,7 @@ fn notify_all_reaches_a_waiter() {
             f2.store(1, Ordering::Release);
             e2.notify_all();
         });
-        assert!(ec.wait_until(|| flag.load(Ordering::Acquire) == 1, None));
+        assert!(ec.wait_until(|| flag.load(Ordering::Acquire) == 1, Deadline::NEVER));
         t.join().unwrap();
     });
 }
@@ -58,7 +58,7 @@ fn notify_one_twice_wakes_two_waiters() {
                             }
                             false
                         },
-                        None,
+                        Deadline::NEVER,
                     );
                 })
             })
@@ -84,13 +84,13 @@ fn ping_pong() {
         let (t2, e2) = (turn.clone(), ec.clone());
         let other = thread::spawn(move || {
             for r in 0..2u32 {
-                e2.wait_until(|| t2.load(Ordering::Acquire) == 2 * r + 1, None);
+                e2.wait_until(|| t2.load(Ordering::Acquire) == 2 * r + 1, Deadline::NEVER);
                 t2.store(2 * r + 2, Ordering::Release);
                 e2.notify_all();
             }
         });
         for r in 0..2u32 {
-            ec.wait_until(|| turn.load(Ordering::Acquire) == 2 * r, None);
+            ec.wait_until(|| turn.load(Ordering::Acquire) == 2 * r, Deadline::NEVER);
             turn.store(2 * r + 1, Ordering::Release);
             ec.notify_all();
         }

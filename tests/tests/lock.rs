@@ -694,7 +694,7 @@ fn expect_for(w: u64) -> Expect {
     if liveness::pid_hint(id) == Some(0) {
         return Expect::Corrupted; // a registry slot that never held a process
     }
-    if liveness::is_alive(id).unwrap() { Expect::Wait } else { Expect::Inherit }
+    if liveness::status(id) == liveness::Status::Dead { Expect::Inherit } else { Expect::Wait }
 }
 
 #[test]
