@@ -13,17 +13,23 @@
 //! may die.
 
 use std::ops::Deref;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ipc_shm::{Shm, ShmOptions};
+use ipc_shm::{Deadline, Shm, ShmOptions};
 
 use crate::error::{Error, JoinTimeoutError, RecvError, RecvTimeoutError, Result, TryRecvError};
-use crate::queue::{Queue, RecvRef, deadline_in, recv_timeout_err, try_recv_err};
+use crate::queue::{Queue, RecvRef, recv_timeout_err, try_recv_err};
 use crate::raw;
 use crate::sync::Ordering;
 
 /// How often a waiting `join` looks for slots of dead processes to recover, and re-counts
 /// (messages received through a plain [`Queue`] handle finish without a notification).
+///
+/// Not ipc-shm's liveness schedule (`wait::Schedule`, slices of 1 to 32 ms), on purpose:
+/// that schedule paces one liveness query of one peer, while each look here is a sweep of
+/// every slot of the ring (a cache line per slot, a query per claimed one), whose cost grows
+/// with the capacity; `join` is not latency-sensitive, so the sweep runs at a fixed, slower
+/// pace.
 const JOIN_CHECK: Duration = Duration::from_millis(100);
 
 /// A byte MPMC [`Queue`] whose messages are tasks (every `Queue` method is available through
@@ -132,7 +138,8 @@ impl JoinableQueue {
     /// # Errors
     /// As [`Queue::recv`].
     pub fn recv_into(&self, buf: &mut Vec<u8>) -> std::result::Result<usize, RecvError> {
-        let c = self.queue.claim(None).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
+        let c =
+            self.queue.claim(Deadline::NEVER).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
         self.take_task();
         self.queue.take(c, buf);
         Ok(c.len)
@@ -146,7 +153,7 @@ impl JoinableQueue {
         &self,
         timeout: Duration,
     ) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
-        let c = self.queue.claim(deadline_in(timeout)).map_err(recv_timeout_err)?;
+        let c = self.queue.claim(Deadline::after(timeout)).map_err(recv_timeout_err)?;
         self.take_task();
         let mut v = Vec::new();
         self.queue.take(c, &mut v);
@@ -159,7 +166,8 @@ impl JoinableQueue {
     /// # Errors
     /// As [`Queue::recv`].
     pub fn recv_ref(&self) -> std::result::Result<RecvRef<'_>, RecvError> {
-        let c = self.queue.claim(None).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
+        let c =
+            self.queue.claim(Deadline::NEVER).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
         self.take_task();
         Ok(self.queue.lend(c))
     }
@@ -182,7 +190,7 @@ impl JoinableQueue {
         &self,
         timeout: Duration,
     ) -> std::result::Result<RecvRef<'_>, RecvTimeoutError> {
-        let c = self.queue.claim(deadline_in(timeout)).map_err(recv_timeout_err)?;
+        let c = self.queue.claim(Deadline::after(timeout)).map_err(recv_timeout_err)?;
         self.take_task();
         Ok(self.queue.lend(c))
     }
@@ -212,7 +220,7 @@ impl JoinableQueue {
             }
         }
         if cur == 1 {
-            ctrl.all_done.notify();
+            ctrl.all_done.notify_all();
         }
         Ok(())
     }
@@ -229,7 +237,7 @@ impl JoinableQueue {
     /// Wait until every task was marked done (without limit). Processes that died holding a
     /// slot are recovered on the way (their messages are lost, not waited for).
     pub fn join(&self) {
-        let _ = self.join_deadline(None);
+        let _ = self.join_deadline(Deadline::NEVER);
     }
 
     /// Wait at most `timeout` until every task was marked done.
@@ -237,26 +245,21 @@ impl JoinableQueue {
     /// # Errors
     /// [`JoinTimeoutError::Timeout`] with the count still unfinished.
     pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), JoinTimeoutError> {
-        self.join_deadline(deadline_in(timeout))
+        self.join_deadline(Deadline::after(timeout))
     }
 
-    fn join_deadline(
-        &self,
-        deadline: Option<Instant>,
-    ) -> std::result::Result<(), JoinTimeoutError> {
+    fn join_deadline(&self, deadline: Deadline) -> std::result::Result<(), JoinTimeoutError> {
         let ctrl = self.queue.region_ctrl();
         loop {
             let left = self.unfinished();
             if left == 0 {
                 return Ok(());
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
+            if deadline.has_passed() {
                 return Err(JoinTimeoutError::Timeout(left));
             }
-            let check = now + JOIN_CHECK;
-            let until = deadline.map_or(check, |d| d.min(check));
-            ctrl.all_done.wait(|| self.unfinished() == 0, Some(until));
+            let until = Deadline::after(JOIN_CHECK).earliest(deadline);
+            ctrl.all_done.wait(|| self.unfinished() == 0, until);
             raw::recover_dead(self.queue.region());
         }
     }

@@ -124,10 +124,12 @@
 //! Every slot records, in the same CAS that claims it, the liveness owner id of the process
 //! writing or reading it ([`ring`] has the layout).
 //! - **A producer killed between reserve and commit** leaves its slot claimed by a dead owner.
-//!   A consumer (or producer) that finds the same slot claimed for [`RECOVERY_CHECK`] (10 ms)
-//!   asks whether the owner is alive (one syscall, only on this slow path) and, if not, frees
-//!   the slot: it is skipped, never delivered, and counted in [`Stats::abandoned`]. Nobody
-//!   waits much longer than 10 ms on a dead producer (the bound we test is 500 ms).
+//!   A consumer (or producer) that finds a slot still claimed at the end of a sleep slice
+//!   (1 ms, doubling up to [`RECOVERY_CHECK`], 32 ms) asks whether the owner is alive (one
+//!   syscall, only on this slow path) and, if it is dead, frees the slot: it is skipped, never
+//!   delivered, and counted in [`Stats::abandoned`]. Nobody waits much longer than 32 ms on a
+//!   dead producer (the bound we test is 500 ms); an owner whose status is unknown (not an id
+//!   of our liveness registry) is never taken for dead.
 //! - **A message killed mid-copy is never delivered torn**: commit is a Release store of the
 //!   slot word after the payload; a slot not committed is never handed out.
 //! - **A consumer killed while holding a lent message** ([`Queue::recv_ref`], or between claim
@@ -136,7 +138,8 @@
 //!   *at least once*: the consumer advances its index only after it is done, so the next
 //!   consumer receives the message again.
 //! - **The only producer dies while consumers wait** (SPSC, whose roles name their holders):
-//!   a parked receiver looks every [`PEER_CHECK`] (100 ms) and, once it has everything the
+//!   a parked receiver looks at the end of every sleep slice (at most [`PEER_CHECK`], 32 ms)
+//!   and, once it has everything the
 //!   producer published, gets [`RecvError::Disconnected`] instead of a hang; a sender parked on
 //!   a full queue whose consumer died gets [`SendError::Disconnected`] with its message. The
 //!   MPMC flavour keeps no list of producers or consumers: its waiters wait until their
@@ -147,14 +150,17 @@
 //!   panic, an out-of-bounds copy or an allocation beyond the configured maximum message.
 //!
 //! # Waiting
-//! A waiter spins (one `PAUSE` per look, at most 40 µs: longer than one cross-core futex
-//! wake-up on the reference VM, so a peer we just woke answers before we sleep) only when the
-//! other side last ran on another CPU; when it shares our CPU it yields a few times instead
-//! (spinning would burn the time slice the peer needs), then it sleeps on a futex behind a
-//! waiter count. Notifiers wake only when
-//! the count says someone sleeps, and pay no locked instruction for checking it: waiters issue
-//! `membarrier(GLOBAL_EXPEDITED)` on their way to sleep (see `wait.rs`), with an RMW fallback
-//! where membarrier is unavailable. `close` wakes every sleeper in every process.
+//! The queues wait with ipc-shm's kernel, as every primitive of the family does. A waiter
+//! spins ([`ipc_shm::PeerSpin`]: one `PAUSE` per look, at most 40 µs, longer than one
+//! cross-core futex wake-up on the reference VM, so a peer we just woke answers before we
+//! sleep) only when the other side last ran on another CPU (each side publishes its CPU);
+//! when it shares our CPU it yields a few times instead (spinning would burn the time slice
+//! the peer needs). Then it sleeps on the side's waiter word ([`ipc_shm::EventCount`]), in
+//! the slices of ipc-shm's liveness schedule ([`ipc_shm::wait::Schedule`]) so that a dead
+//! peer is noticed. Notifiers wake only when the word says someone sleeps, and pay no locked
+//! instruction for checking it (waiters issue `membarrier(GLOBAL_EXPEDITED)` on their way to
+//! sleep, with an RMW fallback where membarrier is unavailable). `close` wakes every sleeper
+//! in every process.
 //!
 //! # Across `fork`
 //! A forked child inherits copies of its parent's handles and of any slot it had lent. A
@@ -183,15 +189,13 @@
 //! # Platform
 //! Linux (futex, memfd, OFD locks, membarrier), like ipc-shm.
 #![deny(unsafe_code)]
-// Under loom only the ring, the waiters and the model are built: the rest is unused there.
+// Under loom only the ring, the algorithms over a region and the model are built.
 #![cfg_attr(ipc_loom, allow(dead_code))]
 
 mod error;
 mod raw;
 mod region;
 pub mod ring;
-mod sys;
-mod wait;
 
 #[cfg(not(ipc_loom))]
 mod joinable;

@@ -1,6 +1,8 @@
 //! Under `--cfg ipc_loom` only: the MPMC algorithm and its waiters over heap memory that
 //! loom tracks (atomics and payload cells), for the models in `tests/loom.rs`. The code that
-//! runs is the crate's own (`raw.rs`, `wait.rs`); only the memory differs.
+//! runs is the crate's own (`raw.rs`, and ipc-shm's `EventCount`); only the memory differs.
+
+use ipc_shm::Deadline;
 
 use crate::raw::{self, ClaimErr, ReserveErr};
 use crate::region::{Region, initialise};
@@ -44,7 +46,7 @@ impl Model {
                 }
                 Err(ReserveErr::Full { .. }) => {
                     let r = &self.region;
-                    r.ctrl().not_full.wait(|| raw::send_ready(r), None);
+                    r.ctrl().not_full.wait(|| raw::send_ready(r), Deadline::NEVER);
                 }
                 Err(ReserveErr::Closed) => return false,
                 Err(ReserveErr::Corrupted(c)) => panic!("corrupted: {c}"),
@@ -75,7 +77,7 @@ impl Model {
                 }
                 Err(ClaimErr::Empty | ClaimErr::Pending { .. }) => {
                     let r = &self.region;
-                    r.ctrl().not_empty.wait(|| raw::recv_ready(r), None);
+                    r.ctrl().not_empty.wait(|| raw::recv_ready(r), Deadline::NEVER);
                 }
                 Err(ClaimErr::Closed) => return Got::Closed,
                 Err(ClaimErr::Corrupted(c)) => panic!("corrupted: {c}"),

@@ -1,14 +1,15 @@
 //! [`Queue`]: the MPMC bytes queue, and what every flavour shares: construction over an
-//! [`Object`], the wait loop (spin policy, sleeping, slow-path recovery of dead owners) and
-//! [`Stats`].
+//! [`Object`], the wait loop (ipc-shm's spin policy, waiter word and liveness sleep schedule,
+//! slow-path recovery of dead owners) and [`Stats`].
 #![allow(unsafe_code)] // the two lending guards (SendSlot, RecvRef) deref into a held slot
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipc_shm::header::ObjectKind;
-use ipc_shm::{Object, Shm, ShmOptions, liveness};
+use ipc_shm::wait::{SLICE_MAX, Schedule};
+use ipc_shm::{Deadline, Object, PeerSpin, Shm, ShmOptions, liveness};
 
 use crate::error::{
     Error, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError,
@@ -18,13 +19,13 @@ use crate::raw::{self, ClaimErr, Claimed, ReserveErr};
 use crate::region::{Mapped, Region, Stat, init_body};
 use crate::ring::{self, Config, Corruption, Flavour, RawConfig};
 use crate::sync::{AtomicU32, Ordering};
-use crate::sys;
-use crate::wait::Policy;
 
-/// How long a slot may stay claimed by the same owner before a waiter asks whether that
-/// owner is alive (then again every such period). Recovery of a dead peer's slot therefore
-/// takes about this long, far below the 500 ms bound.
-pub const RECOVERY_CHECK: Duration = Duration::from_millis(10);
+/// The longest a waiter blocked by a claimed slot goes without asking whether the slot's
+/// owner is alive: waits sleep in ipc-shm's liveness slices ([`ipc_shm::wait::Schedule`]:
+/// 1 ms first, doubling up to this), and a `try_*` caller that keeps finding the same slot
+/// claimed asks on the same schedule. A dead peer's slot is therefore recovered within about
+/// this long of the death (plus one kernel tick), far below the 500 ms bound.
+pub const RECOVERY_CHECK: Duration = SLICE_MAX;
 
 /// Header identity of a queue body of `flavour`.
 pub(crate) fn kind(flavour: Flavour) -> ObjectKind {
@@ -76,13 +77,38 @@ pub(crate) enum Attempt<T, E> {
     Failed(E),
 }
 
+/// Why a wait loop gave up.
+pub(crate) enum Waited<E> {
+    /// The deadline passed.
+    Timeout,
+    /// Every peer of the other side is dead (and everything they left was taken).
+    Disconnected,
+    /// The attempt failed.
+    Failed(E),
+}
+
+/// A slot that `try_*` calls keep finding claimed by the same word, and when to ask next
+/// whether its owner is alive.
+#[derive(Debug)]
+struct Blocked {
+    word: u64,
+    schedule: Schedule,
+    check_at: Deadline,
+}
+
+/// This thread's CPU + 1, as the placement words store it (0 is "unknown").
+#[inline]
+pub(crate) fn my_cpu() -> u32 {
+    ipc_shm::current_cpu().wrapping_add(1)
+}
+
 /// The state every queue handle shares: the mapped body and per-handle hints.
 #[derive(Debug)]
 pub(crate) struct Inner {
     mapped: Mapped,
     name: String,
-    /// try_* calls that found the same slot blocked: (word, first seen).
-    pending: Mutex<Option<(u64, Instant)>>,
+    /// try_* calls that found the same slot blocked.
+    pending: Mutex<Option<Blocked>>,
     /// Sampling counter for publishing our CPU (plain load/store: races only skew sampling).
     tick: AtomicU32,
     /// MPMC: the last reservation through this handle found the queue full (then the next
@@ -110,7 +136,6 @@ fn read_config(object: &Object) -> std::result::Result<RawConfig, ipc_shm::Error
 
 impl Inner {
     fn assemble(op: &'static str, name: &str, object: Object, cfg: Config) -> Result<Inner> {
-        sys::register();
         liveness::current().map_err(shm_err(op, name))?;
         let mapped = Mapped::new(object, cfg).ok_or_else(|| Error::Corrupted {
             op,
@@ -220,7 +245,7 @@ impl Inner {
         let n = self.tick.load(Ordering::Relaxed);
         self.tick.store(n.wrapping_add(1), Ordering::Relaxed);
         if n.is_multiple_of(64) {
-            self.publish_cpu(side, sys::my_cpu());
+            self.publish_cpu(side, my_cpu());
         }
     }
 
@@ -245,88 +270,96 @@ impl Inner {
         }
     }
 
-    /// A try_* call found the slot of `pos` blocked by `word`: after it stayed so for
-    /// [`RECOVERY_CHECK`], ask whether its owner is alive (slow path).
+    /// A try_* call found the slot of `pos` blocked by `word`: once it has stayed so for a
+    /// slice of the liveness schedule, ask whether its owner is alive (slow path), and again
+    /// after each later slice.
     pub(crate) fn note_blocked(&self, pos: u64, word: u64) {
-        let now = Instant::now();
         let mut p = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match *p {
-            Some((w, since)) if w == word => {
-                if now.duration_since(since) >= RECOVERY_CHECK {
-                    *p = if raw::recover(self.region(), pos, word) { None } else { Some((w, now)) };
+        match &mut *p {
+            Some(b) if b.word == word => {
+                if b.check_at.has_passed() {
+                    if raw::recover(self.region(), pos, word) {
+                        *p = None;
+                    } else {
+                        b.check_at = b.schedule.next(Deadline::NEVER);
+                    }
                 }
             }
-            _ => *p = Some((word, now)),
+            _ => {
+                let mut schedule = Schedule::new();
+                let check_at = schedule.next(Deadline::NEVER);
+                *p = Some(Blocked { word, schedule, check_at });
+            }
         }
     }
 
-    /// Run `attempt` until it is done, fails, or the deadline passes (`Err(None)`): spin
-    /// while the peer can be running, then sleep on the side's waiter word, checking a
-    /// blocking slot's owner every [`RECOVERY_CHECK`].
+    /// Run `attempt` until it is done, fails, the deadline passes, or the other side is
+    /// gone: spin while the peer can be running ([`PeerSpin`]), then sleep on the side's
+    /// waiter word in the slices of ipc-shm's liveness [`Schedule`]. After each slice that
+    /// ends with nothing done, ask whether the owner of a blocking slot died (and recover it)
+    /// and whether `peers_gone` (every process of the other side dead): then, once the
+    /// attempt finds nothing they left, [`Waited::Disconnected`].
     pub(crate) fn wait_loop<T, E>(
         &self,
         side: Side,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         ready: impl Fn(&Region) -> bool,
+        mut peers_gone: impl FnMut() -> bool,
         mut attempt: impl FnMut() -> Attempt<T, E>,
-    ) -> std::result::Result<T, Option<E>> {
-        let ctrl = self.region().ctrl();
+    ) -> std::result::Result<T, Waited<E>> {
+        let region = self.region();
+        let ctrl = region.ctrl();
         let (waiters, peer_cpu, stat) = match side {
             Side::Send => (&ctrl.not_full, &ctrl.recv_cpu, Stat::SendWaits),
             Side::Recv => (&ctrl.not_empty, &ctrl.send_cpu, Stat::RecvWaits),
         };
-        let my_cpu = sys::my_cpu();
+        let my_cpu = my_cpu();
         self.publish_cpu(side, my_cpu);
-        let mut policy = Policy::new();
-        let mut since: Option<(u64, Instant)> = None;
+        let mut spin = PeerSpin::new();
+        let mut schedule = Schedule::new();
+        // The end of the current sleep slice (None: not sleeping yet, or a new one is due).
+        let mut slice: Option<Deadline> = None;
         let mut counted = false;
         loop {
-            let mut check_at = None;
-            match attempt() {
+            let blocker = match attempt() {
                 Attempt::Done(v) => return Ok(v),
-                Attempt::Failed(e) => return Err(Some(e)),
-                Attempt::Blocked(None) => since = None,
-                Attempt::Blocked(Some((pos, word))) => {
-                    let now = Instant::now();
-                    match since {
-                        Some((w, t)) if w == word => {
-                            if now.duration_since(t) >= RECOVERY_CHECK {
-                                if raw::recover(self.region(), pos, word) {
-                                    since = None;
-                                    continue;
-                                }
-                                since = Some((w, now));
-                            }
-                        }
-                        _ => since = Some((word, now)),
-                    }
-                    check_at = since.map(|(_, t)| t + RECOVERY_CHECK);
+                Attempt::Failed(e) => return Err(Waited::Failed(e)),
+                Attempt::Blocked(b) => b,
+            };
+            if slice.is_some_and(Deadline::has_passed) {
+                // A whole slice and still blocked: look at the peers (slow path).
+                if let Some((pos, word)) = blocker
+                    && raw::recover(region, pos, word)
+                {
+                    continue;
                 }
+                if peers_gone() {
+                    // What the dead left (messages, room, recoverable slots) is taken first.
+                    match attempt() {
+                        Attempt::Done(v) => return Ok(v),
+                        Attempt::Failed(e) => return Err(Waited::Failed(e)),
+                        Attempt::Blocked(Some((pos, word))) if raw::recover(region, pos, word) => {
+                            continue;
+                        }
+                        Attempt::Blocked(_) => return Err(Waited::Disconnected),
+                    }
+                }
+                slice = None;
             }
-            if policy.step(peer_cpu, my_cpu) {
+            if spin.step(peer_cpu, my_cpu) {
                 continue;
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(None);
+            if deadline.has_passed() {
+                return Err(Waited::Timeout);
             }
             if !counted {
                 ctrl.bump(stat);
                 counted = true;
             }
-            let wake_by = match (deadline, check_at) {
-                (Some(d), Some(c)) => Some(d.min(c)),
-                (d, c) => d.or(c),
-            };
-            let region = self.region();
-            waiters.wait(|| ready(region), wake_by);
+            let end = *slice.get_or_insert_with(|| schedule.next(deadline));
+            waiters.wait(|| ready(region), end);
         }
     }
-}
-
-/// A deadline `timeout` from now (`None`: too far to represent, i.e. wait forever).
-pub(crate) fn deadline_in(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
 }
 
 /// Why an MPMC reservation failed (internal, mapped to each API's outcome enum).
@@ -338,6 +371,8 @@ pub(crate) enum Refused {
     TooLong,
     Corrupted(Corruption),
     Unregistered,
+    /// Full, and every process that ever received is dead (only from a blocking wait).
+    Disconnected,
 }
 
 /// Why an MPMC claim failed (internal).
@@ -348,6 +383,8 @@ pub(crate) enum NoMessage {
     Closed,
     Corrupted(Corruption),
     Unregistered,
+    /// Empty, and every process that ever sent is dead (only from a blocking wait).
+    Disconnected,
 }
 
 /// A bounded MPMC queue of byte messages in shared memory (named or anonymous). Any number
@@ -543,15 +580,20 @@ impl Queue {
     pub(crate) fn reserve_pos(
         &self,
         len: usize,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> std::result::Result<u64, Refused> {
-        self.inner
-            .wait_loop(Side::Send, deadline, raw::send_ready, || match self.reserve_once(len) {
-                Ok(pos) => Attempt::Done(pos),
-                Err((Refused::Full, blocker)) => Attempt::Blocked(blocker),
-                Err((r, _)) => Attempt::Failed(r),
-            })
-            .map_err(|e| e.unwrap_or(Refused::Timeout))
+        let attempt = || match self.reserve_once(len) {
+            Ok(pos) => Attempt::Done(pos),
+            Err((Refused::Full, blocker)) => Attempt::Blocked(blocker),
+            Err((r, _)) => Attempt::Failed(r),
+        };
+        self.inner.wait_loop(Side::Send, deadline, raw::send_ready, || false, attempt).map_err(
+            |e| match e {
+                Waited::Timeout => Refused::Timeout,
+                Waited::Disconnected => Refused::Disconnected,
+                Waited::Failed(r) => r,
+            },
+        )
     }
 
     fn write_commit(&self, pos: u64, msg: &[u8]) {
@@ -571,7 +613,9 @@ impl Queue {
                 self.write_commit(pos, msg);
                 Ok(())
             }
-            Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full),
+            Err(Refused::Full | Refused::Timeout | Refused::Disconnected) => {
+                Err(TrySendError::Full)
+            }
             Err(Refused::Closed) => Err(TrySendError::Closed),
             Err(Refused::TooLong) => {
                 Err(TrySendError::TooLong { len: msg.len(), max: self.max_message() })
@@ -586,7 +630,7 @@ impl Queue {
     /// # Errors
     /// [`SendError::Closed`], `TooLong`, `Corrupted`, `Unregistered`.
     pub fn send(&self, msg: &[u8]) -> std::result::Result<(), SendError> {
-        match self.send_deadline(msg, None) {
+        match self.send_deadline(msg, Deadline::NEVER) {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::Closed | SendTimeoutError::Timeout) => Err(SendError::Closed),
             Err(SendTimeoutError::TooLong { len, max }) => Err(SendError::TooLong { len, max }),
@@ -605,13 +649,13 @@ impl Queue {
         msg: &[u8],
         timeout: Duration,
     ) -> std::result::Result<(), SendTimeoutError> {
-        self.send_deadline(msg, deadline_in(timeout))
+        self.send_deadline(msg, Deadline::after(timeout))
     }
 
     fn send_deadline(
         &self,
         msg: &[u8],
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> std::result::Result<(), SendTimeoutError> {
         match self.reserve_pos(msg.len(), deadline) {
             Ok(pos) => {
@@ -625,6 +669,7 @@ impl Queue {
             }
             Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(c)),
             Err(Refused::Unregistered) => Err(SendTimeoutError::Unregistered),
+            Err(Refused::Disconnected) => Err(SendTimeoutError::Disconnected),
         }
     }
 
@@ -635,12 +680,13 @@ impl Queue {
     /// # Errors
     /// As [`send`](Self::send).
     pub fn reserve(&self, len: usize) -> std::result::Result<SendSlot<'_>, SendError> {
-        match self.reserve_pos(len, None) {
+        match self.reserve_pos(len, Deadline::NEVER) {
             Ok(pos) => Ok(self.slot(pos, len)),
             Err(Refused::TooLong) => Err(SendError::TooLong { len, max: self.max_message() }),
             Err(Refused::Corrupted(c)) => Err(SendError::Corrupted(c)),
             Err(Refused::Unregistered) => Err(SendError::Unregistered),
-            Err(_) => Err(SendError::Closed),
+            Err(Refused::Disconnected) => Err(SendError::Disconnected),
+            Err(Refused::Full | Refused::Timeout | Refused::Closed) => Err(SendError::Closed),
         }
     }
 
@@ -651,7 +697,9 @@ impl Queue {
     pub fn try_reserve(&self, len: usize) -> std::result::Result<SendSlot<'_>, TrySendError> {
         match self.try_reserve_pos(len) {
             Ok(pos) => Ok(self.slot(pos, len)),
-            Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full),
+            Err(Refused::Full | Refused::Timeout | Refused::Disconnected) => {
+                Err(TrySendError::Full)
+            }
             Err(Refused::Closed) => Err(TrySendError::Closed),
             Err(Refused::TooLong) => Err(TrySendError::TooLong { len, max: self.max_message() }),
             Err(Refused::Corrupted(c)) => Err(TrySendError::Corrupted(c)),
@@ -668,7 +716,7 @@ impl Queue {
         len: usize,
         timeout: Duration,
     ) -> std::result::Result<SendSlot<'_>, SendTimeoutError> {
-        match self.reserve_pos(len, deadline_in(timeout)) {
+        match self.reserve_pos(len, Deadline::after(timeout)) {
             Ok(pos) => Ok(self.slot(pos, len)),
             Err(Refused::Full | Refused::Timeout) => Err(SendTimeoutError::Timeout),
             Err(Refused::Closed) => Err(SendTimeoutError::Closed),
@@ -677,6 +725,7 @@ impl Queue {
             }
             Err(Refused::Corrupted(c)) => Err(SendTimeoutError::Corrupted(c)),
             Err(Refused::Unregistered) => Err(SendTimeoutError::Unregistered),
+            Err(Refused::Disconnected) => Err(SendTimeoutError::Disconnected),
         }
     }
 
@@ -713,17 +762,19 @@ impl Queue {
         })
     }
 
-    pub(crate) fn claim(
-        &self,
-        deadline: Option<Instant>,
-    ) -> std::result::Result<Claimed, NoMessage> {
-        self.inner
-            .wait_loop(Side::Recv, deadline, raw::recv_ready, || match self.claim_once() {
-                Ok(c) => Attempt::Done(c),
-                Err((NoMessage::Empty, blocker)) => Attempt::Blocked(blocker),
-                Err((n, _)) => Attempt::Failed(n),
-            })
-            .map_err(|e| e.unwrap_or(NoMessage::Timeout))
+    pub(crate) fn claim(&self, deadline: Deadline) -> std::result::Result<Claimed, NoMessage> {
+        let attempt = || match self.claim_once() {
+            Ok(c) => Attempt::Done(c),
+            Err((NoMessage::Empty, blocker)) => Attempt::Blocked(blocker),
+            Err((n, _)) => Attempt::Failed(n),
+        };
+        self.inner.wait_loop(Side::Recv, deadline, raw::recv_ready, || false, attempt).map_err(
+            |e| match e {
+                Waited::Timeout => NoMessage::Timeout,
+                Waited::Disconnected => NoMessage::Disconnected,
+                Waited::Failed(n) => n,
+            },
+        )
     }
 
     /// Copy a claimed message out and release its slot.
@@ -776,7 +827,7 @@ impl Queue {
     /// # Errors
     /// As [`recv`](Self::recv).
     pub fn recv_into(&self, buf: &mut Vec<u8>) -> std::result::Result<usize, RecvError> {
-        let c = self.claim(None).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
+        let c = self.claim(Deadline::NEVER).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
         self.take(c, buf);
         Ok(c.len)
     }
@@ -789,7 +840,7 @@ impl Queue {
         &self,
         timeout: Duration,
     ) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
-        let c = self.claim(deadline_in(timeout)).map_err(recv_timeout_err)?;
+        let c = self.claim(Deadline::after(timeout)).map_err(recv_timeout_err)?;
         let mut v = Vec::new();
         self.take(c, &mut v);
         Ok(v)
@@ -802,7 +853,7 @@ impl Queue {
     /// # Errors
     /// As [`recv`](Self::recv).
     pub fn recv_ref(&self) -> std::result::Result<RecvRef<'_>, RecvError> {
-        let c = self.claim(None).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
+        let c = self.claim(Deadline::NEVER).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
         Ok(self.lend(c))
     }
 
@@ -823,7 +874,7 @@ impl Queue {
         &self,
         timeout: Duration,
     ) -> std::result::Result<RecvRef<'_>, RecvTimeoutError> {
-        let c = self.claim(deadline_in(timeout)).map_err(recv_timeout_err)?;
+        let c = self.claim(Deadline::after(timeout)).map_err(recv_timeout_err)?;
         Ok(self.lend(c))
     }
 
@@ -890,7 +941,7 @@ impl Queue {
 
 pub(crate) fn try_recv_err(e: NoMessage) -> TryRecvError {
     match e {
-        NoMessage::Empty | NoMessage::Timeout => TryRecvError::Empty,
+        NoMessage::Empty | NoMessage::Timeout | NoMessage::Disconnected => TryRecvError::Empty,
         NoMessage::Closed => TryRecvError::Closed,
         NoMessage::Corrupted(c) => TryRecvError::Corrupted(c),
         NoMessage::Unregistered => TryRecvError::Unregistered,
@@ -903,6 +954,7 @@ pub(crate) fn recv_timeout_err(e: NoMessage) -> RecvTimeoutError {
         NoMessage::Closed => RecvTimeoutError::Closed,
         NoMessage::Corrupted(c) => RecvTimeoutError::Corrupted(c),
         NoMessage::Unregistered => RecvTimeoutError::Unregistered,
+        NoMessage::Disconnected => RecvTimeoutError::Disconnected,
     }
 }
 

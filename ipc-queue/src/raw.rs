@@ -180,7 +180,7 @@ pub(crate) fn commit(r: &Region, pos: u64, len: usize) {
     // SYNC POINT. Release: publishes the payload and length; pairs with the Acquire CAS that
     // claims the slot in `try_claim`. A process killed before this line never published.
     slot.word.store(pack(pos as u32, READY, 0), Release);
-    r.ctrl().not_empty.notify();
+    r.ctrl().not_empty.notify_all();
 }
 
 /// Give back a claimed slot without publishing it: it becomes free for the next lap and
@@ -197,8 +197,8 @@ pub(crate) fn cancel(r: &Region, pos: u64, me: u32) {
     {
         r.ctrl().bump(Stat::Cancelled);
     }
-    r.ctrl().not_empty.notify();
-    r.ctrl().not_full.notify();
+    r.ctrl().not_empty.notify_all();
+    r.ctrl().not_full.notify_all();
 }
 
 /// Claim the next committed message for `me`.
@@ -285,7 +285,7 @@ pub(crate) fn release(r: &Region, pos: u64) {
     // SYNC POINT. Release: our reads of the payload happen before the next producer's
     // writes; pairs with the Acquire claim in `try_reserve`.
     r.slot(pos).word.store(next_lap(pos as u32, cap), Release);
-    r.ctrl().not_full.notify();
+    r.ctrl().not_full.notify_all();
 }
 
 /// Recover the slot of `pos` found holding `word` if its owner (a producer writing it or a
@@ -308,8 +308,8 @@ pub(crate) fn recover(r: &Region, pos: u64, word: u64) -> bool {
         Ok(_) => {
             let ctrl = r.ctrl();
             ctrl.bump(if w.state == WRITING { Stat::Abandoned } else { Stat::Lost });
-            ctrl.not_empty.notify();
-            ctrl.not_full.notify();
+            ctrl.not_empty.notify_all();
+            ctrl.not_full.notify_all();
             true
         }
         Err(_) => true,
@@ -358,9 +358,9 @@ pub(crate) fn close(r: &Region) {
     let ctrl = r.ctrl();
     // Release: pairs with the Acquire loads in `closed`.
     ctrl.closed.store(1, Release);
-    ctrl.not_empty.notify();
-    ctrl.not_full.notify();
-    ctrl.all_done.notify();
+    ctrl.not_empty.notify_all();
+    ctrl.not_full.notify_all();
+    ctrl.all_done.notify_all();
 }
 
 /// Messages committed and not yet released (slots READY or READING): the queued part of a

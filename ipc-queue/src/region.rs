@@ -23,8 +23,9 @@
 use crate::ring::Config;
 #[cfg(not(ipc_loom))]
 use crate::ring::{CTRL_LEN, SLOT_HEADER};
+use ipc_shm::EventCount;
+
 use crate::sync::{AtomicU32, AtomicU64};
-use crate::wait::Waiters;
 
 /// The control block at the start of the body.
 #[repr(C)]
@@ -48,11 +49,11 @@ pub(crate) struct Ctrl {
     /// SPSC: owner id of the consumer; 0 none.
     pub(crate) cons_role: AtomicU32,
     _pad3: [u8; 108],
-    pub(crate) not_empty: Waiters,
+    pub(crate) not_empty: EventCount,
     _pad4: [u8; 56],
-    pub(crate) not_full: Waiters,
+    pub(crate) not_full: EventCount,
     _pad5: [u8; 56],
-    pub(crate) all_done: Waiters,
+    pub(crate) all_done: EventCount,
     _pad6: [u8; 56],
     /// Statistics, indexed by [`Stat`].
     pub(crate) stats: [AtomicU64; 8],
@@ -121,11 +122,11 @@ impl Ctrl {
             prod_role: AtomicU32::new(0),
             cons_role: AtomicU32::new(0),
             _pad3: [0; 108],
-            not_empty: Waiters::new(),
+            not_empty: EventCount::new(),
             _pad4: [0; 56],
-            not_full: Waiters::new(),
+            not_full: EventCount::new(),
             _pad5: [0; 56],
-            all_done: Waiters::new(),
+            all_done: EventCount::new(),
             _pad6: [0; 56],
             stats: std::array::from_fn(|_| AtomicU64::new(0)),
             in_progress: AtomicU64::new(0),

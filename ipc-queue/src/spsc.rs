@@ -29,15 +29,15 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ipc_shm::{Shm, ShmOptions, liveness};
+use ipc_shm::{Deadline, Shm, ShmOptions, liveness};
 
 use crate::error::{
     Error, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
-use crate::queue::{Attempt, How, Inner, QueueOptions, Side, Stats, deadline_in};
+use crate::queue::{Attempt, How, Inner, QueueOptions, Side, Stats, Waited, my_cpu};
 use crate::region::{At, Hot, Region};
 use crate::ring::{self, Corruption, Flavour};
 use crate::sync::{AtomicU32, Ordering};
@@ -88,19 +88,13 @@ impl QueueOptions {
     }
 }
 
-/// How long a receiver parked on an empty SPSC queue (a sender parked on a full one) waits
+/// The longest a receiver parked on an empty queue (a sender parked on a full one) sleeps
 /// between looks at whether its peer died ([`RecvError::Disconnected`],
-/// [`SendError::Disconnected`]); a live, idle peer costs the parked side one wake-up per
-/// period.
-pub const PEER_CHECK: Duration = Duration::from_millis(100);
-
-/// The end of the next wait slice: `deadline` or [`PEER_CHECK`] from now, whichever is first.
-fn slice_until(deadline: Option<Instant>) -> Option<Instant> {
-    match (deadline, Instant::now().checked_add(PEER_CHECK)) {
-        (Some(d), Some(s)) => Some(d.min(s)),
-        (d, s) => d.or(s),
-    }
-}
+/// [`SendError::Disconnected`]): waits sleep in ipc-shm's liveness slices
+/// ([`ipc_shm::wait::Schedule`]: 1 ms first, doubling up to this, ends aligned to the kernel
+/// tick), so a death is noticed within about this long; a live, idle peer costs the parked
+/// side one wake-up per slice.
+pub const PEER_CHECK: Duration = ipc_shm::wait::SLICE_MAX;
 
 /// Whether the role `word` is held by a process that has died (vacant: no).
 fn holder_died(word: &AtomicU32) -> bool {
@@ -436,9 +430,9 @@ impl Sender {
         // it follows the stamp, so head > pos implies the stamp of pos is visible.
         let ctrl = self.hot.ctrl();
         ctrl.head.store(self.head, Ordering::Release);
-        ctrl.not_empty.notify();
+        ctrl.not_empty.notify_all();
         if self.ops.is_multiple_of(64) {
-            self.inner.publish_cpu(Side::Send, crate::sys::my_cpu());
+            self.inner.publish_cpu(Side::Send, my_cpu());
         }
         self.ops = self.ops.wrapping_add(1);
     }
@@ -447,7 +441,7 @@ impl Sender {
     fn slot_deadline(
         &mut self,
         len: usize,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> std::result::Result<u64, Option<Refused>> {
         match self.try_slot(len) {
             Ok(pos) => Ok(pos),
@@ -461,30 +455,23 @@ impl Sender {
     fn wait_slot(
         &mut self,
         len: usize,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> std::result::Result<u64, Option<Refused>> {
         let inner = self.inner.clone();
-        loop {
-            let until = slice_until(deadline);
-            let got = inner.wait_loop(Side::Send, until, send_ready, || match self.try_slot(len) {
-                Ok(pos) => Attempt::Done(pos),
-                Err(Refused::Full) => Attempt::Blocked(None),
-                Err(e) => Attempt::Failed(e),
-            });
-            match got {
-                Err(None) if deadline.is_none_or(|d| Instant::now() < d) => {
-                    if holder_died(&self.inner.region().ctrl().cons_role) {
-                        // Room the consumer made before dying is used first.
-                        return match self.try_slot(len) {
-                            Ok(pos) => Ok(pos),
-                            Err(Refused::Full) => Err(Some(Refused::Disconnected)),
-                            Err(e) => Err(Some(e)),
-                        };
-                    }
-                }
-                other => return other,
+        // Room the consumer made before dying is used first (the wait loop tries again).
+        let consumer_died = || holder_died(&inner.region().ctrl().cons_role);
+        let attempt = || match self.try_slot(len) {
+            Ok(pos) => Attempt::Done(pos),
+            Err(Refused::Full) => Attempt::Blocked(None),
+            Err(e) => Attempt::Failed(e),
+        };
+        inner.wait_loop(Side::Send, deadline, send_ready, consumer_died, attempt).map_err(|e| {
+            match e {
+                Waited::Timeout => None,
+                Waited::Disconnected => Some(Refused::Disconnected),
+                Waited::Failed(r) => Some(r),
             }
-        }
+        })
     }
 
     /// Write and publish `msg` in the slot of `pos` (ours, checked by `try_slot`).
@@ -523,7 +510,7 @@ impl Sender {
     /// queue stays full and the consumer has died (seen within [`PEER_CHECK`] of the death).
     #[inline]
     pub fn send(&mut self, msg: &[u8]) -> std::result::Result<(), SendError> {
-        match self.send_deadline(msg, None) {
+        match self.send_deadline(msg, Deadline::NEVER) {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::TooLong { len, max }) => Err(SendError::TooLong { len, max }),
             Err(SendTimeoutError::Corrupted(c)) => Err(SendError::Corrupted(c)),
@@ -543,14 +530,14 @@ impl Sender {
         msg: &[u8],
         timeout: Duration,
     ) -> std::result::Result<(), SendTimeoutError> {
-        self.send_deadline(msg, deadline_in(timeout))
+        self.send_deadline(msg, Deadline::after(timeout))
     }
 
     #[inline]
     fn send_deadline(
         &mut self,
         msg: &[u8],
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> std::result::Result<(), SendTimeoutError> {
         match self.slot_deadline(msg.len(), deadline) {
             Ok(pos) => {
@@ -575,7 +562,7 @@ impl Sender {
     /// As [`send`](Self::send).
     #[inline]
     pub fn reserve(&mut self, len: usize) -> std::result::Result<SpscSlot<'_>, SendError> {
-        match self.slot_deadline(len, None) {
+        match self.slot_deadline(len, Deadline::NEVER) {
             Ok(pos) => Ok(SpscSlot { sender: self, pos, len }),
             Err(Some(Refused::TooLong)) => {
                 Err(SendError::TooLong { len, max: self.inner.cfg().max_message as usize })
@@ -612,7 +599,7 @@ impl Sender {
         len: usize,
         timeout: Duration,
     ) -> std::result::Result<SpscSlot<'_>, SendTimeoutError> {
-        match self.slot_deadline(len, deadline_in(timeout)) {
+        match self.slot_deadline(len, Deadline::after(timeout)) {
             Ok(pos) => Ok(SpscSlot { sender: self, pos, len }),
             Err(None | Some(Refused::Full)) => Err(SendTimeoutError::Timeout),
             Err(Some(Refused::Closed)) => Err(SendTimeoutError::Closed),
@@ -783,9 +770,9 @@ impl Receiver {
         // SYNC POINT. Release: we are done reading the slot; pairs with the producer's Acquire
         // load of tail before it overwrites it.
         ctrl.tail.store(self.tail, Ordering::Release);
-        ctrl.not_full.notify();
+        ctrl.not_full.notify_all();
         if self.ops.is_multiple_of(64) {
-            self.inner.publish_cpu(Side::Recv, crate::sys::my_cpu());
+            self.inner.publish_cpu(Side::Recv, my_cpu());
         }
         self.ops = self.ops.wrapping_add(1);
     }
@@ -793,7 +780,7 @@ impl Receiver {
     #[inline]
     fn next_deadline(
         &mut self,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> std::result::Result<(u64, usize), Option<Nothing>> {
         match self.try_next() {
             Ok(v) => Ok(v),
@@ -810,30 +797,23 @@ impl Receiver {
     #[inline(never)]
     fn wait_next(
         &mut self,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> std::result::Result<(u64, usize), Option<Nothing>> {
         let inner = self.inner.clone();
-        loop {
-            let until = slice_until(deadline);
-            let got = inner.wait_loop(Side::Recv, until, recv_ready, || match self.try_next() {
-                Ok(v) => Attempt::Done(v),
-                Err(Nothing::Empty) => Attempt::Blocked(None),
-                Err(e) => Attempt::Failed(e),
-            });
-            match got {
-                Err(None) if deadline.is_none_or(|d| Instant::now() < d) => {
-                    if holder_died(&self.inner.region().ctrl().prod_role) {
-                        // What it published before dying is received first.
-                        return match self.try_next() {
-                            Ok(v) => Ok(v),
-                            Err(Nothing::Empty) => Err(Some(Nothing::Disconnected)),
-                            Err(e) => Err(Some(e)),
-                        };
-                    }
-                }
-                other => return other,
+        // What the producer published before dying is received first (the loop tries again).
+        let producer_died = || holder_died(&inner.region().ctrl().prod_role);
+        let attempt = || match self.try_next() {
+            Ok(v) => Attempt::Done(v),
+            Err(Nothing::Empty) => Attempt::Blocked(None),
+            Err(e) => Attempt::Failed(e),
+        };
+        inner.wait_loop(Side::Recv, deadline, recv_ready, producer_died, attempt).map_err(|e| {
+            match e {
+                Waited::Timeout => None,
+                Waited::Disconnected => Some(Nothing::Disconnected),
+                Waited::Failed(n) => Some(n),
             }
-        }
+        })
     }
 
     #[inline]
@@ -888,7 +868,8 @@ impl Receiver {
     /// As [`recv`](Self::recv).
     #[inline]
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> std::result::Result<usize, RecvError> {
-        let next = self.next_deadline(None).map_err(|e| RecvError::from(timeout_err(e)))?;
+        let next =
+            self.next_deadline(Deadline::NEVER).map_err(|e| RecvError::from(timeout_err(e)))?;
         self.take(next, buf);
         Ok(next.1)
     }
@@ -902,7 +883,7 @@ impl Receiver {
         &mut self,
         timeout: Duration,
     ) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
-        let next = self.next_deadline(deadline_in(timeout)).map_err(timeout_err)?;
+        let next = self.next_deadline(Deadline::after(timeout)).map_err(timeout_err)?;
         let mut v = Vec::new();
         self.take(next, &mut v);
         Ok(v)
@@ -915,7 +896,8 @@ impl Receiver {
     /// As [`recv`](Self::recv).
     #[inline]
     pub fn recv_ref(&mut self) -> std::result::Result<SpscRef<'_>, RecvError> {
-        let (pos, len) = self.next_deadline(None).map_err(|e| RecvError::from(timeout_err(e)))?;
+        let (pos, len) =
+            self.next_deadline(Deadline::NEVER).map_err(|e| RecvError::from(timeout_err(e)))?;
         Ok(SpscRef { receiver: self, pos, len })
     }
 
@@ -941,7 +923,7 @@ impl Receiver {
         &mut self,
         timeout: Duration,
     ) -> std::result::Result<SpscRef<'_>, RecvTimeoutError> {
-        let (pos, len) = self.next_deadline(deadline_in(timeout)).map_err(timeout_err)?;
+        let (pos, len) = self.next_deadline(Deadline::after(timeout)).map_err(timeout_err)?;
         Ok(SpscRef { receiver: self, pos, len })
     }
 }

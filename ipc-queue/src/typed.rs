@@ -6,15 +6,13 @@ use std::time::Duration;
 
 use ipc_shm::bytemuck::{self, Pod};
 
-use ipc_shm::{Shm, ShmOptions};
+use ipc_shm::{Deadline, Shm, ShmOptions};
 
 use crate::error::{
     Error, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
-use crate::queue::{
-    How, Queue, QueueOptions, Refused, Stats, deadline_in, recv_timeout_err, try_recv_err,
-};
+use crate::queue::{How, Queue, QueueOptions, Refused, Stats, recv_timeout_err, try_recv_err};
 use crate::raw::Claimed;
 use crate::ring::{Corruption, Flavour};
 
@@ -138,7 +136,9 @@ impl<T: Pod> TypedQueue<T> {
             Err(Refused::TooLong) => {
                 Err(TrySendError::TooLong { len: size_of::<T>(), max: self.queue.max_message() })
             }
-            Err(Refused::Full | Refused::Timeout) => Err(TrySendError::Full),
+            Err(Refused::Full | Refused::Timeout | Refused::Disconnected) => {
+                Err(TrySendError::Full)
+            }
         }
     }
 
@@ -147,7 +147,7 @@ impl<T: Pod> TypedQueue<T> {
     /// # Errors
     /// [`SendError::Closed`], `Corrupted`.
     pub fn send(&self, value: T) -> std::result::Result<(), SendError> {
-        match self.queue.reserve_pos(size_of::<T>(), None) {
+        match self.queue.reserve_pos(size_of::<T>(), Deadline::NEVER) {
             Ok(pos) => {
                 self.put(pos, &value);
                 Ok(())
@@ -157,7 +157,8 @@ impl<T: Pod> TypedQueue<T> {
             Err(Refused::TooLong) => {
                 Err(SendError::TooLong { len: size_of::<T>(), max: self.queue.max_message() })
             }
-            Err(_) => Err(SendError::Closed),
+            Err(Refused::Disconnected) => Err(SendError::Disconnected),
+            Err(Refused::Full | Refused::Timeout | Refused::Closed) => Err(SendError::Closed),
         }
     }
 
@@ -170,7 +171,7 @@ impl<T: Pod> TypedQueue<T> {
         value: T,
         timeout: Duration,
     ) -> std::result::Result<(), SendTimeoutError> {
-        match self.queue.reserve_pos(size_of::<T>(), deadline_in(timeout)) {
+        match self.queue.reserve_pos(size_of::<T>(), Deadline::after(timeout)) {
             Ok(pos) => {
                 self.put(pos, &value);
                 Ok(())
@@ -183,6 +184,7 @@ impl<T: Pod> TypedQueue<T> {
                 max: self.queue.max_message(),
             }),
             Err(Refused::Full | Refused::Timeout) => Err(SendTimeoutError::Timeout),
+            Err(Refused::Disconnected) => Err(SendTimeoutError::Disconnected),
         }
     }
 
@@ -200,7 +202,8 @@ impl<T: Pod> TypedQueue<T> {
     /// # Errors
     /// [`RecvError::Closed`], `Corrupted`.
     pub fn recv(&self) -> std::result::Result<T, RecvError> {
-        let c = self.queue.claim(None).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
+        let c =
+            self.queue.claim(Deadline::NEVER).map_err(|e| RecvError::from(recv_timeout_err(e)))?;
         self.get(c).map_err(RecvError::Corrupted)
     }
 
@@ -209,7 +212,7 @@ impl<T: Pod> TypedQueue<T> {
     /// # Errors
     /// [`RecvTimeoutError::Timeout`], `Closed`, `Corrupted`.
     pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvTimeoutError> {
-        let c = self.queue.claim(deadline_in(timeout)).map_err(recv_timeout_err)?;
+        let c = self.queue.claim(Deadline::after(timeout)).map_err(recv_timeout_err)?;
         self.get(c).map_err(RecvTimeoutError::Corrupted)
     }
 
