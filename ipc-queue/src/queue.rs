@@ -303,7 +303,7 @@ impl Inner {
         &self,
         side: Side,
         deadline: Deadline,
-        ready: impl Fn(&Region) -> bool,
+        ready: impl Fn() -> bool,
         mut peers_gone: impl FnMut() -> bool,
         mut attempt: impl FnMut() -> Attempt<T, E>,
     ) -> std::result::Result<T, Waited<E>> {
@@ -357,7 +357,7 @@ impl Inner {
                 counted = true;
             }
             let end = *slice.get_or_insert_with(|| schedule.next(deadline));
-            waiters.wait(|| ready(region), end);
+            waiters.wait(&ready, end);
         }
     }
 }
@@ -587,13 +587,12 @@ impl Queue {
             Err((Refused::Full, blocker)) => Attempt::Blocked(blocker),
             Err((r, _)) => Attempt::Failed(r),
         };
-        self.inner.wait_loop(Side::Send, deadline, raw::send_ready, || false, attempt).map_err(
-            |e| match e {
-                Waited::Timeout => Refused::Timeout,
-                Waited::Disconnected => Refused::Disconnected,
-                Waited::Failed(r) => r,
-            },
-        )
+        let ready = || raw::send_ready(self.inner.region());
+        self.inner.wait_loop(Side::Send, deadline, ready, || false, attempt).map_err(|e| match e {
+            Waited::Timeout => Refused::Timeout,
+            Waited::Disconnected => Refused::Disconnected,
+            Waited::Failed(r) => r,
+        })
     }
 
     fn write_commit(&self, pos: u64, msg: &[u8]) {
@@ -768,13 +767,12 @@ impl Queue {
             Err((NoMessage::Empty, blocker)) => Attempt::Blocked(blocker),
             Err((n, _)) => Attempt::Failed(n),
         };
-        self.inner.wait_loop(Side::Recv, deadline, raw::recv_ready, || false, attempt).map_err(
-            |e| match e {
-                Waited::Timeout => NoMessage::Timeout,
-                Waited::Disconnected => NoMessage::Disconnected,
-                Waited::Failed(n) => n,
-            },
-        )
+        let ready = || raw::recv_ready(self.inner.region());
+        self.inner.wait_loop(Side::Recv, deadline, ready, || false, attempt).map_err(|e| match e {
+            Waited::Timeout => NoMessage::Timeout,
+            Waited::Disconnected => NoMessage::Disconnected,
+            Waited::Failed(n) => n,
+        })
     }
 
     /// Copy a claimed message out and release its slot.

@@ -1,6 +1,6 @@
 //! The MPMC algorithm: safe code over the atomics of a [`Region`]. The ring decisions come
 //! from [`ring`](crate::ring); this module does the loads (each once), the CASes and the
-//! notifications. It compiles under loom unchanged.
+//! notifications. It compiles under loom unchanged. The SPSC algorithm is in [`spsc`].
 //!
 //! A bounded Vyukov-style ring whose slot words also carry a state and the owner id (see the
 //! ring module), so that every claim records its owner in the same CAS, and a slot whose owner
@@ -9,7 +9,11 @@
 //! `head`/`tail` are hints (helped on by anyone who sees them lag); the slot words are the
 //! truth, so a process killed between claiming a slot and advancing an index stalls nobody.
 
-use crate::region::{Region, Stat};
+pub(crate) mod spsc;
+
+use ipc_shm::liveness::{self, Status};
+
+use crate::region::{Ctrl, Region, Stat};
 use crate::ring::{
     self, ConsumerView, Corruption, FREE, ProducerView, READING, READY, WRITING, consumer_view,
     free_word, next_lap, pack, producer_view, unpack,
@@ -54,8 +58,13 @@ pub(crate) struct Claimed {
 
 /// The closed flag: `Ok(false)` open, `Ok(true)` closed, `Err` a value `close` never writes.
 pub(crate) fn closed_flag(r: &Region) -> Result<bool, Corruption> {
+    closed_state(r.ctrl())
+}
+
+/// [`closed_flag`] of a control block.
+pub(crate) fn closed_state(ctrl: &Ctrl) -> Result<bool, Corruption> {
     // Acquire: pairs with the Release store in `close`.
-    match r.ctrl().closed.load(Acquire) {
+    match ctrl.closed.load(Acquire) {
         0 => Ok(false),
         1 => Ok(true),
         found => Err(Corruption::ClosedFlag { found }),
@@ -297,7 +306,7 @@ pub(crate) fn recover(r: &Region, pos: u64, word: u64) -> bool {
         return false;
     }
     // Only a Dead owner is reclaimed: Unknown (garbage, registry unavailable) never is.
-    if ipc_shm::liveness::status_raw(w.owner) != ipc_shm::liveness::Status::Dead {
+    if liveness::status_raw(w.owner) != Status::Dead {
         return false;
     }
     let slot = r.slot(pos);

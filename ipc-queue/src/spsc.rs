@@ -1,18 +1,8 @@
-//! The SPSC flavour: one producer, one consumer, the fastest path.
+//! The SPSC flavour: one producer, one consumer, the fastest path: the handles, their roles
+//! and their waits. The protocol (private indices, a stamp per slot, no CAS) is described
+//! and decided in [`ring`](crate::ring) and run by [`raw::spsc`](crate::raw::spsc), the
+//! same code the loom models check; this module adds the per-process parts.
 //!
-//! Each side keeps its own index privately (rigtorp's SPSCQueue): the producer reads the
-//! shared `tail` only when its cached copy says the ring is full, and nobody CASes. The
-//! consumer does not read `head` at all: every slot carries a stamp (its slot word, `READY`
-//! with the position) stored with Release after the payload, and the stamp alone tells a
-//! message (`READY(pos)`) from an empty slot (the previous lap's stamp, or the first lap's
-//! free word) from a corrupt one (anything else). So a small message costs the consumer one
-//! cache line and an empty poll touches no line the producer writes. `head` is still
-//! published (after the stamp) for `len` and for a new producer's attach.
-//!
-//! Per message the producer writes payload, length and stamp (one Release store publishes)
-//! and bumps its own `head` line; the consumer checks the stamp (Acquire), copies, and frees
-//! the slot with one Release store of `tail`. The fast paths are inline; waiting, closing,
-//! refreshing the cached tail and every corruption check live in out-of-line cold paths.
 //! The roles are enforced at attach time: [`SpscQueue::sender`] and [`SpscQueue::receiver`]
 //! record the owner id of the process that holds each role, and a role whose holder died can
 //! be taken over.
@@ -23,7 +13,7 @@
 //! holding a lent message ([`Receiver::recv_ref`]) leaves it in the queue: the next consumer
 //! receives it again (**at least once**, unlike the MPMC flavour's at most once). A receiver
 //! parked on an empty queue whose producer died is told [`RecvError::Disconnected`] within
-//! [`PEER_CHECK`] (100 ms) of the death, after receiving everything the producer published;
+//! [`PEER_CHECK`] (32 ms) of the death, after receiving everything the producer published;
 //! likewise a sender parked on a full queue whose consumer died ([`SendError::Disconnected`]).
 #![allow(unsafe_code)] // the lending guards deref into a held slot; taking the fast-path view
 
@@ -38,8 +28,9 @@ use crate::error::{
     TrySendError,
 };
 use crate::queue::{Attempt, How, Inner, QueueOptions, Side, Stats, Waited, my_cpu};
-use crate::region::{At, Hot, Region};
-use crate::ring::{self, Corruption, Flavour};
+use crate::raw::spsc::{self as proto, Consumer, Nothing, Producer, Refused};
+use crate::region::{At, Hot};
+use crate::ring::Flavour;
 use crate::sync::{AtomicU32, Ordering};
 
 /// A named or anonymous SPSC queue segment; take its two roles with [`sender`](Self::sender)
@@ -197,33 +188,19 @@ impl SpscQueue {
     pub fn sender(&self) -> Result<Sender> {
         let ctrl = self.inner.region().ctrl();
         let role = take_role(&self.inner, "take producer role of", "producer", &ctrl.prod_role)?;
-        // Relaxed: our own index (the role's Acquire ordered the previous holder's stores).
-        let mut head = ctrl.head.load(Ordering::Relaxed);
-        // Acquire: pairs with the consumer's Release store of tail.
-        let tail = ctrl.tail.load(Ordering::Acquire);
-        // A producer that died between its stamp and its head store left a committed message
-        // at `head` (the consumer may even have taken it already): count it as sent, never
-        // overwrite it.
-        let cap = i64::from(self.inner.cfg().capacity);
-        // Acquire: pairs with the dead producer's Release store of the stamp.
-        if (head.wrapping_sub(tail) as i64) < cap
-            && self.inner.region().slot(head).word.load(Ordering::Acquire) == ready(head)
-        {
-            head = head.wrapping_add(1);
-            // Release: as in publish.
-            ctrl.head.store(head, Ordering::Release);
-        }
-        if let Err(source) = ring::occupancy(head, tail, self.inner.cfg().capacity) {
-            give_role(&ctrl.prod_role, role);
-            return Err(Error::Corrupted {
-                op: "take producer role of",
-                name: self.inner.name().to_owned(),
-                source,
-            });
-        }
         // SAFETY: the Sender holds `inner`, the owner of the mapping, as long as `hot`.
         let hot = unsafe { self.inner.region().hot() };
-        Ok(Sender { inner: self.inner.clone(), hot, head, cached_tail: tail, role, ops: 0 })
+        match Producer::attach(&hot) {
+            Ok(prod) => Ok(Sender { inner: self.inner.clone(), hot, prod, role, ops: 0 }),
+            Err(source) => {
+                give_role(&ctrl.prod_role, role);
+                Err(Error::Corrupted {
+                    op: "take producer role of",
+                    name: self.inner.name().to_owned(),
+                    source,
+                })
+            }
+        }
     }
 
     /// Take the consumer role (see [`sender`](Self::sender)).
@@ -233,30 +210,25 @@ impl SpscQueue {
     pub fn receiver(&self) -> Result<Receiver> {
         let ctrl = self.inner.region().ctrl();
         let role = take_role(&self.inner, "take consumer role of", "consumer", &ctrl.cons_role)?;
-        // Relaxed: our own index.
-        let tail = ctrl.tail.load(Ordering::Relaxed);
-        // Acquire: pairs with the producer's Release store of head.
-        let head = ctrl.head.load(Ordering::Acquire);
-        // The tail may be one ahead of a head the producer is about to store.
-        let lagging = head.wrapping_add(1) == tail;
-        if let (false, Err(source)) =
-            (lagging, ring::occupancy(head, tail, self.inner.cfg().capacity))
-        {
-            give_role(&ctrl.cons_role, role);
-            return Err(Error::Corrupted {
-                op: "take consumer role of",
-                name: self.inner.name().to_owned(),
-                source,
-            });
-        }
         // SAFETY: the Receiver holds `inner`, the owner of the mapping, as long as `hot`.
         let hot = unsafe { self.inner.region().hot() };
-        Ok(Receiver { inner: self.inner.clone(), hot, tail, role, ops: 0 })
+        match Consumer::attach(&hot) {
+            Ok(cons) => Ok(Receiver { inner: self.inner.clone(), hot, cons, role, ops: 0 }),
+            Err(source) => {
+                give_role(&ctrl.cons_role, role);
+                Err(Error::Corrupted {
+                    op: "take consumer role of",
+                    name: self.inner.name().to_owned(),
+                    source,
+                })
+            }
+        }
     }
 
     /// Messages in the queue.
     pub fn len(&self) -> usize {
-        spsc_len(self.inner.region())
+        // SAFETY: the view is dropped before `inner` (held by `self`).
+        proto::len(&unsafe { self.inner.region().hot() })
     }
 
     /// Whether the queue is empty.
@@ -290,68 +262,12 @@ impl SpscQueue {
     }
 }
 
-fn spsc_len(r: &Region) -> usize {
-    let ctrl = r.ctrl();
-    // Relaxed: a snapshot; the tail can be one ahead of a head about to be stored.
-    let tail = ctrl.tail.load(Ordering::Relaxed);
-    let head = ctrl.head.load(Ordering::Relaxed);
-    (head.wrapping_sub(tail) as i64).clamp(0, i64::from(r.cfg().capacity)) as usize
-}
-
-/// For the readiness checks of waiters: closed, or a garbage flag (the attempt that follows
-/// reports it).
-fn closed(r: &Region) -> bool {
-    crate::raw::closed_flag(r) != Ok(false)
-}
-
-fn send_ready(r: &Region) -> bool {
-    let ctrl = r.ctrl();
-    // Relaxed: the producer's own index. Acquire: pairs with the consumer's Release of tail.
-    let head = ctrl.head.load(Ordering::Relaxed);
-    let tail = ctrl.tail.load(Ordering::Acquire);
-    head.wrapping_sub(tail) < u64::from(r.cfg().capacity) || closed(r)
-}
-
-fn recv_ready(r: &Region) -> bool {
-    let ctrl = r.ctrl();
-    // Relaxed: the consumer's own index.
-    let tail = ctrl.tail.load(Ordering::Relaxed);
-    // Acquire: pairs with the producer's Release store of the stamp. Anything but an empty
-    // slot (a message, or a word to report as corrupt) is something to do.
-    !spsc_empty_word(tail, r.slot(tail).word.load(Ordering::Acquire), r.cfg().capacity) || closed(r)
-}
-
-/// Whether `word` is what an empty slot at `pos` holds: the previous lap's stamp, or the
-/// initial free word of the first lap. (The consumer never writes slot words, so nothing
-/// else can be there while the slot waits for `pos`.)
-#[inline]
-fn spsc_empty_word(pos: u64, word: u64, capacity: u32) -> bool {
-    word == ready(pos.wrapping_sub(u64::from(capacity))) || word == ring::free_word(pos)
-}
-
-/// The stamp of a published message at `pos`.
-#[inline]
-fn ready(pos: u64) -> u64 {
-    ring::pack(pos as u32, ring::READY, 0)
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Refused {
-    Full,
-    Closed,
-    TooLong,
-    Corrupted(Corruption),
-    /// Full, and the consumer role's holder is dead (only from a blocking wait).
-    Disconnected,
-}
-
 /// The producer side of an [`SpscQueue`].
 #[derive(Debug)]
 pub struct Sender {
     inner: Arc<Inner>,
     hot: Hot,
-    head: u64,
-    cached_tail: u64,
+    prod: Producer,
     role: u32,
     ops: u32,
 }
@@ -367,46 +283,10 @@ impl Sender {
         self.inner.name()
     }
 
-    /// The next slot for a message of `len` bytes: the common case inline (one compare
-    /// against the cached tail), everything else out of line.
+    /// The next slot for a message of `len` bytes (see [`Producer::try_slot`]).
     #[inline]
     fn try_slot(&mut self, len: usize) -> std::result::Result<u64, Refused> {
-        let hot = &self.hot;
-        // Relaxed: checked again (Acquire) on the slow path below before reporting Closed.
-        if len > hot.max as usize
-            || hot.ctrl().closed.load(Ordering::Relaxed) != 0
-            || self.head.wrapping_sub(self.cached_tail) >= u64::from(hot.cap)
-        {
-            return self.try_slot_slow(len);
-        }
-        Ok(self.head)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn try_slot_slow(&mut self, len: usize) -> std::result::Result<u64, Refused> {
-        let region = self.inner.region();
-        let cfg = region.cfg();
-        if len > cfg.max_message as usize {
-            return Err(Refused::TooLong);
-        }
-        let ctrl = region.ctrl();
-        match crate::raw::closed_flag(region) {
-            Ok(false) => {}
-            Ok(true) => return Err(Refused::Closed),
-            Err(c) => {
-                ctrl.bump(crate::region::Stat::Corrupt);
-                return Err(Refused::Corrupted(c));
-            }
-        }
-        // Acquire: pairs with the consumer's Release store of tail: it is done with the
-        // slot we are about to overwrite.
-        self.cached_tail = ctrl.tail.load(Ordering::Acquire);
-        ring::occupancy(self.head, self.cached_tail, cfg.capacity).map_err(Refused::Corrupted)?;
-        if self.head.wrapping_sub(self.cached_tail) >= u64::from(cfg.capacity) {
-            return Err(Refused::Full);
-        }
-        Ok(self.head)
+        self.prod.try_slot(&self.hot, len)
     }
 
     #[inline]
@@ -417,20 +297,7 @@ impl Sender {
     /// Publish the message of `len` bytes written in the slot `at` of `pos`.
     #[inline]
     fn publish_at(&mut self, at: At, pos: u64, len: usize) {
-        let slot = self.hot.hdr(at);
-        // Relaxed: published by the Release store of the stamp below.
-        slot.len.store(len as u32, Ordering::Relaxed);
-        ipc_shm::crash::point("queue.spsc.before_publish");
-        // SYNC POINT. Release: publishes the payload and length; pairs with the Acquire load
-        // of the stamp in the receiver.
-        slot.word.store(ready(pos), Ordering::Release);
-        ipc_shm::crash::point("queue.spsc.after_stamp");
-        self.head = pos.wrapping_add(1);
-        // Release: pairs with Acquire loads of head (len, checks, a new producer's attach);
-        // it follows the stamp, so head > pos implies the stamp of pos is visible.
-        let ctrl = self.hot.ctrl();
-        ctrl.head.store(self.head, Ordering::Release);
-        ctrl.not_empty.notify_all();
+        self.prod.publish(&self.hot, at, pos, len);
         if self.ops.is_multiple_of(64) {
             self.inner.publish_cpu(Side::Send, my_cpu());
         }
@@ -457,20 +324,19 @@ impl Sender {
         len: usize,
         deadline: Deadline,
     ) -> std::result::Result<u64, Option<Refused>> {
-        let inner = self.inner.clone();
+        let (inner, hot, prod) = (&self.inner, &self.hot, &mut self.prod);
         // Room the consumer made before dying is used first (the wait loop tries again).
-        let consumer_died = || holder_died(&inner.region().ctrl().cons_role);
-        let attempt = || match self.try_slot(len) {
+        let consumer_died = || holder_died(&hot.ctrl().cons_role);
+        let attempt = || match prod.try_slot(hot, len) {
             Ok(pos) => Attempt::Done(pos),
             Err(Refused::Full) => Attempt::Blocked(None),
             Err(e) => Attempt::Failed(e),
         };
-        inner.wait_loop(Side::Send, deadline, send_ready, consumer_died, attempt).map_err(|e| {
-            match e {
-                Waited::Timeout => None,
-                Waited::Disconnected => Some(Refused::Disconnected),
-                Waited::Failed(r) => Some(r),
-            }
+        let ready = || proto::send_ready(hot);
+        inner.wait_loop(Side::Send, deadline, ready, consumer_died, attempt).map_err(|e| match e {
+            Waited::Timeout => None,
+            Waited::Disconnected => Some(Refused::Disconnected),
+            Waited::Failed(r) => Some(r),
         })
     }
 
@@ -671,18 +537,9 @@ impl DerefMut for SpscSlot<'_> {
 pub struct Receiver {
     inner: Arc<Inner>,
     hot: Hot,
-    tail: u64,
+    cons: Consumer,
     role: u32,
     ops: u32,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Nothing {
-    Empty,
-    Closed,
-    Corrupted(Corruption),
-    /// Empty, and the producer role's holder is dead (only from a blocking wait).
-    Disconnected,
 }
 
 impl Receiver {
@@ -696,81 +553,16 @@ impl Receiver {
         self.inner.name()
     }
 
-    /// The next message's position and validated length: the stamp of the slot at our
-    /// tail decides (the producer's head is not read: polling it would pull the line the
-    /// producer writes on every message). The common cases inline, the rest out of line.
+    /// The next message's position and validated length (see [`Consumer::try_next`]).
     #[inline]
     fn try_next(&mut self) -> std::result::Result<(u64, usize), Nothing> {
-        let hot = &self.hot;
-        let pos = self.tail;
-        let slot = hot.hdr(hot.at(pos));
-        // Acquire: pairs with the producer's Release store of the stamp: payload and length
-        // are visible. Loaded once.
-        let word = slot.word.load(Ordering::Acquire);
-        if word == ready(pos) {
-            // Relaxed: ordered by the Acquire load of the stamp. Loaded once, checked, used.
-            let len = slot.len.load(Ordering::Relaxed);
-            if len <= hot.max {
-                return Ok((pos, len as usize));
-            }
-        } else if spsc_empty_word(pos, word, hot.cap)
-            // Relaxed: a close is confirmed (Acquire) on the slow path.
-            && hot.ctrl().closed.load(Ordering::Relaxed) == 0
-        {
-            // The previous lap's stamp (or the first lap's free word), queue open: empty.
-            return Err(Nothing::Empty);
-        }
-        self.next_slow(pos, word)
+        self.cons.try_next(&self.hot)
     }
 
-    /// The slot at `pos` held `word`: not a message with a valid length. Empty, closed,
-    /// corrupt, or a message after all (the first lap's slot, or one that landed while a
-    /// close was seen).
-    #[cold]
-    #[inline(never)]
-    fn next_slow(&mut self, pos: u64, mut word: u64) -> std::result::Result<(u64, usize), Nothing> {
-        let region = self.inner.region();
-        let cfg = region.cfg();
-        let slot = region.slot(pos);
-        if word != ready(pos) {
-            if !spsc_empty_word(pos, word, cfg.capacity) {
-                region.ctrl().bump(crate::region::Stat::Corrupt);
-                return Err(Nothing::Corrupted(Corruption::SlotWord { pos, word }));
-            }
-            match crate::raw::closed_flag(region) {
-                Ok(false) => return Err(Nothing::Empty),
-                Ok(true) => {}
-                Err(c) => {
-                    region.ctrl().bump(crate::region::Stat::Corrupt);
-                    return Err(Nothing::Corrupted(c));
-                }
-            }
-            // Closed: one more look, a message may have landed before the close.
-            // Acquire: pairs with the Release store of the stamp.
-            word = slot.word.load(Ordering::Acquire);
-            if word != ready(pos) {
-                return Err(Nothing::Closed);
-            }
-        }
-        // Relaxed: ordered by the Acquire load of the stamp. Loaded once, checked, used.
-        match ring::check_len(slot.len.load(Ordering::Relaxed), cfg.max_message) {
-            Ok(len) => Ok((pos, len)),
-            Err(c) => {
-                region.ctrl().bump(crate::region::Stat::Corrupt);
-                self.advance(pos);
-                Err(Nothing::Corrupted(c))
-            }
-        }
-    }
-
+    /// Done with the message at `pos`: free its slot.
     #[inline]
     fn advance(&mut self, pos: u64) {
-        self.tail = pos.wrapping_add(1);
-        let ctrl = self.hot.ctrl();
-        // SYNC POINT. Release: we are done reading the slot; pairs with the producer's Acquire
-        // load of tail before it overwrites it.
-        ctrl.tail.store(self.tail, Ordering::Release);
-        ctrl.not_full.notify_all();
+        self.cons.advance(&self.hot, pos);
         if self.ops.is_multiple_of(64) {
             self.inner.publish_cpu(Side::Recv, my_cpu());
         }
@@ -799,20 +591,19 @@ impl Receiver {
         &mut self,
         deadline: Deadline,
     ) -> std::result::Result<(u64, usize), Option<Nothing>> {
-        let inner = self.inner.clone();
+        let (inner, hot, cons) = (&self.inner, &self.hot, &mut self.cons);
         // What the producer published before dying is received first (the loop tries again).
-        let producer_died = || holder_died(&inner.region().ctrl().prod_role);
-        let attempt = || match self.try_next() {
+        let producer_died = || holder_died(&hot.ctrl().prod_role);
+        let attempt = || match cons.try_next(hot) {
             Ok(v) => Attempt::Done(v),
             Err(Nothing::Empty) => Attempt::Blocked(None),
             Err(e) => Attempt::Failed(e),
         };
-        inner.wait_loop(Side::Recv, deadline, recv_ready, producer_died, attempt).map_err(|e| {
-            match e {
-                Waited::Timeout => None,
-                Waited::Disconnected => Some(Nothing::Disconnected),
-                Waited::Failed(n) => Some(n),
-            }
+        let ready = || proto::recv_ready(hot);
+        inner.wait_loop(Side::Recv, deadline, ready, producer_died, attempt).map_err(|e| match e {
+            Waited::Timeout => None,
+            Waited::Disconnected => Some(Nothing::Disconnected),
+            Waited::Failed(n) => Some(n),
         })
     }
 
