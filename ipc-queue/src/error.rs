@@ -176,9 +176,12 @@ pub enum SendError {
         /// The queue's maximum message.
         max: usize,
     },
-    /// SPSC only: the queue is full and the process holding the consumer role died. Not
-    /// permanent: a new consumer may take the role over (and receives what is queued).
-    #[error("send: the queue is full and its consumer died")]
+    /// The queue is full and its consumers died: SPSC, the process holding the consumer
+    /// role; MPMC, every process that ever received from the queue (while at most
+    /// [`PEERS_LISTED`](crate::PEERS_LISTED) live ones did). A process that dropped its
+    /// handle but lives is not dead. Not permanent: a new consumer may come (and receives
+    /// what is queued). Blocking sends only: `try_send` says `Full`.
+    #[error("send: the queue is full and every consumer died")]
     Disconnected,
     /// The queue's shared state is corrupt.
     #[error("send: the queue's shared state is corrupted: {0}")]
@@ -205,8 +208,8 @@ pub enum SendTimeoutError {
         /// The queue's maximum message.
         max: usize,
     },
-    /// SPSC only: the consumer died, as [`SendError::Disconnected`].
-    #[error("send_timeout: the queue is full and its consumer died")]
+    /// The consumers died, as [`SendError::Disconnected`] (told before the deadline).
+    #[error("send_timeout: the queue is full and every consumer died")]
     Disconnected,
     /// The queue's shared state is corrupt.
     #[error("send_timeout: the queue's shared state is corrupted: {0}")]
@@ -255,11 +258,14 @@ pub enum RecvError {
     /// The queue's shared state is corrupt.
     #[error("recv: the queue's shared state is corrupted: {0}")]
     Corrupted(Corruption),
-    /// SPSC only: the process holding the producer role died and every message it published
-    /// has been received. Not permanent: a new producer may take the role over, and later
-    /// receives wait for it again. (A producer that drops its [`Sender`](crate::Sender)
-    /// leaves the role vacant, and receivers keep waiting, as for a Python `Queue`.)
-    #[error("recv: disconnected: the producer died and everything it sent was received")]
+    /// The producers died and everything they committed has been received: SPSC, the
+    /// process holding the producer role; MPMC, every process that ever sent on the queue
+    /// (while at most [`PEERS_LISTED`](crate::PEERS_LISTED) live ones did). Not permanent: a
+    /// new producer may come, and later receives wait for it again. A producer that drops its
+    /// handle ([`Sender`](crate::Sender), [`Queue`](crate::Queue)) but lives is not dead:
+    /// receivers keep waiting, as for a Python `Queue`. Blocking receives only: `try_recv`
+    /// says `Empty`.
+    #[error("recv: disconnected: every producer died and everything sent was received")]
     Disconnected,
     /// As [`TryRecvError::Unregistered`].
     #[error("recv: {NO_OWNER_ID}")]
@@ -278,8 +284,8 @@ pub enum RecvTimeoutError {
     /// The queue's shared state is corrupt.
     #[error("recv_timeout: the queue's shared state is corrupted: {0}")]
     Corrupted(Corruption),
-    /// SPSC only: the producer died, as [`RecvError::Disconnected`].
-    #[error("recv_timeout: disconnected: the producer died and everything it sent was received")]
+    /// The producers died, as [`RecvError::Disconnected`] (told before the deadline).
+    #[error("recv_timeout: disconnected: every producer died and everything sent was received")]
     Disconnected,
     /// As [`TryRecvError::Unregistered`].
     #[error("recv_timeout: {NO_OWNER_ID}")]

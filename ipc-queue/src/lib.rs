@@ -137,13 +137,16 @@
 //!   [`Stats::lost`] when a producer reclaims the slot); nothing else is. The SPSC flavour is
 //!   *at least once*: the consumer advances its index only after it is done, so the next
 //!   consumer receives the message again.
-//! - **The only producer dies while consumers wait** (SPSC, whose roles name their holders):
-//!   a parked receiver looks at the end of every sleep slice (at most [`PEER_CHECK`], 32 ms)
-//!   and, once it has everything the
-//!   producer published, gets [`RecvError::Disconnected`] instead of a hang; a sender parked on
-//!   a full queue whose consumer died gets [`SendError::Disconnected`] with its message. The
-//!   MPMC flavour keeps no list of producers or consumers: its waiters wait until their
-//!   timeout or [`Queue::close`].
+//! - **Every producer dies while consumers wait**: a parked receiver looks at the end of
+//!   every sleep slice (at most [`PEER_CHECK`], 32 ms) and, once it has everything the
+//!   producers committed, gets [`RecvError::Disconnected`] instead of a hang; a sender parked
+//!   on a full queue whose consumers all died gets [`SendError::Disconnected`] (its message
+//!   is not sent). SPSC roles name their holders; an MPMC queue lists the owner ids of the
+//!   processes that ever sent and ever received (each lists itself on its first send or
+//!   receive, a cold path), and only when every listed one is `Dead` is the other side
+//!   disconnected. A process that only dropped its handle is alive: its peers keep waiting,
+//!   as for a Python `Queue`. With more than [`PEERS_LISTED`] live processes on a side, or an
+//!   owner whose status is unknown, the queue cannot tell and never says `Disconnected`.
 //! - **A hostile or buggy peer** that scribbles on the segment: every value read from the ring
 //!   (indices, slot words, lengths, the config) is loaded once, checked, and the checked copy
 //!   is used; a bad value is [`Corruption`] inside a typed `Corrupted` outcome, never UB, a
@@ -224,6 +227,7 @@ pub use error::{
 pub use joinable::JoinableQueue;
 #[cfg(not(ipc_loom))]
 pub use queue::{Queue, QueueOptions, RECOVERY_CHECK, RecvRef, SendSlot, Stats};
+pub use ring::PEERS_LISTED;
 #[cfg(not(ipc_loom))]
 pub use spsc::{PEER_CHECK, Receiver, Sender, SpscQueue, SpscRef, SpscSlot};
 #[cfg(not(ipc_loom))]

@@ -114,6 +114,10 @@ pub(crate) struct Inner {
     /// MPMC: the last reservation through this handle found the queue full (then the next
     /// one loads the slot word before its CAS). A process-local hint.
     was_full: std::sync::atomic::AtomicBool,
+    /// MPMC: the owner id this handle last listed in the queue's table of senders (index
+    /// `Side::Send`) and receivers (`Side::Recv`); 0 none. Process-local: a forked child's
+    /// copy holds its parent's id, which is not the child's, so the child lists itself.
+    listed: [std::sync::atomic::AtomicU32; 2],
 }
 
 fn shm_err<'a>(op: &'static str, name: &'a str) -> impl FnOnce(ipc_shm::Error) -> Error + 'a {
@@ -148,6 +152,7 @@ impl Inner {
             pending: Mutex::new(None),
             tick: AtomicU32::new(0),
             was_full: std::sync::atomic::AtomicBool::new(false),
+            listed: [std::sync::atomic::AtomicU32::new(0), std::sync::atomic::AtomicU32::new(0)],
         })
     }
 
@@ -236,6 +241,33 @@ impl Inner {
     #[inline]
     pub(crate) fn me(&self) -> Option<u32> {
         liveness::current().ok().map(liveness::OwnerId::get)
+    }
+
+    /// MPMC: make sure this process is listed among the queue's senders (receivers) before
+    /// it claims a slot, so that the other side can tell when every one of them is dead. One
+    /// process-local load on the hot path.
+    #[inline]
+    pub(crate) fn list(&self, side: Side, me: u32) {
+        let slot = &self.listed[side as usize];
+        // Relaxed: a process-local memo; listing twice is harmless.
+        if slot.load(std::sync::atomic::Ordering::Relaxed) != me {
+            self.list_slow(side, me);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn list_slow(&self, side: Side, me: u32) {
+        let ctrl = self.region().ctrl();
+        raw::list_peer(if side == Side::Send { &ctrl.senders } else { &ctrl.receivers }, me);
+        // Relaxed: as in `list`.
+        self.listed[side as usize].store(me, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// MPMC: whether every process that ever used the other side of `side` is dead.
+    pub(crate) fn peers_gone(&self, side: Side) -> bool {
+        let ctrl = self.region().ctrl();
+        raw::all_gone(if side == Side::Send { &ctrl.receivers } else { &ctrl.senders })
     }
 
     /// Publish our CPU for the other side's spin policy, one op in 64.
@@ -548,6 +580,7 @@ impl Queue {
         // Relaxed: a process-local hint.
         let direct = !full.load(std::sync::atomic::Ordering::Relaxed);
         let Some(me) = self.inner.me() else { return Err((Refused::Unregistered, None)) };
+        self.inner.list(Side::Send, me);
         match raw::try_reserve(self.inner.region(), me, len, direct) {
             Ok(pos) => {
                 if !direct {
@@ -588,7 +621,8 @@ impl Queue {
             Err((r, _)) => Attempt::Failed(r),
         };
         let ready = || raw::send_ready(self.inner.region());
-        self.inner.wait_loop(Side::Send, deadline, ready, || false, attempt).map_err(|e| match e {
+        let gone = || self.inner.peers_gone(Side::Send);
+        self.inner.wait_loop(Side::Send, deadline, ready, gone, attempt).map_err(|e| match e {
             Waited::Timeout => Refused::Timeout,
             Waited::Disconnected => Refused::Disconnected,
             Waited::Failed(r) => r,
@@ -743,6 +777,7 @@ impl Queue {
     fn claim_once(&self) -> std::result::Result<Claimed, (NoMessage, Option<(u64, u64)>)> {
         self.inner.tick(Side::Recv);
         let Some(me) = self.inner.me() else { return Err((NoMessage::Unregistered, None)) };
+        self.inner.list(Side::Recv, me);
         match raw::try_claim(self.inner.region(), me) {
             Ok(c) => Ok(c),
             Err(ClaimErr::Empty) => Err((NoMessage::Empty, None)),
@@ -768,7 +803,8 @@ impl Queue {
             Err((n, _)) => Attempt::Failed(n),
         };
         let ready = || raw::recv_ready(self.inner.region());
-        self.inner.wait_loop(Side::Recv, deadline, ready, || false, attempt).map_err(|e| match e {
+        let gone = || self.inner.peers_gone(Side::Recv);
+        self.inner.wait_loop(Side::Recv, deadline, ready, gone, attempt).map_err(|e| match e {
             Waited::Timeout => NoMessage::Timeout,
             Waited::Disconnected => NoMessage::Disconnected,
             Waited::Failed(n) => n,

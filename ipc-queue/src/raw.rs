@@ -13,7 +13,7 @@ pub(crate) mod spsc;
 
 use ipc_shm::liveness::{self, Status};
 
-use crate::region::{Ctrl, Region, Stat};
+use crate::region::{Ctrl, PeerTable, Region, Stat};
 use crate::ring::{
     self, ConsumerView, Corruption, FREE, ProducerView, READING, READY, WRITING, consumer_view,
     free_word, next_lap, pack, producer_view, unpack,
@@ -323,6 +323,67 @@ pub(crate) fn recover(r: &Region, pos: u64, word: u64) -> bool {
         }
         Err(_) => true,
     }
+}
+
+/// List `me` in `table` (the processes of one side that ever used the queue): a free entry,
+/// else one whose owner is dead, else the table is marked full. Cold: once per process,
+/// side and handle; a few liveness queries when the table has no free entry.
+pub(crate) fn list_peer(table: &PeerTable, me: u32) {
+    let mut free = None;
+    for e in &table.ids {
+        // Acquire: pairs with the AcqRel CAS that listed the entry's owner.
+        match e.load(Acquire) {
+            id if id == me => return,
+            0 if free.is_none() => free = Some(e),
+            _ => {}
+        }
+    }
+    // AcqRel: Release so that a waiter that acquires anything we publish later (a claim, a
+    // commit) sees us listed. Relaxed on failure: taken meanwhile, the scan below retries.
+    if free.is_some_and(|e| e.compare_exchange(0, me, AcqRel, Relaxed).is_ok()) {
+        return;
+    }
+    for e in &table.ids {
+        // Acquire: as above.
+        let id = e.load(Acquire);
+        if id == me {
+            return;
+        }
+        // A dead owner's entry may be reused: it no longer says anything about the side.
+        // (Unknown, e.g. garbage a peer wrote, is kept: it blocks Disconnected, the safe way.)
+        if (id == 0 || liveness::status_raw(id) == Status::Dead)
+            // AcqRel and Relaxed: as above.
+            && e.compare_exchange(id, me, AcqRel, Relaxed).is_ok()
+        {
+            return;
+        }
+    }
+    // Release: pairs with the Acquire load in `all_gone`.
+    table.full.store(1, Release);
+}
+
+/// Whether every process listed in `table` is dead: at least one was listed, each listed
+/// owner's status is `Dead` (`Alive` and `Unknown` both say no), and the table never filled
+/// up (then nobody can tell). Slow path: one liveness query per entry, stopping at the first
+/// owner that is not dead.
+pub(crate) fn all_gone(table: &PeerTable) -> bool {
+    // Acquire: pairs with the Release store in `list_peer`.
+    if table.full.load(Acquire) != 0 {
+        return false;
+    }
+    let mut listed = false;
+    for e in &table.ids {
+        // Acquire: pairs with the AcqRel CAS in `list_peer`.
+        let id = e.load(Acquire);
+        if id == 0 {
+            continue;
+        }
+        if liveness::status_raw(id) != Status::Dead {
+            return false;
+        }
+        listed = true;
+    }
+    listed
 }
 
 /// Whether a consumer has something to do: a message, a lagging tail, corruption, or close.

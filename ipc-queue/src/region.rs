@@ -14,15 +14,17 @@
 //! | 512 / 576 / 640 | waiter words `not_empty`, `not_full`, `all_done` (one line each) |
 //! | 704 | statistics |
 //! | 768 | `in_progress` (JoinableQueue: tasks received and not yet marked done) |
-//! | 1024 | slot 0; slot `i` at `1024 + i * stride`: word `u64`, length `u32`, pad, payload |
+//! | 1024 | `senders`: owner ids of the processes that ever sent (MPMC), [`PeerTable`] |
+//! | 1152 | `receivers`: owner ids of the processes that ever received (MPMC) |
+//! | 1280 | slot 0; slot `i` at `1280 + i * stride`: word `u64`, length `u32`, pad, payload |
 //!
 //! All-zero is a valid initial state of every field but the slot words, which the initialiser
 //! sets to `FREE(i)`.
 #![allow(unsafe_code)]
 
-use crate::ring::Config;
 #[cfg(not(ipc_loom))]
 use crate::ring::{CTRL_LEN, SLOT_HEADER};
+use crate::ring::{Config, PEERS_LISTED};
 use ipc_shm::EventCount;
 
 use crate::sync::{AtomicU32, AtomicU64};
@@ -60,6 +62,32 @@ pub(crate) struct Ctrl {
     /// JoinableQueue: messages put and not yet marked done.
     pub(crate) in_progress: AtomicU64,
     _pad7: [u8; 248],
+    /// MPMC: the processes that ever sent (see [`PeerTable`]).
+    pub(crate) senders: PeerTable,
+    /// MPMC: the processes that ever received.
+    pub(crate) receivers: PeerTable,
+}
+
+/// The owner ids of the processes that ever used one side of an MPMC queue, so that a waiter
+/// of the other side can tell when every one of them is dead (`Disconnected`). Each process
+/// lists itself on its first send (receive) through a handle, before it claims a slot; an
+/// entry whose owner is dead may be reused. When no entry is free or dead, `full` is set for
+/// good: nobody can tell any more, and waiters are never told `Disconnected`.
+///
+/// All-zero is the initial state (no entry, not full).
+#[repr(C)]
+pub(crate) struct PeerTable {
+    /// Non-zero once a process found no entry (sticky).
+    pub(crate) full: AtomicU32,
+    /// Owner ids (0: free).
+    pub(crate) ids: [AtomicU32; PEERS_LISTED],
+}
+
+#[cfg(ipc_loom)]
+impl PeerTable {
+    fn new() -> PeerTable {
+        PeerTable { full: AtomicU32::new(0), ids: std::array::from_fn(|_| AtomicU32::new(0)) }
+    }
 }
 
 #[cfg(not(ipc_loom))]
@@ -73,6 +101,9 @@ const _: () = {
     assert!(std::mem::offset_of!(Ctrl, all_done) == 640);
     assert!(std::mem::offset_of!(Ctrl, stats) == 704);
     assert!(std::mem::offset_of!(Ctrl, in_progress) == 768);
+    assert!(std::mem::offset_of!(Ctrl, senders) == 1024);
+    assert!(std::mem::offset_of!(Ctrl, receivers) == 1152);
+    assert!(size_of::<PeerTable>() == 128);
     assert!(size_of::<SlotHdr>() == SLOT_HEADER);
     assert!(align_of::<Ctrl>() <= 8);
 };
@@ -131,6 +162,8 @@ impl Ctrl {
             stats: std::array::from_fn(|_| AtomicU64::new(0)),
             in_progress: AtomicU64::new(0),
             _pad7: [0; 248],
+            senders: PeerTable::new(),
+            receivers: PeerTable::new(),
         }
     }
 }

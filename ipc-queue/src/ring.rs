@@ -42,8 +42,10 @@ pub const READING: u32 = 3;
 const OWNER_BITS: u32 = 30;
 const OWNER_MASK: u64 = (1 << OWNER_BITS) - 1;
 
-/// Layout version of the queue body; bump on any change of the layout below.
-pub const LAYOUT_VERSION: u32 = 2;
+/// Layout version of the queue body; bump on any change of the layout below. (3: the
+/// tables of the processes that ever sent and received, after the control block's first
+/// 1024 bytes; slots from [`CTRL_LEN`].)
+pub const LAYOUT_VERSION: u32 = 3;
 /// Magic of the config block (`"IPCQ"`).
 pub const CONFIG_MAGIC: u32 = u32::from_le_bytes(*b"IPCQ");
 /// Largest capacity: positions are compared as signed 32-bit distances, which stay exact
@@ -55,8 +57,13 @@ pub const MAX_MESSAGE: u32 = 1 << 30;
 pub const MAX_BODY: usize = 1 << 40;
 /// Bytes of the slot header (word + length + pad) before the payload.
 pub const SLOT_HEADER: usize = 16;
-/// Length of the control block at the start of the body (config, indices, waiters, stats).
-pub const CTRL_LEN: usize = 1024;
+/// Length of the control block at the start of the body (config, indices, waiters, stats,
+/// the tables of senders and receivers).
+pub const CTRL_LEN: usize = 1280;
+/// How many processes of each side an MPMC queue lists, to tell its waiters when every
+/// process of the other side is dead (`Disconnected`): with more live senders (receivers)
+/// than this, the queue cannot tell, and its waiters wait for their timeout or a close.
+pub const PEERS_LISTED: usize = 31;
 
 /// Queue flavour recorded in the config block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -251,13 +251,19 @@ const NEXT_ID: usize = 0;
 const STOP: usize = 1;
 const DUPS: usize = 2;
 const TORN: usize = 3;
+/// The current all-producers-dead phase (0: none yet), bumped by the parent before it kills.
+const EPOCH: usize = 4;
+/// Consumers told `Disconnected` in the current phase, and when the last one was (µs).
+const DISC_SEEN: usize = 5;
+const DISC_AT: usize = 6;
 const RECEIVED: usize = 64; // bitmap
 const MAX_IDS: u64 = 1 << 22;
 const COMMITTED: usize = RECEIVED + (MAX_IDS / 32) as usize; // bitmap
 
 fn kill_producer(q: &Queue, board: &Board, seed: u64) -> Child {
     fork_named("producer", move || {
-        send_line(&liveness::current().unwrap().get().to_string());
+        let me = liveness::current().unwrap().get().to_string();
+        let mut announced = false;
         let mut rng = fault::Rng::new(seed);
         while board.word(STOP).load(Ordering::SeqCst) == 0 {
             let id = u64::from(board.word(NEXT_ID).fetch_add(1, Ordering::SeqCst));
@@ -272,21 +278,47 @@ fn kill_producer(q: &Queue, board: &Board, seed: u64) -> Child {
                     board.set_bit(COMMITTED, id);
                 }
                 Err(ipc_queue::SendTimeoutError::Timeout) => {}
+                // Disconnected included: a consumer is always alive here.
                 Err(e) => panic!("send: {e}"),
             }
+            if !announced {
+                // After the first send: by now the queue lists this process as a sender.
+                send_line(&me);
+                announced = true;
+            }
+        }
+        if !announced {
+            send_line(&me);
         }
     })
+}
+
+/// Monotonic clock in µs, cut to 32 bits (differences taken with wrapping arithmetic).
+fn mono_us32() -> u32 {
+    (mono_ns() / 1000) as u32
 }
 
 fn kill_consumer(q: &Queue, board: &Board) -> Child {
     fork_named("consumer", move || {
         send_line(&liveness::current().unwrap().get().to_string());
         let mut worst = Duration::ZERO;
+        let mut last_epoch = 0;
         loop {
             let t = Instant::now();
             let m = match q.recv_ref_timeout(Duration::from_millis(100)) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Every producer is dead (the parent killed them all, or they left at the
+                    // end): report once per phase, then wait for the next producers.
+                    let epoch = board.word(EPOCH).load(Ordering::SeqCst);
+                    if epoch != last_epoch {
+                        last_epoch = epoch;
+                        board.word(DISC_AT).store(mono_us32(), Ordering::SeqCst);
+                        board.word(DISC_SEEN).fetch_add(1, Ordering::SeqCst);
+                    }
+                    continue;
+                }
                 Err(RecvTimeoutError::Closed) => break,
                 Err(e) => panic!("recv: {e}"),
             };
@@ -330,9 +362,57 @@ fn random_sigkills_of_producers_and_consumers() {
     }
     let (mut in_window, mut holding, mut producer_kills) = (0u64, 0u64, 0u64);
     let mut worst_recovery = Duration::ZERO;
+    let (mut phases, mut worst_told, mut killed) = (0u32, 0u32, 0u64);
     for _ in 0..kills {
         std::thread::sleep(rng.duration(Duration::ZERO, Duration::from_millis(8)));
         let producer = rng.chance(1, 2);
+        if producer && rng.chance(1, 8) {
+            // Every producer dies: the parked consumers must take everything committed, then
+            // be told Disconnected; then new producers come and the queue goes on.
+            phases += 1;
+            board.word(DISC_SEEN).store(0, Ordering::SeqCst);
+            board.word(EPOCH).store(phases, Ordering::SeqCst);
+            let before = q.stats().abandoned;
+            let mut writing_all = 0;
+            for (mut victim, owner) in producers.drain(..) {
+                victim.signal(libc::SIGSTOP);
+                assert!(victim.wait_stopped(Duration::from_secs(10)), "victim did not stop");
+                writing_all += q.slots_held_by(owner).0 as u64;
+                victim.kill();
+                victim.join_within(Duration::from_secs(10));
+                producer_kills += 1;
+                killed += 1;
+            }
+            let killed_at = mono_us32();
+            in_window += writing_all;
+            let t = Instant::now();
+            while board.word(DISC_SEEN).load(Ordering::SeqCst) < consumers.len() as u32 {
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "phase {phases}: consumers were not told Disconnected"
+                );
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let told = board.word(DISC_AT).load(Ordering::SeqCst).wrapping_sub(killed_at);
+            worst_told = worst_told.max((told as i32).max(0) as u32);
+            // Told only once everything committed was taken: abandoned slots recovered, and
+            // nothing committed unreceived but what killed consumers held.
+            assert!(q.stats().abandoned >= before + writing_all, "phase {phases}: not recovered");
+            let ids = u64::from(board.word(NEXT_ID).load(Ordering::SeqCst));
+            let stranded = (0..ids)
+                .filter(|&id| board.bit(COMMITTED, id) && !board.bit(RECEIVED, id))
+                .count() as u64;
+            assert!(
+                stranded <= holding,
+                "phase {phases}: Disconnected while {stranded} committed messages waited"
+            );
+            for _ in 0..2 {
+                let mut c = kill_producer(&q, &board, rng.next_u64());
+                let id = owner_of(&mut c);
+                producers.push((c, id));
+            }
+            continue;
+        }
         let list = if producer { &mut producers } else { &mut consumers };
         let k = rng.below(list.len() as u64) as usize;
         let (mut victim, owner) = list.swap_remove(k);
@@ -342,6 +422,7 @@ fn random_sigkills_of_producers_and_consumers() {
         let (writing, reading) = q.slots_held_by(owner);
         let before = q.stats().abandoned;
         victim.kill();
+        killed += 1;
         victim.join_within(Duration::from_secs(10));
         in_window += writing as u64;
         holding += reading as u64;
@@ -389,10 +470,11 @@ fn random_sigkills_of_producers_and_consumers() {
     let (dups, torn) =
         (board.word(DUPS).load(Ordering::SeqCst), board.word(TORN).load(Ordering::SeqCst));
     eprintln!(
-        "random kills: {kills} kills ({producer_kills} producers, {in_window} inside reserve-commit, \
+        "random kills: {kills} rounds, {killed} kills ({producer_kills} producers, {in_window} inside reserve-commit, \
          {holding} consumers holding a message); {delivered} delivered of {ids} ids; {missing} committed \
          but lost to consumer kills; {dups} duplicated; {torn} torn; worst recovery of a dead producer's \
-         slot {worst_recovery:?}; worst consumer wait {worst_wait} us; stats {stats:?}"
+         slot {worst_recovery:?}; worst consumer wait {worst_wait} us; {phases} phases with every \
+         producer dead, consumers told Disconnected at worst {worst_told} us after; stats {stats:?}"
     );
     assert_eq!(dups, 0, "a message was delivered twice");
     assert_eq!(torn, 0, "a torn message was delivered");
@@ -407,6 +489,7 @@ fn random_sigkills_of_producers_and_consumers() {
         in_window > 0 || kills < 50,
         "no kill landed inside the window: the test is not testing"
     );
+    assert!(phases > 0 || kills < 50, "no phase killed every producer: the test is not testing");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -591,6 +674,190 @@ fn spsc_sender_parked_on_a_dead_consumer_is_told_disconnected() {
     let mut rx = q.receiver().unwrap();
     assert_eq!(rx.recv().unwrap(), b"a");
     assert_eq!(rx.recv().unwrap(), b"b");
+}
+
+// ---------------------------------------------------------------------------------------
+// MPMC peer death: every producer (or every consumer) dead is Disconnected, not a hang
+
+/// The bound within which a parked MPMC waiter is told its peers died (the SPSC bound).
+const PEER_DEATH_BOUND: Duration = Duration::from_millis(100);
+
+/// Wait until the queue's waiters of one side slept `n` times and every child in `kids`
+/// sleeps in the kernel (parked, not about to look again).
+fn until_parked(kids: &[Child], waits: impl Fn() -> u64, n: u64) {
+    let t = Instant::now();
+    while waits() < n {
+        assert!(t.elapsed() < Duration::from_secs(20), "the waiters did not park");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for k in kids {
+        ipc_testkit::wait_until_sleeping(k.pid());
+    }
+}
+
+/// Receivers parked on an MPMC queue whose every producer died get what was committed, then
+/// `Disconnected` within the bound: one blocking without limit, one with a timeout far past it.
+#[test]
+fn mpmc_receivers_parked_on_dead_producers_are_told_disconnected() {
+    let _w = watchdog(Duration::from_secs(60), "mpmc dead producers");
+    let q = Queue::anonymous(8, 64).unwrap();
+    // Two producers: each commits a message, then lives (holding no slot) until killed.
+    let mut producers: Vec<Child> = (0..2)
+        .map(|p| {
+            let q = &q;
+            fork_named(&format!("producer {p}"), move || {
+                q.send(format!("from {p}").as_bytes()).unwrap();
+                send_line("sent");
+                let _ = recv_line(Duration::from_secs(60));
+            })
+        })
+        .collect();
+    for p in &mut producers {
+        assert_eq!(p.recv_line(LINE).unwrap(), "sent");
+    }
+    let mut receivers: Vec<Child> = (0..2)
+        .map(|r| {
+            let q = &q;
+            fork_named(&format!("receiver {r}"), move || {
+                let mut got = 0;
+                loop {
+                    let res = if r == 0 {
+                        q.recv().map_err(|e| format!("{e:?}"))
+                    } else {
+                        q.recv_timeout(Duration::from_secs(30)).map_err(|e| format!("{e:?}"))
+                    };
+                    match res {
+                        Ok(m) => {
+                            assert!(m.starts_with(b"from "), "{m:?}");
+                            got += 1;
+                        }
+                        Err(e) if e == "Disconnected" => break,
+                        Err(e) => panic!("receiver {r}: expected Disconnected, got {e}"),
+                    }
+                }
+                send_line(&format!("{} {got}", mono_ns()));
+            })
+        })
+        .collect();
+    until_parked(&receivers, || q.stats().recv_waits, 2);
+    assert!(q.is_empty(), "the receivers parked before taking the committed messages");
+    for p in &mut producers {
+        p.kill_and_join();
+    }
+    let dead_at = mono_ns();
+    let mut total = 0;
+    for (r, c) in receivers.iter_mut().enumerate() {
+        let line = c.recv_line(LINE).unwrap();
+        let (told, got) = line.split_once(' ').unwrap();
+        let after = Duration::from_nanos(told.parse::<u64>().unwrap().saturating_sub(dead_at));
+        eprintln!("MPMC receiver {r} told Disconnected {after:?} after the last producer died");
+        assert!(after <= PEER_DEATH_BOUND, "receiver {r} told after {after:?}");
+        total += got.parse::<u32>().unwrap();
+        c.assert_success();
+    }
+    assert_eq!(total, 2, "what the producers committed before dying was not all received");
+}
+
+/// Senders parked on a full MPMC queue whose every consumer died are told `Disconnected`
+/// within the bound (with and without a timeout); the queued messages wait for the next one.
+#[test]
+fn mpmc_senders_parked_on_dead_consumers_are_told_disconnected() {
+    let _w = watchdog(Duration::from_secs(60), "mpmc dead consumers");
+    let q = Queue::anonymous(2, 64).unwrap();
+    q.send(b"0").unwrap();
+    // The only consumer: it received once, then lives (holding no slot) until killed.
+    let mut consumer = fork_named("consumer", || {
+        assert_eq!(q.recv_timeout(LINE).unwrap(), b"0");
+        send_line("received");
+        let _ = recv_line(Duration::from_secs(60));
+    });
+    assert_eq!(consumer.recv_line(LINE).unwrap(), "received");
+    q.send(b"a").unwrap();
+    q.send(b"b").unwrap();
+    assert!(q.is_full());
+    let mut senders: Vec<Child> = (0..2)
+        .map(|s| {
+            let q = &q;
+            fork_named(&format!("sender {s}"), move || {
+                let res = if s == 0 {
+                    q.send(b"c").map_err(|e| format!("{e:?}"))
+                } else {
+                    q.send_timeout(b"c", Duration::from_secs(30)).map_err(|e| format!("{e:?}"))
+                };
+                assert_eq!(res, Err("Disconnected".to_string()), "sender {s}");
+                send_line(&mono_ns().to_string());
+            })
+        })
+        .collect();
+    until_parked(&senders, || q.stats().send_waits, 2);
+    consumer.kill_and_join();
+    let dead_at = mono_ns();
+    for (s, c) in senders.iter_mut().enumerate() {
+        let told: u64 = c.recv_line(LINE).unwrap().parse().unwrap();
+        let after = Duration::from_nanos(told.saturating_sub(dead_at));
+        eprintln!("MPMC sender {s} told Disconnected {after:?} after the consumer died");
+        assert!(after <= PEER_DEATH_BOUND, "sender {s} told after {after:?}");
+        c.assert_success();
+    }
+    // The next consumer gets what was queued, in order; nothing of the refused sends landed.
+    assert_eq!(q.recv().unwrap(), b"a");
+    assert_eq!(q.recv().unwrap(), b"b");
+    assert!(q.is_empty());
+}
+
+/// A producer that drops its handle but lives is not a death: receivers keep waiting (their
+/// timeout, not `Disconnected`); once it dies they are told.
+#[test]
+fn mpmc_a_producer_that_drops_its_handle_is_not_a_death() {
+    let _w = watchdog(Duration::from_secs(60), "mpmc dropped producer");
+    let name = unique_name("mpmc-dropped");
+    let q = Queue::create(&name, 4, 64).unwrap();
+    let mut producer = fork_named("producer", || {
+        let own = Queue::open(&name).unwrap();
+        own.send(b"last").unwrap();
+        drop(own);
+        send_line("dropped");
+        let _ = recv_line(Duration::from_secs(60));
+    });
+    assert_eq!(producer.recv_line(LINE).unwrap(), "dropped");
+    assert_eq!(q.recv().unwrap(), b"last");
+    assert_eq!(q.recv_timeout(Duration::from_millis(300)), Err(RecvTimeoutError::Timeout));
+    producer.kill_and_join();
+    let t = Instant::now();
+    assert_eq!(q.recv(), Err(RecvError::Disconnected));
+    assert_eq!(q.recv_timeout(LINE), Err(RecvTimeoutError::Disconnected));
+    eprintln!("told Disconnected {:?} after the producer died", t.elapsed());
+    drop(q);
+    assert!(audit::shm_entries(&name).is_empty());
+}
+
+/// More live producers than the queue can list: the queue cannot tell when all are dead, so
+/// it never says `Disconnected` (receivers wait for their timeout), never a false one.
+#[test]
+fn mpmc_more_producers_than_listed_is_never_disconnected() {
+    let _w = watchdog(Duration::from_secs(60), "mpmc producer table full");
+    let q = Queue::anonymous(64, 8).unwrap();
+    let n = ipc_queue::PEERS_LISTED + 1;
+    let mut producers: Vec<Child> = (0..n)
+        .map(|p| {
+            let q = &q;
+            fork_named(&format!("producer {p}"), move || {
+                q.send(&(p as u64).to_le_bytes()).unwrap();
+                send_line("sent");
+                let _ = recv_line(Duration::from_secs(60));
+            })
+        })
+        .collect();
+    for p in &mut producers {
+        assert_eq!(p.recv_line(LINE).unwrap(), "sent");
+    }
+    for _ in 0..n {
+        q.recv_timeout(LINE).unwrap();
+    }
+    for p in &mut producers {
+        p.kill_and_join();
+    }
+    assert_eq!(q.recv_timeout(Duration::from_millis(300)), Err(RecvTimeoutError::Timeout));
 }
 
 #[test]

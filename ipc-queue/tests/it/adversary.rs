@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 /// Body offset in the segment (64-byte header, body aligned to 128) and layout constants.
 const BODY: usize = 128;
-const SLOTS: usize = BODY + 1024;
+const SLOTS: usize = BODY + ipc_queue::ring::CTRL_LEN;
 
 #[derive(Debug, Clone)]
 enum Op {
