@@ -27,7 +27,7 @@ use crate::error::{
     Error, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
-use crate::queue::{Attempt, How, Inner, QueueOptions, Side, Stats, Waited, my_cpu};
+use crate::queue::{Attempt, How, Inner, QueueOptions, Side, Stats, my_cpu};
 use crate::raw::spsc::{self as proto, Consumer, Nothing, Producer, Refused};
 use crate::region::{At, Hot};
 use crate::ring::Flavour;
@@ -326,18 +326,14 @@ impl Sender {
     ) -> std::result::Result<u64, Option<Refused>> {
         let (inner, hot, prod) = (&self.inner, &self.hot, &mut self.prod);
         // Room the consumer made before dying is used first (the wait loop tries again).
-        let consumer_died = || holder_died(&hot.ctrl().cons_role);
+        let consumer_died = || holder_died(&hot.ctrl().cons_role).then_some(Refused::Disconnected);
         let attempt = || match prod.try_slot(hot, len) {
             Ok(pos) => Attempt::Done(pos),
             Err(Refused::Full) => Attempt::Blocked(None),
             Err(e) => Attempt::Failed(e),
         };
         let ready = || proto::send_ready(hot);
-        inner.wait_loop(Side::Send, deadline, ready, consumer_died, attempt).map_err(|e| match e {
-            Waited::Timeout => None,
-            Waited::Disconnected => Some(Refused::Disconnected),
-            Waited::Failed(r) => Some(r),
-        })
+        inner.wait_loop(Side::Send, deadline, ready, consumer_died, attempt)
     }
 
     /// Write and publish `msg` in the slot of `pos` (ours, checked by `try_slot`).
@@ -593,18 +589,14 @@ impl Receiver {
     ) -> std::result::Result<(u64, usize), Option<Nothing>> {
         let (inner, hot, cons) = (&self.inner, &self.hot, &mut self.cons);
         // What the producer published before dying is received first (the loop tries again).
-        let producer_died = || holder_died(&hot.ctrl().prod_role);
+        let producer_died = || holder_died(&hot.ctrl().prod_role).then_some(Nothing::Disconnected);
         let attempt = || match cons.try_next(hot) {
             Ok(v) => Attempt::Done(v),
             Err(Nothing::Empty) => Attempt::Blocked(None),
             Err(e) => Attempt::Failed(e),
         };
         let ready = || proto::recv_ready(hot);
-        inner.wait_loop(Side::Recv, deadline, ready, producer_died, attempt).map_err(|e| match e {
-            Waited::Timeout => None,
-            Waited::Disconnected => Some(Nothing::Disconnected),
-            Waited::Failed(n) => Some(n),
-        })
+        inner.wait_loop(Side::Recv, deadline, ready, producer_died, attempt)
     }
 
     #[inline]
