@@ -148,6 +148,9 @@ fn conservation(producers: u64, consumers: usize, n: u64) {
                 match q.recv_into(&mut buf) {
                     Ok(_) => {}
                     Err(RecvError::Closed) => return,
+                    // Every producer that sent so far is gone (they finish at different
+                    // times, and the last may not have started): more may come until close.
+                    Err(RecvError::Disconnected) => continue,
                     Err(e) => panic!("recv: {e}"),
                 }
                 let Some(id) = verify(&buf) else {
@@ -513,8 +516,14 @@ fn producer_killed_inside_the_window_is_skipped_within_the_bound() {
         ["queue.after_reserve", "queue.mid_copy", "queue.before_commit"].into_iter().enumerate()
     {
         let q = Queue::anonymous(4, 65536).unwrap();
-        // A consumer already parked on the empty queue.
+        // This process is a (live) producer of the queue: the dead one is not the only one,
+        // so its death is no disconnection.
+        let mut m = vec![0u8; 100];
+        encode(&mut m, 6);
+        q.send(&m).unwrap();
+        // A consumer parked on the queue once it took that message.
         let mut cons = fork(|| {
+            assert_eq!(verify(&q.recv_timeout(LINE).unwrap()), Some(6));
             send_line("parked");
             let first = q.recv_timeout(LINE).unwrap();
             let got = mono_ns();
@@ -525,8 +534,9 @@ fn producer_killed_inside_the_window_is_skipped_within_the_bound() {
         let mut dead = die_at(&q, point, 65536);
         dead.assert_signaled(libc::SIGKILL);
         let died = mono_ns();
-        assert_eq!(q.len(), 1, "the dead producer's slot is not in the queue");
-        let mut m = vec![0u8; 100];
+        // Its claimed slot is in the queue until the parked consumer's next liveness look
+        // (within a slice, ~1 ms) skips it.
+        assert!(q.len() <= 1, "{} slots in the queue", q.len());
         encode(&mut m, 8);
         q.send(&m).unwrap();
         let got: u64 = cons.recv_line(LINE).unwrap().parse().unwrap();
