@@ -549,6 +549,37 @@ fn producer_killed_inside_the_window_is_skipped_within_the_bound() {
     }
 }
 
+/// A consumer that only polls (`try_recv`, never a blocking wait) is not wedged by a producer
+/// killed inside its reserve-commit window: its repeated calls that find the same slot claimed
+/// ask, on the liveness schedule, whether the owner is alive, and skip the slot.
+#[test]
+fn a_polling_consumer_skips_a_dead_producers_slot_within_the_bound() {
+    const { assert!(ipc_shm::crash::ENABLED) };
+    let _w = watchdog(Duration::from_secs(60), "polling consumer, dead producer");
+    let q = Queue::anonymous(4, 4096).unwrap();
+    let mut dead = die_at(&q, "queue.mid_copy", 4096);
+    dead.assert_signaled(libc::SIGKILL);
+    let mut m = vec![0u8; 100];
+    encode(&mut m, 8);
+    q.try_send(&m).unwrap();
+    let t = Instant::now();
+    let got = loop {
+        match q.try_recv() {
+            Ok(m) => break m,
+            Err(ipc_queue::TryRecvError::Empty) => {
+                assert!(t.elapsed() < Duration::from_secs(5), "a dead producer wedged try_recv");
+                std::hint::spin_loop();
+            }
+            Err(e) => panic!("try_recv: {e}"),
+        }
+    };
+    let took = t.elapsed();
+    eprintln!("a polling consumer skipped the dead producer's slot after {took:?}");
+    assert_eq!(verify(&got), Some(8), "the dead producer's message was delivered");
+    assert_eq!(q.stats().abandoned, 1);
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+}
+
 #[test]
 fn consumer_killed_holding_a_message_loses_only_that_message() {
     let _w = watchdog(Duration::from_secs(60), "consumer crash point");
