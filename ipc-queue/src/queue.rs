@@ -78,12 +78,13 @@ pub(crate) enum Attempt<T, E> {
 }
 
 /// A slot that `try_*` calls keep finding claimed by the same word, and when to ask next
-/// whether its owner is alive.
+/// whether its owner is alive (`None`: seen once only; most claims are committed before the
+/// next look, so the first sighting reads no clock).
 #[derive(Debug)]
 struct Blocked {
     word: u64,
     schedule: Schedule,
-    check_at: Deadline,
+    check_at: Option<Deadline>,
 }
 
 /// This thread's CPU + 1, as the placement words store it (0 is "unknown").
@@ -292,26 +293,24 @@ impl Inner {
         }
     }
 
-    /// A try_* call found the slot of `pos` blocked by `word`: once it has stayed so for a
-    /// slice of the liveness schedule, ask whether its owner is alive (slow path), and again
-    /// after each later slice.
+    /// A try_* call found the slot of `pos` blocked by `word`. Seen again, it starts the
+    /// liveness schedule; at the end of each slice it is still blocked, ask whether its
+    /// owner is alive (slow path) and recover the slot if not.
     pub(crate) fn note_blocked(&self, pos: u64, word: u64) {
         let mut p = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match &mut *p {
-            Some(b) if b.word == word => {
-                if b.check_at.has_passed() {
+            Some(b) if b.word == word => match b.check_at {
+                None => b.check_at = Some(b.schedule.next(Deadline::NEVER)),
+                Some(at) if at.has_passed() => {
                     if raw::recover(self.region(), pos, word) {
                         *p = None;
                     } else {
-                        b.check_at = b.schedule.next(Deadline::NEVER);
+                        b.check_at = Some(b.schedule.next(Deadline::NEVER));
                     }
                 }
-            }
-            _ => {
-                let mut schedule = Schedule::new();
-                let check_at = schedule.next(Deadline::NEVER);
-                *p = Some(Blocked { word, schedule, check_at });
-            }
+                Some(_) => {}
+            },
+            _ => *p = Some(Blocked { word, schedule: Schedule::new(), check_at: None }),
         }
     }
 
