@@ -30,7 +30,7 @@ use crate::error::{
 use crate::queue::{Attempt, How, Inner, QueueOptions, Side, Stats, my_cpu};
 use crate::raw::spsc::{self as proto, Consumer, Nothing, Producer, Refused};
 use crate::region::{At, Hot};
-use crate::ring::Flavour;
+use crate::ring::{Corruption, Flavour};
 use crate::sync::{AtomicU32, Ordering};
 
 /// A named or anonymous SPSC queue segment; take its two roles with [`sender`](Self::sender)
@@ -186,21 +186,10 @@ impl SpscQueue {
     /// [`Error::RoleTaken`] while a live process holds it; [`Error::Corrupted`] if the
     /// indices are impossible.
     pub fn sender(&self) -> Result<Sender> {
-        let ctrl = self.inner.region().ctrl();
-        let role = take_role(&self.inner, "take producer role of", "producer", &ctrl.prod_role)?;
-        // SAFETY: the Sender holds `inner`, the owner of the mapping, as long as `hot`.
-        let hot = unsafe { self.inner.region().hot() };
-        match Producer::attach(&hot) {
-            Ok(prod) => Ok(Sender { inner: self.inner.clone(), hot, prod, role, ops: 0 }),
-            Err(source) => {
-                give_role(&ctrl.prod_role, role);
-                Err(Error::Corrupted {
-                    op: "take producer role of",
-                    name: self.inner.name().to_owned(),
-                    source,
-                })
-            }
-        }
+        let prod_role = &self.inner.region().ctrl().prod_role;
+        let (hot, prod, role) =
+            self.attach("take producer role of", "producer", prod_role, Producer::attach)?;
+        Ok(Sender { inner: self.inner.clone(), hot, prod, role, ops: 0 })
     }
 
     /// Take the consumer role (see [`sender`](Self::sender)).
@@ -208,19 +197,30 @@ impl SpscQueue {
     /// # Errors
     /// As [`sender`](Self::sender).
     pub fn receiver(&self) -> Result<Receiver> {
-        let ctrl = self.inner.region().ctrl();
-        let role = take_role(&self.inner, "take consumer role of", "consumer", &ctrl.cons_role)?;
-        // SAFETY: the Receiver holds `inner`, the owner of the mapping, as long as `hot`.
+        let cons_role = &self.inner.region().ctrl().cons_role;
+        let (hot, cons, role) =
+            self.attach("take consumer role of", "consumer", cons_role, Consumer::attach)?;
+        Ok(Receiver { inner: self.inner.clone(), hot, cons, role, ops: 0 })
+    }
+
+    /// Take the role in `word`, then continue from the published indices with `side` (the
+    /// role is given back if they are corrupt). The caller keeps `inner` beside the view.
+    fn attach<S>(
+        &self,
+        op: &'static str,
+        role: &'static str,
+        word: &AtomicU32,
+        side: fn(&Hot) -> std::result::Result<S, Corruption>,
+    ) -> Result<(Hot, S, u32)> {
+        let me = take_role(&self.inner, op, role, word)?;
+        // SAFETY: the caller stores the view in a handle that holds `inner`, the owner of
+        // the mapping, for as long as the view.
         let hot = unsafe { self.inner.region().hot() };
-        match Consumer::attach(&hot) {
-            Ok(cons) => Ok(Receiver { inner: self.inner.clone(), hot, cons, role, ops: 0 }),
+        match side(&hot) {
+            Ok(state) => Ok((hot, state, me)),
             Err(source) => {
-                give_role(&ctrl.cons_role, role);
-                Err(Error::Corrupted {
-                    op: "take consumer role of",
-                    name: self.inner.name().to_owned(),
-                    source,
-                })
+                give_role(word, me);
+                Err(Error::Corrupted { op, name: self.inner.name().to_owned(), source })
             }
         }
     }
