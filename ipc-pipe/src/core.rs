@@ -51,6 +51,9 @@ pub(crate) struct Core {
     pub(crate) poisoned: Option<PoisonCause>,
     /// A client without an authkey: the first frame must not be a `#CHALLENGE#`.
     pub(crate) challenge_check: bool,
+    /// The memory budget of `recv_pickle`.
+    #[cfg(feature = "pickle")]
+    pub(crate) pickle_limit: crate::pickle_guard::PickleLimit,
 }
 
 impl std::fmt::Debug for Core {
@@ -80,6 +83,8 @@ impl Core {
             label: label.into(),
             poisoned: None,
             challenge_check: false,
+            #[cfg(feature = "pickle")]
+            pickle_limit: crate::pickle_guard::PickleLimit::default(),
         }
     }
 

@@ -225,6 +225,21 @@ pub enum Error {
         /// Which check failed.
         reason: String,
     },
+    /// A received pickle was refused before decoding (feature `pickle`): decoding it would
+    /// take more memory than the pickle limit, or it is malformed or hostile (see the
+    /// `pickle_guard` module). The message was consumed; the connection stays usable.
+    #[cfg(feature = "pickle")]
+    #[error("{op} on {object}: pickle of {len} bytes refused: {reason}")]
+    PickleRefused {
+        /// The operation.
+        op: &'static str,
+        /// The connection.
+        object: String,
+        /// The pickle's length.
+        len: usize,
+        /// Why.
+        reason: crate::pickle_guard::PickleError,
+    },
     /// A message could not be encoded or decoded (features `serde`, `pickle`).
     #[error("{op} on {object}: {reason}")]
     Codec {

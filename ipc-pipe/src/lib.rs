@@ -151,4 +151,6 @@ pub use listener::{
     Client, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, Listener,
     ListenerOptions,
 };
+#[cfg(feature = "pickle")]
+pub use pickle_guard::{PickleError, PickleLimit};
 pub use simplex::{Receiver, Sender, simplex};

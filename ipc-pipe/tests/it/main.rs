@@ -12,6 +12,8 @@ mod handshake;
 mod listener;
 #[cfg(feature = "pickle")]
 mod pickle;
+#[cfg(feature = "pickle")]
+mod pickle_gen;
 mod python;
 #[cfg(feature = "serde")]
 mod serde_values;
