@@ -116,7 +116,7 @@ impl Core {
 
     /// The error for a failed receive step (poisoning where the stream is broken).
     #[cold]
-    fn fail(&mut self, op: &'static str, f: Fail) -> Error {
+    pub(crate) fn fail(&mut self, op: &'static str, f: Fail) -> Error {
         match f {
             Fail::WouldBlock => Error::Timeout { op, object: self.object(), partial: false },
             Fail::Disconnected => Error::Disconnected { op, object: self.object() },
@@ -125,6 +125,10 @@ impl Core {
                 Error::UnexpectedEof { op, object: self.object(), received, expected }
             }
             Fail::Frame(e) => self.frame_error(op, e),
+            Fail::Fds(count) => {
+                self.poison(PoisonCause::UnexpectedFds);
+                Error::UnexpectedFds { op, object: self.object(), count }
+            }
             Fail::Io(e) => Error::io(op, self.object(), e),
         }
     }
@@ -174,6 +178,12 @@ impl Core {
         fds: FrameFds,
         policy: FdPolicy,
     ) -> Result<Vec<OwnedFd>> {
+        if fds.discarded {
+            // fds where none were accepted: the kernel closed them; the peer broke the rules.
+            drop(fds);
+            self.poison(PoisonCause::UnexpectedFds);
+            return Err(Error::UnexpectedFds { op, object: self.object(), count: None });
+        }
         if fds.truncated {
             let received = fds.fds.len();
             drop(fds);
@@ -186,7 +196,7 @@ impl Core {
         if fds.fds.len() > allowed {
             let count = fds.fds.len();
             drop(fds);
-            return Err(Error::UnexpectedFds { op, object: self.object(), count });
+            return Err(Error::UnexpectedFds { op, object: self.object(), count: Some(count) });
         }
         if self.challenge_check {
             self.challenge_check = false;
@@ -214,6 +224,10 @@ impl Core {
         limit: Limit,
         policy: FdPolicy,
     ) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+        self.reader.accept_fds = match policy {
+            FdPolicy::None => 0,
+            FdPolicy::UpTo(n) => n,
+        };
         if self.fast_ok(limit) {
             let mut body = Vec::new();
             match self.reader.fast_into(self.fd.as_fd(), &mut body) {
@@ -236,6 +250,7 @@ impl Core {
         limit: Limit,
         out: &mut Vec<u8>,
     ) -> Result<Option<usize>> {
+        self.reader.accept_fds = 0;
         if self.fast_ok(limit) {
             match self.reader.fast_into(self.fd.as_fd(), out) {
                 Some(Ok(n)) => return Ok(Some(n)),

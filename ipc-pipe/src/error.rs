@@ -26,6 +26,9 @@ pub enum PoisonCause {
     Cancelled,
     /// The handshake failed.
     Handshake,
+    /// File descriptors arrived with a message to a receive that accepts none (the peer
+    /// broke the protocol; the kernel closed them), or far more than the receive accepts.
+    UnexpectedFds,
 }
 
 impl fmt::Display for PoisonCause {
@@ -36,6 +39,9 @@ impl fmt::Display for PoisonCause {
             PoisonCause::PartialSend => f.write_str("a send stopped in the middle of a frame"),
             PoisonCause::Cancelled => f.write_str("an operation was cancelled mid-frame"),
             PoisonCause::Handshake => f.write_str("the handshake failed"),
+            PoisonCause::UnexpectedFds => {
+                f.write_str("file descriptors arrived where none were accepted")
+            }
         }
     }
 }
@@ -109,18 +115,34 @@ pub enum Error {
         /// The earlier error.
         cause: PoisonCause,
     },
-    /// File descriptors arrived with a message received by a call that expects none (or more
-    /// than asked for); all of them were closed and the message dropped.
+    /// File descriptors arrived with a message.
+    ///
+    /// To a receive that accepts none (`recv`, `try_recv`, `recv_into`, the handshake, the
+    /// typed receives): no room for them was offered, so the kernel closed them before they
+    /// reached our fd table (`count` is `None`), and the connection is poisoned (a peer that
+    /// floods us with fds is dropped at its first batch). To `recv_fds` and its kin, more
+    /// than asked for: all of them were closed and the message dropped (`count` is `Some`);
+    /// the connection stays usable, unless far more kept coming within one frame.
     #[error(
-        "{op} on {object}: {count} unexpected file descriptor(s) arrived with a message; closed them"
+        "{op} on {object}: {}",
+        match count {
+            Some(n) => format!(
+                "{n} file descriptor(s) arrived with a message, more than accepted; closed them \
+                 and dropped the message"
+            ),
+            None => "file descriptors arrived with a message to a receive that accepts none \
+                     and were closed by the kernel (use recv_fds on a connection that carries \
+                     fds); connection poisoned"
+                .to_owned(),
+        }
     )]
     UnexpectedFds {
         /// The operation.
         op: &'static str,
         /// The connection.
         object: String,
-        /// How many arrived.
-        count: usize,
+        /// How many arrived, when they reached us.
+        count: Option<usize>,
     },
     /// The kernel truncated the control data of a message (`MSG_CTRUNC`: more fds than the
     /// receive buffer holds, or `RLIMIT_NOFILE` reached); the fds that did arrive were closed

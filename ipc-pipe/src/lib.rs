@@ -53,9 +53,12 @@
 //!   the rest must arrive within the [frame timeout](Connection::set_frame_timeout) (30 s).
 //! - fd passing: [`send_fds`](Connection::send_fds) / [`recv_fds`](Connection::recv_fds)
 //!   (`SCM_RIGHTS`, received with `MSG_CMSG_CLOEXEC`). Received fds belong to the message they
-//!   were sent with; fds arriving where none are expected, or cut by the kernel
-//!   (`MSG_CTRUNC`), are all closed and reported ([`Error::UnexpectedFds`],
-//!   [`Error::FdsTruncated`]).
+//!   were sent with. A receive that accepts no fds (`recv`, `try_recv`, `recv_into`, the typed
+//!   receives, the handshake) offers the kernel no room for them, so fds a peer attaches are
+//!   closed by the kernel and never reach our fd table, and the connection is poisoned at the
+//!   first such batch ([`Error::UnexpectedFds`]); since a receive may read ahead into the next
+//!   message, receive every message with `recv_fds` on a connection that carries fds. fds cut
+//!   by the kernel (`MSG_CTRUNC`) are closed and reported ([`Error::FdsTruncated`]).
 //! - [`peer_credentials`](Connection::peer_credentials) (`SO_PEERCRED`), and an allowed-uid
 //!   policy at accept ([`ListenerOptions::allowed_uids`]).
 //! - [`Listener::bind`] / [`Client::connect`] on local sockets (via the `interprocess`

@@ -269,9 +269,13 @@ fn fd_passing_one_many_truncated_unexpected_leaks_nothing() {
         let (_, got) = b.recv_fds().unwrap();
         assert_eq!(got.len(), 253);
         drop(got);
-        // fds where none were expected: closed, reported.
+        // fds where none were expected: never installed (the kernel closes them), reported,
+        // and the connection poisoned; the rest goes on over a new pair.
         a.send_fds(b"unexpected", &fds[..10]).unwrap();
-        assert!(matches!(b.recv(), Err(Error::UnexpectedFds { count: 10, .. })));
+        assert!(matches!(b.recv(), Err(Error::UnexpectedFds { count: None, .. })));
+        assert!(b.is_poisoned());
+        drop((a, b));
+        let (mut a, mut b) = pipe().unwrap();
         // Truncated control data: RLIMIT_NOFILE lowered so the kernel can install only a few
         // of the 200 fds (MSG_CTRUNC).
         let highest = ipc_testkit::audit::open_fds().last().map_or(0, |f| f.0);
@@ -731,4 +735,100 @@ fn connection_waits_survive_a_signal_storm() {
     });
     let (sent, caught) = interrupt::storm_parent(&mut child, || ours.send(b"late").unwrap());
     eprintln!("connection waits under a signal storm: {sent} signals sent, {caught} caught");
+}
+
+/// `sendmsg` of `data` with `fds` attached (`SCM_RIGHTS`), as a hostile peer does it.
+fn sendmsg_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[i32]) -> std::io::Result<usize> {
+    let bytes = std::mem::size_of_val(fds);
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = unsafe { libc::CMSG_SPACE(bytes as u32) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() };
+    // SAFETY: `msghdr` is plain data; all-zero is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: CMSG_LEN is a pure computation.
+    let cmsg_len = unsafe { libc::CMSG_LEN(bytes as u32) } as usize;
+    let hdr = libc::cmsghdr { cmsg_len, cmsg_level: libc::SOL_SOCKET, cmsg_type: libc::SCM_RIGHTS };
+    // SAFETY: `msg` has a control buffer of CMSG_SPACE(bytes) bytes: CMSG_FIRSTHDR returns a
+    // pointer to its start.
+    let c = unsafe { libc::CMSG_FIRSTHDR(&raw const msg) };
+    // SAFETY: `c` is the aligned start of the control buffer, which holds a header.
+    unsafe { c.write(hdr) };
+    // SAFETY: `c` is a valid header: CMSG_DATA points just past it, inside the buffer.
+    let data = unsafe { libc::CMSG_DATA(c) };
+    // SAFETY: the buffer has room for `bytes` bytes of fds after the header (CMSG_SPACE).
+    unsafe { std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), data, bytes) };
+    // SAFETY: `msg` describes live buffers for the call.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &raw const msg, libc::MSG_NOSIGNAL) };
+    if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
+#[test]
+fn an_fd_flood_before_authentication_never_fills_the_listeners_fd_table() {
+    // The attacker connects and sends a 256-byte handshake frame one byte per sendmsg, 253
+    // fds attached to each: the listener must not install them (its fd count, sampled all
+    // along by a thread of its own, rises by a handful at most), drops the attacker, and
+    // serves the next honest client.
+    let _w = watchdog(Duration::from_secs(120), "fd flood");
+    let dir = Dir::new("fdflood", 0o700);
+    let path = dir.join("s");
+    let lpath = path.clone();
+    let mut listener = fork(move || {
+        let l = Listener::bind(&lpath, Some(b"flood key")).unwrap();
+        let base = fd_numbers().len();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (first, most) = std::thread::scope(|s| {
+            let sampler = s.spawn(|| {
+                let mut most = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    most = most.max(fd_numbers().len());
+                }
+                most
+            });
+            send_line("ready");
+            let first = l.accept_timeout(LINE).map(drop);
+            let mut honest = l.accept_timeout(LINE).unwrap();
+            honest.send(b"served").unwrap();
+            assert_eq!(honest.recv_timeout(LINE).unwrap(), b"thanks");
+            stop.store(true, Ordering::SeqCst);
+            (first, sampler.join().unwrap())
+        });
+        let rise = most.saturating_sub(base);
+        let first = match first {
+            Ok(()) => "admitted".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        send_line(&format!("{rise} the attacker's accept: {first}"));
+        assert!(rise <= 6, "the listener's fd count rose by {rise} during the flood");
+    });
+    assert_eq!(listener.recv_line(LINE).unwrap(), "ready");
+    let apath = path.clone();
+    let mut attacker = fork(move || {
+        fd_limit(u64::MAX);
+        let s = std::os::unix::net::UnixStream::connect(&apath).unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let fds = vec![null.as_raw_fd(); 253];
+        let mut frame = 252u32.to_be_bytes().to_vec();
+        frame.extend(std::iter::repeat_n(b'x', 252));
+        let mut sent = 0;
+        for b in &frame {
+            match sendmsg_with_fds(s.as_fd(), std::slice::from_ref(b), &fds) {
+                Ok(_) => sent += 1,
+                Err(_) => break,
+            }
+        }
+        send_line(&format!("{sent}"));
+    });
+    let sent = attacker.recv_line(LINE).unwrap();
+    attacker.assert_success();
+    let mut honest = Client::connect(&path, Some(b"flood key")).unwrap();
+    assert_eq!(honest.recv_timeout(LINE).unwrap(), b"served");
+    honest.send(b"thanks").unwrap();
+    let line = listener.recv_line(LINE).unwrap();
+    eprintln!("fd flood: {sent} bytes sent with 253 fds each; listener fd count rose by {line}");
+    listener.assert_success();
 }
