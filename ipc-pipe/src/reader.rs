@@ -13,9 +13,10 @@
 //!
 //! # Bounds
 //! A prefix above `max_message` is refused before anything is allocated for the body; a body
-//! is grown as its bytes arrive (at most [`CHUNK`] ahead of them), so a peer that announces a
-//! large frame and stalls pins at most one chunk beyond what it sent. In `exact` mode (before
-//! authentication) no read goes past the end of the current frame.
+//! is grown exactly as its bytes arrive (by [`CHUNK`] or a quarter of what it holds, never
+//! past the frame's length), so a peer that announces a large frame and stalls pins at most
+//! a chunk or a quarter beyond what it sent, and never more than the frame. In `exact` mode
+//! (before authentication) no read goes past the end of the current frame.
 
 use std::collections::VecDeque;
 use std::io;
@@ -224,7 +225,11 @@ impl Reader {
                 }
                 let spare = self.body.capacity().saturating_sub(self.body.len());
                 if spare < need.min(CHUNK) {
-                    self.body.reserve(need.min(CHUNK));
+                    // Exactly: never past the frame's length (`reserve` would double, up to
+                    // twice `max_message` for a stalled frame), by a chunk or a quarter of
+                    // what is held (so a long body is copied a bounded number of times).
+                    let step = CHUNK.max(self.body.len() / 4).min(need);
+                    self.body.reserve_exact(step.saturating_sub(spare));
                 }
                 match sys::recv_spare(fd, kind, &mut self.body, need, wait, &mut self.cmsg) {
                     Ok(0) => {
