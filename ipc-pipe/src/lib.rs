@@ -151,8 +151,8 @@ pub use creds::Credentials;
 pub use error::{Error, PoisonCause, Result};
 pub use frame::FrameError;
 pub use listener::{
-    Client, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, Listener,
-    ListenerOptions,
+    Client, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_PENDING_HANDSHAKES, Listener, ListenerOptions,
 };
 #[cfg(feature = "pickle")]
 pub use pickle_guard::{PickleError, PickleLimit};

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use interprocess::ConnectWaitMode;
@@ -25,7 +25,7 @@ use crate::connection::Connection;
 use crate::core::Limit;
 use crate::creds::Credentials;
 use crate::error::{Error, Result};
-use crate::handshake::{self, Side};
+use crate::handshake::{self, Handshake, Side};
 use crate::reader::{DEFAULT_FRAME_TIMEOUT, DEFAULT_MAX_MESSAGE};
 use crate::sockdir::{self, DirRules, SocketFile};
 use crate::sys;
@@ -82,7 +82,11 @@ pub struct ListenerOptions {
     frame_timeout: Option<Duration>,
     policy: Policy,
     dir: DirRules,
+    max_pending: usize,
 }
+
+/// Default number of handshakes a listener runs side by side.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 64;
 
 impl Default for ListenerOptions {
     fn default() -> Self {
@@ -95,6 +99,7 @@ impl Default for ListenerOptions {
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             policy: Policy::default(),
             dir: DirRules { create: false, allow_shared: false },
+            max_pending: DEFAULT_MAX_PENDING_HANDSHAKES,
         }
     }
 }
@@ -127,9 +132,17 @@ impl ListenerOptions {
         self
     }
 
-    /// Deadline for the handshake of each accepted connection (default 5 s).
+    /// Deadline for the handshake of each accepted connection (default 5 s; a huge one
+    /// saturates to a century).
     pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How many handshakes `accept` runs side by side (default 64, at least 1): clients
+    /// beyond that wait in the kernel's backlog until one finishes or reaches its deadline.
+    pub fn max_pending_handshakes(&mut self, n: usize) -> &mut Self {
+        self.max_pending = n.max(1);
         self
     }
 
@@ -242,6 +255,7 @@ impl ListenerOptions {
             key,
             allowed,
             opts: self.clone(),
+            pending: Mutex::new(Vec::new()),
         })
     }
 }
@@ -251,7 +265,10 @@ impl ListenerOptions {
 ///
 /// `accept` authenticates each client (mutual HMAC challenge, at most 256 bytes read before
 /// authentication, a deadline) and checks its uid against the policy; a failure is an error of
-/// that `accept` only, the listener goes on.
+/// that `accept` only, the listener goes on. Handshakes run side by side (up to
+/// [`ListenerOptions::max_pending_handshakes`]): a client that connects and says nothing holds
+/// up nobody, and is dropped at its deadline (one `accept` then returns that failure).
+/// Handshakes still running when an `accept` returns are kept for the next one.
 #[derive(Debug)]
 pub struct Listener {
     // Field order is drop order: the listening socket closes, then the socket file and the
@@ -264,6 +281,28 @@ pub struct Listener {
     key: Option<Vec<u8>>,
     allowed: Option<Vec<u32>>,
     opts: ListenerOptions,
+    /// Handshakes in progress between `accept` calls.
+    pending: Mutex<Vec<Pending>>,
+}
+
+/// An accepted connection whose handshake is in progress.
+#[derive(Debug)]
+struct Pending {
+    conn: Connection,
+    hs: Handshake,
+}
+
+/// What admitting a new connection gave.
+enum Admitted {
+    /// Ready for the application (no key: no handshake).
+    Ready(Connection),
+    /// Its handshake has started.
+    Pending(Pending),
+}
+
+fn lock(m: &Mutex<Vec<Pending>>) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+    // A panic while the lock was held left a plain vector; it is still consistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Listener {
@@ -317,32 +356,70 @@ impl Listener {
     }
 
     fn accept_limit(&self, limit: Limit) -> Result<Option<Connection>> {
+        // Handshakes left by earlier calls continue here; what is still running when this
+        // call returns goes back for the next (another thread's accept meanwhile takes in
+        // new clients on its own).
+        let mut pending = std::mem::take(&mut *lock(&self.pending));
+        let r = self.accept_loop(&mut pending, limit);
+        lock(&self.pending).append(&mut pending);
+        r
+    }
+
+    fn accept_loop(&self, pending: &mut Vec<Pending>, limit: Limit) -> Result<Option<Connection>> {
+        let op = "accept";
         loop {
-            match self.inner.accept() {
-                Ok(stream) => return self.admit(OwnedFd::from(stream)).map(Some),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let deadline = match limit {
-                        Limit::Now => return Ok(None),
-                        Limit::Block => None,
-                        Limit::Until(d) => Some(d),
-                    };
-                    let ev = sys::poll(self.inner.as_fd(), PollFlags::IN, deadline)
-                        .map_err(|e| Error::io("accept", self.label.to_string(), e))?;
-                    if ev.is_empty() {
-                        return Err(self.timeout());
+            // Take in every client waiting in the backlog, while there is room.
+            while pending.len() < self.opts.max_pending {
+                match self.inner.accept() {
+                    Ok(stream) => match self.admit(OwnedFd::from(stream))? {
+                        Admitted::Ready(c) => return Ok(Some(c)),
+                        Admitted::Pending(p) => pending.push(p),
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                        ) => {}
+                    Err(e) => return Err(Error::io(op, self.label.to_string(), e)),
+                }
+            }
+            // Advance the handshakes whose clients have spoken; fail those past their
+            // deadline.
+            if let Some(key) = &self.key {
+                let mut i = 0;
+                while let Some(p) = pending.get_mut(i) {
+                    match p.hs.advance(&mut p.conn, key, false) {
+                        Ok(true) => return Ok(Some(pending.swap_remove(i).conn)),
+                        Ok(false) => i = i.saturating_add(1),
+                        Err(e) => {
+                            drop(pending.swap_remove(i));
+                            return Err(e);
+                        }
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) => {}
-                Err(e) => return Err(Error::io("accept", self.label.to_string(), e)),
             }
+            let until = match limit {
+                Limit::Now => return Ok(None),
+                Limit::Block => None,
+                Limit::Until(d) if Instant::now() >= d => return Ok(None),
+                Limit::Until(d) => Some(d),
+            };
+            let earliest = pending.iter().map(|p| p.hs.deadline).min();
+            let wake = match (until, earliest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let mut fds: Vec<BorrowedFd<'_>> = pending.iter().map(|p| p.conn.as_fd()).collect();
+            if pending.len() < self.opts.max_pending {
+                fds.push(self.inner.as_fd());
+            }
+            sys::poll_any(&fds, PollFlags::IN, wake)
+                .map_err(|e| Error::io(op, self.label.to_string(), e))?;
         }
     }
 
-    fn admit(&self, fd: OwnedFd) -> Result<Connection> {
+    fn admit(&self, fd: OwnedFd) -> Result<Admitted> {
         let op = "accept";
         if let Some(uids) = &self.allowed {
             let creds = sys::peer_creds(fd.as_fd())
@@ -356,20 +433,18 @@ impl Listener {
         let mut conn = Connection::with_label(fd, Arc::clone(&self.conn_label));
         conn.set_max_message(self.opts.max_message);
         conn.set_frame_timeout(self.opts.frame_timeout);
-        if let Some(key) = &self.key {
-            let deadline = sys::deadline_after(self.opts.handshake_timeout)
-                .unwrap_or_else(|| Instant::now() + DEFAULT_HANDSHAKE_TIMEOUT);
-            handshake::run(
-                &mut conn,
-                Side::Server,
-                op,
-                &self.label,
-                key,
-                self.opts.policy,
-                deadline,
-            )?;
-        }
-        Ok(conn)
+        let Some(key) = &self.key else { return Ok(Admitted::Ready(conn)) };
+        let deadline = sys::deadline_saturating(self.opts.handshake_timeout);
+        let hs = Handshake::start(
+            &mut conn,
+            Side::Server,
+            op,
+            &self.label,
+            key,
+            self.opts.policy,
+            deadline,
+        )?;
+        Ok(Admitted::Pending(Pending { conn, hs }))
     }
 }
 
@@ -420,7 +495,7 @@ impl ClientOptions {
         self
     }
 
-    /// Deadline for the handshake (default 5 s).
+    /// Deadline for the handshake (default 5 s; a huge one saturates to a century).
     pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.handshake_timeout = timeout;
         self
@@ -499,8 +574,7 @@ impl ClientOptions {
         conn.set_frame_timeout(self.frame_timeout);
         match &key {
             Some(k) => {
-                let hs = sys::deadline_after(self.handshake_timeout)
-                    .unwrap_or_else(|| Instant::now() + DEFAULT_HANDSHAKE_TIMEOUT);
+                let hs = sys::deadline_saturating(self.handshake_timeout);
                 let r = handshake::run(&mut conn, Side::Client, op, &object, k, self.policy, hs);
                 wipe(&mut key);
                 r?;

@@ -422,6 +422,15 @@ pub(crate) fn send(
     }
 }
 
+/// The time from now to `deadline` for `poll` (`None`: no deadline; a huge one saturates).
+fn time_left(deadline: Option<Instant>) -> Option<rustix::time::Timespec> {
+    deadline.map(|d| {
+        let left = d.saturating_duration_since(Instant::now());
+        rustix::time::Timespec::try_from(left)
+            .unwrap_or(rustix::time::Timespec { tv_sec: i64::MAX, tv_nsec: 0 })
+    })
+}
+
 /// Wait until `fd` has one of `events` (or an error/hangup), at most until `deadline`
 /// (`None`: forever). Returns the events seen; empty on timeout.
 pub(crate) fn poll(
@@ -430,16 +439,7 @@ pub(crate) fn poll(
     deadline: Option<Instant>,
 ) -> io::Result<PollFlags> {
     loop {
-        let timeout = match deadline {
-            None => None,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                Some(
-                    rustix::time::Timespec::try_from(left)
-                        .unwrap_or(rustix::time::Timespec { tv_sec: i64::MAX, tv_nsec: 0 }),
-                )
-            }
-        };
+        let timeout = time_left(deadline);
         let mut fds = [PollFd::new(&fd, events)];
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(0) => {
@@ -454,9 +454,41 @@ pub(crate) fn poll(
     }
 }
 
-/// `Instant::now() + d`, saturating (a huge timeout means "no deadline").
+/// `Instant::now() + d`, or `None` when that is past what an `Instant` holds (a huge timeout
+/// means "no deadline").
 pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
     Instant::now().checked_add(d)
+}
+
+/// `Instant::now() + d`, saturating at a century from now (for deadlines that must exist,
+/// such as the handshake's).
+pub(crate) fn deadline_saturating(d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(d.min(CENTURY)).unwrap_or(now)
+}
+
+/// Wait until one of `fds` has one of `events` (or an error/hangup), at most until
+/// `deadline` (`None`: forever). Returns whether any did (false on timeout).
+pub(crate) fn poll_any(
+    fds: &[BorrowedFd<'_>],
+    events: PollFlags,
+    deadline: Option<Instant>,
+) -> io::Result<bool> {
+    let mut set: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, events)).collect();
+    loop {
+        let timeout = time_left(deadline);
+        match rustix::event::poll(&mut set, timeout.as_ref()) {
+            Ok(0) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(false);
+                }
+            }
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// `SO_PEERCRED`: (pid, uid, gid). The pid is 0 when the peer is outside our pid namespace

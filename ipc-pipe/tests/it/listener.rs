@@ -282,3 +282,41 @@ fn an_allowed_uid_policy_admits_listed_uids() {
     // The refused client sees its connection closed.
     // (The foreign-uid case, via setpriv, is in tests/tests/pipe.rs.)
 }
+
+#[test]
+fn a_silent_client_does_not_stall_the_next_one() {
+    // A client connects and says nothing; an honest one connects after it. The honest one
+    // is accepted first (handshakes run side by side, not one after the other), and the
+    // silent one is dropped at its own handshake deadline.
+    let dir = TempDir::new("silent");
+    let path = dir.join("s");
+    let deadline = Duration::from_secs(2);
+    let l = ListenerOptions::new().handshake_timeout(deadline).bind(&path, Some(b"k")).unwrap();
+    let silent = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let honest = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            let mut c = Client::connect(path, Some(b"k"))?;
+            c.send(b"hello")?;
+            c.recv()
+        }
+    });
+    let first = l.accept();
+    let mut c = match first {
+        Ok(c) => c,
+        Err(e) => panic!("the first accept returned {e} instead of the honest client"),
+    };
+    assert_eq!(c.recv().unwrap(), b"hello");
+    c.send(b"welcome").unwrap();
+    assert_eq!(honest.join().unwrap().unwrap(), b"welcome");
+    // The silent client: refused at its deadline by a later accept.
+    match l.accept_timeout(Duration::from_secs(10)) {
+        Err(Error::AuthFailed { reason: AuthError::Deadline { .. }, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // ... which closed its connection.
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &silent, &mut buf);
+    assert!(buf.starts_with(&[0, 0, 0]), "the silent client got the challenge first: {buf:?}");
+}
