@@ -320,3 +320,69 @@ fn a_silent_client_does_not_stall_the_next_one() {
     let _ = std::io::Read::read_to_end(&mut &silent, &mut buf);
     assert!(buf.starts_with(&[0, 0, 0]), "the silent client got the challenge first: {buf:?}");
 }
+
+#[test]
+fn huge_timeouts_saturate_everywhere() {
+    // Duration::MAX is "wait as long as it takes" in every call that takes a timeout: none
+    // panics on `Instant::now() + timeout`, none quietly shortens it.
+    let max = Duration::MAX;
+    let (mut a, mut b) = ipc_pipe::pipe().unwrap();
+    a.set_frame_timeout(Some(max));
+    b.set_frame_timeout(Some(max));
+    a.send_timeout(b"one", max).unwrap();
+    assert!(b.poll(Some(max)).unwrap());
+    assert_eq!(b.recv_timeout(max).unwrap(), b"one");
+    a.send(b"two").unwrap();
+    assert_eq!(b.recv_fds_timeout(max).unwrap().0, b"two");
+    let (mut tx, mut rx) = ipc_pipe::simplex().unwrap();
+    tx.set_frame_timeout(Some(max));
+    rx.set_frame_timeout(Some(max));
+    tx.send_timeout(b"three", max).unwrap();
+    assert!(rx.poll(Some(max)).unwrap());
+    assert_eq!(rx.recv_timeout(max).unwrap(), b"three");
+
+    let dir = TempDir::new("huge");
+    let path = dir.join("s");
+    let l = ListenerOptions::new()
+        .handshake_timeout(max)
+        .frame_timeout(Some(max))
+        .bind(&path, Some(b"k"))
+        .unwrap();
+    let t = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            ClientOptions::new()
+                .connect_timeout(Some(max))
+                .handshake_timeout(max)
+                .frame_timeout(Some(max))
+                .connect(path, Some(b"k"))
+        }
+    });
+    let mut c = l.accept_timeout(max).unwrap();
+    let mut client = t.join().unwrap().unwrap();
+    client.send(b"four").unwrap();
+    assert_eq!(c.recv_timeout(max).unwrap(), b"four");
+    drop(Client::connect_timeout(&path, Some(b"k"), max).map(drop));
+}
+
+#[test]
+fn a_huge_handshake_timeout_outlasts_a_slow_listener() {
+    // The client's handshake timeout is Duration::MAX; the listener gets to it only after
+    // 5.5 s (past the 5 s default, which a huge timeout once fell back to). The sleep is the
+    // fault under test, a slow peer, not synchronisation.
+    let dir = TempDir::new("slowlistener");
+    let path = dir.join("s");
+    let l = Listener::bind(&path, Some(b"k")).unwrap();
+    let t = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            ClientOptions::new()
+                .handshake_timeout(Duration::MAX)
+                .connect(path, Some(b"k"))
+                .map(drop)
+        }
+    });
+    std::thread::sleep(Duration::from_millis(5500));
+    let _c = l.accept().unwrap();
+    t.join().unwrap().unwrap();
+}
