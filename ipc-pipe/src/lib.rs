@@ -83,10 +83,39 @@
 //!   it is mapped).
 //!
 //! # Errors
-//! One [`Error`] enum; each message names the operation and the connection or address
-//! (`recv on connection to "/run/app.sock": peer disconnected`).
-//! [`Error::is_disconnected`] and [`Error::is_timeout`] sort the common cases. A connection
-//! that saw a protocol violation is poisoned ([`Error::Poisoned`]): drop it.
+//! One [`Error`] enum; each message names the operation, the connection or address, and the
+//! cause, with sizes and limits where they apply (`recv on connection to "/run/app.sock":
+//! message of 4096 bytes exceeds the limit of 1024 bytes`). [`Error::is_disconnected`] and
+//! [`Error::is_timeout`] sort the common cases. A connection that saw a protocol violation is
+//! poisoned ([`Error::Poisoned`]): drop it.
+//!
+//! The error owns everything it holds (it borrows neither the message nor the connection),
+//! so `?` works in a function returning [`Result`] or `Box<dyn Error>` alike:
+//!
+//! ```
+//! use ipc_pipe::Connection;
+//!
+//! /// Send a request and wait for the reply.
+//! fn ask(conn: &mut Connection, request: &[u8]) -> ipc_pipe::Result<Vec<u8>> {
+//!     conn.send(request)?;
+//!     conn.recv()
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let (mut client, mut server) = ipc_pipe::pipe()?;
+//!     let echo = std::thread::spawn(move || -> ipc_pipe::Result<()> {
+//!         let m = server.recv()?;
+//!         server.send(&m.to_ascii_uppercase())?;
+//!         Ok(())
+//!     });
+//!     let buf = b"ping".to_vec();
+//!     assert_eq!(ask(&mut client, &buf)?, b"PING");
+//!     echo.join().expect("echo thread")?;
+//!     // The other end is gone: the next receive says so.
+//!     assert!(client.recv().is_err_and(|e| e.is_disconnected()));
+//!     Ok(())
+//! }
+//! ```
 //!
 //! # Blocking and deadlines
 //! Every blocking call has `try_` and `_timeout` forms. The fd stays in blocking mode, so a

@@ -35,11 +35,19 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default connect deadline.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn check_key(authkey: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
+fn check_key(
+    authkey: Option<&[u8]>,
+    op: &'static str,
+    address: &Address,
+) -> Result<Option<Vec<u8>>> {
     match authkey {
         // CPython's Listener treats b"" as "no key" while its Client authenticates with it, and
         // the two hang (cpython#88118); an empty key protects nothing anyway.
-        Some([]) => Err(Error::InvalidAuthKey { reason: "the authkey is empty" }),
+        Some([]) => Err(Error::InvalidAuthKey {
+            op,
+            object: address.to_string(),
+            reason: "the authkey is empty (pass None for no authentication)",
+        }),
         Some(k) => Ok(Some(k.to_vec())),
         None => Ok(None),
     }
@@ -192,14 +200,14 @@ impl ListenerOptions {
     pub fn bind(&self, address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Listener> {
         let address = address.into();
         let op = "bind";
-        let key = check_key(authkey)?;
+        let key = check_key(authkey, op, &address)?;
         let object = address.to_string();
         let in_use = |e: io::Error| {
             if e.kind() == io::ErrorKind::AddrInUse {
                 Error::AddrInUse {
                     op,
                     object: object.clone(),
-                    reason: "bind: EADDRINUSE".to_owned(),
+                    reason: "another socket is bound to it (EADDRINUSE)".to_owned(),
                 }
             } else {
                 Error::io(op, object.clone(), e)
@@ -538,7 +546,7 @@ impl ClientOptions {
     ) -> Result<Connection> {
         let address = address.into();
         let op = "connect";
-        let mut key = check_key(authkey)?;
+        let mut key = check_key(authkey, op, &address)?;
         let object = address.to_string();
         let name = socket_name(&address, op)?;
         let deadline = self.connect_timeout.and_then(sys::deadline_after);

@@ -57,7 +57,7 @@ fn wrong_key_is_rejected_on_both_sides() {
     assert!(matches!(e, Error::AuthFailed { reason: AuthError::Rejected, .. }), "{e}");
     let e = t.join().unwrap().unwrap_err();
     assert!(matches!(e, Error::AuthFailed { reason: AuthError::WrongDigest, .. }), "{e}");
-    assert!(e.to_string().contains("accept listener"), "{e}");
+    assert!(e.to_string().contains("accept on listener"), "{e}");
 }
 
 #[test]
@@ -175,10 +175,19 @@ fn directory_rules() {
     let e = Listener::bind(open.join("s"), None).unwrap_err();
     assert!(matches!(e, Error::UnsafeDirectory { .. }), "{e}");
     assert!(e.to_string().contains("lets group or others write"), "{e}");
-    // Sticky and shared (like /tmp): only when allowed.
+    assert!(e.to_string().contains("private directory"), "says what to do instead: {e}");
+    // Sticky and shared (like /tmp): only when allowed, and the refusal says how.
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    assert!(matches!(Listener::bind(open.join("s"), None), Err(Error::UnsafeDirectory { .. })));
+    let e = Listener::bind(open.join("s"), None).unwrap_err();
+    assert!(matches!(e, Error::UnsafeDirectory { .. }), "{e}");
+    assert!(e.to_string().contains("allow_shared_dir(true)"), "{e}");
     drop(ListenerOptions::new().allow_shared_dir(true).bind(open.join("s"), None).unwrap());
+    // /tmp itself, as a new user tries first.
+    let tmp = std::path::Path::new("/tmp").join(ipc_testkit::unique_name("pipe-in-tmp"));
+    let e = Listener::bind(&tmp, None).unwrap_err();
+    eprintln!("{e}");
+    assert!(e.to_string().contains("allow_shared_dir(true)"), "{e}");
+    assert!(e.to_string().contains("private directory"), "{e}");
     // A symlink to a directory is not followed.
     let link = dir.join("link");
     symlink(dir.path(), &link).unwrap();
