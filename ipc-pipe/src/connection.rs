@@ -204,8 +204,16 @@ impl Connection {
     /// (`SO_PEERCRED`).
     ///
     /// # Errors
-    /// [`Error::Io`] (for instance on an fd that is not a Unix socket).
+    /// [`Error::Unsupported`] on TCP, [`Error::Io`] (for instance on an fd that is not a Unix
+    /// socket).
     pub fn peer_credentials(&self) -> Result<Credentials> {
+        if self.core.tcp {
+            return Err(Error::Unsupported {
+                op: "get peer credentials of",
+                object: self.core.object(),
+                reason: "TCP carries no peer credentials",
+            });
+        }
         sys::peer_creds(self.core.fd.as_fd())
             .map(Credentials::from)
             .map_err(|e| Error::io("get peer credentials of", self.core.object(), e))

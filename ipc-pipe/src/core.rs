@@ -51,6 +51,8 @@ pub(crate) struct Core {
     pub(crate) poisoned: Option<PoisonCause>,
     /// A client without an authkey: the first frame must not be a `#CHALLENGE#`.
     pub(crate) challenge_check: bool,
+    /// A TCP connection: no fds, no peer credentials.
+    pub(crate) tcp: bool,
     /// The memory budget of `recv_pickle`.
     #[cfg(feature = "pickle")]
     pub(crate) pickle_limit: crate::pickle_guard::PickleLimit,
@@ -83,6 +85,7 @@ impl Core {
             label: label.into(),
             poisoned: None,
             challenge_check: false,
+            tcp: false,
             #[cfg(feature = "pickle")]
             pickle_limit: crate::pickle_guard::PickleLimit::default(),
         }
@@ -225,6 +228,7 @@ impl Core {
         policy: FdPolicy,
     ) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
         self.reader.accept_fds = match policy {
+            _ if self.tcp => 0,
             FdPolicy::None => 0,
             FdPolicy::UpTo(n) => n,
         };
@@ -325,6 +329,13 @@ impl Core {
                 object: self.object(),
                 len: total as u64,
                 max: self.reader.max_message,
+            });
+        }
+        if self.tcp && !fds.is_empty() {
+            return Err(Error::Unsupported {
+                op,
+                object: self.object(),
+                reason: "file descriptors pass only over local (Unix) sockets, not TCP",
             });
         }
         if fds.len() > sys::MAX_FDS {

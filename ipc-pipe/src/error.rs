@@ -286,6 +286,16 @@ pub enum Error {
         /// The codec's message.
         reason: String,
     },
+    /// The connection's transport cannot do this (fd passing or peer credentials over TCP).
+    #[error("{}: not supported: {reason}", phrase(.op, .object))]
+    Unsupported {
+        /// The operation.
+        op: &'static str,
+        /// The connection.
+        object: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// An operating-system error.
     #[error("{}: {source}", phrase(.op, .object))]
     Io {
@@ -393,6 +403,11 @@ mod tests {
                 object: conn(),
                 reason: "cannot decode the 3-byte postcard message: unexpected end".into(),
             },
+            Error::Unsupported {
+                op: "send_fds",
+                object: "connection to tcp 127.0.0.1:6000".to_owned(),
+                reason: "file descriptors pass only over local (Unix) sockets, not TCP",
+            },
             Error::io("create", "pipe connection", io::Error::from_raw_os_error(24)),
             Error::io("get peer credentials of", conn(), io::Error::from_raw_os_error(95)),
             Error::io("accept", listener(), io::Error::from_raw_os_error(24)),
@@ -428,6 +443,7 @@ mod tests {
             | Error::AddrInUse { op, .. }
             | Error::UnsafeDirectory { op, .. }
             | Error::Codec { op, .. }
+            | Error::Unsupported { op, .. }
             | Error::Io { op, .. } => op,
             #[cfg(feature = "pickle")]
             Error::PickleRefused { op, .. } => op,

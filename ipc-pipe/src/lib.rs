@@ -74,7 +74,15 @@
 //!   (5 s). Unlike CPython, a keyed client facing a keyless listener fails at that deadline
 //!   instead of hanging forever (cpython#123736), a keyless client facing a keyed listener
 //!   fails at its first `recv` ([`Error::AuthRequired`]), and an empty key is refused rather
-//!   than silently meaning "no key" on one side only (cpython#88118).
+//!   than silently meaning "no key" on one side only (cpython#88118). Handshakes run side by
+//!   side: a client that says nothing holds up no other.
+//! - The same over TCP ([`Address::Tcp`], or [`Address::tcp`]`("host:port")`), as Python's
+//!   `Listener(('127.0.0.1', 6000), authkey=...)`: the same frames, handshake, deadlines and
+//!   limits, `TCP_NODELAY` on every connection. TCP carries no peer credentials (an
+//!   allowed-uid policy is an error at bind) and no fds; a keyless listener beyond loopback is
+//!   refused unless allowed ([`ListenerOptions::allow_keyless_network`]). The handshake proves
+//!   both sides hold the key but does not encrypt: across an untrusted network, run the
+//!   connection through a TLS tunnel (stunnel, `ssh -L`, a VPN) or use a message broker.
 //! - Features: `serde` (`send_value`/`recv_value`, postcard), `pickle`
 //!   (`send_pickle`/`recv_pickle`: a Python peer's `conn.send(obj)`/`conn.recv()`; pickles are
 //!   bounds-checked by `pickle_guard` before serde-pickle decodes them),

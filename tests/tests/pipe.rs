@@ -832,3 +832,69 @@ fn an_fd_flood_before_authentication_never_fills_the_listeners_fd_table() {
     eprintln!("fd flood: {sent} bytes sent with 253 fds each; listener fd count rose by {line}");
     listener.assert_success();
 }
+
+#[test]
+fn a_tcp_peer_killed_mid_frame_is_seen_at_once() {
+    // As the socketpair test above, over TCP loopback: a writer process sends 1 MiB frames to
+    // a listener's connection and is SIGKILLed at a random moment; how long the reader takes
+    // to see it is measured and printed (the figure; no timing is asserted).
+    let _w = watchdog(Duration::from_secs(240), "tcp kill mid-frame");
+    let rounds = fault::rounds(20, 300);
+    let mut rng = fault::seeded("tcp kill mid-frame");
+    let killed_at = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let k2 = &killed_at;
+    let mut sup = fork(move || {
+        let l = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
+        let addr = l.address().clone();
+        for round in 0..rounds {
+            let a2 = addr.clone();
+            let mut writer = fork(move || -> () {
+                let mut c = Client::connect(a2, None).unwrap();
+                let big = vec![0x5au8; 1 << 20];
+                loop {
+                    c.send(&big).unwrap();
+                }
+            });
+            let mut r = l.accept_timeout(LINE).unwrap();
+            send_line(&writer.pid().to_string());
+            let err = loop {
+                match r.recv() {
+                    Ok(m) => assert_eq!(m.len(), 1 << 20),
+                    Err(e) => break e,
+                }
+            };
+            let now = monotonic_ns();
+            assert!(err.is_disconnected(), "round {round}: {err}");
+            let kind =
+                if matches!(err, Error::UnexpectedEof { .. }) { "mid-frame" } else { "boundary" };
+            writer.assert_signaled(libc::SIGKILL);
+            send_line(&format!("{} {kind}", now.saturating_sub(k2.load(Ordering::SeqCst))));
+        }
+    });
+    // (delay, mid-frame)
+    let mut seen = Vec::new();
+    for round in 0..rounds {
+        let pid: i32 = sup.recv_line(LINE).unwrap().parse().unwrap();
+        std::thread::sleep(rng.duration(Duration::ZERO, Duration::from_millis(8)));
+        killed_at.store(monotonic_ns(), Ordering::SeqCst);
+        // SAFETY: kill has no memory preconditions; pid is the supervisor's live child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let line = sup.recv_line(LINE).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let mut it = line.split_whitespace();
+        let d = Duration::from_nanos(it.next().unwrap().parse().unwrap());
+        seen.push((d, it.next() == Some("mid-frame")));
+    }
+    sup.assert_success();
+    let mut mid: Vec<Duration> = seen.iter().filter(|s| s.1).map(|s| s.0).collect();
+    mid.sort();
+    assert!(mid.len() * 4 >= rounds, "kills should mostly land mid-frame ({}/{rounds})", mid.len());
+    let within = mid.iter().filter(|d| **d <= Duration::from_millis(100)).count();
+    eprintln!(
+        "tcp kill mid-frame: {rounds} SIGKILLs; {} mid-frame, each seen as UnexpectedEof after \
+         p50 {:?} max {:?} ({within}/{} within 100 ms); the rest at a frame boundary",
+        mid.len(),
+        mid[mid.len() / 2],
+        mid.last().unwrap(),
+        mid.len()
+    );
+}

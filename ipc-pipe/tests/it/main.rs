@@ -19,6 +19,7 @@ mod python;
 mod serde_values;
 #[cfg(feature = "shm")]
 mod shm;
+mod tcp;
 #[cfg(feature = "tokio")]
 mod tokio_conn;
 
