@@ -516,6 +516,13 @@ fn a_forked_child_dropping_an_inherited_listener_leaves_the_parents_socket() {
     let mut child = fork(|| drop(slot.take()));
     child.assert_success();
     assert_eq!(dir.entries(), vec!["s", "s.lock"], "the child removed the parent's files");
+    // A child that panics (unwinding drops everything it owns) removes nothing either.
+    let mut child = fork(|| -> () {
+        let _copy = slot.take();
+        panic!("a child that unwinds with the listener");
+    });
+    assert!(matches!(child.join(), ipc_testkit::Exit::Code(101)));
+    assert_eq!(dir.entries(), vec!["s", "s.lock"], "the unwinding child removed the files");
     let l = slot.take().unwrap();
     let _c = Client::connect(&path, None).unwrap();
     assert!(l.accept_timeout(LINE).is_ok());
