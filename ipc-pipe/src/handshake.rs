@@ -3,7 +3,8 @@
 //!
 //! [`Handshake`] is a state machine fed one received frame at a time, so a listener can run
 //! the handshakes of many clients side by side (a client that says nothing then holds up
-//! nobody but itself, until its deadline); [`run`] drives one to the end, blocking.
+//! nobody but itself, until its deadline); [`Handshake::advance`] with `wait` drives one to
+//! the end, blocking.
 
 use std::time::Instant;
 
@@ -199,20 +200,4 @@ impl Handshake {
         }
         Ok(true)
     }
-}
-
-/// Authenticate `conn` with `key` as `side`, within `deadline`, blocking. On return the
-/// connection is back to normal mode; on failure it is poisoned.
-pub(crate) fn run(
-    conn: &mut Connection,
-    side: Side,
-    op: &'static str,
-    object: &str,
-    key: &[u8],
-    policy: Policy,
-    deadline: Instant,
-) -> Result<()> {
-    let mut hs = Handshake::start(conn, side, op, object, key, policy, deadline)?;
-    hs.advance(conn, key, true)?;
-    Ok(())
 }

@@ -25,7 +25,7 @@ use crate::connection::Connection;
 use crate::core::Limit;
 use crate::creds::Credentials;
 use crate::error::{Error, Result};
-use crate::handshake::{self, Handshake, Side};
+use crate::handshake::{Handshake, Side};
 use crate::reader::{DEFAULT_FRAME_TIMEOUT, DEFAULT_MAX_MESSAGE};
 use crate::sockdir::{self, DirRules, SocketFile};
 use crate::sys;
@@ -299,7 +299,7 @@ impl ListenerOptions {
         Ok(Listener {
             inner,
             label: Arc::from(format!("listener {object}")),
-            conn_label: Arc::from(format!("connection on {object}")),
+            conn_label: Arc::from(format!("connection accepted on {object}")),
             address,
             key,
             allowed,
@@ -664,7 +664,8 @@ impl ClientOptions {
         match &key {
             Some(k) => {
                 let hs = sys::deadline_saturating(self.handshake_timeout);
-                let r = handshake::run(&mut conn, Side::Client, op, &object, k, self.policy, hs);
+                let r = Handshake::start(&mut conn, Side::Client, op, &object, k, self.policy, hs)
+                    .and_then(|mut h| h.advance(&mut conn, k, true));
                 wipe(&mut key);
                 r?;
             }

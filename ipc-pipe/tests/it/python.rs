@@ -129,6 +129,18 @@ fn python_client_against_our_listener() {
     py.assert_ok();
 }
 
+/// Messages of `sizes` to a peer that answers each reversed, then `bye`.
+fn reversed_echoes(c: &mut ipc_pipe::Connection, sizes: &[usize]) {
+    for &n in sizes {
+        let m: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        c.send(&m).unwrap();
+        let mut r = m.clone();
+        r.reverse();
+        assert_eq!(c.recv().unwrap(), r, "size {n}");
+    }
+    c.send(b"bye").unwrap();
+}
+
 const PY_LISTENER: &str = r#"
 import sys
 from multiprocessing.connection import Listener
@@ -156,14 +168,7 @@ fn our_client_against_python_listener() {
     let mut py = Py::spawn(PY_LISTENER, &[path.to_str().unwrap(), "k3y"]);
     assert_eq!(py.line(), "ready");
     let mut c = Client::connect(&path, Some(b"k3y")).unwrap();
-    for n in [0usize, 1, 5000, 70_000, 300_000] {
-        let m: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
-        c.send(&m).unwrap();
-        let mut r = m.clone();
-        r.reverse();
-        assert_eq!(c.recv().unwrap(), r, "size {n}");
-    }
-    c.send(b"bye").unwrap();
+    reversed_echoes(&mut c, &[0, 1, 5000, 70_000, 300_000]);
     assert_eq!(py.line(), "finished");
     py.assert_ok();
 }
@@ -380,17 +385,7 @@ except AuthenticationError:
 #[test]
 fn python_over_tcp_both_ways_with_large_messages_and_wrong_keys() {
     need_python!();
-    let sizes = [0usize, 1, 70_000, 300_000];
-    let exchange = |c: &mut ipc_pipe::Connection| {
-        for n in sizes {
-            let m: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
-            c.send(&m).unwrap();
-            let mut r = m.clone();
-            r.reverse();
-            assert_eq!(c.recv().unwrap(), r, "size {n}");
-        }
-        c.send(b"bye").unwrap();
-    };
+    let exchange = |c: &mut ipc_pipe::Connection| reversed_echoes(c, &[0, 1, 70_000, 300_000]);
     // Python's Client against our TCP Listener.
     let l =
         Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), Some(b"tcp key")).unwrap();
