@@ -65,6 +65,24 @@ fn python_objects_both_ways() {
 }
 
 #[test]
+fn a_set_of_nans_decodes_without_a_panic() {
+    // Found by the fuzz target: serde_pickle::value_from_slice panics on a set holding NaNs
+    // (its BTreeSet::from_iter sorts, and NaN has no total order); recv_pickle's path
+    // (Deserialize into the caller's type) builds sets by insertion and does not.
+    let mut p = vec![0x80, 4, 0x8f, b'('];
+    for i in 0..28 {
+        let f = if i % 4 == 0 { f64::NAN } else { f64::from(i) };
+        p.push(b'G');
+        p.extend_from_slice(&f.to_be_bytes());
+    }
+    p.extend_from_slice(&[0x90, b'.']);
+    let (mut a, mut b) = pipe().unwrap();
+    a.send(&p).unwrap();
+    let Value::List(items) = b.recv_pickle::<Value>().unwrap() else { panic!("not a list") };
+    assert_eq!(items.len(), 28);
+}
+
+#[test]
 fn pickles_roundtrip_between_rust_processes() {
     let (mut a, mut b) = pipe().unwrap();
     let r =
