@@ -83,6 +83,7 @@ pub(crate) fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
 }
 
 /// Run `f` and return the peak of the bytes it had allocated and not freed on this thread.
+#[cfg(feature = "pickle")]
 pub(crate) fn peak_live<R>(f: impl FnOnce() -> R) -> (R, u64) {
     LIVE.with(|l| l.set(0));
     PEAK.with(|p| p.set(0));
