@@ -319,6 +319,24 @@ pub fn catalog() -> Vec<GroupSpec> {
         }
     }
 
+    // B1 over TCP loopback: Listener/Client as Python's Listener(('127.0.0.1', port)),
+    // against a raw TCP socket pair (TCP_NODELAY both) moving the same bytes; same core, where
+    // the kernel path is what is measured (a cross-core trip adds a VM IPI to both rows).
+    g.push(GroupSpec {
+        id: "tcp-8-S".into(),
+        title: "B1 message round trip over TCP loopback, 8 B".into(),
+        metric: Metric::Rtt,
+        placement: Placement::Same,
+        size: 8,
+        floor: Some("tcp"),
+        note: "a message and its echo over 127.0.0.1; the floor is a raw TCP socket pair (TCP_NODELAY)",
+        gap: None,
+        rows: vec![
+            row("tcp", "raw TCP socket pair, loopback, 8 B", Floor, floors::tcp),
+            row("ipc-pipe-tcp", "ipc-pipe Connection over TCP (Listener/Client), 8 B", Ours, ours::pipe::tcp_rtt),
+        ],
+    });
+
     // B2 / B5: throughput, writer on cpu1, reader on cpu0.
     g.push(GroupSpec {
         id: "tput-pipe-1m".into(),

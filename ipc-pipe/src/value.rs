@@ -26,7 +26,9 @@ fn encode_postcard<T: Serialize + ?Sized>(
     value: &T,
     object: impl FnOnce() -> String,
 ) -> Result<Vec<u8>> {
-    postcard::to_stdvec(value).map_err(|e| codec("encode postcard for", object(), e))
+    postcard::to_stdvec(value).map_err(|e| {
+        codec("send_value", object(), format_args!("cannot encode the value with postcard: {e}"))
+    })
 }
 
 #[cfg(feature = "serde")]
@@ -34,7 +36,14 @@ fn decode_postcard<T: DeserializeOwned>(
     bytes: &[u8],
     object: impl FnOnce() -> String,
 ) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| codec("decode postcard from", object(), e))
+    postcard::from_bytes(bytes).map_err(|e| {
+        let n = bytes.len();
+        codec(
+            "recv_value",
+            object(),
+            format_args!("cannot decode the {n}-byte postcard message: {e}"),
+        )
+    })
 }
 
 #[cfg(feature = "pickle")]
@@ -42,17 +51,57 @@ fn encode_pickle<T: Serialize + ?Sized>(
     value: &T,
     object: impl FnOnce() -> String,
 ) -> Result<Vec<u8>> {
-    serde_pickle::to_vec(&value, serde_pickle::SerOptions::new())
-        .map_err(|e| codec("encode pickle for", object(), e))
+    serde_pickle::to_vec(&value, serde_pickle::SerOptions::new()).map_err(|e| {
+        codec("send_pickle", object(), format_args!("cannot encode the value as a pickle: {e}"))
+    })
+}
+
+/// serde-pickle's message for `e`, without the peer's bytes it may quote (an invalid literal
+/// is quoted whole) and at most a few hundred characters long.
+#[cfg(feature = "pickle")]
+fn pickle_error_text(e: &serde_pickle::Error) -> String {
+    use std::fmt::Write as _;
+
+    /// A `fmt::Write` that keeps the first `left` bytes (on a char boundary) and drops the rest.
+    struct Bounded {
+        out: String,
+        left: usize,
+    }
+    impl std::fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let mut take = s.len().min(self.left);
+            while !s.is_char_boundary(take) {
+                take = take.saturating_sub(1);
+            }
+            self.out.push_str(s.get(..take).unwrap_or_default());
+            self.left = self.left.saturating_sub(take);
+            if take < s.len() { Err(std::fmt::Error) } else { Ok(()) }
+        }
+    }
+    if let serde_pickle::Error::Eval(serde_pickle::ErrorCode::InvalidLiteral(l), pos) = e {
+        return format!("an invalid literal of {} bytes at offset {pos}", l.len());
+    }
+    let mut b = Bounded { out: String::new(), left: 300 };
+    if write!(b, "{e}").is_err() {
+        b.out.push_str("...");
+    }
+    b.out
 }
 
 #[cfg(feature = "pickle")]
-fn decode_pickle<T: DeserializeOwned>(bytes: &[u8], object: impl FnOnce() -> String) -> Result<T> {
-    if let Err(e) = crate::pickle_guard::check(bytes) {
-        return Err(codec("decode pickle from", object(), e));
+fn decode_pickle<T: DeserializeOwned>(
+    bytes: &[u8],
+    limit: crate::pickle_guard::PickleLimit,
+    object: impl FnOnce() -> String,
+) -> Result<T> {
+    let len = bytes.len();
+    if let Err(reason) = crate::pickle_guard::check_with_limit(bytes, limit.for_len(len)) {
+        return Err(Error::PickleRefused { op: "recv_pickle", object: object(), len, reason });
     }
-    serde_pickle::from_slice(bytes, serde_pickle::DeOptions::new())
-        .map_err(|e| codec("decode pickle from", object(), e))
+    serde_pickle::from_slice(bytes, serde_pickle::DeOptions::new()).map_err(|e| {
+        let text = pickle_error_text(&e);
+        codec("recv_pickle", object(), format_args!("cannot decode the {len}-byte pickle: {text}"))
+    })
 }
 
 macro_rules! send_methods {
@@ -113,15 +162,40 @@ macro_rules! recv_methods {
         #[cfg(feature = "pickle")]
         impl $ty {
             /// Receive a Python pickle (what a Python peer's `conn.send(obj)` sends) as `T`
-            /// (feature `pickle`). Pickles nested deeper than 200 levels, expanding to too
-            /// many values, recursive, or using opcodes serde-pickle does not evaluate are
-            /// refused before decoding.
+            /// (feature `pickle`).
+            ///
+            /// The pickle is checked before serde-pickle sees it (see the `pickle_guard`
+            /// module): refused if decoding it would take more memory than the
+            /// [pickle limit](Self::set_pickle_limit) (by default 64 bytes per byte of the
+            /// pickle, at least 4 MiB), if it nests deeper than 200 levels, holds a text
+            /// integer of more than 4300 digits, contains itself, or uses opcodes
+            /// serde-pickle does not evaluate. A refused or undecodable message is consumed
+            /// and the connection stays usable.
             ///
             /// # Errors
-            /// [`Error::Codec`], and as `recv`.
+            /// [`Error::PickleRefused`], [`Error::Codec`] (not a `T`, or not a pickle), and as
+            /// `recv`.
             pub fn recv_pickle<T: DeserializeOwned>(&mut self) -> Result<T> {
                 let bytes = self.recv()?;
-                decode_pickle(&bytes, || self.core.object())
+                decode_pickle(&bytes, self.core.pickle_limit, || self.core.object())
+            }
+
+            /// The most memory [`recv_pickle`](Self::recv_pickle) lets serde-pickle use for
+            /// one message (feature `pickle`); the default is
+            /// [`PickleLimit::PerByte(64)`](crate::pickle_guard::PickleLimit::PerByte), at
+            /// least 4 MiB.
+            pub fn pickle_limit(&self) -> crate::pickle_guard::PickleLimit {
+                self.core.pickle_limit
+            }
+
+            /// Set the pickle limit: [`PickleLimit::Bytes`](crate::pickle_guard::PickleLimit::Bytes)
+            /// for a fixed budget, or a larger
+            /// [`PickleLimit::PerByte`](crate::pickle_guard::PickleLimit::PerByte) for data
+            /// made of one-byte values (a list of `None` or small ints needs up to 140 bytes
+            /// per byte) or of many references to a shared object (serde-pickle copies it
+            /// out for each).
+            pub fn set_pickle_limit(&mut self, limit: crate::pickle_guard::PickleLimit) {
+                self.core.pickle_limit = limit;
             }
 
             /// [`recv_pickle`](Self::recv_pickle), waiting at most `timeout`.
@@ -133,7 +207,7 @@ macro_rules! recv_methods {
                 timeout: std::time::Duration,
             ) -> Result<T> {
                 let bytes = self.recv_timeout(timeout)?;
-                decode_pickle(&bytes, || self.core.object())
+                decode_pickle(&bytes, self.core.pickle_limit, || self.core.object())
             }
         }
     };
