@@ -707,6 +707,11 @@ fn goal_specs() -> Vec<(&'static str, &'static str, Check)> {
             },
         ),
         (
+            "P5",
+            "pipe RTT 8 B over TCP loopback (S) vs a raw TCP socket pair",
+            Ratio { num: ("tcp-8-S", "ipc-pipe-tcp"), den: ("tcp-8-S", "tcp"), le: true, x: 1.05 },
+        ),
+        (
             "P6",
             "pipe throughput 1 MiB vs raw Unix stream",
             Ratio {

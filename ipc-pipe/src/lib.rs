@@ -165,8 +165,10 @@ mod error;
 pub mod frame;
 mod handshake;
 mod listener;
+/// The guard that bounds what decoding a peer's pickle may allocate (the `ipc-pickle` crate,
+/// shared with ipc-queue).
 #[cfg(feature = "pickle")]
-pub mod pickle_guard;
+pub use ipc_pickle as pickle_guard;
 mod reader;
 #[cfg(feature = "shm")]
 pub mod shm;

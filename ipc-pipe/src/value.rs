@@ -7,7 +7,7 @@
 //!
 //! Decoding a peer's bytes is bounded: the frame by `max_message`; a pickle additionally by
 //! a check of its nesting and expansion before serde-pickle sees it (see
-//! `pickle_guard.rs`). postcard recurses as deep as the *type* nests, so a recursive type
+//! the `ipc-pickle` crate). postcard recurses as deep as the *type* nests, so a recursive type
 //! (a tree in a `Box`) can be nested by a peer as deep as its message allows: give such
 //! types a depth limit of their own.
 
@@ -51,57 +51,22 @@ fn encode_pickle<T: Serialize + ?Sized>(
     value: &T,
     object: impl FnOnce() -> String,
 ) -> Result<Vec<u8>> {
-    serde_pickle::to_vec(&value, serde_pickle::SerOptions::new()).map_err(|e| {
-        codec("send_pickle", object(), format_args!("cannot encode the value as a pickle: {e}"))
-    })
-}
-
-/// serde-pickle's message for `e`, without the peer's bytes it may quote (an invalid literal
-/// is quoted whole) and at most a few hundred characters long.
-#[cfg(feature = "pickle")]
-fn pickle_error_text(e: &serde_pickle::Error) -> String {
-    use std::fmt::Write as _;
-
-    /// A `fmt::Write` that keeps the first `left` bytes (on a char boundary) and drops the rest.
-    struct Bounded {
-        out: String,
-        left: usize,
-    }
-    impl std::fmt::Write for Bounded {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            let mut take = s.len().min(self.left);
-            while !s.is_char_boundary(take) {
-                take = take.saturating_sub(1);
-            }
-            self.out.push_str(s.get(..take).unwrap_or_default());
-            self.left = self.left.saturating_sub(take);
-            if take < s.len() { Err(std::fmt::Error) } else { Ok(()) }
-        }
-    }
-    if let serde_pickle::Error::Eval(serde_pickle::ErrorCode::InvalidLiteral(l), pos) = e {
-        return format!("an invalid literal of {} bytes at offset {pos}", l.len());
-    }
-    let mut b = Bounded { out: String::new(), left: 300 };
-    if write!(b, "{e}").is_err() {
-        b.out.push_str("...");
-    }
-    b.out
+    ipc_pickle::encode(value).map_err(|e| codec("send_pickle", object(), e))
 }
 
 #[cfg(feature = "pickle")]
 fn decode_pickle<T: DeserializeOwned>(
     bytes: &[u8],
-    limit: crate::pickle_guard::PickleLimit,
+    limit: ipc_pickle::PickleLimit,
     object: impl FnOnce() -> String,
 ) -> Result<T> {
-    let len = bytes.len();
-    if let Err(reason) = crate::pickle_guard::check_with_limit(bytes, limit.for_len(len)) {
-        return Err(Error::PickleRefused { op: "recv_pickle", object: object(), len, reason });
+    match ipc_pickle::decode(bytes, limit) {
+        Ok(v) => Ok(v),
+        Err(ipc_pickle::DecodeError::Refused { len, reason }) => {
+            Err(Error::PickleRefused { op: "recv_pickle", object: object(), len, reason })
+        }
+        Err(e) => Err(codec("recv_pickle", object(), e)),
     }
-    serde_pickle::from_slice(bytes, serde_pickle::DeOptions::new()).map_err(|e| {
-        let text = pickle_error_text(&e);
-        codec("recv_pickle", object(), format_args!("cannot decode the {len}-byte pickle: {text}"))
-    })
 }
 
 macro_rules! send_methods {
