@@ -1,0 +1,44 @@
+use ipc_process::{Pool, Process, StartMethod, TaskError};
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+fn fallible(x: i32) -> Result<i32, String> {
+    if x < 0 { Err(format!("negative: {x}")) } else { Ok(x + 1) }
+}
+
+fn boom(msg: String) -> u32 {
+    panic!("{msg}")
+}
+
+#[test]
+fn spawn_returns_value() {
+    let mut p = Process::spawn(double, 21).unwrap();
+    assert_eq!(p.join().unwrap(), 42);
+}
+
+#[test]
+fn forkserver_returns_value() {
+    let mut p = Process::start(StartMethod::ForkServer, double, 4).unwrap();
+    assert_eq!(p.join().unwrap(), 8);
+}
+
+#[test]
+fn err_and_panic() {
+    let mut p = Process::spawn(fallible, -3).unwrap();
+    assert!(matches!(p.join(), Err(TaskError::Failed(e)) if e == "negative: -3"));
+    let mut p = Process::spawn(boom, "kaput".to_owned()).unwrap();
+    match p.join() {
+        Err(TaskError::Panicked(p)) => assert_eq!(p.message, "kaput"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn pool_map() {
+    let pool = Pool::new(2).unwrap();
+    let v = pool.map(double, 0..1000u64).unwrap();
+    assert_eq!(v, (0..1000u64).map(|x| x * 2).collect::<Vec<_>>());
+    assert_eq!(pool.apply(fallible, 1).unwrap(), 2);
+}
