@@ -249,7 +249,16 @@ pub(crate) struct ItemSink<'a> {
     pub(crate) progress: &'a crate::progress::Progress,
     pub(crate) conn: &'a mut ipc_pipe::Connection,
     pub(crate) header: Vec<u8>,
+    /// When the last batch went out (checked every [`CLOCK_EVERY`] items).
+    pub(crate) last_flush: std::time::Instant,
 }
+
+/// Results also go out when this much time passed since the last batch, so slow tasks
+/// report steadily (progress bars move; a death loses little finished work).
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
+/// Items between looks at the clock (a clock read per item would cost more than a fast
+/// task).
+const CLOCK_EVERY: u32 = 16;
 
 impl ItemSink<'_> {
     fn flush(&mut self) -> bool {
@@ -262,6 +271,7 @@ impl ItemSink<'_> {
         }
         let parts = [std::io::IoSlice::new(&self.header), std::io::IoSlice::new(&self.out)];
         let ok = self.conn.send_vectored(&parts).is_ok();
+        self.last_flush = std::time::Instant::now();
         self.out.clear();
         self.pending = 0;
         ok
@@ -299,7 +309,9 @@ where
         encode_reply(&reply, &mut sink.out);
         wire::finish_item(&mut sink.out, at);
         sink.pending = sink.pending.saturating_add(1);
-        if sink.out.len() >= sink.flush_bytes && !sink.flush() {
+        let due = sink.out.len() >= sink.flush_bytes
+            || (sink.pending % CLOCK_EVERY == 0 && sink.last_flush.elapsed() >= FLUSH_AFTER);
+        if due && !sink.flush() {
             return ChunkEnd::Disconnected;
         }
     }

@@ -297,6 +297,7 @@ fn worker(
                     progress: &progress,
                     conn: &mut conn,
                     header: std::mem::take(&mut header),
+                    last_flush: std::time::Instant::now(),
                 };
                 let end = run(func, items, fds, &mut sink);
                 out = sink.out;

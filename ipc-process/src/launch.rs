@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use ipc_pipe::Connection;
@@ -255,48 +255,57 @@ enum Request {
 /// The launcher thread: spawns children on behalf of other threads (so a child started from
 /// a short-lived thread does not die when that thread ends: `PR_SET_PDEATHSIG` follows the
 /// thread that forked), and reaps children whose handles were dropped while they still ran.
-fn launcher() -> &'static Mutex<mpsc::Sender<Request>> {
-    static LAUNCHER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
-    LAUNCHER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Request>();
-        let spawned =
-            std::thread::Builder::new().name("ipc-process launcher".into()).spawn(move || {
-                let mut orphans: Vec<Child> = Vec::new();
-                loop {
-                    let req = if orphans.is_empty() {
-                        rx.recv().ok()
-                    } else {
-                        // Reaping is garbage collection: a slow poll is fine.
-                        match rx.recv_timeout(Duration::from_millis(100)) {
-                            Ok(r) => Some(r),
-                            Err(mpsc::RecvTimeoutError::Timeout) => None,
-                            Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                        }
-                    };
-                    match req {
-                        Some(Request::Spawn { detached, object, reply }) => {
-                            let _ = reply.send(spawn_here(detached, &object));
-                        }
-                        Some(Request::Adopt(c)) => orphans.push(c),
-                        None if orphans.is_empty() => return,
-                        None => {}
+fn launcher() -> mpsc::Sender<Request> {
+    // The owner pid: a forked child inherits this slot but not the thread behind it, so it
+    // starts its own.
+    static LAUNCHER: Mutex<Option<(u32, mpsc::Sender<Request>)>> = Mutex::new(None);
+    let me = std::process::id();
+    let mut slot = LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((pid, tx)) = slot.as_ref()
+        && *pid == me
+    {
+        return tx.clone();
+    }
+    let (tx, rx) = mpsc::channel::<Request>();
+    let started =
+        std::thread::Builder::new().name("ipc-process launcher".into()).spawn(move || {
+            let mut orphans: Vec<Child> = Vec::new();
+            loop {
+                let req = if orphans.is_empty() {
+                    match rx.recv() {
+                        Ok(r) => Some(r),
+                        Err(_) => return,
                     }
-                    orphans.retain_mut(|c| matches!(c.try_reap("orphan"), Ok(None)));
+                } else {
+                    // Reaping is garbage collection: a slow poll is fine.
+                    match rx.recv_timeout(Duration::from_millis(100)) {
+                        Ok(r) => Some(r),
+                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                };
+                match req {
+                    Some(Request::Spawn { detached, object, reply }) => {
+                        let _ = reply.send(spawn_here(detached, &object));
+                    }
+                    Some(Request::Adopt(c)) => orphans.push(c),
+                    None => {}
                 }
-            });
-        if spawned.is_err() {
-            // No thread: requests fail at once (their reply channel is dropped).
-        }
-        Mutex::new(tx)
-    })
+                orphans.retain_mut(|c| matches!(c.try_reap("orphan"), Ok(None)));
+            }
+        });
+    // Without the thread, requests fail at once (their reply channel is dropped).
+    if started.is_ok() {
+        *slot = Some((me, tx.clone()));
+    }
+    tx
 }
 
 fn adopt(child: Child) {
     if matches!(child.reaper, Reaper::Server(_)) {
         return; // the fork server reaps its own children
     }
-    let tx = launcher().lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let _ = tx.send(Request::Adopt(child));
+    let _ = launcher().send(Request::Adopt(child));
 }
 
 /// Hand a child whose handle goes away while it runs to the reaper (detached children).
@@ -312,7 +321,7 @@ pub(crate) fn spawn(detached: bool, object: &str) -> Result<Launched> {
     }
     child::check_dispatched("start process (spawn)")?;
     let (reply, rx) = mpsc::sync_channel(1);
-    let tx = launcher().lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let tx = launcher();
     let lost = || Error::io("start", object, std::io::Error::other("the launcher thread is gone"));
     tx.send(Request::Spawn { detached, object: object.to_owned(), reply }).map_err(|_| lost())?;
     rx.recv().map_err(|_| lost())?
@@ -340,11 +349,20 @@ pub(crate) fn send_start(
 #[derive(Debug)]
 struct Server {
     launched: Launched,
+    /// The process that started it: a forked child inherits the slot, and must neither use
+    /// nor stop its parent's server.
+    owner: u32,
 }
 
-fn server_slot() -> &'static Mutex<Option<Server>> {
+/// The fork server slot, emptied first if the server in it was inherited over a fork
+/// (dropping our copies of its fds leaves the parent's server alone).
+fn server_slot() -> std::sync::MutexGuard<'static, Option<Server>> {
     static SERVER: Mutex<Option<Server>> = Mutex::new(None);
-    &SERVER
+    let mut slot = SERVER.lock().unwrap_or_else(PoisonError::into_inner);
+    if slot.as_ref().is_some_and(|s| s.owner != std::process::id()) {
+        *slot = None;
+    }
+    slot
 }
 
 const SERVER_OBJECT: &str = "fork server";
@@ -355,7 +373,7 @@ fn start_server(timeout: Duration) -> Result<Server> {
     // Wait for its hello, so a server that cannot start is an error here.
     match l.conn.recv_timeout(timeout) {
         Ok(msg) => match wire::decode::<Up>(&msg) {
-            Ok((Up::Hello { .. }, _)) => Ok(Server { launched: l }),
+            Ok((Up::Hello { .. }, _)) => Ok(Server { launched: l, owner: std::process::id() }),
             Ok((Up::Refused { reason }, _)) => {
                 Err(Error::protocol("start", SERVER_OBJECT, format!("refused: {reason:?}")))
             }
@@ -388,7 +406,7 @@ fn start_server(timeout: Duration) -> Result<Server> {
 /// # Errors
 /// As a [`StartMethod::Spawn`] start: the server is a spawned child.
 pub fn start_fork_server() -> Result<()> {
-    let mut slot = server_slot().lock().unwrap_or_else(PoisonError::into_inner);
+    let mut slot = server_slot();
     if slot.is_none() {
         *slot = Some(start_server(Duration::from_secs(30))?);
     }
@@ -397,14 +415,14 @@ pub fn start_fork_server() -> Result<()> {
 
 /// The pid of the running fork server, if one runs.
 pub fn fork_server_pid() -> Option<u32> {
-    let slot = server_slot().lock().unwrap_or_else(PoisonError::into_inner);
+    let slot = server_slot();
     slot.as_ref().map(|s| s.launched.child.pid())
 }
 
 /// Have the fork server fork a child for us.
 pub(crate) fn via_server(detached: bool, startup: Duration, object: &str) -> Result<Launched> {
     child::check_dispatched("start process (forkserver)")?;
-    let mut slot = server_slot().lock().unwrap_or_else(PoisonError::into_inner);
+    let mut slot = server_slot();
     if slot.is_none() {
         *slot = Some(start_server(startup)?);
     }

@@ -101,6 +101,8 @@ pub use child::{EXIT_ORPHAN, EXIT_SETUP, init};
 pub use error::{Error, ExitStatus, Panic, Result, TaskError};
 pub use launch::{StartMethod, fork_server_pid, start_fork_server};
 pub use outcome::{Never, Outcome};
-pub use pool::{Imap, ImapUnordered, Pool, PoolBuilder, Retry, TaskHandle, default_chunksize};
+pub use pool::{
+    Imap, ImapUnordered, Pool, PoolBuilder, PoolStats, Retry, TaskHandle, default_chunksize,
+};
 pub use process::{DEFAULT_STARTUP_TIMEOUT, Process, ProcessBuilder};
 pub use transfer::{Handle, Passed, Transfer};

@@ -36,6 +36,22 @@ pub enum Retry {
     Times(u32),
 }
 
+/// What a pool has been through, from [`Pool::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Worker processes started, the first ones and every replacement.
+    pub workers_started: u64,
+    /// Workers that ended without being retired: killed, crashed, timed out, cancelled.
+    pub worker_deaths: u64,
+    /// Tasks run again under the [`Retry`] policy after their worker died.
+    pub tasks_retried: u64,
+    /// Tasks run again because they had finished but their results died with the worker.
+    pub tasks_rerun: u64,
+    /// Second outcomes for one task, ignored (always 0 unless the pool has a bug).
+    pub duplicate_results: u64,
+}
+
 /// Settings of a [`Pool`]; [`build`](Self::build) starts it.
 #[derive(Debug)]
 pub struct PoolBuilder {
@@ -312,9 +328,9 @@ impl Pool {
         self.shared.lock().pids.clone()
     }
 
-    /// Workers started so far, replacements included.
-    pub fn workers_started(&self) -> u64 {
-        self.shared.lock().spawned
+    /// Counters: workers started (replacements included), deaths, retries...
+    pub fn stats(&self) -> PoolStats {
+        self.shared.lock().stats
     }
 
     fn new_job(&self, st: &mut State, call: wire::Call, n: usize) -> Arc<Job> {

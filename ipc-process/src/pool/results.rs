@@ -63,9 +63,9 @@ impl Results {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Fill item `index` (first outcome wins; a duplicate would be a supervisor bug and is
-    /// ignored rather than overwriting).
-    pub(crate) fn set(&self, index: u32, raw: Raw) {
+    /// Fill item `index`; the first outcome wins. Returns `false` for a second outcome of
+    /// the same item (ignored: the pool counts these, which would be a bug).
+    pub(crate) fn set(&self, index: u32, raw: Raw) -> bool {
         let mut st = self.lock();
         let i = usize::try_from(index).unwrap_or(usize::MAX);
         if let Some(slot @ Slot::Pending) = st.slots.get_mut(i) {
@@ -74,16 +74,20 @@ impl Results {
             st.order.push_back(index);
             drop(st);
             self.ready.notify_all();
+            return true;
         }
+        false
     }
 
-    /// Fill several items at once from one batch.
+    /// Fill several items at once from one batch; returns how many were second outcomes
+    /// (ignored, as in [`set`](Self::set)).
     pub(crate) fn set_batch(
         &self,
         first: u32,
         batch: &Arc<Vec<u8>>,
         ranges: &[std::ops::Range<usize>],
-    ) {
+    ) -> u64 {
+        let mut dup = 0;
         let mut st = self.lock();
         for (k, r) in ranges.iter().enumerate() {
             let index = first.saturating_add(u32::try_from(k).unwrap_or(u32::MAX));
@@ -92,10 +96,13 @@ impl Results {
                 *slot = Slot::Ready(Raw::Reply(Arc::clone(batch), r.clone()));
                 st.remaining = st.remaining.saturating_sub(1);
                 st.order.push_back(index);
+            } else {
+                dup += 1;
             }
         }
         drop(st);
         self.ready.notify_all();
+        dup
     }
 
     pub(crate) fn is_ready(&self, index: u32) -> bool {

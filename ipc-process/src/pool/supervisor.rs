@@ -81,8 +81,8 @@ pub(crate) struct State {
     pub(crate) next_job: u64,
     /// pids of the live workers (for tests and tools that kill workers on purpose).
     pub(crate) pids: Vec<u32>,
-    /// Workers started since the pool began (the first ones included).
-    pub(crate) spawned: u64,
+    /// Counters for [`Pool::stats`](crate::Pool::stats).
+    pub(crate) stats: crate::pool::PoolStats,
 }
 
 #[derive(Debug)]
@@ -156,6 +156,9 @@ struct Worker {
 /// How many startup failures in a row (with no worker getting ready in between) break the
 /// pool instead of being retried.
 const STARTUP_FAILURES: u32 = 5;
+/// The same for workers SIGKILLed while starting: that is done to them (the OOM killer, an
+/// operator), not a fault of their start-up, so it takes many more in a row.
+const STARTUP_KILLS: u32 = 100;
 /// Longest a send to a worker may block (a stopped worker must not stop the supervisor).
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -165,6 +168,7 @@ pub(crate) struct Supervisor {
     workers: Vec<Worker>,
     next_seq: u32,
     failures: u32,
+    kills: u32,
     last_failure: String,
     retry_spawn_at: Option<Instant>,
     buf: Vec<u8>,
@@ -194,6 +198,7 @@ impl Supervisor {
             workers: Vec::new(),
             next_seq: 1,
             failures: 0,
+            kills: 0,
             last_failure: String::new(),
             retry_spawn_at: None,
             buf: Vec::new(),
@@ -260,10 +265,10 @@ impl Supervisor {
                 Ok(w) => {
                     self.workers.push(w);
                     changed = true;
-                    self.shared.lock().spawned += 1;
+                    self.shared.lock().stats.workers_started += 1;
                 }
                 Err(e) => {
-                    self.startup_failed(e.to_string());
+                    self.startup_failed(e.to_string(), false);
                     self.retry_spawn_at = Some(Instant::now() + Duration::from_millis(50));
                     break;
                 }
@@ -322,10 +327,14 @@ impl Supervisor {
         })
     }
 
-    fn startup_failed(&mut self, why: String) {
-        self.failures += 1;
+    fn startup_failed(&mut self, why: String, killed: bool) {
+        if killed {
+            self.kills += 1;
+        } else {
+            self.failures += 1;
+        }
         self.last_failure = why;
-        if self.failures >= STARTUP_FAILURES {
+        if self.failures >= STARTUP_FAILURES || self.kills >= STARTUP_KILLS {
             self.break_pool(Broken { initializer: false, message: self.last_failure.clone() });
         }
     }
@@ -568,6 +577,7 @@ impl Supervisor {
             Up::Ready => {
                 w.ready = true;
                 self.failures = 0;
+                self.kills = 0;
                 self.shared.lock().ready_workers += 1;
                 self.shared.changed.notify_all();
             }
@@ -597,7 +607,11 @@ impl Supervisor {
                     .filter_map(|p| Some(header_len + p.first()? + 4..header_len + p.get(1)?))
                     .collect();
                 let batch = Arc::new(msg);
-                b.chunk.job.results.set_batch(b.chunk.first + b.delivered, &batch, &ranges);
+                let dup =
+                    b.chunk.job.results.set_batch(b.chunk.first + b.delivered, &batch, &ranges);
+                if dup > 0 {
+                    self.shared.lock().stats.duplicate_results += dup;
+                }
                 b.delivered += count;
                 if b.delivered == b.chunk.count {
                     w.tasks = w.tasks.saturating_add(b.chunk.count);
@@ -624,6 +638,18 @@ impl Supervisor {
             Err(_) => ExitStatus::Signal(libc::SIGKILL), // the fork server died with it
         };
         let w = self.workers.swap_remove(i);
+        if !w.retiring {
+            self.shared.lock().stats.worker_deaths += 1;
+        }
+        // Replace it before settling its tasks, so whoever learns of the death finds the
+        // pool whole again.
+        let (closed, broken) = {
+            let st = self.shared.lock();
+            (st.closed || st.terminate, st.broken.is_some())
+        };
+        if !closed && !broken && !w.retiring {
+            self.top_up();
+        }
         if let Some(b) = w.busy {
             self.post_mortem(b, &w.progress, w.kill.clone(), exit);
         } else if !w.ready && !w.retiring {
@@ -638,7 +664,8 @@ impl Supervisor {
                 _ => format!("a worker died while starting: {exit}"),
             };
             if !matches!(w.kill, Some(Kill::Terminate)) {
-                self.startup_failed(why);
+                let killed = w.kill.is_none() && exit == ExitStatus::Signal(libc::SIGKILL);
+                self.startup_failed(why, killed);
             }
         }
         true
@@ -655,7 +682,12 @@ impl Supervisor {
         };
         let results = Arc::clone(&chunk.job.results);
         let first = chunk.first;
-        let fail = |k: u32, f: Failure| results.set(first + k, Raw::Failed(f));
+        let mut dups = 0u64;
+        let mut fail = |k: u32, f: Failure| {
+            if !results.set(first + k, Raw::Failed(f)) {
+                dups += 1;
+            }
+        };
         let mut requeue: Vec<Chunk> = Vec::new();
         // The item that was running when the worker died, if one was.
         let victim = (started > d).then(|| started - 1);
@@ -673,6 +705,8 @@ impl Supervisor {
             from = index + 1;
         }
         requeue.extend(sub_chunk(&chunk, &bounds, from, rerun_end, chunk.attempt));
+        let rerun = u64::from(rerun_end.saturating_sub(from));
+        let mut retried = 0u64;
         if let Some(v) = victim {
             let blamed = match &kill {
                 Some(Kill::Timeout { index }) if *index == v => {
@@ -698,6 +732,7 @@ impl Supervisor {
                     if one.is_none() {
                         fail(v, Failure::WorkerDied(exit));
                     }
+                    retried += 1;
                     requeue.extend(one);
                 }
                 Some(f) => fail(v, f),
@@ -712,8 +747,16 @@ impl Supervisor {
                 }
             }
         }
-        // Items after the victim never started.
-        let rest_from = victim.map_or(rerun_end, |v| v + 1).max(rerun_end);
+        // Items after the victim never started; a cancelled one among them (cancels come
+        // for single-item tasks) is settled here instead of going back to the queue.
+        let mut rest_from = victim.map_or(rerun_end, |v| v + 1).max(rerun_end);
+        if let Some(Kill::Cancel { index }) = &kill
+            && victim != Some(*index)
+            && *index == rest_from
+        {
+            fail(*index, Failure::Cancelled);
+            rest_from += 1;
+        }
         let mut rest = sub_chunk(&chunk, &bounds, rest_from, count, chunk.attempt);
         if let Some(c) = rest.as_mut()
             && count == 1
@@ -722,6 +765,9 @@ impl Supervisor {
         }
         requeue.extend(rest);
         let mut st = self.shared.lock();
+        st.stats.tasks_rerun += rerun;
+        st.stats.tasks_retried += retried;
+        st.stats.duplicate_results += dups;
         if st.terminate {
             drop(st);
             for c in requeue {
