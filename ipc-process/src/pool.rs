@@ -502,21 +502,24 @@ impl Pool {
         let (results, n) = self.submit_items(f, items, chunksize).map_err(TaskError::Lost)?;
         let mut out = Vec::with_capacity(n);
         let mut first_err = None;
-        for i in 0..n {
-            let raw = results.take(u32::try_from(i).unwrap_or(u32::MAX), None);
-            let r = match raw {
-                Some(raw) => results::decode::<O>(raw, &self.shared.label),
-                None => Err(TaskError::Lost(Error::protocol(
+        let mut run = Vec::new();
+        let mut next = 0usize;
+        while next < n {
+            results.take_run(u32::try_from(next).unwrap_or(u32::MAX), &mut run);
+            if run.is_empty() {
+                return Err(TaskError::Lost(Error::protocol(
                     "map",
                     &self.shared.label,
-                    "result slot taken twice",
-                ))),
-            };
-            match r {
-                Ok(v) if first_err.is_none() => out.push(v),
-                Ok(_) => {}
-                Err(e) if first_err.is_none() => first_err = Some(e),
-                Err(_) => {}
+                    "a result went missing",
+                )));
+            }
+            next += run.len();
+            for raw in run.drain(..) {
+                match results::decode::<O>(raw, &self.shared.label) {
+                    Ok(v) if first_err.is_none() => out.push(v),
+                    Err(e) if first_err.is_none() => first_err = Some(e),
+                    _ => {}
+                }
             }
         }
         match first_err {
