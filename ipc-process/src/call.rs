@@ -310,7 +310,8 @@ where
         wire::finish_item(&mut sink.out, at);
         sink.pending = sink.pending.saturating_add(1);
         let due = sink.out.len() >= sink.flush_bytes
-            || (sink.pending % CLOCK_EVERY == 0 && sink.last_flush.elapsed() >= FLUSH_AFTER);
+            || (sink.pending.is_multiple_of(CLOCK_EVERY)
+                && sink.last_flush.elapsed() >= FLUSH_AFTER);
         if due && !sink.flush() {
             return ChunkEnd::Disconnected;
         }

@@ -106,6 +106,7 @@ pub(crate) fn check_dispatched(op: &'static str) -> Result<(), Error> {
 /// [`Error::NotDispatched`](crate::Error::NotDispatched) (or
 /// [`Error::StartupTimeout`](crate::Error::StartupTimeout)), and it refuses to start
 /// processes of its own.
+#[allow(clippy::needless_doctest_main)] // the point is where in main it goes
 pub fn init() {
     INIT_CALLED.store(true, Ordering::Relaxed);
     let Some(raw) = std::env::var_os(ENV) else { return };

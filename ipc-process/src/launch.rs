@@ -51,7 +51,7 @@ enum Reaper {
     /// Our own child: `waitid(P_PIDFD)`.
     Own,
     /// A child of the fork server: the server reaps it and writes the status to this socket.
-    Server(Connection),
+    Server(Box<Connection>),
 }
 
 /// A started child: its pid, a pidfd (good for a non-child too), and its exit status once
@@ -249,7 +249,7 @@ fn on_main_thread() -> bool {
 
 enum Request {
     Spawn { detached: bool, object: String, reply: mpsc::SyncSender<Result<Launched>> },
-    Adopt(Child),
+    Adopt(Box<Child>),
 }
 
 /// The launcher thread: spawns children on behalf of other threads (so a child started from
@@ -288,7 +288,7 @@ fn launcher() -> mpsc::Sender<Request> {
                     Some(Request::Spawn { detached, object, reply }) => {
                         let _ = reply.send(spawn_here(detached, &object));
                     }
-                    Some(Request::Adopt(c)) => orphans.push(c),
+                    Some(Request::Adopt(c)) => orphans.push(*c),
                     None => {}
                 }
                 orphans.retain_mut(|c| matches!(c.try_reap("orphan"), Ok(None)));
@@ -305,7 +305,7 @@ fn adopt(child: Child) {
     if matches!(child.reaper, Reaper::Server(_)) {
         return; // the fork server reaps its own children
     }
-    let _ = launcher().send(Request::Adopt(child));
+    let _ = launcher().send(Request::Adopt(Box::new(child)));
 }
 
 /// Hand a child whose handle goes away while it runs to the reaper (detached children).
@@ -463,7 +463,8 @@ fn request_fork(server: &mut Server, detached: bool, object: &str) -> Result<Lau
         match wire::decode::<Up>(&msg) {
             Ok((Up::Forked { pid }, _)) if fds.len() == 1 => {
                 let pidfd = fds.remove(0);
-                let child = Child { pid, pidfd, reaper: Reaper::Server(status_mine), exit: None };
+                let child =
+                    Child { pid, pidfd, reaper: Reaper::Server(Box::new(status_mine)), exit: None };
                 return Ok(Launched { child, conn: mine, token, needs_hello: true });
             }
             Ok((Up::Hello { .. }, _)) => continue,

@@ -102,7 +102,8 @@ pub use error::{Error, ExitStatus, Panic, Result, TaskError};
 pub use launch::{StartMethod, fork_server_pid, start_fork_server};
 pub use outcome::{Never, Outcome};
 pub use pool::{
-    Imap, ImapUnordered, Pool, PoolBuilder, PoolStats, Retry, TaskHandle, default_chunksize,
+    Imap, ImapUnordered, Pool, PoolBuilder, PoolStats, Retry, TaskHandle, TaskResult,
+    default_chunksize,
 };
 pub use process::{DEFAULT_STARTUP_TIMEOUT, Process, ProcessBuilder};
 pub use transfer::{Handle, Passed, Transfer};

@@ -36,6 +36,9 @@ pub enum Retry {
     Times(u32),
 }
 
+/// The outcome of one task whose function returns `O`: its value or how it failed.
+pub type TaskResult<O> = Result<<O as Outcome>::Value, TaskError<<O as Outcome>::Error>>;
+
 /// What a pool has been through, from [`Pool::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -385,7 +388,7 @@ impl Pool {
     ///
     /// # Errors
     /// The task's [`TaskError`]; a refused submission as [`TaskError::Lost`].
-    pub fn apply<A, O>(&self, f: fn(A) -> O, arg: A) -> Result<O::Value, TaskError<O::Error>>
+    pub fn apply<A, O>(&self, f: fn(A) -> O, arg: A) -> TaskResult<O>
     where
         A: Serialize + DeserializeOwned,
         O: Outcome,
@@ -697,7 +700,7 @@ impl<O: Outcome> TaskHandle<O> {
     ///
     /// # Errors
     /// The task's [`TaskError`].
-    pub fn wait(mut self) -> Result<O::Value, TaskError<O::Error>> {
+    pub fn wait(mut self) -> TaskResult<O> {
         match self.wait_until(None) {
             Some(r) => r,
             None => Err(TaskError::Lost(Error::AlreadyJoined { object: self.label() })),
@@ -706,24 +709,18 @@ impl<O: Outcome> TaskHandle<O> {
 
     /// Wait at most `timeout`: `None` if the task has not finished by then (the handle stays
     /// usable).
-    pub fn wait_timeout(
-        &mut self,
-        timeout: Duration,
-    ) -> Option<Result<O::Value, TaskError<O::Error>>> {
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<TaskResult<O>> {
         self.wait_until(Some(
             Instant::now().checked_add(timeout).unwrap_or_else(crate::process::far_future),
         ))
     }
 
     /// The outcome if ready, else `None` at once.
-    pub fn try_wait(&mut self) -> Option<Result<O::Value, TaskError<O::Error>>> {
+    pub fn try_wait(&mut self) -> Option<TaskResult<O>> {
         self.wait_until(Some(Instant::now()))
     }
 
-    fn wait_until(
-        &mut self,
-        deadline: Option<Instant>,
-    ) -> Option<Result<O::Value, TaskError<O::Error>>> {
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Option<TaskResult<O>> {
         if self.taken {
             return Some(Err(TaskError::Lost(Error::AlreadyJoined { object: self.label() })));
         }
@@ -772,10 +769,7 @@ impl<O: Outcome> fmt::Debug for Imap<O> {
 impl<O: Outcome> Imap<O> {
     /// The next outcome, waiting at most `timeout`: `None` if it is not ready then (or all
     /// were taken: see [`len`](ExactSizeIterator::len)).
-    pub fn next_timeout(
-        &mut self,
-        timeout: Duration,
-    ) -> Option<Result<O::Value, TaskError<O::Error>>> {
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<TaskResult<O>> {
         if self.next >= self.n {
             return None;
         }
@@ -789,7 +783,7 @@ impl<O: Outcome> Imap<O> {
 }
 
 impl<O: Outcome> Iterator for Imap<O> {
-    type Item = Result<O::Value, TaskError<O::Error>>;
+    type Item = TaskResult<O>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.next >= self.n {
@@ -824,10 +818,7 @@ impl<O: Outcome> fmt::Debug for ImapUnordered<O> {
 
 impl<O: Outcome> ImapUnordered<O> {
     /// The next outcome to finish, waiting at most `timeout`.
-    pub fn next_timeout(
-        &mut self,
-        timeout: Duration,
-    ) -> Option<(usize, Result<O::Value, TaskError<O::Error>>)> {
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<(usize, TaskResult<O>)> {
         if self.left == 0 {
             return None;
         }
@@ -840,7 +831,7 @@ impl<O: Outcome> ImapUnordered<O> {
 }
 
 impl<O: Outcome> Iterator for ImapUnordered<O> {
-    type Item = (usize, Result<O::Value, TaskError<O::Error>>);
+    type Item = (usize, TaskResult<O>);
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {

@@ -14,6 +14,7 @@ use crate::call;
 use crate::error::{Error, ExitStatus, Result, TaskError};
 use crate::launch::{self, Launched, StartMethod};
 use crate::outcome::{Outcome, Reply};
+use crate::pool::TaskResult;
 use crate::transfer;
 use crate::wire::{self, Job, Refusal, Up};
 
@@ -343,7 +344,7 @@ impl<O: Outcome> Process<O> {
     /// [`TaskError::Lost`] (it never started its task: [`Error::NotDispatched`],
     /// [`Error::StartupTimeout`], [`Error::BinaryMismatch`]; a second join:
     /// [`Error::AlreadyJoined`]).
-    pub fn join(&mut self) -> Result<O::Value, TaskError<O::Error>> {
+    pub fn join(&mut self) -> TaskResult<O> {
         match self.join_until(None) {
             Some(r) => r,
             None => Err(TaskError::Lost(Error::AlreadyJoined { object: self.label.clone() })),
@@ -352,22 +353,16 @@ impl<O: Outcome> Process<O> {
 
     /// [`join`](Self::join), waiting at most `timeout`: `None` if the child still runs then
     /// (it is left running; join again later).
-    pub fn join_timeout(
-        &mut self,
-        timeout: Duration,
-    ) -> Option<Result<O::Value, TaskError<O::Error>>> {
+    pub fn join_timeout(&mut self, timeout: Duration) -> Option<TaskResult<O>> {
         self.join_until(Some(Instant::now().checked_add(timeout).unwrap_or_else(far_future)))
     }
 
     /// [`join`](Self::join) if the child has ended, else `None` at once.
-    pub fn try_join(&mut self) -> Option<Result<O::Value, TaskError<O::Error>>> {
+    pub fn try_join(&mut self) -> Option<TaskResult<O>> {
         self.join_until(Some(Instant::now()))
     }
 
-    fn join_until(
-        &mut self,
-        deadline: Option<Instant>,
-    ) -> Option<Result<O::Value, TaskError<O::Error>>> {
+    fn join_until(&mut self, deadline: Option<Instant>) -> Option<TaskResult<O>> {
         if self.joined {
             return Some(Err(TaskError::Lost(Error::AlreadyJoined { object: self.label.clone() })));
         }
@@ -453,7 +448,7 @@ impl<O: Outcome> Process<O> {
         Ok(())
     }
 
-    fn finish(&mut self, exit: Result<ExitStatus>) -> Result<O::Value, TaskError<O::Error>> {
+    fn finish(&mut self, exit: Result<ExitStatus>) -> TaskResult<O> {
         self.joined = true;
         self.conn = None;
         if let Some(reply) = self.reply.take() {
