@@ -560,10 +560,16 @@ pub fn catalog() -> Vec<GroupSpec> {
         placement: Placement::Unpinned,
         size: 0,
         floor: Some("posix-spawn"),
-        note: "goals: spawn <= 1.2x posix_spawn of /bin/true; forkserver <= 1.5x raw fork; >= 10x faster than Python spawn",
+        note: "goals: spawn <= 1.2x posix_spawn of /bin/true; forkserver <= 1.5x raw fork; >= 10x faster than Python spawn; exec of this binary alone is the re-exec floor",
         gap: None,
         rows: vec![
             row("posix-spawn", "posix_spawn /bin/true + waitpid", Floor, ours::process::posix_spawn_true),
+            row(
+                "posix-spawn-self",
+                "posix_spawn of this binary, exits in init + waitpid",
+                Floor,
+                ours::process::posix_spawn_self,
+            ),
             row("raw-fork", "raw fork + _exit + waitpid", Floor, ours::process::raw_fork),
             row("spawn", "ipc-process Process::spawn + join (re-exec)", Ours, ours::process::start_spawn),
             row("forkserver", "ipc-process ForkServer start + join", Ours, ours::process::start_forkserver),

@@ -82,6 +82,11 @@ impl Child {
     }
 
     /// Whether the process still runs (its pidfd is not readable yet).
+    /// Whether the fork server, not this process, reaps it.
+    pub(crate) fn is_server_child(&self) -> bool {
+        matches!(self.reaper, Reaper::Server(_))
+    }
+
     pub(crate) fn is_alive(&self) -> bool {
         self.exit.is_none() && !readable(self.pidfd.as_fd(), Some(Duration::ZERO))
     }
@@ -337,12 +342,38 @@ pub(crate) fn send_start(
     timeout: Duration,
     object: &str,
 ) -> Result<()> {
-    let mut header = Vec::new();
-    wire::encode_header(&Down::Start { token: l.token, job }, &mut header)
-        .map_err(|e| Error::codec("encode start message for", object, e))?;
-    l.conn.send_fds(&header, fds).map_err(|e| Error::pipe("send start message to", object, e))?;
-    l.conn.send_timeout(payload, timeout).map_err(|e| Error::pipe("send arguments to", object, e))
+    send_start_on(&mut l.conn, l.token, job, payload, fds, timeout, object)
 }
+
+fn send_start_on(
+    conn: &mut Connection,
+    token: u64,
+    job: Job,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+    timeout: Duration,
+    object: &str,
+) -> Result<()> {
+    let mut header = Vec::new();
+    wire::encode_header(&Down::Start { token, job }, &mut header)
+        .map_err(|e| Error::codec("encode start message for", object, e))?;
+    conn.send_fds(&header, fds).map_err(|e| Error::pipe("send start message to", object, e))?;
+    conn.send_timeout(payload, timeout).map_err(|e| Error::pipe("send arguments to", object, e))
+}
+
+/// What a child is started for, its arguments and the fds among them.
+#[derive(Debug)]
+pub(crate) struct Start<'a> {
+    pub(crate) job: Job,
+    pub(crate) payload: &'a [u8],
+    pub(crate) fds: &'a [BorrowedFd<'a>],
+    pub(crate) timeout: Duration,
+}
+
+/// Arguments up to this size are written to a fork-server child's connection before the
+/// fork request, so the child finds them at once (the socket holds them; larger ones could
+/// fill it before anyone reads, so they follow the fork).
+const PRESEND: usize = 32 * 1024;
 
 // ---- fork server client ----------------------------------------------------------------
 
@@ -420,14 +451,19 @@ pub fn fork_server_pid() -> Option<u32> {
 }
 
 /// Have the fork server fork a child for us.
-pub(crate) fn via_server(detached: bool, startup: Duration, object: &str) -> Result<Launched> {
+pub(crate) fn via_server(
+    detached: bool,
+    startup: Duration,
+    object: &str,
+    start: Start<'_>,
+) -> Result<Launched> {
     child::check_dispatched("start process (forkserver)")?;
     let mut slot = server_slot();
     if slot.is_none() {
         *slot = Some(start_server(startup)?);
     }
     let Some(server) = slot.as_mut() else { unreachable_server() };
-    match request_fork(server, detached, object) {
+    match request_fork(server, detached, object, start) {
         Ok(l) => Ok(l),
         Err(e) => {
             // A broken server is replaced by the next start.
@@ -444,13 +480,25 @@ fn unreachable_server() -> ! {
     unreachable!("fork server slot empty after start")
 }
 
-fn request_fork(server: &mut Server, detached: bool, object: &str) -> Result<Launched> {
+fn request_fork(
+    server: &mut Server,
+    detached: bool,
+    object: &str,
+    start: Start<'_>,
+) -> Result<Launched> {
     let died = || Error::ForkServerDied { op: "start", object: object.to_owned() };
-    let (mine, theirs) =
+    let (mut mine, theirs) =
         ipc_pipe::pipe().map_err(|e| Error::pipe("create control connection for", object, e))?;
     let (status_mine, status_theirs) =
         ipc_pipe::pipe().map_err(|e| Error::pipe("create status connection for", object, e))?;
     let token = random_token();
+    let Start { job, payload, fds: start_fds, timeout } = start;
+    let mut job = Some(job);
+    if payload.len() <= PRESEND
+        && let Some(job) = job.take()
+    {
+        send_start_on(&mut mine, token, job, payload, start_fds, timeout, object)?;
+    }
     let mut header = Vec::new();
     wire::encode_header(&Down::Fork { token, detached }, &mut header)
         .map_err(|e| Error::codec("encode fork request for", object, e))?;
@@ -465,7 +513,11 @@ fn request_fork(server: &mut Server, detached: bool, object: &str) -> Result<Lau
                 let pidfd = fds.remove(0);
                 let child =
                     Child { pid, pidfd, reaper: Reaper::Server(Box::new(status_mine)), exit: None };
-                return Ok(Launched { child, conn: mine, token, needs_hello: true });
+                let mut l = Launched { child, conn: mine, token, needs_hello: true };
+                if let Some(job) = job.take() {
+                    send_start(&mut l, job, payload, start_fds, timeout, object)?;
+                }
+                return Ok(l);
             }
             Ok((Up::Hello { .. }, _)) => continue,
             _ => return Err(died()),

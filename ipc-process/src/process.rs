@@ -154,21 +154,31 @@ impl ProcessBuilder {
         let mut payload = Vec::new();
         let fds = transfer::encode_with_fds(&arg, &mut payload)
             .map_err(|e| Error::codec("encode arguments of", &object, e))?;
-        let mut launched = match self.method {
-            StartMethod::ForkServer => {
-                launch::via_server(self.detached, self.startup_timeout, &object)?
-            }
-            _ => launch::spawn(self.detached, &object)?,
-        };
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-        launch::send_start(
-            &mut launched,
-            Job::Once { call },
-            &payload,
-            &borrowed,
-            self.startup_timeout,
-            &object,
-        )?;
+        let job = Job::Once { call };
+        let launched = match self.method {
+            StartMethod::ForkServer => {
+                let start = launch::Start {
+                    job,
+                    payload: &payload,
+                    fds: &borrowed,
+                    timeout: self.startup_timeout,
+                };
+                launch::via_server(self.detached, self.startup_timeout, &object, start)?
+            }
+            _ => {
+                let mut l = launch::spawn(self.detached, &object)?;
+                launch::send_start(
+                    &mut l,
+                    job,
+                    &payload,
+                    &borrowed,
+                    self.startup_timeout,
+                    &object,
+                )?;
+                l
+            }
+        };
         Ok(self.wrap(launched, object))
     }
 
@@ -371,6 +381,29 @@ impl<O: Outcome> Process<O> {
                 return Some(self.finish(Err(e)));
             }
             let done = self.reply.is_some() || self.refused.is_some() || self.conn.is_none();
+            if self.reply.is_some() {
+                // The outcome is in and the child exits right after sending it: wait for that
+                // end (briefly spinning first, which saves a sleep and a wake-up), reaping our
+                // own child; a fork-server child is the server's to reap, and its status is
+                // not needed for an outcome that arrived.
+                let label = self.label.clone();
+                let child = self.child.as_mut()?;
+                for _ in 0..EXIT_SPINS {
+                    if !child.is_alive() {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+                let ended = if child.is_server_child() {
+                    !child.is_alive() || launch::readable(child.pidfd(), left(deadline)?)
+                } else {
+                    matches!(child.wait(deadline, &label), Ok(Some(_)) | Err(_))
+                };
+                if !ended {
+                    return None;
+                }
+                return Some(self.finish(Ok(ExitStatus::Code(0))));
+            }
             let exit = match self.child.as_mut().map(|c| c.try_reap(&self.label)) {
                 Some(Ok(e)) => e,
                 Some(Err(e)) => return Some(self.finish(Err(e))),
@@ -476,6 +509,17 @@ impl<O: Outcome> Process<O> {
             Ok(exit) => Err(TaskError::WorkerDied { exit }),
             Err(e) => Err(TaskError::Lost(e)),
         }
+    }
+}
+
+/// Looks at a child that just sent its outcome before sleeping until it exits.
+const EXIT_SPINS: u32 = 64;
+
+/// Time left until `deadline`: `Some(None)` for no deadline, `None` once it passed.
+fn left(deadline: Option<Instant>) -> Option<Option<Duration>> {
+    match deadline {
+        None => Some(None),
+        Some(d) => d.checked_duration_since(Instant::now()).map(Some),
     }
 }
 

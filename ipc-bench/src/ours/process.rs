@@ -71,6 +71,26 @@ pub fn posix_spawn_true(ctx: &Ctx) -> Outcome {
     })
 }
 
+/// Floor of a re-exec: `posix_spawn` of this very binary, which leaves at once (its `init`
+/// finds a malformed child marker and exits): what exec'ing this executable costs before any
+/// of ipc-process's work.
+pub fn posix_spawn_self(ctx: &Ctx) -> Outcome {
+    pin(None)?;
+    time_trials(ctx, trials(ctx), || {
+        let t = Instant::now();
+        let st = std::process::Command::new("/proc/self/exe")
+            .env("IPC_PROCESS_CHILD", "not-a-marker")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .or_fail("spawn /proc/self/exe")?;
+        let d = t.elapsed();
+        if st.code() != Some(ipc_process::EXIT_SETUP) {
+            return Err(Fail::Error(format!("/proc/self/exe: {st}")));
+        }
+        Ok(d)
+    })
+}
+
 /// Floor: raw `fork`, `_exit(0)` in the child, `waitpid` in the parent.
 pub fn raw_fork(ctx: &Ctx) -> Outcome {
     pin(None)?;

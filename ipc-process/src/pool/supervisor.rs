@@ -281,20 +281,6 @@ impl Supervisor {
 
     fn spawn_worker(&mut self) -> Result<Worker, Error> {
         let object = self.shared.label.clone();
-        let mut l = match self.cfg.method {
-            StartMethod::Spawn => launch::spawn_here(false, &object)?,
-            StartMethod::ForkServer => {
-                launch::via_server(false, self.cfg.startup_timeout, &object)?
-            }
-            StartMethod::Fork => {
-                // SAFETY: the pool was built with `fork_unsafe`, whose caller promised the
-                // worker's initializer and tasks take no lock another thread may hold.
-                #[allow(unsafe_code)]
-                unsafe {
-                    launch::fork_worker(&object)?
-                }
-            }
-        };
         let progress = Progress::create(&object)?;
         let (init, init_args, init_fds) = match &self.cfg.init {
             Some((call, args, fds)) => (Some(*call), args.as_slice(), fds.as_slice()),
@@ -307,12 +293,31 @@ impl Supervisor {
             timeouts: self.cfg.timeout.is_some(),
             flush_bytes: self.cfg.flush_bytes,
         };
-        if let Err(e) =
-            launch::send_start(&mut l, job, init_args, &fds, self.cfg.startup_timeout, &object)
-        {
+        let timeout = self.cfg.startup_timeout;
+        let mut l = match self.cfg.method {
+            StartMethod::ForkServer => {
+                let start = launch::Start { job, payload: init_args, fds: &fds, timeout };
+                return self.worker(launch::via_server(false, timeout, &object, start)?, progress);
+            }
+            StartMethod::Spawn => launch::spawn_here(false, &object)?,
+            StartMethod::Fork => {
+                // SAFETY: the pool was built with `fork_unsafe`, whose caller promised the
+                // worker's initializer and tasks take no lock another thread may hold.
+                #[allow(unsafe_code)]
+                unsafe {
+                    launch::fork_worker(&object)?
+                }
+            }
+        };
+        if let Err(e) = launch::send_start(&mut l, job, init_args, &fds, timeout, &object) {
             l.child.kill_and_reap(Duration::from_secs(1), &object);
             return Err(e);
         }
+        drop(fds);
+        self.worker(l, progress)
+    }
+
+    fn worker(&self, l: Launched, progress: Progress) -> Result<Worker, Error> {
         Ok(Worker {
             l,
             progress,
