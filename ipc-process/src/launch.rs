@@ -236,13 +236,24 @@ pub(crate) fn spawn_here(detached: bool, object: &str) -> Result<Launched> {
     let pid = sys::spawn_self(theirs.as_fd(), &argv, &envp)
         .map_err(|e| Error::io("posix_spawn /proc/self/exe for", object, e))?;
     drop(theirs);
+    own_child(pid, mine, token, true, object)
+}
+
+/// The handle of a child of ours that was just started as `pid`.
+fn own_child(
+    pid: libc::pid_t,
+    conn: Connection,
+    token: u64,
+    needs_hello: bool,
+    object: &str,
+) -> Result<Launched> {
     let pid = pid.unsigned_abs();
     let pidfd = pidfd_of(pid, object)?;
     Ok(Launched {
         child: Child { pid, pidfd, reaper: Reaper::Own, exit: None },
-        conn: mine,
+        conn,
         token,
-        needs_hello: true,
+        needs_hello,
     })
 }
 
@@ -549,14 +560,7 @@ pub(crate) unsafe fn fork_worker(object: &str) -> Result<Launched> {
         }
         sys::Forked::Parent(pid) => {
             drop(theirs);
-            let pid = pid.unsigned_abs();
-            let pidfd = pidfd_of(pid, object)?;
-            Ok(Launched {
-                child: Child { pid, pidfd, reaper: Reaper::Own, exit: None },
-                conn: mine,
-                token,
-                needs_hello: true,
-            })
+            own_child(pid, mine, token, true, object)
         }
     }
 }
@@ -598,14 +602,7 @@ pub(crate) unsafe fn fork_with(
         }
         sys::Forked::Parent(pid) => {
             drop(theirs);
-            let pid = pid.unsigned_abs();
-            let pidfd = pidfd_of(pid, object)?;
-            Ok(Launched {
-                child: Child { pid, pidfd, reaper: Reaper::Own, exit: None },
-                conn: mine,
-                token: 0,
-                needs_hello: false,
-            })
+            own_child(pid, mine, 0, false, object)
         }
     }
 }

@@ -65,6 +65,24 @@
 //! This is procspawn's approach; unlike procspawn there is no registry to forget and no
 //! `unsafe` promise about shared libraries: it is checked.
 //!
+//! # Choices, and why
+//! - **Handles travel inside the arguments** ([`Handle<T>`] in any serde argument), not in a
+//!   separate list beside them: the child's function receives its queue where its signature
+//!   says, typed, and one encoder collects the fds of all the handles in one message.
+//! - **The fork server is a spawned child** (a fresh exec of this program that runs only the
+//!   server loop), started on first use rather than necessarily at `init`: being a fresh
+//!   exec, it is single-threaded and clean whenever it starts. The exit status of a child it
+//!   forked reaches us through a per-child status socket it writes after reaping.
+//! - **`PR_SET_PDEATHSIG` fires when the starting *thread* ends**, so starts from any thread
+//!   but the main one go through a long-lived launcher thread of this crate (and pool workers
+//!   are started by the pool's supervisor thread, which lives as long as the pool).
+//! - **Which task a dead worker held** comes from its progress word in shared memory, not
+//!   from a message per task: so chunks stay cheap and exactly one task is blamed. Tasks that
+//!   had finished but whose results had not left the worker run again (their results never
+//!   reached anyone); a task is never reported twice.
+//! - **Dropping a pool terminates it** (as leaving Python's `with Pool()` block does): no
+//!   drop can hang on a stuck task. `close` + `join` waits.
+//!
 //! # The protocol
 //! Each child gets a `socketpair` control connection (ipc-pipe): the start message (with
 //! fds), its arguments, and back a hello, the outcome, or (pool workers) batches of results.

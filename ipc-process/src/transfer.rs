@@ -48,12 +48,28 @@ pub trait Transfer: Sized {
 
 /// A [`Transfer`] object inside a task's arguments: `Process::spawn(work, (Handle::new(q), 7))`
 /// and `fn work((q, n): (Handle<Queue>, u32))` in the child. Derefs to the object.
+///
+/// To keep using the object in the parent, pass [`Handle::share(&q)`](Handle::share): a
+/// second handle to the same object (the same memfd mapped again, the same name opened
+/// again, a duplicate of the socket).
 pub struct Handle<T>(pub T);
 
 impl<T> Handle<T> {
-    /// Wrap `value`.
+    /// Wrap `value` (it moves to the child).
     pub fn new(value: T) -> Handle<T> {
         Handle(value)
+    }
+
+    /// A handle to the same object as `value`, which stays the caller's.
+    ///
+    /// # Errors
+    /// As [`Transfer::export`] and [`Transfer::import`] (duplicating the fd, opening the
+    /// name, mapping the segment again).
+    pub fn share(value: &T) -> Result<Handle<T>, Error>
+    where
+        T: Transfer,
+    {
+        T::import(value.export()?).map(Handle)
     }
 
     /// The object.

@@ -119,6 +119,89 @@ fn fork_refuses_a_threaded_process() {
     t.join().unwrap();
 }
 
+// ---- handles --------------------------------------------------------------------------
+
+type Handles = (
+    Handle<ipc_shm::Shm>,
+    Handle<ipc_shm::Shm>,
+    Handle<ipc_queue::Queue>,
+    Handle<ipc_sem::NamedSemaphore>,
+    Handle<ipc_lock::NamedMutex<u64>>,
+    Handle<Connection>,
+);
+
+/// Uses one object of each kind it was handed: a named and an anonymous segment, an
+/// anonymous queue, a named semaphore, a named mutex, a pipe connection.
+fn use_handles((named, anon, q, sem, m, conn): Handles) -> Result<u64, String> {
+    let mut b = [0u8; 1];
+    named.read_at(0, &mut b).map_err(|e| e.to_string())?;
+    anon.write_at(0, &[b[0] + 1]).map_err(|e| e.to_string())?;
+    q.send(b"from the child").map_err(|e| e.to_string())?;
+    sem.release().map_err(|e| e.to_string())?;
+    *m.lock().map_err(|_| "mutex owner died".to_string())? += 5;
+    let mut conn = conn.into_inner();
+    conn.send(b"hello over a passed pipe").map_err(|e| e.to_string())?;
+    Ok(u64::from(b[0]))
+}
+
+#[test]
+fn handles_cross_by_fd_and_by_name() {
+    let _w = watchdog(Duration::from_secs(60), "handles_cross_by_fd_and_by_name");
+    let shm_name = ipctest_name("proc-named");
+    let sem_name = ipctest_name("proc-sem");
+    let mutex_name = ipctest_name("proc-mutex");
+    let named = ipc_shm::Shm::create(&shm_name, 4096).unwrap();
+    named.write_at(0, &[41]).unwrap();
+    let anon = ipc_shm::Shm::anonymous(4096).unwrap();
+    let q = ipc_queue::Queue::anonymous(8, 64).unwrap();
+    let sem = ipc_sem::NamedSemaphore::create(&sem_name, 0).unwrap();
+    let m = ipc_lock::NamedMutex::create(&mutex_name, 1u64).unwrap();
+    for method in METHODS {
+        let (mut mine, theirs) = ipc_pipe::pipe().unwrap();
+        let args = (
+            Handle::share(&named).unwrap(),
+            Handle::share(&anon).unwrap(),
+            Handle::share(&q).unwrap(),
+            Handle::share(&sem).unwrap(),
+            Handle::share(&m).unwrap(),
+            Handle::new(theirs),
+        );
+        let mut p = Process::start(method, use_handles, args).unwrap();
+        assert_eq!(p.join().unwrap(), 41, "{method:?}");
+        let mut b = [0u8; 1];
+        anon.read_at(0, &mut b).unwrap();
+        assert_eq!(b[0], 42, "{method:?}: the anonymous segment is the same memory");
+        assert_eq!(q.recv_timeout(DEADLINE).unwrap(), b"from the child");
+        assert!(sem.try_acquire().unwrap(), "{method:?}: the named semaphore was released");
+        assert_eq!(mine.recv_timeout(DEADLINE).unwrap(), b"hello over a passed pipe");
+    }
+    assert_eq!(*m.lock().unwrap(), 11);
+    // Through the pool (apply), too.
+    let pool = Pool::new(1).unwrap();
+    let (_mine, theirs) = ipc_pipe::pipe().unwrap();
+    let args = (
+        Handle::share(&named).unwrap(),
+        Handle::share(&anon).unwrap(),
+        Handle::share(&q).unwrap(),
+        Handle::share(&sem).unwrap(),
+        Handle::share(&m).unwrap(),
+        Handle::new(theirs),
+    );
+    assert_eq!(pool.apply(use_handles, args).unwrap(), 41);
+    assert_eq!(q.recv_timeout(DEADLINE).unwrap(), b"from the child");
+    // A handle outside a task's arguments (here: ipc-pipe's own typed send) does not
+    // serialise.
+    let (mut a, _b) = ipc_pipe::pipe().unwrap();
+    assert!(a.send_value(&Handle::share(&anon).unwrap()).is_err());
+    drop((named, m));
+    ipc_sem::NamedSemaphore::unlink(&sem_name).unwrap();
+    assert!(audit::shm_entries(&shm_name).is_empty());
+}
+
+fn ipctest_name(tag: &str) -> String {
+    ipc_testkit::unique_name(tag)
+}
+
 // ---- typed failures ----------------------------------------------------------------------
 
 #[test]
