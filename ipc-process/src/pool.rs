@@ -221,7 +221,8 @@ impl PoolBuilder {
             .map_err(|e| Error::io("start supervisor thread of", &label, e))?;
         let pool = Pool { shared, thread: Mutex::new(Some(thread)), workers: self.workers };
         // Wait for every worker to be ready, or for the pool to break.
-        let deadline = Instant::now() + self.startup_timeout + Duration::from_secs(5);
+        let deadline =
+            crate::process::after(self.startup_timeout.saturating_add(Duration::from_secs(5)));
         let mut st = pool.shared.lock();
         loop {
             if let Some(b) = &st.broken {
@@ -427,8 +428,14 @@ impl Pool {
             let mut payload = Vec::with_capacity(group.len() * 8);
             for item in group {
                 let at = wire::begin_item(&mut payload);
-                wire::encode_into(item, &mut payload)
+                let fds = transfer::encode_with_fds(item, &mut payload)
                     .map_err(|e| Error::codec("encode arguments of", &self.shared.label, e))?;
+                if !fds.is_empty() {
+                    return Err(Error::CannotTransfer {
+                        what: "a Handle in a map item".into(),
+                        why: "pass handles with apply, submit or the initializer".into(),
+                    });
+                }
                 wire::finish_item(&mut payload, at);
             }
             let count = u32::try_from(group.len()).unwrap_or(u32::MAX);
@@ -620,9 +627,7 @@ impl Pool {
     /// # Errors
     /// [`Error::PoolNotClosed`].
     pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.join_until(Some(
-            Instant::now().checked_add(timeout).unwrap_or_else(crate::process::far_future),
-        ))
+        self.join_until(Some(crate::process::after(timeout)))
     }
 
     fn join_until(&self, deadline: Option<Instant>) -> Result<bool> {
@@ -710,9 +715,7 @@ impl<O: Outcome> TaskHandle<O> {
     /// Wait at most `timeout`: `None` if the task has not finished by then (the handle stays
     /// usable).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<TaskResult<O>> {
-        self.wait_until(Some(
-            Instant::now().checked_add(timeout).unwrap_or_else(crate::process::far_future),
-        ))
+        self.wait_until(Some(crate::process::after(timeout)))
     }
 
     /// The outcome if ready, else `None` at once.
@@ -773,8 +776,7 @@ impl<O: Outcome> Imap<O> {
         if self.next >= self.n {
             return None;
         }
-        let deadline =
-            Instant::now().checked_add(timeout).unwrap_or_else(crate::process::far_future);
+        let deadline = crate::process::after(timeout);
         let raw =
             self.results.take(u32::try_from(self.next).unwrap_or(u32::MAX), Some(deadline))?;
         self.next += 1;
@@ -822,8 +824,7 @@ impl<O: Outcome> ImapUnordered<O> {
         if self.left == 0 {
             return None;
         }
-        let deadline =
-            Instant::now().checked_add(timeout).unwrap_or_else(crate::process::far_future);
+        let deadline = crate::process::after(timeout);
         let (i, raw) = self.results.take_next(Some(deadline))?;
         self.left -= 1;
         Some((usize::try_from(i).unwrap_or(usize::MAX), results::decode::<O>(raw, &self.label)))

@@ -229,7 +229,7 @@ impl ProcessBuilder {
             hello: false,
             reply: None,
             refused: None,
-            startup_deadline: needs_hello.then(|| Instant::now() + self.startup_timeout),
+            startup_deadline: needs_hello.then(|| after(self.startup_timeout)),
             startup_timeout: self.startup_timeout,
             detached: self.detached,
             joined: false,
@@ -364,7 +364,7 @@ impl<O: Outcome> Process<O> {
     /// [`join`](Self::join), waiting at most `timeout`: `None` if the child still runs then
     /// (it is left running; join again later).
     pub fn join_timeout(&mut self, timeout: Duration) -> Option<TaskResult<O>> {
-        self.join_until(Some(Instant::now().checked_add(timeout).unwrap_or_else(far_future)))
+        self.join_until(Some(after(timeout)))
     }
 
     /// [`join`](Self::join) if the child has ended, else `None` at once.
@@ -524,7 +524,13 @@ fn left(deadline: Option<Instant>) -> Option<Option<Duration>> {
 }
 
 pub(crate) fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)).unwrap_or(now)
+}
+
+/// `now + d`, saturating: a huge timeout means "a century", never a panic.
+pub(crate) fn after(d: Duration) -> Instant {
+    Instant::now().checked_add(d).unwrap_or_else(far_future)
 }
 
 impl<O: Outcome> Drop for Process<O> {

@@ -323,7 +323,7 @@ impl Supervisor {
             progress,
             hello: false,
             ready: false,
-            startup_deadline: Instant::now() + self.cfg.startup_timeout,
+            startup_deadline: crate::process::after(self.cfg.startup_timeout),
             tasks: 0,
             conn_open: true,
             busy: None,
@@ -486,7 +486,7 @@ impl Supervisor {
                         earliest(now + Duration::from_millis(u64::from(limit_ms - elapsed)));
                     }
                 } else {
-                    earliest(now + limit);
+                    earliest(now.checked_add(limit).unwrap_or_else(crate::process::far_future));
                 }
             }
         }

@@ -42,3 +42,34 @@ fn pool_map() {
     assert_eq!(v, (0..1000u64).map(|x| x * 2).collect::<Vec<_>>());
     assert_eq!(pool.apply(fallible, 1).unwrap(), 2);
 }
+
+#[test]
+fn huge_timeouts_saturate() {
+    let mut p = Process::spawn(double, 1).unwrap();
+    assert_eq!(p.join_timeout(std::time::Duration::MAX).unwrap().unwrap(), 2);
+    let pool = Pool::builder()
+        .workers(1)
+        .task_timeout(std::time::Duration::MAX)
+        .startup_timeout(std::time::Duration::MAX)
+        .build()
+        .unwrap();
+    let mut h = pool.submit(double, 4).unwrap();
+    assert_eq!(h.wait_timeout(std::time::Duration::MAX).unwrap().unwrap(), 8);
+    pool.close();
+    assert!(pool.join_timeout(std::time::Duration::MAX).unwrap());
+}
+
+#[test]
+fn handles_are_refused_in_map_items() {
+    let pool = Pool::new(1).unwrap();
+    let shm = ipc_shm::Shm::anonymous(64).unwrap();
+    let items = vec![ipc_process::Handle::share(&shm).unwrap()];
+    match pool.map(takes_shm, items) {
+        Err(TaskError::Lost(ipc_process::Error::CannotTransfer { .. })) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+fn takes_shm(s: ipc_process::Handle<ipc_shm::Shm>) -> usize {
+    s.len()
+}
