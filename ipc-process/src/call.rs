@@ -38,6 +38,26 @@ fn executable() -> &'static Option<(usize, String)> {
 }
 
 fn offset_of(addr: usize, object: &str) -> Result<i64, Error> {
+    // Addresses already checked (dladdr walks the loader's tables: a microsecond or so, a
+    // noticeable part of a task's round trip).
+    thread_local! {
+        static CHECKED: std::cell::RefCell<Vec<(usize, i64)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if let Some(off) = CHECKED.with(|c| c.borrow().iter().find(|e| e.0 == addr).map(|e| e.1)) {
+        return Ok(off);
+    }
+    let off = check_offset(addr, object)?;
+    CHECKED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 64 {
+            c.remove(0);
+        }
+        c.push((addr, off));
+    });
+    Ok(off)
+}
+
+fn check_offset(addr: usize, object: &str) -> Result<i64, Error> {
     if let Some((base, exe)) = executable() {
         match sys::object_of(addr) {
             Some((b, _)) if b == *base => {}

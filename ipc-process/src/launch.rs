@@ -368,8 +368,18 @@ fn send_start_on(
     let mut header = Vec::new();
     wire::encode_header(&Down::Start { token, job }, &mut header)
         .map_err(|e| Error::codec("encode start message for", object, e))?;
-    conn.send_fds(&header, fds).map_err(|e| Error::pipe("send start message to", object, e))?;
-    conn.send_timeout(payload, timeout).map_err(|e| Error::pipe("send arguments to", object, e))
+    // A child that is already gone (it never reached `init`, or was killed) is not an error
+    // here: its handle reports how it ended, which says more.
+    let gone = |e: &ipc_pipe::Error| e.is_disconnected();
+    match conn.send_fds(&header, fds) {
+        Err(e) if gone(&e) => return Ok(()),
+        Err(e) => return Err(Error::pipe("send start message to", object, e)),
+        Ok(()) => {}
+    }
+    match conn.send_timeout(payload, timeout) {
+        Err(e) if gone(&e) => Ok(()),
+        r => r.map_err(|e| Error::pipe("send arguments to", object, e)),
+    }
 }
 
 /// What a child is started for, its arguments and the fds among them.

@@ -22,7 +22,7 @@ use crate::transfer;
 use crate::wire;
 
 use results::{Failure, Raw, Results};
-use supervisor::{Chunk, Config, Job, Shared, State, Supervisor};
+use supervisor::{Chunk, Config, Direct, Job, Link, Shared, State, Supervisor};
 
 /// What happens to a task whose worker died while running it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -199,6 +199,7 @@ impl PoolBuilder {
             changed: std::sync::Condvar::new(),
             wake,
             label: label.clone(),
+            poke_direct: self.timeout.is_some(),
         });
         let retries = match self.retry {
             Retry::Never => 0,
@@ -299,6 +300,25 @@ impl fmt::Debug for Pool {
     }
 }
 
+/// Largest task arguments handed straight to an idle worker (larger ones go through the
+/// supervisor, which may wait for the socket).
+const DIRECT_MAX: usize = 16 * 1024;
+
+/// Write one task to a lent worker connection: a whole frame or nothing.
+fn send_direct(link: &Link, chunk: &Chunk, seq: u32, buf: &mut Vec<u8>) -> Result<(), ()> {
+    let down = wire::Down::Chunk { seq, call: chunk.job.call, count: chunk.count };
+    wire::encode_header(&down, buf).map_err(drop)?;
+    buf.extend_from_slice(&chunk.payload);
+    let mut conn = link.send.lock().unwrap_or_else(PoisonError::into_inner);
+    if chunk.fds.is_empty() {
+        conn.try_send(buf).map_err(drop)
+    } else {
+        let fds: Vec<std::os::fd::BorrowedFd<'_>> =
+            chunk.fds.iter().map(std::os::fd::AsFd::as_fd).collect();
+        conn.send_fds(buf, &fds).map_err(drop)
+    }
+}
+
 /// Python's `Pool.map` chunk size: the items spread over four chunks per worker.
 pub fn default_chunksize(items: usize, workers: usize) -> usize {
     if items == 0 {
@@ -335,6 +355,10 @@ impl Pool {
     /// Counters: workers started (replacements included), deaths, retries...
     pub fn stats(&self) -> PoolStats {
         self.shared.lock().stats
+    }
+
+    fn scratch(&self) -> Vec<u8> {
+        Vec::with_capacity(64)
     }
 
     fn new_job(&self, st: &mut State, call: wire::Call, n: usize) -> Arc<Job> {
@@ -379,7 +403,32 @@ impl Pool {
             taken: false,
             _outcome: PhantomData,
         };
-        st.queue.push_back(Chunk { job, first: 0, count: 1, payload, fds, attempt: 0 });
+        let chunk = Chunk { job, first: 0, count: 1, payload, fds, attempt: 0 };
+        // Nothing queued and a worker idle: hand the task to it straight away, so the only
+        // wake-ups are the worker's and, for the result, the supervisor's.
+        if st.queue.is_empty()
+            && chunk.payload.len() <= DIRECT_MAX
+            && let Some(link) = st.idle.pop()
+        {
+            let seq = st.seq();
+            match send_direct(&link, &chunk, seq, &mut self.scratch()) {
+                Ok(()) => {
+                    st.direct.push(Direct { worker: link.id, seq, chunk });
+                    drop(st);
+                    if self.shared.poke_direct {
+                        self.shared.poke();
+                    }
+                }
+                Err(()) => {
+                    st.broken_links.push(link.id);
+                    st.queue.push_back(chunk);
+                    drop(st);
+                    self.shared.poke();
+                }
+            }
+            return Ok(handle);
+        }
+        st.queue.push_back(chunk);
         drop(st);
         self.shared.poke();
         Ok(handle)

@@ -40,6 +40,25 @@ pub(crate) struct Chunk {
     pub(crate) attempt: u32,
 }
 
+/// A worker's sending side, lent to a caller while the worker idles: `submit` hands a task
+/// straight to it, saving the supervisor's wake-up on the way out. The supervisor and the
+/// callers never write at once: whoever takes the link out of [`State::idle`] (under the
+/// state lock) is the only writer until the supervisor offers it again.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) id: u64,
+    pub(crate) send: Mutex<ipc_pipe::Connection>,
+}
+
+/// A task a caller handed straight to an idle worker, for the supervisor to adopt as that
+/// worker's chunk.
+#[derive(Debug)]
+pub(crate) struct Direct {
+    pub(crate) worker: u64,
+    pub(crate) seq: u32,
+    pub(crate) chunk: Chunk,
+}
+
 /// Why the pool cannot run tasks any more.
 #[derive(Debug, Clone)]
 pub(crate) struct Broken {
@@ -83,6 +102,22 @@ pub(crate) struct State {
     pub(crate) pids: Vec<u32>,
     /// Counters for [`Pool::stats`](crate::Pool::stats).
     pub(crate) stats: crate::pool::PoolStats,
+    /// Idle workers a caller may hand a task to directly.
+    pub(crate) idle: Vec<Arc<Link>>,
+    /// Tasks handed to workers directly, not yet adopted by the supervisor.
+    pub(crate) direct: Vec<Direct>,
+    /// Workers whose direct hand-over failed (their stream may be cut): to be killed.
+    pub(crate) broken_links: Vec<u64>,
+    /// Chunk sequence numbers (callers hand out chunks too).
+    pub(crate) next_seq: u32,
+}
+
+impl State {
+    /// The next chunk sequence number (never 0: a fresh progress word reads 0).
+    pub(crate) fn seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        self.next_seq
+    }
 }
 
 #[derive(Debug)]
@@ -91,6 +126,9 @@ pub(crate) struct Shared {
     pub(crate) changed: Condvar,
     pub(crate) wake: OwnedFd,
     pub(crate) label: String,
+    /// Whether a direct hand-over must still wake the supervisor (task timeouts are on: it
+    /// must time the task).
+    pub(crate) poke_direct: bool,
 }
 
 impl Shared {
@@ -141,6 +179,8 @@ struct Busy {
 
 #[derive(Debug)]
 struct Worker {
+    id: u64,
+    link: Arc<Link>,
     l: Launched,
     progress: Progress,
     hello: bool,
@@ -166,7 +206,7 @@ pub(crate) struct Supervisor {
     shared: Arc<Shared>,
     cfg: Config,
     workers: Vec<Worker>,
-    next_seq: u32,
+    next_worker: u64,
     failures: u32,
     kills: u32,
     last_failure: String,
@@ -196,7 +236,7 @@ impl Supervisor {
             shared,
             cfg,
             workers: Vec::new(),
-            next_seq: 1,
+            next_worker: 0,
             failures: 0,
             kills: 0,
             last_failure: String::new(),
@@ -213,13 +253,23 @@ impl Supervisor {
     /// terminated).
     pub(crate) fn run(mut self) {
         loop {
-            let (terminate, closed, cancels, broken) = {
+            self.adopt();
+            let (terminate, closed, cancels, broken, cut) = {
                 let mut st = self.shared.lock();
-                (st.terminate, st.closed, std::mem::take(&mut st.cancels), st.broken.is_some())
+                let cut = std::mem::take(&mut st.broken_links);
+                (st.terminate, st.closed, std::mem::take(&mut st.cancels), st.broken.is_some(), cut)
             };
             if terminate {
                 self.terminate_all();
                 break;
+            }
+            for id in cut {
+                if let Some(w) = self.workers.iter_mut().find(|w| w.id == id)
+                    && w.kill.is_none()
+                {
+                    w.kill = Some(Kill::Protocol("a direct hand-over failed".into()));
+                    let _ = w.l.child.signal(Signal::KILL, &self.shared.label);
+                }
             }
             self.apply_cancels(cancels);
             if broken {
@@ -228,7 +278,7 @@ impl Supervisor {
             self.assign();
             let drained = {
                 let st = self.shared.lock();
-                st.queue.is_empty()
+                st.queue.is_empty() && st.direct.is_empty()
             } && self.workers.iter().all(|w| w.busy.is_none());
             if closed && drained {
                 for i in 0..self.workers.len() {
@@ -317,8 +367,15 @@ impl Supervisor {
         self.worker(l, progress)
     }
 
-    fn worker(&self, l: Launched, progress: Progress) -> Result<Worker, Error> {
+    fn worker(&mut self, l: Launched, progress: Progress) -> Result<Worker, Error> {
+        let dup = l.conn.as_fd().try_clone_to_owned();
+        let dup =
+            dup.map_err(|e| Error::io("duplicate control connection of", &self.shared.label, e))?;
+        self.next_worker += 1;
+        let id = self.next_worker;
         Ok(Worker {
+            id,
+            link: Arc::new(Link { id, send: Mutex::new(ipc_pipe::Connection::from(dup)) }),
             l,
             progress,
             hello: false,
@@ -384,11 +441,55 @@ impl Supervisor {
         }
     }
 
+    /// Take over the tasks callers handed straight to workers.
+    fn adopt(&mut self) {
+        let direct = std::mem::take(&mut self.shared.lock().direct);
+        for d in direct {
+            match self.workers.iter_mut().find(|w| w.id == d.worker) {
+                Some(w) if w.busy.is_none() => {
+                    w.busy = Some(Busy { chunk: d.chunk, seq: d.seq, delivered: 0 });
+                }
+                // Cannot happen (a worker leaves `idle` before it gets a task, and is only
+                // removed after its tasks are adopted); run the task elsewhere.
+                _ => self.shared.lock().queue.push_front(d.chunk),
+            }
+        }
+    }
+
+    /// Whether worker `i` may get a task: ready, idle, not retiring or being killed, and
+    /// with budget left.
+    fn eligible(&self, i: usize) -> bool {
+        self.workers.get(i).is_some_and(|w| {
+            w.ready
+                && w.busy.is_none()
+                && !w.retiring
+                && w.kill.is_none()
+                && w.conn_open
+                && self.cfg.max_tasks_per_child.is_none_or(|m| w.tasks < m)
+        })
+    }
+
+    /// Take worker `id` out of the idle list; `false` if a caller took it first (its task
+    /// is in `direct`).
+    fn claim(st: &mut State, id: u64) -> bool {
+        match st.idle.iter().position(|l| l.id == id) {
+            Some(pos) => {
+                st.idle.swap_remove(pos);
+                true
+            }
+            None => !st.direct.iter().any(|d| d.worker == id),
+        }
+    }
+
     fn retire(&mut self, i: usize) {
-        let Some(w) = self.workers.get_mut(i) else { return };
+        let Some(w) = self.workers.get(i) else { return };
         if w.retiring || w.busy.is_some() {
             return;
         }
+        if !Self::claim(&mut self.shared.lock(), w.id) {
+            return; // a caller just handed it a task
+        }
+        let Some(w) = self.workers.get_mut(i) else { return };
         w.retiring = true;
         let mut header = Vec::new();
         if wire::encode_header(&Down::Retire, &mut header).is_ok() && w.conn_open {
@@ -400,37 +501,46 @@ impl Supervisor {
 
     fn assign(&mut self) {
         for i in 0..self.workers.len() {
-            let idle = self.workers.get(i).is_some_and(|w| {
-                w.ready && w.busy.is_none() && !w.retiring && w.kill.is_none() && w.conn_open
-            });
-            if !idle {
+            if !self.eligible(i) {
                 continue;
             }
-            let Some(mut chunk) = self.shared.lock().queue.pop_front() else { return };
+            let Some(w) = self.workers.get(i) else { continue };
+            let (id, tasks) = (w.id, w.tasks);
+            let mut st = self.shared.lock();
+            if st.queue.is_empty() {
+                // Nothing queued: offer it to callers.
+                if !st.idle.iter().any(|l| l.id == id) && !st.direct.iter().any(|d| d.worker == id)
+                {
+                    st.idle.push(Arc::clone(&w.link));
+                }
+                continue;
+            }
+            if !Self::claim(&mut st, id) {
+                continue;
+            }
+            let Some(mut chunk) = st.queue.pop_front() else { continue };
             // Never hand a worker more items than it may still run.
-            if let Some(max) = self.cfg.max_tasks_per_child
-                && let Some(w) = self.workers.get(i)
-            {
-                let left = max.saturating_sub(w.tasks).max(1);
+            if let Some(max) = self.cfg.max_tasks_per_child {
+                let left = max.saturating_sub(tasks).max(1);
                 if chunk.count > left
                     && let Ok(bounds) = wire::item_bounds(&chunk.payload, chunk.count)
                 {
                     let tail = sub_chunk(&chunk, &bounds, left, chunk.count, chunk.attempt);
                     if let Some(head) = sub_chunk(&chunk, &bounds, 0, left, chunk.attempt) {
                         if let Some(tail) = tail {
-                            self.shared.lock().queue.push_front(tail);
+                            st.queue.push_front(tail);
                         }
                         chunk = head;
                     }
                 }
             }
-            self.send_chunk(i, chunk);
+            let seq = st.seq();
+            drop(st);
+            self.send_chunk(i, chunk, seq);
         }
     }
 
-    fn send_chunk(&mut self, i: usize, chunk: Chunk) {
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+    fn send_chunk(&mut self, i: usize, chunk: Chunk, seq: u32) {
         let label = self.shared.label.clone();
         let Some(w) = self.workers.get_mut(i) else { return };
         let down = Down::Chunk { seq, call: chunk.job.call, count: chunk.count };
@@ -539,6 +649,7 @@ impl Supervisor {
     }
 
     fn read_messages(&mut self, i: usize) {
+        self.adopt();
         loop {
             let Some(w) = self.workers.get_mut(i) else { return };
             if !w.conn_open {
@@ -635,6 +746,14 @@ impl Supervisor {
     /// Returns whether it was removed.
     fn on_exit(&mut self, i: usize) -> bool {
         self.read_messages(i);
+        if let Some(w) = self.workers.get(i) {
+            // No caller may hand it a task any more; one handed already is settled below.
+            let id = w.id;
+            let mut st = self.shared.lock();
+            st.idle.retain(|l| l.id != id);
+            drop(st);
+            self.adopt();
+        }
         let label = self.shared.label.clone();
         let Some(w) = self.workers.get_mut(i) else { return false };
         let exit = match w.l.child.try_reap(&label) {
@@ -788,6 +907,8 @@ impl Supervisor {
     }
 
     fn terminate_all(&mut self) {
+        self.shared.lock().idle.clear();
+        self.adopt();
         let label = self.shared.label.clone();
         for w in &mut self.workers {
             w.kill = Some(Kill::Terminate);
