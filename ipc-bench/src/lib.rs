@@ -24,8 +24,9 @@
 //!   killed and reported as an error, never a hang.
 //!
 //! # Where unsafe lives
-//! `peers/glibc.rs` (pthread mutexes and `sem_t` on shared memory) and `peers/raw_sync.rs`
-//! (raw_sync takes raw pointers). Everything else is `#![deny(unsafe_code)]`.
+//! `peers/glibc.rs` (pthread mutexes and `sem_t` on shared memory), `peers/raw_sync.rs`
+//! (raw_sync takes raw pointers) and `ours/process.rs` (the raw fork floor). Everything else
+//! is `#![deny(unsafe_code)]`.
 #![deny(unsafe_code)]
 
 pub mod catalog;

@@ -43,7 +43,7 @@
 //!   an exit code or a death signal arrive as a [`TaskError`].
 //! - **Handles cross over** ([`Handle`], [`Transfer`]): queues, pipes, segments, locks and
 //!   semaphores inside a task's arguments reach the child, anonymous ones by fd passing on
-//!   the control connection, named ones by name.
+//!   the control connection, named ones by name; [`Handle::share`] keeps the parent's own.
 //! - [`Pool`] ([`PoolBuilder`]: start method, workers, `max_tasks_per_child`, initializer,
 //!   per-task timeout, [`Retry`] policy): [`apply`](Pool::apply), [`submit`](Pool::submit) →
 //!   [`TaskHandle`] (`wait`, `wait_timeout`, `cancel`), [`map`](Pool::map) (ordered, chunked
@@ -80,6 +80,10 @@
 //!   from a message per task: so chunks stay cheap and exactly one task is blamed. Tasks that
 //!   had finished but whose results had not left the worker run again (their results never
 //!   reached anyone); a task is never reported twice.
+//! - **One supervisor thread owns the workers**, and a task submitted while a worker idles
+//!   is written straight to that worker by the submitting thread (the supervisor adopts it
+//!   when the result arrives): one wake-up less per `apply`, no sharing of a worker between
+//!   the two otherwise (the idle list, under the pool's lock, says who may write to it).
 //! - **Dropping a pool terminates it** (as leaving Python's `with Pool()` block does): no
 //!   drop can hang on a stuck task. `close` + `join` waits.
 //!

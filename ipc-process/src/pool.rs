@@ -434,7 +434,10 @@ impl Pool {
         Ok(handle)
     }
 
-    /// Run `f(arg)` on a worker and wait for its outcome.
+    /// Run `f(arg)` on a worker and wait for its outcome (with a deadline: [`submit`] and
+    /// [`TaskHandle::wait_timeout`]).
+    ///
+    /// [`submit`]: Self::submit
     ///
     /// # Errors
     /// The task's [`TaskError`]; a refused submission as [`TaskError::Lost`].
