@@ -95,10 +95,9 @@ fn fork_one(
     };
     let status = Connection::from(fds.remove(1));
     let ctrl = Connection::from(fds.remove(0));
-    // SAFETY: this process is single-threaded (a fresh exec running only this loop), so
-    // the child may do anything; it closes our fds and runs the child loop, which leaves
-    // with `_exit`.
     #[allow(unsafe_code)]
+    // SAFETY: this process is single-threaded (a fresh exec running only this loop), so the
+    // child may do anything; it closes our fds and runs the child loop, leaving with `_exit`.
     let forked = unsafe { sys::fork() };
     match forked {
         Ok(sys::Forked::Child) => {

@@ -80,10 +80,9 @@ pub(crate) fn spawn_self(
         // SAFETY: `attr` is initialised.
         cvt_spawn(unsafe { libc::posix_spawnattr_setflags(attr.as_mut_ptr(), flags) })?;
         let mut pid: libc::pid_t = 0;
-        // SAFETY: 1. `path` is a NUL-terminated string; 2. `argv_p` and `envp_p` are
-        // NULL-terminated arrays of pointers into CStrings that outlive the call (posix_spawn
-        // does not write through them despite the `*mut`); 3. `actions` and `attr` are
-        // initialised; 4. `pid` is a valid out-pointer.
+        // SAFETY: 1. `path` is NUL-terminated; 2. `argv_p`/`envp_p` are NULL-terminated arrays
+        // of pointers into CStrings outliving the call (never written through); 3. `actions`
+        // and `attr` are initialised; 4. `pid` is a valid out-pointer.
         cvt_spawn(unsafe {
             libc::posix_spawn(
                 &raw mut pid,
