@@ -22,12 +22,12 @@
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::time::{Duration, Instant};
 
+use ipc_shm::Deadline;
 use ipc_shm::futex::{self, WaitResult};
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::{LockError, LockResult, WaitTimeoutResult};
 use crate::mutex::{Mutex, MutexGuard};
-use crate::owner::Wait;
 use crate::raw_mutex::{Held, RawMutex};
 
 /// How long a condition-variable sleeper sleeps at most before checking whether it missed a
@@ -97,9 +97,9 @@ impl Condvar {
         Condvar { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) }
     }
 
-    /// Register, release the mutex, sleep until notified or `wait` ends. Returns whether the
+    /// Register, release the mutex, sleep until notified or `until`. Returns whether the
     /// caller's deadline passed. The mutex is *not* re-locked.
-    fn park(&self, raw: &RawMutex, held: &Held, wait: Wait) -> bool {
+    fn park(&self, raw: &RawMutex, held: &Held, until: Deadline) -> bool {
         // Relaxed: the mutex orders this registration before any notifier that changes the
         // predicate after us (it locks the mutex we release below, then reads `waiters`).
         self.waiters.fetch_add(1, Ordering::Relaxed);
@@ -107,29 +107,21 @@ impl Condvar {
         let seq = self.seq.load(Ordering::Relaxed);
         ipc_shm::crash::point("condvar.registered");
         raw.release(held.owner(), false);
-        let user = match wait {
-            Wait::Until(deadline) => Some(deadline),
-            Wait::No | Wait::Forever => None,
-        };
         let timed_out = loop {
-            let slice =
-                if cfg!(ipc_loom) { None } else { Instant::now().checked_add(CONDVAR_SLICE) };
-            let (deadline, is_slice) = match (user, slice) {
-                (Some(u), Some(s)) if s < u => (Some(s), true),
-                (Some(u), _) => (Some(u), false),
-                (None, s) => (s, s.is_some()),
-            };
-            let r = futex::wait(&self.seq, seq, deadline);
+            // Under loom the caller's deadline: the model has no clock.
+            let end =
+                if cfg!(ipc_loom) { until } else { until.earliest(Deadline::after(CONDVAR_SLICE)) };
+            let r = futex::wait(&self.seq, seq, end.instant());
             // Relaxed: only whether it moved matters; the relock orders the data.
             if self.seq.load(Ordering::Relaxed) != seq {
-                if r == WaitResult::TimedOut && is_slice {
+                if r == WaitResult::TimedOut && end != until {
                     // Relaxed: a statistic.
                     RESCUED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 break false;
             }
             if r == WaitResult::TimedOut {
-                if wait.expired() {
+                if until.has_passed() {
                     break true;
                 }
                 ipc_shm::sync::spin_loop();
@@ -151,7 +143,7 @@ impl Condvar {
     /// As [`Mutex::lock`] for the re-lock.
     pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
         let (mutex, held) = guard.into_parts();
-        self.park(mutex.raw(), &held, Wait::Forever);
+        self.park(mutex.raw(), &held, Deadline::NEVER);
         relock(mutex)
     }
 
@@ -164,7 +156,7 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        self.wait_inner(guard, Wait::for_duration(timeout))
+        self.wait_inner(guard, Deadline::after(timeout))
     }
 
     /// [`wait`](Self::wait) until `deadline` at most.
@@ -176,16 +168,16 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         deadline: Instant,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        self.wait_inner(guard, Wait::Until(deadline))
+        self.wait_inner(guard, deadline.into())
     }
 
     fn wait_inner<'a, T>(
         &self,
         guard: MutexGuard<'a, T>,
-        wait: Wait,
+        until: Deadline,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
         let (mutex, held) = guard.into_parts();
-        let timed_out = WaitTimeoutResult(self.park(mutex.raw(), &held, wait));
+        let timed_out = WaitTimeoutResult(self.park(mutex.raw(), &held, until));
         match relock(mutex) {
             Ok(g) => Ok((g, timed_out)),
             Err(e) => Err(e.map(|g| (g, timed_out))),
@@ -226,15 +218,15 @@ impl Condvar {
     where
         F: FnMut(&mut T) -> bool,
     {
-        let wait = Wait::for_duration(timeout);
+        let until = Deadline::after(timeout);
         loop {
             if !condition(&mut *guard) {
                 return Ok((guard, WaitTimeoutResult(false)));
             }
-            if wait.expired() {
+            if until.has_passed() {
                 return Ok((guard, WaitTimeoutResult(true)));
             }
-            guard = self.wait_inner(guard, wait)?.0;
+            guard = self.wait_inner(guard, until)?.0;
         }
     }
 
@@ -282,7 +274,7 @@ unsafe impl lock_api::RawCondvar for Condvar {
     type RawMutex = RawMutex;
 
     unsafe fn wait(&self, mutex: &RawMutex, guard: &mut Held) {
-        self.park(mutex, guard, Wait::Forever);
+        self.park(mutex, guard, Deadline::NEVER);
         *guard = relock_or_abort(mutex);
     }
 
@@ -309,11 +301,11 @@ fn relock_or_abort(mutex: &RawMutex) -> Held {
 // SAFETY: as for `RawCondvar`.
 unsafe impl lock_api::RawCondvarTimed for Condvar {
     fn checked_duration_to_instant(timeout: &Duration) -> Option<Instant> {
-        Instant::now().checked_add(*timeout)
+        ipc_shm::Deadline::after(*timeout).instant()
     }
 
     unsafe fn wait_until(&self, mutex: &RawMutex, guard: &mut Held, timeout: &Instant) -> bool {
-        let timed_out = self.park(mutex, guard, Wait::Until(*timeout));
+        let timed_out = self.park(mutex, guard, (*timeout).into());
         *guard = relock_or_abort(mutex);
         timed_out
     }

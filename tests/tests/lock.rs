@@ -68,13 +68,12 @@ mod roles {
     }
 }
 
-/// First thing in every test: register with liveness and warm ipc-lock's owner cache on this
-/// thread. `cargo test` runs tests on threads of one process, and a child forked while another
-/// thread runs the process's first-ever registration (a one-time initialisation) would inherit
-/// it half done; once any test has finished this, no fork can land inside it.
+/// First thing in every test: register with liveness (whose cached owner word is the locks'
+/// only owner-id cache) on this thread. `cargo test` runs tests on threads of one process, and
+/// a child forked while another thread runs the process's first-ever registration would
+/// inherit it half done; once any test has finished this, no fork can land inside it.
 fn setup() {
     liveness::current().unwrap();
-    drop(Mutex::new(0u8).lock().unwrap());
 }
 
 fn leak_check(prefix: &str) {
@@ -690,11 +689,13 @@ fn expect_for(w: u64) -> Expect {
     if (c && i) || check != ipc_lock::check_of(owner) {
         return Expect::Corrupted;
     }
-    let Some(id) = OwnerId::from_raw(owner) else { return Expect::Corrupted };
-    if liveness::pid_hint(id) == Some(0) {
-        return Expect::Corrupted; // a registry slot that never held a process
+    // An owner word: what liveness says of its id decides (the table in ipc_shm::liveness).
+    // Unknown (an id no process ever had, a slot never used) is never recovered: the waiter
+    // keeps waiting until its deadline, as it does on a live owner.
+    match liveness::status_raw(owner) {
+        liveness::Status::Dead => Expect::Inherit,
+        liveness::Status::Alive | liveness::Status::Unknown => Expect::Wait,
     }
-    if liveness::status(id) == liveness::Status::Dead { Expect::Inherit } else { Expect::Wait }
 }
 
 #[test]
@@ -734,8 +735,12 @@ fn m7_garbage_lock_words_never_acquire() {
         ("dead owner", ow(dead_id) | i),
         ("fixed", u64::from(dead_id)),
         ("live owner", ow(me)),
-        ("fixed", ow(1)),
-        ("fixed", ow(0x3fff)),
+        // Owner words whose id no process ever had: generation 0, and a registry slot
+        // never used.
+        ("never an id", ow(1)),
+        ("never an id", ow(0x3fff)),
+        ("never an id", ow(never_registered_id(&mut rng))),
+        ("never an id", ow(never_registered_id(&mut rng)) | c),
     ];
     let random = fault::rounds(300, 3000);
     words.extend((0..random).map(|_| ("random 64-bit", rng.next_u64())));
@@ -802,6 +807,21 @@ fn m7_garbage_lock_words_never_acquire() {
     }
     assert!(seen.keys().any(|k| k.1 == Expect::Wait));
     assert!(seen.keys().any(|k| k.1 == Expect::Inherit));
+    assert_eq!(seen.get(&("never an id", Expect::Wait)), Some(&4), "{seen:?}");
+}
+
+/// A well-formed owner id (generation non-zero) of a liveness registry slot that never held
+/// a process: liveness answers `Unknown` for it.
+fn never_registered_id(rng: &mut fault::Rng) -> u32 {
+    loop {
+        let id = (rng.next_u64() as u32) & OWNER_MASK;
+        if let Some(owner) = OwnerId::from_raw(id)
+            && liveness::pid_hint(owner) == Some(0)
+        {
+            assert_eq!(liveness::status(owner), liveness::Status::Unknown);
+            return id;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1098,6 +1118,53 @@ fn m12_more_reader_processes_than_slots_get_too_many_readers_never_a_hang() {
     }
     assert_eq!(l.raw().reader_count(), 0);
     *l.try_write_for(Duration::from_secs(5)).unwrap() += 1;
+}
+
+/// Reader slots forged by a peer: a slot is reclaimed only when liveness calls its owner
+/// Dead. A garbage owner, an id no process ever had and a live process's id are Alive or
+/// Unknown: never recovered, so a writer waits for them until its deadline and the slot is
+/// left as the peer wrote it (the table in ipc_shm::liveness).
+#[test]
+fn m12_forged_reader_slots_are_reclaimed_only_when_their_owner_is_dead() {
+    setup();
+    let _w = watchdog(Duration::from_secs(60), "m12 forged slots");
+    let mut rng = fault::seeded("forged reader slots");
+    let l = Shared::anonymous(RwLock::new(0u64)).unwrap();
+    let l = &*l;
+    let mut live = fork(|| {
+        send_line(&liveness::current().unwrap().get().to_string());
+        let _ = recv_line(Duration::from_secs(60));
+    });
+    let live_id = owner_of(&mut live);
+    let mut gone = fork(|| send_line(&liveness::current().unwrap().get().to_string()));
+    let dead_id = owner_of(&mut gone);
+    gone.assert_success();
+    let cases = [
+        ("garbage owner", 0xdead_beef, false),
+        ("never registered", never_registered_id(&mut rng), false),
+        ("live reader", live_id, false),
+        ("dead reader", dead_id, true),
+    ];
+    for (what, owner, reclaimed) in cases {
+        let forged = (u64::from(owner) << 32) | 3;
+        fork(|| l.raw().set_slot_value(5, forged)).assert_success();
+        let got = l.try_write_for(Duration::from_millis(30)).map(drop);
+        let left = l.raw().slot_value(5) & !(1 << 31); // a waiting writer may mark it
+        if reclaimed {
+            assert!(got.is_ok(), "{what}: {got:?}");
+            assert_eq!(left, 0, "{what}: slot not reclaimed");
+        } else {
+            assert!(matches!(got, Err(TryLockError::TimedOut)), "{what}: {got:?}");
+            assert_eq!(left, forged, "{what}: the slot was taken over");
+            // A new reader does not take it over either: it reads through a slot of its own.
+            let r = l.try_read_for(Duration::from_secs(5)).unwrap();
+            assert_eq!(l.raw().slot_value(5) & !(1 << 31), forged, "{what}: reader took it");
+            drop(r);
+        }
+        l.raw().set_slot_value(5, 0);
+    }
+    live.kill_and_join();
+    assert!(l.try_write().is_ok());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -59,13 +59,15 @@ fn our_own_id_in_the_word_times_out() {
 }
 
 #[test]
-fn forged_reader_slots_are_reclaimed_or_waited_on() {
+fn forged_reader_slots_are_waited_on_never_reclaimed() {
     let s = Shared::anonymous(RwLock::new(0u64)).unwrap();
-    // A slot with garbage owner bits and a count: a writer reclaims it.
-    s.raw().set_slot_value(5, (0xdead_beef_u64 << 32) | 3);
-    let w = s.try_write_for(Duration::from_secs(1)).unwrap();
-    drop(w);
-    assert_eq!(s.raw().slot_value(5), 0);
+    // A slot with garbage owner bits and a count: liveness says Unknown, which is never
+    // recovered: the writer waits until its deadline and leaves the slot as it was.
+    let garbage = (0xdead_beef_u64 << 32) | 3;
+    s.raw().set_slot_value(5, garbage);
+    assert!(matches!(s.try_write_for(Duration::from_millis(30)), Err(TryLockError::TimedOut)));
+    assert_eq!(s.raw().slot_value(5) & !(1 << 31), garbage);
+    s.raw().set_slot_value(5, 0);
     // A slot naming a live process (us): the writer waits, then times out.
     let me = u64::from(ipc_shm::liveness::current().unwrap().get());
     s.raw().set_slot_value(9, (me << 32) | 1);
