@@ -61,7 +61,8 @@ pub(crate) use model::{cached_word, me, status};
 /// Model processes for the loom models (built only with `--cfg ipc_loom`): each loom thread
 /// acts as the owner id it [enters](model::World::enter) with, and the test kills ids at
 /// will. Ids 1..=63 are model processes, alive until killed; any other id is
-/// [`Status::Unknown`], as garbage is to the real registry.
+/// [`Status::Unknown`], as an id no process ever had is to the real registry (a thread may
+/// enter as one, to leave such an id in a lock word the way a peer would).
 #[cfg(ipc_loom)]
 pub mod model {
     use std::cell::RefCell;
@@ -87,14 +88,17 @@ pub mod model {
             Arc::new(World::default())
         }
 
-        /// From now on, the calling loom thread is model process `id` (1..=63) of `world`.
+        /// From now on, the calling loom thread is owner `id` of `world`: a model process
+        /// (1..=63), or an owner liveness calls Unknown (any other 30-bit id).
         pub fn enter(world: &Arc<World>, id: u32) {
-            assert!((1..=63).contains(&id), "model owner ids are 1..=63");
+            assert!(id != 0 && id <= ipc_shm::liveness::OwnerId::MASK, "not an owner id");
             ACTOR.with(|a| *a.borrow_mut() = Some((id, world.clone())));
         }
 
-        /// Model process `id` dies: the kernel's view (liveness) says Dead from now on.
+        /// Model process `id` (1..=63) dies: the kernel's view (liveness) says Dead from now
+        /// on.
         pub fn kill(&self, id: u32) {
+            assert!((1..=63).contains(&id), "model processes are 1..=63");
             // SeqCst: the model kernel's record of deaths, not part of the modelled code.
             self.dead.fetch_or(1 << id, Ordering::SeqCst);
         }

@@ -485,13 +485,6 @@ impl RawMutex {
         self.word_value() as u32 & OWNER_MASK
     }
 
-    /// Overwrite the state (tests that play a faulty peer).
-    #[doc(hidden)]
-    pub fn set_word_value(&self, value: u64) {
-        // SeqCst: behaves like a peer's write in any order.
-        self.state.store(value, Ordering::SeqCst);
-    }
-
     /// A blocking lock for the lock_api surface and internal relocks: retries the busy
     /// outcomes (which a blocking wait never produces) instead of panicking.
     pub(crate) fn lock_blocking(&self) -> Result<Held, RawError> {

@@ -577,24 +577,11 @@ impl RawRwLock {
         self.writer.mark_consistent()
     }
 
-    /// The raw reader slot `i` (diagnostics and tests of the table; `i` wraps).
-    #[doc(hidden)]
+    /// Reader slot `i` (a snapshot, for diagnostics; `i` wraps): `owner id << 32 | count`,
+    /// bit 31 set while a writer waits for it (see the layout in the module docs).
     pub fn slot_value(&self, i: usize) -> u64 {
         // Relaxed: a snapshot.
         self.slot(i).load(Ordering::Relaxed)
-    }
-
-    /// Overwrite reader slot `i` (tests that play a faulty peer; `i` wraps).
-    #[doc(hidden)]
-    pub fn set_slot_value(&self, i: usize, value: u64) {
-        // SeqCst: behaves like a peer's write in any order.
-        self.slot(i).store(value, Ordering::SeqCst);
-    }
-
-    /// Overwrite the writer lock's state (tests that play a faulty peer).
-    #[doc(hidden)]
-    pub fn set_writer_word(&self, value: u64) {
-        self.writer.set_word_value(value);
     }
 }
 

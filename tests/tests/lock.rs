@@ -122,6 +122,26 @@ fn work(rng: &mut fault::Rng) {
     }
 }
 
+/// Play a faulty peer: write `value` over the 8-byte word at `word` (inside `shm`'s mapping)
+/// through a mapping of our own, as any process that maps the segment can, never through the
+/// lock's atomics.
+fn poke(shm: &Shm, word: *const u8, value: u64) {
+    let at = (word as usize).checked_sub(shm.as_ptr().as_ptr() as usize).unwrap();
+    let fd = std::os::fd::AsFd::as_fd(shm).try_clone_to_owned().unwrap();
+    let mut peer = Shm::from_fd(fd).unwrap();
+    peer.write_at(at, &value.to_ne_bytes()).unwrap();
+}
+
+/// The 64-bit state of a mutex (offset 0 of its `#[repr(C)]` layout).
+fn state_of(m: &ipc_lock::RawMutex) -> *const u8 {
+    std::ptr::from_ref(m).cast()
+}
+
+/// Reader slot `i` of an rwlock (after the 16-byte writer mutex and two u32s).
+fn slot_of(l: &ipc_lock::RawRwLock, i: usize) -> *const u8 {
+    std::ptr::from_ref(l).cast::<u8>().wrapping_add(24 + 8 * i)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -703,8 +723,8 @@ fn m7_garbage_lock_words_never_acquire() {
     setup();
     let _w = watchdog(Duration::from_secs(120), "m7 garbage");
     let mut rng = fault::seeded("lock garbage words");
-    let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
-    let m = &*m;
+    let shared = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    let m = &*shared;
     // A live unrelated process and a dead one.
     let mut live = fork(|| {
         send_line(&liveness::current().unwrap().get().to_string());
@@ -754,7 +774,7 @@ fn m7_garbage_lock_words_never_acquire() {
     let mut seen = std::collections::BTreeMap::new();
     for &(class, w) in &words {
         // A peer (a forked child) writes the garbage.
-        let mut writer = fork(|| m.raw().set_word_value(w));
+        let mut writer = fork(|| poke(shared.shm(), state_of(m.raw()), w));
         writer.assert_success();
         let expect = expect_for(w);
         let t = Instant::now();
@@ -790,7 +810,7 @@ fn m7_garbage_lock_words_never_acquire() {
             Expect::Acquire | Expect::Inherit => assert!(!m.is_locked()),
         }
         *seen.entry((class, got)).or_insert(0) += 1;
-        m.raw().set_word_value(0);
+        poke(shared.shm(), state_of(m.raw()), 0);
     }
     live.kill_and_join();
     eprintln!("m7: {} states written by a peer: {seen:?}", words.len());
@@ -1129,8 +1149,8 @@ fn m12_forged_reader_slots_are_reclaimed_only_when_their_owner_is_dead() {
     setup();
     let _w = watchdog(Duration::from_secs(60), "m12 forged slots");
     let mut rng = fault::seeded("forged reader slots");
-    let l = Shared::anonymous(RwLock::new(0u64)).unwrap();
-    let l = &*l;
+    let shared = Shared::anonymous(RwLock::new(0u64)).unwrap();
+    let l = &*shared;
     let mut live = fork(|| {
         send_line(&liveness::current().unwrap().get().to_string());
         let _ = recv_line(Duration::from_secs(60));
@@ -1147,7 +1167,7 @@ fn m12_forged_reader_slots_are_reclaimed_only_when_their_owner_is_dead() {
     ];
     for (what, owner, reclaimed) in cases {
         let forged = (u64::from(owner) << 32) | 3;
-        fork(|| l.raw().set_slot_value(5, forged)).assert_success();
+        fork(|| poke(shared.shm(), slot_of(l.raw(), 5), forged)).assert_success();
         let got = l.try_write_for(Duration::from_millis(30)).map(drop);
         let left = l.raw().slot_value(5) & !(1 << 31); // a waiting writer may mark it
         if reclaimed {
@@ -1161,7 +1181,7 @@ fn m12_forged_reader_slots_are_reclaimed_only_when_their_owner_is_dead() {
             assert_eq!(l.raw().slot_value(5) & !(1 << 31), forged, "{what}: reader took it");
             drop(r);
         }
-        l.raw().set_slot_value(5, 0);
+        poke(shared.shm(), slot_of(l.raw(), 5), 0);
     }
     live.kill_and_join();
     assert!(l.try_write().is_ok());
@@ -1364,11 +1384,11 @@ struct CrashState {
 unsafe impl ShmSafe for CrashState {}
 
 /// Run the workload that passes `point` up to three times; the child dies at the `nth` pass.
-fn crash_workload(point: &str, s: &CrashState, dead: &[u32]) {
+fn crash_workload(point: &str, shm: &Shm, s: &CrashState, dead: &[u32]) {
     for &dead in dead.iter().take(3) {
         match point {
             "mutex.recovered" | "mutex.unlock.inconsistent" => {
-                s.m.raw().set_word_value(ipc_lock::owner_word(dead));
+                poke(shm, state_of(s.m.raw()), ipc_lock::owner_word(dead));
                 match s.m.lock() {
                     Err(LockError::OwnerDied(mut g)) => {
                         if point == "mutex.recovered" {
@@ -1377,7 +1397,7 @@ fn crash_workload(point: &str, s: &CrashState, dead: &[u32]) {
                     }
                     other => panic!("expected OwnerDied, got {other:?}"),
                 }
-                s.m.raw().set_word_value(0);
+                poke(shm, state_of(s.m.raw()), 0);
             }
             "rwlock.read.counted" => drop(s.rw.read().unwrap()),
             "rwlock.write.draining" => *s.rw.write().unwrap() += 1,
@@ -1404,11 +1424,11 @@ fn crash_points_each_pass_leave_every_lock_usable() {
                 rw: RwLock::new(0),
             })
             .unwrap();
-            let st = &*s;
+            let (st, shm) = (&*s, s.shm());
             let dead = &dead;
             let mut child = fork_named(point, move || {
                 ipc_shm::crash::arm(point, nth);
-                crash_workload(point, st, dead);
+                crash_workload(point, shm, st, dead);
                 Err::<(), String>(format!("crash point {point} #{nth} was never reached"))
             });
             child.assert_signaled(libc::SIGKILL);
