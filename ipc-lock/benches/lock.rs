@@ -522,29 +522,38 @@ fn median_handoff(s: &Handoff, iters: u64) -> f64 {
     median(&mut v)
 }
 
+/// Ours, glibc's and the floor's figure (µs) in 9 interleaved rounds: the medians of each and
+/// of the per-round ratios to the floor, printed as `what (peer)`.
+fn ours_glibc_floor(
+    what: &str,
+    peer: &str,
+    mut ours: impl FnMut() -> f64,
+    mut glibc: impl FnMut() -> f64,
+    mut floor: impl FnMut() -> f64,
+) {
+    let mut runs: [Vec<f64>; 5] = Default::default();
+    for _ in 0..9 {
+        let (a, b, f) = (ours(), glibc(), floor());
+        for (v, x) in runs.iter_mut().zip([a, b, f, a / f, b / f]) {
+            v.push(x);
+        }
+    }
+    let [a, b, f, ra, rb] = runs.map(|mut v| median(&mut v));
+    println!(
+        "interleaved {what}: ours {a:.2} us, {peer} {b:.2} us, raw futex {f:.2} us; ours/futex {ra:.2}x, glibc/futex {rb:.2}x (medians of 9 rounds)"
+    );
+}
+
 fn handoff(c: &mut Criterion) {
     // Interleaved rounds of 200 handoffs each: medians per run, then the median over rounds
     // of each mechanism and of the per-round ratios to the raw futex.
-    let (mut ours, mut glibc, mut floor, mut r_ours, mut r_glibc) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..9 {
-        let n = 200;
-        let a = median_handoff(&handoff_ours(n), n);
-        let b = median_handoff(&handoff_glibc(n), n);
-        let f = median_handoff(&handoff_futex(n), n);
-        ours.push(a);
-        glibc.push(b);
-        floor.push(f);
-        r_ours.push(a / f);
-        r_glibc.push(b / f);
-    }
-    println!(
-        "interleaved handoff to a parked waiter (cpu0/cpu1): ours {:.1} us, glibc robust {:.1} us, raw futex {:.1} us; ours/futex {:.2}x, glibc/futex {:.2}x (medians of 9 rounds of 200)",
-        median(&mut ours),
-        median(&mut glibc),
-        median(&mut floor),
-        median(&mut r_ours),
-        median(&mut r_glibc)
+    let n = 200;
+    ours_glibc_floor(
+        "handoff to a parked waiter (cpu0/cpu1, 200 per round)",
+        "glibc robust",
+        || median_handoff(&handoff_ours(n), n),
+        || median_handoff(&handoff_glibc(n), n),
+        || median_handoff(&handoff_futex(n), n),
     );
     let mut g = c.benchmark_group("handoff to a parked waiter (2 processes, cpu0/cpu1)");
     g.sample_size(10);
@@ -701,25 +710,13 @@ fn condvar(c: &mut Criterion) {
     // Interleaved rounds: the median per-round ratio to the raw futex ping-pong.
     for (cpu, place, n) in [(1, "cross-core cpu0/cpu1", 2_000), (0, "same core cpu0/cpu0", 20_000)]
     {
-        let (mut ours, mut glibc, mut floor, mut r_ours, mut r_glibc) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..9 {
-            let a = condvar_ours(cpu, n).as_secs_f64() * 1e6;
-            let b = condvar_glibc(cpu, n).as_secs_f64() * 1e6;
-            let f = condvar_floor(cpu, n).as_secs_f64() * 1e6;
-            ours.push(a);
-            glibc.push(b);
-            floor.push(f);
-            r_ours.push(a / f);
-            r_glibc.push(b / f);
-        }
-        println!(
-            "interleaved condvar ping-pong RTT ({place}): ours {:.2} us, glibc pshared cond {:.2} us, raw futex {:.2} us; ours/futex {:.2}x, glibc/futex {:.2}x (medians of 9 rounds of {n})",
-            median(&mut ours),
-            median(&mut glibc),
-            median(&mut floor),
-            median(&mut r_ours),
-            median(&mut r_glibc)
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        ours_glibc_floor(
+            &format!("condvar ping-pong RTT ({place}, {n} per round)"),
+            "glibc pshared cond",
+            || us(condvar_ours(cpu, n)),
+            || us(condvar_glibc(cpu, n)),
+            || us(condvar_floor(cpu, n)),
         );
     }
     let mut g = c.benchmark_group("condvar ping-pong RTT (2 processes, cpu0/cpu1)");

@@ -726,14 +726,8 @@ fn m7_garbage_lock_words_never_acquire() {
     let shared = Shared::anonymous(Mutex::new(0u64)).unwrap();
     let m = &*shared;
     // A live unrelated process and a dead one.
-    let mut live = fork(|| {
-        send_line(&liveness::current().unwrap().get().to_string());
-        let _ = recv_line(Duration::from_secs(120));
-    });
-    let live_id = owner_of(&mut live);
-    let mut gone = fork(|| send_line(&liveness::current().unwrap().get().to_string()));
-    let dead_id = owner_of(&mut gone);
-    gone.assert_success();
+    let (mut live, live_id) = live_owner();
+    let dead_id = dead_owners(1)[0];
     let me = liveness::current().unwrap().get();
     let (c, i) = (u64::from(CONTENDED), u64::from(INCONSISTENT));
     let ow = ipc_lock::owner_word;
@@ -1151,14 +1145,8 @@ fn m12_forged_reader_slots_are_reclaimed_only_when_their_owner_is_dead() {
     let mut rng = fault::seeded("forged reader slots");
     let shared = Shared::anonymous(RwLock::new(0u64)).unwrap();
     let l = &*shared;
-    let mut live = fork(|| {
-        send_line(&liveness::current().unwrap().get().to_string());
-        let _ = recv_line(Duration::from_secs(60));
-    });
-    let live_id = owner_of(&mut live);
-    let mut gone = fork(|| send_line(&liveness::current().unwrap().get().to_string()));
-    let dead_id = owner_of(&mut gone);
-    gone.assert_success();
+    let (mut live, live_id) = live_owner();
+    let dead_id = dead_owners(1)[0];
     let cases = [
         ("garbage owner", 0xdead_beef, false),
         ("never registered", never_registered_id(&mut rng), false),
@@ -1360,6 +1348,16 @@ fn file_lock_is_released_by_the_kernel_when_the_holder_dies() {
 
 // ---------------------------------------------------------------------------------------
 // Crash points
+
+/// A registered process that waits to be killed, and its owner id (a live owner to plant).
+fn live_owner() -> (Child, u32) {
+    let mut live = fork(|| {
+        send_line(&liveness::current().unwrap().get().to_string());
+        let _ = recv_line(Duration::from_secs(120));
+    });
+    let id = owner_of(&mut live);
+    (live, id)
+}
 
 /// Ids of `n` processes that registered and exited (dead owners to plant in words).
 fn dead_owners(n: usize) -> Vec<u32> {
