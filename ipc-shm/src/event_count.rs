@@ -209,3 +209,82 @@ impl EventCount {
         &self.seq
     }
 }
+
+/// A waiter announced on an [`EventCount`] by [`prepare_locked_wait`](EventCount::prepare_locked_wait):
+/// it counts as a sleeper until dropped.
+///
+/// This is the split form a condition variable needs: the waiter announces itself while it
+/// still holds its mutex, releases the mutex, and only then sleeps, with one announcement
+/// covering every sleep of the wait (a single [`wait`](EventCount::wait) call cannot span the
+/// unlock, and a loop of them would withdraw the announcement between two sleeps, where a
+/// notifier could see no sleeper and skip the bump).
+///
+/// ```
+/// use ipc_shm::{Deadline, EventCount};
+/// use std::sync::Mutex;
+///
+/// let (state, ec) = (Mutex::new(false), EventCount::new());
+/// std::thread::scope(|s| {
+///     let mut ready = state.lock().unwrap();
+///     s.spawn(|| {
+///         *state.lock().unwrap() = true; // the change, under the lock...
+///         ec.notify_all(); // ...then the notify
+///     });
+///     while !*ready {
+///         let waiter = ec.prepare_locked_wait(); // announced under the lock
+///         drop(ready);
+///         while !waiter.notified() {
+///             waiter.sleep(Deadline::NEVER);
+///         }
+///         drop(waiter);
+///         ready = state.lock().unwrap();
+///     }
+/// });
+/// ```
+#[derive(Debug)]
+#[must_use = "dropping it withdraws the announcement at once"]
+pub struct LockedWait<'a> {
+    ec: &'a EventCount,
+    seq: u32,
+}
+
+impl EventCount {
+    /// Announce a waiter whose announcement reaches every notifier it must not miss through a
+    /// lock: the waiter calls this while it holds a lock (a condition variable's mutex), and
+    /// each such notifier makes its change under that lock, then notifies (inside the lock or
+    /// after it). The lock orders the announcement before the notifier's look at the sleepers
+    /// count, so, unlike [`wait`](Self::wait), no membarrier is issued and no
+    /// [`FALLBACK_SLICE`] cap applies. Release the lock, then [`sleep`](LockedWait::sleep)
+    /// until [`notified`](LockedWait::notified) (or a deadline).
+    pub fn prepare_locked_wait(&self) -> LockedWait<'_> {
+        // Acquire: pairs with the Release bump in `wake`.
+        let seq = self.seq.load(Ordering::Acquire);
+        // Relaxed: the caller's lock release (a Release) orders this announcement before every
+        // notifier that takes the lock afterwards (an Acquire) and then reads `sleepers`.
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        LockedWait { ec: self, seq }
+    }
+}
+
+impl LockedWait<'_> {
+    /// Whether a notify that found sleepers came since the announcement (a notify by someone
+    /// who did not take the lock may also count: a spurious wake-up).
+    pub fn notified(&self) -> bool {
+        // Acquire: pairs with the Release bump in `wake`.
+        self.ec.seq.load(Ordering::Acquire) != self.seq
+    }
+
+    /// Sleep while no notify came since the announcement, until `until` at most. One sleep:
+    /// it may end early (a signal, a wake-up for another waiter); check
+    /// [`notified`](Self::notified) and loop. Returns the futex outcome.
+    pub fn sleep(&self, until: Deadline) -> futex::WaitResult {
+        futex::wait(&self.ec.seq, self.seq, until.instant())
+    }
+}
+
+impl Drop for LockedWait<'_> {
+    fn drop(&mut self) {
+        // Release: nothing to publish really; the count is a hint for notifiers (as in `wait`).
+        self.ec.sleepers.fetch_sub(1, Ordering::Release);
+    }
+}
