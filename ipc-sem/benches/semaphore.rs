@@ -10,7 +10,7 @@
 //!   trip.
 //!
 //! - `event` / `barrier` ping-pong X and S: the same hand-off through two [`Event`]s (set one,
-//!   wait on the other, clear it) and through a two-party [`Barrier`] (one generation per
+//!   wait on the other, clear it) and through a two-party [`Barrier`] (two generations per
 //!   trip), beside the raw futex of the same run: the waits that sleep through
 //!   `ipc_shm::EventCount`.
 //!
@@ -193,17 +193,21 @@ impl Flavour for Events<'_> {
     }
 }
 
-/// A two-party barrier: a trip is one generation (the later arrival wakes the earlier).
+/// A two-party barrier: a trip is two generations (the later arrival of each wakes the
+/// earlier), so the child reads the stop flag only between the two.
 struct Meet<'a>(&'a Barrier);
 
 impl Flavour for Meet<'_> {
     fn round_trip(&self) {
         self.0.wait().unwrap();
+        self.0.wait().unwrap();
     }
     fn wait_ping(&self) {
         self.0.wait().unwrap();
     }
-    fn send_pong(&self) {}
+    fn send_pong(&self) {
+        self.0.wait().unwrap();
+    }
     fn poke(&self) {
         self.0.wait().unwrap();
     }
