@@ -82,9 +82,17 @@
 //!   timeout, an abort or a party that dies while the others wait breaks it for all
 //!   ([`BarrierError::Broken`]).
 //!
-//! Every blocking call has `try_` and `_timeout` forms. Waiters sleep on a futex only after
-//! setting a waiter flag in the word they sleep on, so a release or set with nobody asleep
-//! makes no syscall; waiters do not spin (see `wait.rs` for the measurement behind that).
+//! Every blocking call has `try_` and `_timeout` forms. A waiter sets a waiter flag in the
+//! word it waits on before it sleeps, so a release or set with nobody asleep makes no
+//! syscall, and a flag left by a killed waiter costs one wake-up, once. The untracked count
+//! is its own futex word (the count is the state waited on, like a lock word); the tracked
+//! ledger, [`Event`] and [`Barrier`] sleep on the family's waiter word,
+//! [`ipc_shm::EventCount`]. Waiters do not spin: a semaphore cannot know whether its poster
+//! runs, and spinning against one that shares our CPU only delays it ([`ipc_shm::spin`]).
+//! Waiters that watch for dead peers (tracked acquirers, barrier parties) sleep in the
+//! slices of [`ipc_shm::wait::Schedule`] and ask [`ipc_shm::liveness::status`] between them:
+//! only `Dead` is recovered; `Unknown` (a garbage owner word) is waited for until the
+//! deadline, never reclaimed.
 //!
 //! # Performance (this machine, `cargo bench -p ipc-sem --bench semaphore`)
 //! Uncontended acquire + release, ours / glibc `sem_wait` + `sem_post` on a process-shared
@@ -118,7 +126,6 @@ mod event;
 mod named;
 mod semaphore;
 mod sys;
-mod wait;
 
 pub use barrier::{ARRIVAL_SLOTS, Barrier, BarrierWaitResult, MAX_PARTIES};
 pub use bounded::{BoundedPermit, BoundedSemaphore};
@@ -126,7 +133,3 @@ pub use error::{BarrierError, Error, Result};
 pub use event::Event;
 pub use named::{DEFAULT_MODE, NamedSemaphore};
 pub use semaphore::{Ledger, MAX_LEDGER, MAX_VALUE, Permit, Semaphore};
-
-#[cfg(ipc_loom)]
-#[doc(hidden)]
-pub use wait::LOOM_DEAD_OWNER;
