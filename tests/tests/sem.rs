@@ -367,6 +367,94 @@ fn garbage_count_from_a_peer() {
     }
 }
 
+/// The byte offset of `obj` inside its segment (for a peer that scribbles on its words).
+fn body_offset<T: ShmSafe>(obj: &Shared<T>) -> usize {
+    std::ptr::from_ref::<T>(obj) as usize - obj.shm().as_ptr().as_ptr() as usize
+}
+
+/// A forked peer writes `words` (offset in the object, value) into `obj`, as a buggy or
+/// hostile process would.
+fn scribble<T: ShmSafe>(obj: &Shared<T>, words: &[(usize, u32)]) {
+    let body = body_offset(obj);
+    let mut peer = fork(|| {
+        for &(at, value) in words {
+            // SAFETY: this child takes no reference into the object; it only scribbles.
+            unsafe { obj.shm().write_at_shared(body + at, &value.to_ne_bytes()) }.unwrap();
+        }
+    });
+    peer.assert_success();
+}
+
+/// The `u32` at offset `at` of `obj`.
+fn word_at<T: ShmSafe>(obj: &Shared<T>, at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: a copy out of the mapping; nothing borrows the bytes.
+    unsafe { obj.shm().read_at_shared(body_offset(obj) + at, &mut b) }.unwrap();
+    u32::from_ne_bytes(b)
+}
+
+/// Garbage owner words (values that are no owner id, written by a peer) get the family's
+/// documented outcome: liveness calls them `Unknown`, which is never recovered. Semaphore: a
+/// garbage ledger word is never taken over (the dead holder's word beside it is), an acquirer
+/// waits for it until its deadline, and the word is left as it was. Barrier: a garbage
+/// arrival record breaks nothing; the waiting party times out at its deadline, not earlier.
+#[test]
+fn garbage_owner_words_are_waited_for_never_reclaimed() {
+    const LEDGER: usize = 64; // offset of the ledger in a Semaphore
+    const ARRIVALS: usize = 64; // offset of the arrival table in a Barrier
+    const GARBAGE: u32 = 0x4000_1234; // bit 30: never an owner id
+    const WAIT: Duration = Duration::from_millis(300);
+    let _w = watchdog(Duration::from_secs(120), "garbage owner words");
+    let sem = Shared::anonymous(Semaphore::tracked(3).unwrap()).unwrap();
+    let mut live = fork(|| {
+        sem.acquire().unwrap().forget();
+        send_line("held");
+        let _ = recv_line(Duration::from_secs(60));
+    });
+    assert_eq!(live.recv_line(LINE).unwrap(), "held");
+    fork(|| sem.acquire().unwrap().forget()).assert_success(); // exits holding one: dead
+    let free = (0..3).map(|i| LEDGER + 4 * i).find(|&at| word_at(&sem, at) == 0).unwrap();
+    scribble(&sem, &[(free, GARBAGE)]);
+    let l = sem.ledger().unwrap();
+    assert_eq!((l.free, l.held_by_live, l.held_by_dead, l.held_by_unknown), (0, 1, 1, 1), "{l:?}");
+    let mut taker = fork(|| -> Result<(), String> {
+        // The dead holder's permit comes back; the garbage one does not, ever.
+        let p = sem.acquire_timeout(Duration::from_secs(10)).unwrap().ok_or("dead one's permit")?;
+        let t = Instant::now();
+        if sem.acquire_timeout(WAIT).unwrap().is_some() {
+            return Err("a garbage word was taken over".into());
+        }
+        if t.elapsed() < WAIT {
+            return Err(format!("gave up after {:?}, before the deadline", t.elapsed()));
+        }
+        if sem.recover().unwrap() != 0 {
+            return Err("recover() reclaimed a garbage word".into());
+        }
+        drop(p);
+        Ok(())
+    });
+    taker.assert_success();
+    let l = sem.ledger().unwrap();
+    assert_eq!((l.free, l.held_by_live, l.held_by_dead, l.held_by_unknown), (1, 1, 0, 1), "{l:?}");
+    assert_eq!(sem.recovered(), 1);
+    assert_eq!(word_at(&sem, free) & 0x7FFF_FFFF, GARBAGE, "the garbage word was rewritten");
+    live.kill();
+    live.assert_signaled(libc::SIGKILL);
+
+    let barrier = Shared::anonymous(Barrier::new(3).unwrap()).unwrap();
+    // Records of generation 0 (the current one) naming owners that cannot exist.
+    scribble(&barrier, &[(ARRIVALS, GARBAGE), (ARRIVALS + 8, u32::MAX)]);
+    let mut party = fork(|| -> Result<(), String> {
+        let t = Instant::now();
+        match barrier.wait_timeout(WAIT) {
+            Err(BarrierError::Timeout) if t.elapsed() >= WAIT => Ok(()),
+            other => Err(format!("{other:?} after {:?}", t.elapsed())),
+        }
+    });
+    party.assert_success();
+    assert!(barrier.is_broken(), "a timeout breaks the barrier, as documented");
+}
+
 /// Barrier: 3 processes x 10^4 generations, one leader per generation, nobody through
 /// before all arrived.
 #[test]
