@@ -13,10 +13,12 @@
 //!
 //! - arrive: one CAS `count -> count + 1`; the last party's CAS instead starts the next
 //!   generation (`count = 0`, generation + 1) and wakes everyone: it is the leader.
-//! - sleep: set `SLEEPERS` (CAS), then sleep on the event count until the word shows the end
-//!   of the generation; every CAS that ends one (completion, break, reset) clears `SLEEPERS`
-//!   and, if it was set, notifies. The flag is the notifier's gate: a generation nobody
-//!   sleeps through pays no wake-up, and a flag left by a killed party costs one, once.
+//! - sleep: take a ticket from the event count, set `SLEEPERS` (CAS), sleep on the ticket
+//!   until the word shows the end of the generation; every CAS that ends one (completion,
+//!   break, reset) clears `SLEEPERS` and, if it was set, notifies (the event count's
+//!   flagged-waiter protocol, [`EventCount::prepare_wait`]). The flag is the notifier's gate:
+//!   a generation nobody sleeps through pays no wake-up, and a flag left by a killed party
+//!   costs one, once.
 //! - a waiter returns `Ok` when the generation moves on by a completion, `Broken` when the
 //!   word says `BROKEN` or the generation moved on by a `reset`.
 //! - break (a timeout, `abort`, a dead party): one CAS sets `BROKEN` in the current
@@ -243,9 +245,7 @@ impl Barrier {
 
     /// Wake the sleepers: called after a CAS that ended a generation found `SLEEPERS`.
     fn wake(&self) {
-        // After that CAS (AcqRel): the event count's protocol makes either a sleeping party
-        // see it or this notify see the party.
-        self.waiters.notify_all();
+        self.waiters.notify_all_flagged();
     }
 
     /// Set BROKEN if the barrier is still in generation `gen`.
@@ -360,6 +360,8 @@ impl Barrier {
         ipc_shm::crash::point("barrier.arrived");
         let mut schedule = Schedule::new();
         loop {
+            // Before the word is read and flagged (see EventCount::prepare_wait).
+            let ticket = self.waiters.prepare_wait();
             // Acquire: pairs with the leader's (or a reset's) AcqRel CAS.
             let cur = self.state.load(Ordering::Acquire);
             if let Some(done) = outcome(cur, gen_now) {
@@ -374,7 +376,8 @@ impl Barrier {
                     _ => Err(BarrierError::Timeout),
                 };
             }
-            // Relaxed: the flag and the CASes that clear it are on this one word.
+            // Relaxed: the flag and the CASes that clear it are on this one word; the ticket
+            // taken before does the rest (EventCount::prepare_wait).
             if cur & SLEEPERS == 0
                 && self
                     .state
@@ -383,10 +386,9 @@ impl Barrier {
             {
                 continue;
             }
-            // Acquire: as above.
-            let ended = || outcome(self.state.load(Ordering::Acquire), gen_now).is_some();
             // A slice with no end of the generation: is a recorded party dead?
-            if !self.waiters.wait(ended, schedule.next(deadline)) && self.dead_party(gen_now, me) {
+            if !self.waiters.sleep(ticket, schedule.next(deadline)) && self.dead_party(gen_now, me)
+            {
                 self.break_generation(gen_now);
             }
         }

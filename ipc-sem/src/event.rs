@@ -12,9 +12,10 @@
 //! flag was there it notifies the event count, which wakes every sleeper in every process. A
 //! waiter returns `true` when it sees the flag set *or* the generation moved since it
 //! started, so a waiter blocked when `set` runs returns `true` even if `clear` follows at once
-//! (as Python's `Event.wait` does). A waiter sets `SLEEPERS` (CAS), then sleeps on the event
-//! count until the word shows a `set`; the event count's protocol makes a `set` either see
-//! the sleeper or be seen by it, so no wake-up is lost. `SLEEPERS` is the notifier's gate: a
+//! (as Python's `Event.wait` does). A waiter takes a ticket from the event count, sets
+//! `SLEEPERS` (CAS) and sleeps on the ticket until the word shows a `set`; a `set` that finds
+//! the flag notifies (the event count's flagged-waiter protocol,
+//! [`EventCount::prepare_wait`], so no wake-up is lost). `SLEEPERS` is the notifier's gate: a
 //! `set` nobody waits for costs its CAS alone, and a flag left by a killed waiter costs the
 //! next `set` one wake-up, once (the `set` clears it).
 //!
@@ -113,8 +114,8 @@ impl Event {
             }
         }
         if cur & SLEEPERS != 0 {
-            // After the Release CAS that set the flag (see the module docs).
-            self.waiters.notify_all();
+            // The CAS that set the flag found a waiter's flag (see the module docs).
+            self.waiters.notify_all_flagged();
         }
     }
 
@@ -156,6 +157,8 @@ impl Event {
         let generation = start & GEN_MASK;
         let done = |w: u32| w & SET != 0 || w & GEN_MASK != generation;
         loop {
+            // Before the word is read and flagged (see EventCount::prepare_wait).
+            let ticket = self.waiters.prepare_wait();
             // Acquire: as in `is_set`.
             let cur = self.word.load(Ordering::Acquire);
             if done(cur) {
@@ -164,7 +167,8 @@ impl Event {
             if deadline.has_passed() {
                 return false;
             }
-            // Relaxed: the flag and the setter's CAS are on this one word.
+            // Relaxed: the flag and the setter's CAS are on this one word; the ticket taken
+            // before does the rest (EventCount::prepare_wait).
             if cur & SLEEPERS == 0
                 && self
                     .word
@@ -173,10 +177,7 @@ impl Event {
             {
                 continue;
             }
-            // Acquire: as in `is_set`.
-            if self.waiters.wait(|| done(self.word.load(Ordering::Acquire)), deadline) {
-                return true;
-            }
+            self.waiters.sleep(ticket, deadline);
         }
     }
 }

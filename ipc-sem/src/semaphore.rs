@@ -28,12 +28,13 @@
 //! over; acquirers wait for it until their deadline, and [`Semaphore::ledger`] counts it in
 //! [`Ledger::held_by_unknown`].
 //!
-//! Waiting: a waiter that finds too few permits sets `WANTED` on the held words (CAS), notes
-//! the value of each and sleeps on the semaphore's [`EventCount`] until one of them changes;
-//! a release that clears a word with `WANTED` notifies it. The flag is the notifier's gate:
-//! a release nobody waits for pays no second load, and a flag left by a waiter killed while
-//! asleep costs the next release of that word one wake-up, once (the release clears it). A
-//! killed waiter holds nothing and so consumes no permit.
+//! Waiting: a waiter that finds too few permits takes a ticket from the semaphore's
+//! [`EventCount`], sets `WANTED` on the held words (CAS) and sleeps on the ticket; a release
+//! that clears a word with `WANTED` notifies the event count (its flagged-waiter protocol,
+//! [`EventCount::prepare_wait`]). The flag is the notifier's gate: a release nobody waits for
+//! pays nothing more than its CAS, and a flag left by a waiter killed while asleep costs the
+//! next release of that word one wake-up, once (the release clears it). A killed waiter
+//! holds nothing and so consumes no permit.
 //!
 //! The uncontended path is a load of the config, the owner id (a process-global load), one
 //! CAS to take and one CAS to give back: the same number of atomic read-modify-writes as
@@ -737,18 +738,14 @@ impl<const L: usize> Semaphore<L> {
         back
     }
 
-    /// Wake the waiters: a release found `WANTED` on the word it cleared.
+    /// Wake the waiters: a release found `WANTED` on the word it cleared (with that CAS).
     fn wake(&self) {
-        // After the Release CAS that freed the word: the event count's protocol makes either
-        // a sleeping waiter see that store or this notify see the waiter.
-        self.waiters.notify_all();
+        self.waiters.notify_all_flagged();
     }
 
     fn tracked_acquire(&self, permits: u32, n: u32, me: u32, how: Wait) -> Option<Vec<u32>> {
         let words = self.words(permits);
         let mut taken: Vec<u32> = Vec::new();
-        // The words this waiter flagged `WANTED`, with the value it left in each.
-        let mut armed: Vec<(usize, u32)> = Vec::new();
         let mut schedule = Schedule::new();
         let mut check_live = true;
         loop {
@@ -761,8 +758,9 @@ impl<const L: usize> Semaphore<L> {
             if taken.len() as u32 == n {
                 return Some(taken);
             }
-            armed.clear();
-            let arm = matches!(how, Wait::Until(_)).then_some(&mut armed);
+            // Before the sweep reads and flags the words (see EventCount::prepare_wait).
+            let ticket = self.waiters.prepare_wait();
+            let arm = matches!(how, Wait::Until(_));
             self.sweep(words, me, n, &mut taken, check_live, arm);
             if taken.len() as u32 == n {
                 return Some(taken);
@@ -775,23 +773,15 @@ impl<const L: usize> Semaphore<L> {
             if deadline.has_passed() {
                 return None;
             }
-            // Every word we did not take is flagged, so its next release notifies; a word
-            // that changed since we flagged it (released, perhaps retaken at once) means
-            // another look is worth it. Acquire: pairs with the Release CAS in `give_back`.
-            let changed = || {
-                armed
-                    .iter()
-                    .any(|&(i, v)| words.get(i).is_none_or(|w| w.load(Ordering::Acquire) != v))
-            };
-            let progress = self.waiters.wait(changed, schedule.next(deadline));
+            // Every word we did not take is flagged, so its next release notifies.
+            let woken = self.waiters.sleep(ticket, schedule.next(deadline));
             // A slice with no release: look at the holders' liveness again.
-            check_live = !progress;
+            check_live = !woken;
         }
     }
 
     /// The slow pass over the ledger: take free words, take over words of dead holders (if
-    /// `check_live`), and flag the rest `WANTED` (if `armed`, which gets each flagged word's
-    /// index and value).
+    /// `check_live`), and flag the rest `WANTED` (if `arm`).
     fn sweep(
         &self,
         words: &[AtomicU32],
@@ -799,7 +789,7 @@ impl<const L: usize> Semaphore<L> {
         n: u32,
         taken: &mut Vec<u32>,
         check_live: bool,
-        mut armed: Option<&mut Vec<(usize, u32)>>,
+        arm: bool,
     ) {
         let mut status = StatusCache::default();
         for (i, w) in words.iter().enumerate() {
@@ -844,20 +834,15 @@ impl<const L: usize> Semaphore<L> {
                         }
                     }
                 }
-                if let Some(armed) = armed.as_deref_mut() {
-                    // Relaxed: the flag and the holder's release CAS are on this one word.
-                    if cur & WANTED == 0
-                        && let Err(actual) = w.compare_exchange(
-                            cur,
-                            cur | WANTED,
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        )
+                if arm && cur & WANTED == 0 {
+                    // Relaxed: the flag and the holder's release CAS are on this one word; the
+                    // ticket taken before the sweep does the rest (EventCount::prepare_wait).
+                    if let Err(actual) =
+                        w.compare_exchange(cur, cur | WANTED, Ordering::Relaxed, Ordering::Relaxed)
                     {
                         cur = actual;
                         continue;
                     }
-                    armed.push((i, cur | WANTED));
                 }
                 break;
             }
