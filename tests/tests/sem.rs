@@ -291,6 +291,11 @@ fn lost_wakeup_stress_two_posters_two_waiters() {
             Ok(())
         }));
     }
+    // Both waiters asleep on the empty semaphore before any post: on a loaded machine the
+    // posters could otherwise run first and leave nothing to wait for.
+    for k in &kids {
+        ipc_testkit::wait_until_sleeping(k.pid());
+    }
     for p in 0..2u64 {
         let sem = &sem;
         kids.push(fork(move || {
