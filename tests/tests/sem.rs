@@ -257,6 +257,35 @@ fn killed_waiter_consumes_no_permit() {
     }
 }
 
+/// A waiter killed asleep on an event leaves its "someone waits" flag behind; the next `set`
+/// pays one wake-up for it and clears the flag, so later sets with nobody waiting are back to
+/// one CAS (the flag gates the wake-up; a count of sleepers would never come down).
+#[test]
+fn a_killed_event_waiter_costs_the_next_set_only() {
+    let _w = watchdog(Duration::from_secs(60), "killed event waiter");
+    let ev = Shared::anonymous(Event::new()).unwrap();
+    let mut doomed = fork(|| -> () {
+        ev.wait_timeout(Duration::from_secs(30));
+        panic!("the doomed waiter returned");
+    });
+    ipc_testkit::wait_until_sleeping(doomed.pid());
+    assert!(ev.has_waiters());
+    doomed.kill();
+    doomed.assert_signaled(libc::SIGKILL);
+    assert!(ev.has_waiters(), "the killed waiter's flag stays until a set");
+    ev.set();
+    assert!(!ev.has_waiters(), "the set cleared the flag");
+    ev.clear();
+    ev.set();
+    assert!(!ev.has_waiters());
+    // And a live waiter after that is still woken.
+    ev.clear();
+    let mut live = fork(|| assert!(ev.wait_timeout(Duration::from_secs(20)), "never woken"));
+    ipc_testkit::wait_until_sleeping(live.pid());
+    ev.set();
+    live.assert_success_within(Duration::from_secs(5));
+}
+
 /// S3: 2 posters and 2 waiters in separate processes; every post matched, no waiter stuck
 /// for more than 1 s, final count exact.
 #[test]
