@@ -96,10 +96,13 @@
 //!
 //! # Performance (this machine, `cargo bench -p ipc-sem --bench semaphore`)
 //! Uncontended acquire + release, ours / glibc `sem_wait` + `sem_post` on a process-shared
-//! `sem_t`, interleaved in one process: untracked ~0.82-0.94x, tracked ~0.88-0.93x, bounded
-//! ~0.92-1.07x (about 6 ns each when the machine is quiet). Post/wait ping-pong between two
-//! processes, ours / a raw futex ping-pong: ~0.95x on one core; across cores the two are
-//! within the hypervisor's noise (60-200 µs round trips).
+//! `sem_t`, interleaved in one process: untracked ~0.95x, tracked ~0.98x, bounded ~0.97x
+//! (about 12 ns each on a busy machine, 6 ns on a quiet one). Hand-offs between two
+//! processes, ours / a raw futex ping-pong of the same run, on one core: semaphore post/wait
+//! ~0.96-0.99x, [`Event`] set/wait ~0.92-0.95x; across cores all are within the hypervisor's
+//! noise (30-130 µs round trips). A two-party [`Barrier`] round trip (two generations) costs
+//! ~1.9-2.1x the ping-pong on one core, where both parties work after each wake; sleeping
+//! untimed would make it ~1.7x, the rest of the price of the slices that notice a dead party.
 //!
 //! # Across `fork`
 //! A permit ([`Permit`], [`BoundedPermit`]) inherited by a forked child gives back nothing

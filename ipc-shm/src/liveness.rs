@@ -44,7 +44,7 @@
 //!   among them is still seen. A process started afterwards creates a new registry (a new
 //!   id) and is refused by the old objects with `ForeignRegistry`, never misjudging them.
 //!
-//! Under `--cfg ipc_loom`, [`model`] lets loom models play several processes and kill some
+//! Under `--cfg ipc_loom`, `liveness::model` lets loom models play several processes and kill some
 //! (the one seam for injecting owners; nothing else changes for the primitives).
 //!
 //! Cost: registration a few syscalls once per process; `status` one syscall (~1 µs), meant
