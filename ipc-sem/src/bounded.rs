@@ -52,6 +52,8 @@ const _: () = assert!(size_of::<BoundedSemaphore>() == 16);
 // (3) atomic mutation only; (4) no Drop; (5) `#[repr(C)]`.
 unsafe impl ShmSafe for BoundedSemaphore {
     const LAYOUT_VERSION: u32 = 1;
+    /// No owner ids: it may be shared with processes of another liveness registry.
+    const OWNER_IDS: bool = false;
 }
 
 impl fmt::Debug for BoundedSemaphore {
