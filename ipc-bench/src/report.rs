@@ -844,7 +844,11 @@ fn goal_specs() -> Vec<(&'static str, &'static str, Check)> {
         (
             "P14",
             "Spawn start + join vs Python Process (spawn)",
-            Faster { ours: ("process-start", "spawn"), them: ("process-start", "mp-spawn"), x: 10.0 },
+            Faster {
+                ours: ("process-start", "spawn"),
+                them: ("process-start", "mp-spawn"),
+                x: 10.0,
+            },
         ),
         (
             "P14",
@@ -854,7 +858,11 @@ fn goal_specs() -> Vec<(&'static str, &'static str, Check)> {
         (
             "P14",
             "Pool::map per task vs Python ProcessPoolExecutor.map",
-            Faster { ours: ("process-pool", "map"), them: ("process-pool", "mp-executor"), x: 20.0 },
+            Faster {
+                ours: ("process-pool", "map"),
+                them: ("process-pool", "mp-executor"),
+                x: 20.0,
+            },
         ),
         (
             "P14",

@@ -182,8 +182,3 @@ pub const CRASH_POINTS: &[&str] = &[
 /// The longest a waiter sleeps before asking whether the lock's owner is still alive: a
 /// dead owner is noticed within this (plus one ~1 µs liveness query) of its death.
 pub const DEAD_OWNER_CHECK: std::time::Duration = ipc_shm::wait::SLICE_MAX;
-
-/// Model processes for the loom models: exists only under `--cfg ipc_loom`, where it replaces
-/// `ipc_shm::liveness` as the locks' view of who is alive.
-#[cfg(ipc_loom)]
-pub use owner::model;

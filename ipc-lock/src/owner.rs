@@ -9,7 +9,6 @@
 //! test decides (loom cannot kill a process). Nothing else differs between the two builds.
 
 use ipc_shm::Deadline;
-#[cfg(not(ipc_loom))]
 use ipc_shm::liveness;
 pub(crate) use ipc_shm::liveness::Status;
 
@@ -18,21 +17,18 @@ use crate::error::{LockError, TryLockError};
 /// This process's owner word (`check_of(id) << 32 | id`), if it has registered: the lock
 /// fast paths CAS it in without any other lookup. One plain load (ipc-shm's cache, which its
 /// fork handler clears in a forked child).
-#[cfg(not(ipc_loom))]
 #[inline(always)]
 pub(crate) fn cached_word() -> Option<u64> {
     liveness::cached_word()
 }
 
 /// This process's owner id, registering on first use (and afresh in a forked child).
-#[cfg(not(ipc_loom))]
 #[inline]
 pub(crate) fn me() -> Result<u32, ipc_shm::Error> {
     Ok(liveness::current()?.get())
 }
 
 /// What liveness says of `owner`, an id read from a lock word or a reader slot.
-#[cfg(not(ipc_loom))]
 #[inline]
 pub(crate) fn status(owner: u32) -> Status {
     liveness::status_raw(owner)
@@ -53,81 +49,6 @@ fn is_me_slow(owner: u32) -> bool {
     // In a forked child this registers the child afresh (its own id, never the parent's); a
     // process that cannot register holds nothing.
     me().is_ok_and(|me| me == owner)
-}
-
-#[cfg(ipc_loom)]
-pub(crate) use model::{cached_word, me, status};
-
-/// Model processes for the loom models (built only with `--cfg ipc_loom`): each loom thread
-/// acts as the owner id it [enters](model::World::enter) with, and the test kills ids at
-/// will. Ids 1..=63 are model processes, alive until killed; any other id is
-/// [`Status::Unknown`], as an id no process ever had is to the real registry (a thread may
-/// enter as one, to leave such an id in a lock word the way a peer would).
-#[cfg(ipc_loom)]
-pub mod model {
-    use std::cell::RefCell;
-
-    use ipc_shm::sync::atomic::{AtomicU64, Ordering};
-    use loom::sync::Arc;
-
-    use super::Status;
-
-    /// Which model processes have died.
-    #[derive(Debug, Default)]
-    pub struct World {
-        dead: AtomicU64,
-    }
-
-    loom::thread_local! {
-        static ACTOR: RefCell<Option<(u32, Arc<World>)>> = RefCell::new(None);
-    }
-
-    impl World {
-        /// A world where every model process lives.
-        pub fn new() -> Arc<World> {
-            Arc::new(World::default())
-        }
-
-        /// From now on, the calling loom thread is owner `id` of `world`: a model process
-        /// (1..=63), or an owner liveness calls Unknown (any other 30-bit id).
-        pub fn enter(world: &Arc<World>, id: u32) {
-            assert!(id != 0 && id <= ipc_shm::liveness::OwnerId::MASK, "not an owner id");
-            ACTOR.with(|a| *a.borrow_mut() = Some((id, world.clone())));
-        }
-
-        /// Model process `id` (1..=63) dies: the kernel's view (liveness) says Dead from now
-        /// on.
-        pub fn kill(&self, id: u32) {
-            assert!((1..=63).contains(&id), "model processes are 1..=63");
-            // SeqCst: the model kernel's record of deaths, not part of the modelled code.
-            self.dead.fetch_or(1 << id, Ordering::SeqCst);
-        }
-    }
-
-    fn actor() -> (u32, Arc<World>) {
-        match ACTOR.with(|a| a.borrow().clone()) {
-            Some(actor) => actor,
-            None => panic!("loom model: call World::enter on this thread first"),
-        }
-    }
-
-    pub(crate) fn cached_word() -> Option<u64> {
-        Some(ipc_shm::liveness::checked_word(actor().0))
-    }
-
-    pub(crate) fn me() -> Result<u32, ipc_shm::Error> {
-        Ok(actor().0)
-    }
-
-    pub(crate) fn status(owner: u32) -> Status {
-        let (_, world) = actor();
-        match owner {
-            // SeqCst: as in `kill`.
-            1..=63 if world.dead.load(Ordering::SeqCst) & (1 << owner) != 0 => Status::Dead,
-            1..=63 => Status::Alive,
-            _ => Status::Unknown,
-        }
-    }
 }
 
 /// How long a lock operation may wait.

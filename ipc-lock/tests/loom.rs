@@ -2,8 +2,8 @@
 //! check-then-sleep atomic (a lost wake-up shows as a loom deadlock): the mutex fast and
 //! contended paths, inheritance from a dead owner, the rwlock's reader/writer Dekker pair and
 //! drain wake-up, and the condvar handshake. They drive the public API; loom cannot kill a
-//! process, so under `--cfg ipc_loom` the locks ask `ipc_lock::model` (model processes whose
-//! deaths the test decides) instead of `ipc_shm::liveness`, the one seam. The single-thread
+//! process, so each model thread plays an owner id through `ipc_shm::liveness::model` (the
+//! family's one seam: `act_as`, `kill`), which liveness answers from under `--cfg ipc_loom`. The single-thread
 //! models at the end pin the owner-status table down deterministically. Run with
 //! `RUSTFLAGS="--cfg ipc_loom" cargo test --release -p ipc-lock --test loom`.
 #![cfg(ipc_loom)]
@@ -11,8 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use ipc_lock::model::World;
 use ipc_lock::{Condvar, LockError, Mutex, RwLock, TryLockError};
+use ipc_shm::liveness::model;
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -50,14 +50,9 @@ fn builder() -> loom::model::Builder {
 }
 
 /// Spawn a loom thread acting as model process `id`.
-fn spawn_as<T: 'static>(
-    world: &Arc<World>,
-    id: u32,
-    f: impl FnOnce() -> T + 'static,
-) -> thread::JoinHandle<T> {
-    let world = world.clone();
+fn spawn_as<T: 'static>(id: u32, f: impl FnOnce() -> T + 'static) -> thread::JoinHandle<T> {
     thread::spawn(move || {
-        World::enter(&world, id);
+        model::act_as(id);
         f()
     })
 }
@@ -67,12 +62,11 @@ fn spawn_as<T: 'static>(
 #[test]
 fn mutex_excludes_and_wakes() {
     builder().check(|| {
-        let world = World::new();
-        World::enter(&world, 1);
+        model::act_as(1);
         let m = Arc::new(Mutex::new(()));
         let cell = Arc::new(UnsafeCell::new(0u32));
         let (m2, c2) = (m.clone(), cell.clone());
-        let t = spawn_as(&world, 2, move || {
+        let t = spawn_as(2, move || {
             let g = m2.lock().unwrap();
             bump(&c2);
             drop(g);
@@ -93,14 +87,13 @@ fn mutex_excludes_and_wakes() {
 #[test]
 fn mutex_two_sleepers_both_wake() {
     builder().check(|| {
-        let world = World::new();
-        World::enter(&world, 1);
+        model::act_as(1);
         let m = Arc::new(Mutex::new(()));
         let g = m.lock().unwrap();
         let ts: Vec<_> = (2..=3)
             .map(|id| {
                 let m = m.clone();
-                spawn_as(&world, id, move || drop(m.lock().unwrap()))
+                spawn_as(id, move || drop(m.lock().unwrap()))
             })
             .collect();
         drop(g);
@@ -116,16 +109,15 @@ fn mutex_two_sleepers_both_wake() {
 #[test]
 fn mutex_exactly_one_heir() {
     builder().check(|| {
-        let world = World::new();
-        World::enter(&world, 1);
+        model::act_as(1);
         let m = Arc::new(Mutex::new(()));
         std::mem::forget(m.lock().unwrap()); // never unlocked
-        world.kill(1);
+        model::kill(1);
         let heirs = Arc::new(AtomicU32::new(0));
         let ts: Vec<_> = (2..=3)
             .map(|id| {
                 let (m, heirs) = (m.clone(), heirs.clone());
-                spawn_as(&world, id, move || match m.try_lock_until(far()) {
+                spawn_as(id, move || match m.try_lock_until(far()) {
                     Ok(g) => drop(g),
                     Err(TryLockError::OwnerDied(mut g)) => {
                         assert_eq!(g.dead_owner(), Some(1));
@@ -152,15 +144,14 @@ fn mutex_exactly_one_heir() {
 #[test]
 fn mutex_unmarked_heir_wakes_sleepers_with_not_recoverable() {
     builder().check(|| {
-        let world = World::new();
-        World::enter(&world, 1);
+        model::act_as(1);
         let m = Arc::new(Mutex::new(()));
         std::mem::forget(m.lock().unwrap());
-        world.kill(1);
-        World::enter(&world, 2);
+        model::kill(1);
+        model::act_as(2);
         let g = m.try_lock_until(far()).unwrap_err().into_owner_died().unwrap();
         let m2 = m.clone();
-        let t = spawn_as(&world, 3, move || matches!(m2.lock(), Err(LockError::NotRecoverable)));
+        let t = spawn_as(3, move || matches!(m2.lock(), Err(LockError::NotRecoverable)));
         drop(g); // without mark_consistent
         assert!(t.join().unwrap());
         assert!(m.is_not_recoverable());
@@ -172,15 +163,14 @@ fn mutex_unmarked_heir_wakes_sleepers_with_not_recoverable() {
 #[test]
 fn rwlock_reader_and_writer_exclude() {
     builder().check(|| {
-        let world = World::new();
-        World::enter(&world, 1);
+        model::act_as(1);
         let l = Arc::new(RwLock::new(()));
         // A first read claims owner 1's slot, so the one raced below takes the fast path
         // (a blind increment of its own slot).
         drop(l.read().unwrap());
         let cell = Arc::new(UnsafeCell::new(0u32));
         let (l2, c2) = (l.clone(), cell.clone());
-        let w = spawn_as(&world, 2, move || {
+        let w = spawn_as(2, move || {
             let g = l2.write().unwrap();
             bump(&c2);
             drop(g);
@@ -199,12 +189,11 @@ fn rwlock_reader_and_writer_exclude() {
 #[test]
 fn rwlock_writer_woken_when_the_reader_leaves() {
     builder().check(|| {
-        let world = World::new();
-        World::enter(&world, 1);
+        model::act_as(1);
         let l = Arc::new(RwLock::new(()));
         let r = l.read().unwrap();
         let l2 = l.clone();
-        let w = spawn_as(&world, 2, move || drop(l2.write().unwrap()));
+        let w = spawn_as(2, move || drop(l2.write().unwrap()));
         drop(r);
         w.join().unwrap();
         assert_eq!(l.raw().reader_count(), 0);
@@ -215,13 +204,12 @@ fn rwlock_writer_woken_when_the_reader_leaves() {
 #[test]
 fn rwlock_writer_reclaims_a_dead_reader() {
     builder().check(|| {
-        let world = World::new();
-        World::enter(&world, 1);
+        model::act_as(1);
         let l = Arc::new(RwLock::new(()));
         std::mem::forget(l.read().unwrap()); // never released
         let l2 = l.clone();
-        let w = spawn_as(&world, 2, move || drop(l2.try_write_until(far()).unwrap()));
-        world.kill(1);
+        let w = spawn_as(2, move || drop(l2.try_write_until(far()).unwrap()));
+        model::kill(1);
         w.join().unwrap();
         assert_eq!(l.raw().reader_count(), 0);
     });
@@ -232,11 +220,10 @@ fn rwlock_writer_reclaims_a_dead_reader() {
 #[test]
 fn condvar_no_lost_wake_up() {
     builder().check(|| {
-        let world = World::new();
-        World::enter(&world, 1);
+        model::act_as(1);
         let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
         let p2 = pair.clone();
-        let t = spawn_as(&world, 2, move || {
+        let t = spawn_as(2, move || {
             *p2.0.lock().unwrap() = 1;
             p2.1.notify_one();
         });
@@ -254,13 +241,12 @@ fn condvar_notify_all_wakes_both() {
     let mut b = builder();
     b.preemption_bound = Some(1);
     b.check(|| {
-        let world = World::new();
-        World::enter(&world, 1);
+        model::act_as(1);
         let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
         let ts: Vec<_> = (2..=3)
             .map(|id| {
                 let p = pair.clone();
-                spawn_as(&world, id, move || {
+                spawn_as(id, move || {
                     let g = p.0.lock().unwrap();
                     drop(p.1.wait_while(g, |v| *v == 0).unwrap());
                 })
@@ -280,19 +266,18 @@ fn condvar_notify_all_wakes_both() {
 #[test]
 fn rwlock_slot_collision_undoes_the_stray_increment() {
     builder().check(|| {
-        let world = World::new();
-        World::enter(&world, 1);
+        model::act_as(1);
         let l = Arc::new(RwLock::new(()));
         let cell = Arc::new(UnsafeCell::new(0u32));
         let r1 = l.read().unwrap();
         let (l2, c2) = (l.clone(), cell.clone());
-        let w = spawn_as(&world, 2, move || {
+        let w = spawn_as(2, move || {
             let g = l2.write().unwrap();
             bump(&c2);
             drop(g);
         });
         let (l3, c3) = (l.clone(), cell.clone());
-        let r = spawn_as(&world, 33, move || {
+        let r = spawn_as(33, move || {
             if let Ok(g) = l3.try_read_until(far()) {
                 let _ = read(&c3);
                 drop(g);
@@ -322,13 +307,12 @@ fn single(f: impl Fn() + Sync + Send + 'static) {
 #[test]
 fn a_chain_of_deaths_keeps_reporting_owner_died() {
     single(|| {
-        let world = World::new();
-        World::enter(&world, 1);
+        model::act_as(1);
         let m = Mutex::new(());
         std::mem::forget(m.lock().unwrap());
-        world.kill(1);
+        model::kill(1);
         for id in 2..=6 {
-            World::enter(&world, id);
+            model::act_as(id);
             match m.try_lock() {
                 Err(TryLockError::OwnerDied(g)) => {
                     assert_eq!(g.dead_owner(), Some(id - 1));
@@ -336,13 +320,13 @@ fn a_chain_of_deaths_keeps_reporting_owner_died() {
                 }
                 other => panic!("owner {id}: expected OwnerDied, got {other:?}"),
             }
-            world.kill(id);
+            model::kill(id);
         }
-        World::enter(&world, 7);
+        model::act_as(7);
         let mut g = m.try_lock().unwrap_err().into_owner_died().unwrap();
         assert!(g.mark_consistent());
         drop(g);
-        World::enter(&world, 8);
+        model::act_as(8);
         assert!(!m.lock().unwrap().owner_died());
     });
 }
@@ -352,23 +336,26 @@ fn a_chain_of_deaths_keeps_reporting_owner_died() {
 #[test]
 fn live_and_unknown_owners_are_waited_on_dead_ones_inherited() {
     single(|| {
-        let world = World::new();
         for holder in [9, 64] {
             // 9: a live model process; 64: an owner liveness cannot vouch for.
             let m = Mutex::new(());
-            World::enter(&world, holder);
+            if holder < 64 {
+                model::act_as(holder);
+            } else {
+                model::act_as_unknown(holder);
+            }
             std::mem::forget(m.lock().unwrap());
-            World::enter(&world, 2);
+            model::act_as(2);
             assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)), "{holder}");
             let passed = Instant::now();
             assert!(matches!(m.try_lock_until(passed), Err(TryLockError::TimedOut)), "{holder}");
             assert_eq!(m.raw().owner_value(), holder);
         }
         let m = Mutex::new(());
-        World::enter(&world, 9);
+        model::act_as(9);
         std::mem::forget(m.lock().unwrap());
-        world.kill(9);
-        World::enter(&world, 2);
+        model::kill(9);
+        model::act_as(2);
         let mut g = m.try_lock().unwrap_err().into_owner_died().unwrap();
         assert_eq!(g.dead_owner(), Some(9));
         assert!(g.mark_consistent());
@@ -380,17 +367,16 @@ fn live_and_unknown_owners_are_waited_on_dead_ones_inherited() {
 #[test]
 fn rwlock_dead_writer_is_inherited_by_a_reader_as_the_write_lock() {
     single(|| {
-        let world = World::new();
-        World::enter(&world, 1);
+        model::act_as(1);
         let l = RwLock::new(());
         std::mem::forget(l.write().unwrap());
-        world.kill(1);
-        World::enter(&world, 2);
+        model::kill(1);
+        model::act_as(2);
         let g = l.read().map(drop).unwrap_err().into_owner_died().unwrap();
         assert!(l.raw().is_locked_exclusive());
         drop(g);
         assert!(l.raw().is_not_recoverable());
-        World::enter(&world, 3);
+        model::act_as(3);
         assert!(matches!(l.try_read(), Err(TryLockError::NotRecoverable)));
         assert!(matches!(l.try_write(), Err(TryLockError::NotRecoverable)));
     });
@@ -401,19 +387,18 @@ fn rwlock_dead_writer_is_inherited_by_a_reader_as_the_write_lock() {
 #[test]
 fn rwlock_full_table_and_reclaimed_slots() {
     single(|| {
-        let world = World::new();
         let l = RwLock::new(());
         // Readers 1..=31 in slots 1..=31, and in slot 0 (64 % 32) an owner liveness calls
         // Unknown.
         for id in (1..ipc_lock::READER_SLOTS as u32).chain([64]) {
-            World::enter(&world, id);
+            model::act_as(id);
             std::mem::forget(l.read().unwrap());
         }
-        World::enter(&world, 40);
+        model::act_as(40);
         assert!(matches!(l.try_read(), Err(TryLockError::TooManyReaders)));
         assert_eq!(l.raw().slot_value(0), (64 << 32) | 1, "the Unknown reader's slot was taken");
         // Reader 8 dies: its slot goes to the newcomer.
-        world.kill(8);
+        model::kill(8);
         let g = l.try_read().unwrap();
         assert_eq!(l.raw().slot_value(8) >> 32, 40);
         drop(g);
@@ -425,24 +410,23 @@ fn rwlock_full_table_and_reclaimed_slots() {
 #[test]
 fn rwlock_colliding_owners_share_the_table_correctly() {
     single(|| {
-        let world = World::new();
         let l = RwLock::new(());
-        World::enter(&world, 1);
+        model::act_as(1);
         let r1 = l.read().unwrap();
         let r1b = l.read().unwrap(); // fast path, own slot
-        World::enter(&world, 33);
+        model::act_as(33);
         let r33 = l.read().unwrap();
         assert_eq!(l.raw().reader_count(), 3);
         assert_eq!(l.raw().slot_value(1), (1 << 32) | 2, "33's stray increment stayed");
-        World::enter(&world, 2);
+        model::act_as(2);
         assert!(matches!(l.try_write(), Err(TryLockError::WouldBlock)));
-        World::enter(&world, 1);
+        model::act_as(1);
         drop(r1);
         drop(r1b);
-        World::enter(&world, 33);
+        model::act_as(33);
         drop(r33);
         assert_eq!(l.raw().reader_count(), 0);
-        World::enter(&world, 2);
+        model::act_as(2);
         drop(l.try_write().unwrap());
     });
 }

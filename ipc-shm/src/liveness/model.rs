@@ -15,8 +15,9 @@
 //! });
 //! ```
 //!
-//! Ids that no model thread acted as and that were not killed are answered by the real
-//! registry, as without a model. Call these only inside `loom::model` (loom's thread locals
+//! Once a model thread has acted as an owner, ids the model never knew (neither acted as nor
+//! killed) are [`Status::Unknown`], as an id no process ever had is to the real registry: a
+//! model can leave such an id in a word the way a faulty peer would. Call these only inside `loom::model` (loom's thread locals
 //! exist only there); a process that never calls [`act_as`] behaves exactly as without the
 //! model.
 
@@ -48,21 +49,42 @@ fn set(id: u32, alive: bool) {
     }
 }
 
+/// The id `id` as a model owner: any non-zero value of the 30 owner bits (models use small
+/// ids; the real registry's generation rule does not apply).
+#[allow(clippy::panic)] // test support: a model with an impossible id is a bug in the model
+fn model_id(id: u32) -> OwnerId {
+    match std::num::NonZeroU32::new(id & OwnerId::MASK) {
+        Some(nz) if id & !OwnerId::MASK == 0 => OwnerId(nz),
+        _ => panic!("liveness model: {id:#x} is not an owner id"),
+    }
+}
+
 /// The current model thread plays owner `id` from now on (until it acts as another): a live
 /// process of its own. Returns the id.
 ///
 /// # Panics
-/// If `id` cannot be an owner id (see [`OwnerId::from_raw`]): a bug in the model.
-#[allow(clippy::panic)] // test support: a model with an impossible id is a bug in the model
+/// If `id` is zero or wider than the 30 owner bits: a bug in the model.
 pub fn act_as(id: u32) -> OwnerId {
-    let Some(owner) = OwnerId::from_raw(id) else {
-        panic!("liveness model: {id:#x} is not an owner id");
-    };
+    let owner = model_id(id);
     // Relaxed: a process-wide switch, set before any model thread reads it (it is the
     // model's own thread that sets it, and it stays set).
     MODELLED.store(true, Ordering::Relaxed);
     ACTING.with(|a| a.set(id));
     set(id, true);
+    owner
+}
+
+/// The current model thread plays owner `id`, an id the model does not vouch for: it stores
+/// it where it takes things, and [`status`](super::status) says `Unknown` for it (as the real
+/// registry does for an id no process ever had), so the others must never recover it.
+///
+/// # Panics
+/// As [`act_as`].
+pub fn act_as_unknown(id: u32) -> OwnerId {
+    let owner = model_id(id);
+    // Relaxed: see `act_as`.
+    MODELLED.store(true, Ordering::Relaxed);
+    ACTING.with(|a| a.set(id));
     owner
 }
 
@@ -79,7 +101,7 @@ pub(super) fn acting() -> Option<OwnerId> {
     if !MODELLED.load(Ordering::Relaxed) {
         return None;
     }
-    OwnerId::from_raw(ACTING.with(Cell::get))
+    std::num::NonZeroU32::new(ACTING.with(Cell::get)).map(OwnerId)
 }
 
 /// The model's answer for `owner`, if the model knows it.
@@ -89,8 +111,9 @@ pub(super) fn status(owner: OwnerId) -> Option<Status> {
         return None;
     }
     let owners = OWNERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    owners
-        .iter()
-        .find(|(o, _)| *o == owner.get())
-        .map(|&(_, alive)| if alive { Status::Alive } else { Status::Dead })
+    Some(
+        owners.iter().find(|(o, _)| *o == owner.get()).map_or(Status::Unknown, |&(_, alive)| {
+            if alive { Status::Alive } else { Status::Dead }
+        }),
+    )
 }
