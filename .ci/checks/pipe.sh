@@ -9,8 +9,8 @@ done
 cargo clippy -p ipc-pipe --all-features --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc -p ipc-pipe --all-features --no-deps
 cargo test -p ipc-pipe --all-features
-# The fuzz targets (frame, handshake) compile on stable; running them needs cargo-fuzz and
+# The fuzz targets (frame, handshake, pickle) compile on stable; running them needs cargo-fuzz and
 # nightly. Checking them builds libFuzzer (C++), so only in the soak tier.
 if [ "${IPC_SOAK:-0}" = 1 ]; then
-  CARGO_TARGET_DIR=target/fuzz-check cargo check --manifest-path fuzz/Cargo.toml --bin frame --bin handshake
+  CARGO_TARGET_DIR=target/fuzz-check cargo check --manifest-path fuzz/Cargo.toml --bin frame --bin handshake --bin pickle
 fi

@@ -319,6 +319,24 @@ pub fn catalog() -> Vec<GroupSpec> {
         }
     }
 
+    // B1 over TCP loopback: Listener/Client as Python's Listener(('127.0.0.1', port)),
+    // against a raw TCP socket pair (TCP_NODELAY both) moving the same bytes; same core, where
+    // the kernel path is what is measured (a cross-core trip adds a VM IPI to both rows).
+    g.push(GroupSpec {
+        id: "tcp-8-S".into(),
+        title: "B1 message round trip over TCP loopback, 8 B".into(),
+        metric: Metric::Rtt,
+        placement: Placement::Same,
+        size: 8,
+        floor: Some("tcp"),
+        note: "a message and its echo over 127.0.0.1; the floor is a raw TCP socket pair (TCP_NODELAY)",
+        gap: None,
+        rows: vec![
+            row("tcp", "raw TCP socket pair, loopback, 8 B", Floor, floors::tcp),
+            row("ipc-pipe-tcp", "ipc-pipe Connection over TCP (Listener/Client), 8 B", Ours, ours::pipe::tcp_rtt),
+        ],
+    });
+
     // B2 / B5: throughput, writer on cpu1, reader on cpu0.
     g.push(GroupSpec {
         id: "tput-pipe-1m".into(),
@@ -550,6 +568,73 @@ pub fn catalog() -> Vec<GroupSpec> {
             ),
         ],
     });
+
+    // ipc-process: start + join per start method beside the kernel's floors, procspawn and
+    // Python; the pool's per-task cost; a task's round trip beside an ipc-pipe round trip.
+    g.push(GroupSpec {
+        id: "process-start".into(),
+        title: "process start + join (a task that returns its argument)".into(),
+        metric: Metric::Trial,
+        placement: Placement::Unpinned,
+        size: 0,
+        floor: Some("posix-spawn"),
+        note: "goals: spawn <= 1.2x posix_spawn of /bin/true; forkserver <= 1.5x raw fork; >= 10x faster than Python spawn; exec of this binary alone is the re-exec floor",
+        gap: None,
+        rows: vec![
+            row("posix-spawn", "posix_spawn /bin/true + waitpid", Floor, ours::process::posix_spawn_true),
+            row(
+                "posix-spawn-self",
+                "posix_spawn of this binary, exits in init + waitpid",
+                Floor,
+                ours::process::posix_spawn_self,
+            ),
+            row("raw-fork", "raw fork + _exit + waitpid", Floor, ours::process::raw_fork),
+            row("spawn", "ipc-process Process::spawn + join (re-exec)", Ours, ours::process::start_spawn),
+            row("forkserver", "ipc-process ForkServer start + join", Ours, ours::process::start_forkserver),
+            row("fork", "ipc-process Process::fork + join", Ours, ours::process::start_fork),
+            row("procspawn", "procspawn spawn + join", Peer, peers::procspawn::start_join),
+            row("mp-fork", "Python Process (fork) start + join", Peer, peers::mp_process::start_fork),
+            row(
+                "mp-forkserver",
+                "Python Process (forkserver) start + join",
+                Peer,
+                peers::mp_process::start_forkserver,
+            ),
+            row("mp-spawn", "Python Process (spawn) start + join", Peer, peers::mp_process::start_spawn),
+        ],
+    });
+    g.push(GroupSpec {
+        id: "process-pool".into(),
+        title: "pool map, time per empty task, 2 workers".into(),
+        metric: Metric::Op,
+        placement: Placement::Unpinned,
+        size: 0,
+        floor: None,
+        note: "ours and Python Pool.map: 10^5 tasks, Python's chunk size; ProcessPoolExecutor and procspawn: 10^4 tasks, one message each; goal >= 20x Python's throughput",
+        gap: None,
+        rows: vec![
+            row("map", "ipc-process Pool::map", Ours, ours::process::pool_map),
+            row("mp-pool", "Python Pool.map", Peer, peers::mp_process::pool_map),
+            row("mp-executor", "Python ProcessPoolExecutor.map", Peer, peers::mp_process::executor_map),
+            row("procspawn", "procspawn Pool spawn + join", Peer, peers::procspawn::pool),
+        ],
+    });
+    for p in [Placement::Same, Placement::Unpinned] {
+        g.push(GroupSpec {
+            id: format!("process-apply-{}", p.code()),
+            title: "task round trip: Pool::apply beside an ipc-pipe round trip, 8 B".into(),
+            metric: Metric::Rtt,
+            placement: p,
+            size: 8,
+            floor: Some("pipe"),
+            note: "apply goes caller -> supervisor thread -> worker and back; goal <= 1.5x the ipc-pipe round trip",
+            gap: None,
+            rows: vec![
+                row("pipe", "ipc-pipe Connection round trip (reference)", Ours, ours::pipe::rtt),
+                row("apply", "ipc-process Pool::apply, 1 worker", Ours, ours::process::pool_apply),
+            ],
+        });
+    }
 
     // B11: segment lifecycle.
     g.push(GroupSpec {

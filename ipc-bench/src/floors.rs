@@ -310,6 +310,26 @@ fn socketpair_n(ctx: &Ctx, size: usize) -> Outcome {
     )
 }
 
+/// Raw TCP loopback ping-pong of the group's size: a connected pair over 127.0.0.1 with
+/// `TCP_NODELAY` on both ends (as every ipc-pipe TCP connection has).
+pub fn tcp(ctx: &Ctx) -> Outcome {
+    let size = ctx.size.max(1);
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).or_fail("tcp bind")?;
+    let a = std::net::TcpStream::connect(l.local_addr().or_fail("tcp address")?)
+        .or_fail("tcp connect")?;
+    let (b, _) = l.accept().or_fail("tcp accept")?;
+    drop(l);
+    a.set_nodelay(true).or_fail("TCP_NODELAY")?;
+    b.set_nodelay(true).or_fail("TCP_NODELAY")?;
+    let (a2, b2) = (a.try_clone().or_fail("dup")?, b.try_clone().or_fail("dup")?);
+    ping_pong(
+        ctx,
+        0,
+        move || stream_echo(b, b2, size),
+        StreamInit { tx: a, rx: a2, buf: vec![0; size] },
+    )
+}
+
 /// Raw pipe(2) pair ping-pong of the group's size.
 pub fn pipe(ctx: &Ctx) -> Outcome {
     pipe_n(ctx, ctx.size.max(1))

@@ -27,10 +27,10 @@
 //!   killed and reported as an error, never a hang.
 //!
 //! # Where unsafe lives
-//! `peers/glibc.rs` (pthread mutexes and `sem_t` on shared memory) and `peers/raw_sync.rs`
-//! (raw_sync takes raw pointers); in `harness.rs`, the atomic words and payload copies of
-//! the floors' segments (`word`, `copy_in`, `copy_out`). Everything else is
-//! `#![deny(unsafe_code)]`.
+//! `peers/glibc.rs` (pthread mutexes and `sem_t` on shared memory), `peers/raw_sync.rs`
+//! (raw_sync takes raw pointers), `ours/process.rs` (the raw fork floor), and in
+//! `harness.rs` the atomic words and payload copies of the floors' segments (`word`,
+//! `copy_in`, `copy_out`). Everything else is `#![deny(unsafe_code)]`.
 #![deny(unsafe_code)]
 
 pub mod catalog;

@@ -4,5 +4,9 @@
 #![deny(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
+    // Spawned children of the process rows (ipc-process, procspawn) start here.
+    ipc_process::init();
+    #[cfg(feature = "procspawn")]
+    procspawn::init();
     ipc_bench::main_with_args(std::env::args().skip(1))
 }

@@ -3,6 +3,7 @@
 
 pub mod lock;
 pub mod pipe;
+pub mod process;
 pub mod queue;
 pub mod sem;
 pub mod shm;

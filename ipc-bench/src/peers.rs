@@ -7,6 +7,8 @@ pub mod glibc;
 pub mod iceoryx2;
 pub mod interprocess;
 pub mod ipc_channel;
+pub mod mp_process;
+pub mod procspawn;
 pub mod python;
 pub mod raw_sync;
 pub mod threads;

@@ -707,6 +707,11 @@ fn goal_specs() -> Vec<(&'static str, &'static str, Check)> {
             },
         ),
         (
+            "P5",
+            "pipe RTT 8 B over TCP loopback (S) vs a raw TCP socket pair",
+            Ratio { num: ("tcp-8-S", "ipc-pipe-tcp"), den: ("tcp-8-S", "tcp"), le: true, x: 1.05 },
+        ),
+        (
             "P6",
             "pipe throughput 1 MiB vs raw Unix stream",
             Ratio {
@@ -814,6 +819,59 @@ fn goal_specs() -> Vec<(&'static str, &'static str, Check)> {
                 ours: ("lock-uncontended", "mutex"),
                 them: ("lock-uncontended", "mp-lock"),
                 x: 4.0,
+            },
+        ),
+        (
+            "P14",
+            "ForkServer start + join vs raw fork + _exit + waitpid",
+            Ratio {
+                num: ("process-start", "forkserver"),
+                den: ("process-start", "raw-fork"),
+                le: true,
+                x: 1.5,
+            },
+        ),
+        (
+            "P14",
+            "Spawn start + join vs posix_spawn of /bin/true",
+            Ratio {
+                num: ("process-start", "spawn"),
+                den: ("process-start", "posix-spawn"),
+                le: true,
+                x: 1.2,
+            },
+        ),
+        (
+            "P14",
+            "Spawn start + join vs Python Process (spawn)",
+            Faster {
+                ours: ("process-start", "spawn"),
+                them: ("process-start", "mp-spawn"),
+                x: 10.0,
+            },
+        ),
+        (
+            "P14",
+            "Pool::map per task vs Python Pool.map (default chunksize)",
+            Faster { ours: ("process-pool", "map"), them: ("process-pool", "mp-pool"), x: 20.0 },
+        ),
+        (
+            "P14",
+            "Pool::map per task vs Python ProcessPoolExecutor.map",
+            Faster {
+                ours: ("process-pool", "map"),
+                them: ("process-pool", "mp-executor"),
+                x: 20.0,
+            },
+        ),
+        (
+            "P14",
+            "Pool::apply round trip vs an ipc-pipe round trip (S)",
+            Ratio {
+                num: ("process-apply-S", "apply"),
+                den: ("process-apply-S", "pipe"),
+                le: true,
+                x: 1.5,
             },
         ),
     ]

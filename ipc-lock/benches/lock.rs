@@ -12,6 +12,10 @@
 //! - `handoff`: a holder unlocks while the other process (pinned to the other cpu) is parked
 //!   in the lock; the time until the waiter owns it (CLOCK_MONOTONIC stamps, comparable across
 //!   processes). Ours vs the glibc robust mutex vs a raw futex handoff (the floor).
+//! - `condvar`: two processes take turns through a `Mutex<u32>` and a `Condvar` (wait while it
+//!   is not my turn; bump; notify_one), cross-core (cpu0/cpu1) and same-core (cpu0/cpu0); the
+//!   round trip. Ours vs a glibc pshared `pthread_cond_t` doing the same vs a raw futex
+//!   ping-pong (the floor: both sides always sleep).
 //!
 //! Run: `cargo bench -p ipc-lock --bench lock`. The machine is shared and noisy: compare
 //! ratios within one run, over several runs.
@@ -23,7 +27,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ipc_lock::{Mutex, RwLock};
+use ipc_lock::{Condvar, Mutex, RwLock};
 use ipc_shm::futex;
 use ipc_shm::{Shared, Shm, ShmSafe};
 
@@ -235,14 +239,14 @@ fn unpin(old: &libc::cpu_set_t) {
     unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), old) };
 }
 
-/// Fork a child (pinned to cpu1) that runs `f` and leaves with `_exit`; returns its pid.
-fn fork_child(f: impl FnOnce()) -> libc::pid_t {
+/// Fork a child pinned to `cpu` that runs `f` and leaves with `_exit`; returns its pid.
+fn fork_child_on(cpu: usize, f: impl FnOnce()) -> libc::pid_t {
     #[allow(clippy::disallowed_methods)] // a benchmark of cross-process locks needs a process
     // SAFETY: the child only runs `f` (locks and atomics in shared memory) and `_exit`s.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
-        pin(1);
+        pin(cpu);
         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok();
         // SAFETY: leave without running the parent's destructors.
         unsafe { libc::_exit(if ok { 0 } else { 1 }) };
@@ -278,8 +282,13 @@ unsafe impl ShmSafe for Contended {}
 
 /// Run `work(1)` in a child pinned to cpu1 and `work(0)` here pinned to cpu0; the wall time.
 fn two_processes(work: impl Fn(u64) + Copy) -> Duration {
+    two_processes_on(1, work)
+}
+
+/// [`two_processes`] with the child on `child_cpu` (0: both on cpu0).
+fn two_processes_on(child_cpu: usize, work: impl Fn(u64) + Copy) -> Duration {
     let old = pin(0);
-    let pid = fork_child(|| work(1));
+    let pid = fork_child_on(child_cpu, || work(1));
     let t = Instant::now();
     work(0);
     reap(pid);
@@ -513,29 +522,38 @@ fn median_handoff(s: &Handoff, iters: u64) -> f64 {
     median(&mut v)
 }
 
+/// Ours, glibc's and the floor's figure (µs) in 9 interleaved rounds: the medians of each and
+/// of the per-round ratios to the floor, printed as `what (peer)`.
+fn ours_glibc_floor(
+    what: &str,
+    peer: &str,
+    mut ours: impl FnMut() -> f64,
+    mut glibc: impl FnMut() -> f64,
+    mut floor: impl FnMut() -> f64,
+) {
+    let mut runs: [Vec<f64>; 5] = Default::default();
+    for _ in 0..9 {
+        let (a, b, f) = (ours(), glibc(), floor());
+        for (v, x) in runs.iter_mut().zip([a, b, f, a / f, b / f]) {
+            v.push(x);
+        }
+    }
+    let [a, b, f, ra, rb] = runs.map(|mut v| median(&mut v));
+    println!(
+        "interleaved {what}: ours {a:.2} us, {peer} {b:.2} us, raw futex {f:.2} us; ours/futex {ra:.2}x, glibc/futex {rb:.2}x (medians of 9 rounds)"
+    );
+}
+
 fn handoff(c: &mut Criterion) {
     // Interleaved rounds of 200 handoffs each: medians per run, then the median over rounds
     // of each mechanism and of the per-round ratios to the raw futex.
-    let (mut ours, mut glibc, mut floor, mut r_ours, mut r_glibc) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..9 {
-        let n = 200;
-        let a = median_handoff(&handoff_ours(n), n);
-        let b = median_handoff(&handoff_glibc(n), n);
-        let f = median_handoff(&handoff_futex(n), n);
-        ours.push(a);
-        glibc.push(b);
-        floor.push(f);
-        r_ours.push(a / f);
-        r_glibc.push(b / f);
-    }
-    println!(
-        "interleaved handoff to a parked waiter (cpu0/cpu1): ours {:.1} us, glibc robust {:.1} us, raw futex {:.1} us; ours/futex {:.2}x, glibc/futex {:.2}x (medians of 9 rounds of 200)",
-        median(&mut ours),
-        median(&mut glibc),
-        median(&mut floor),
-        median(&mut r_ours),
-        median(&mut r_glibc)
+    let n = 200;
+    ours_glibc_floor(
+        "handoff to a parked waiter (cpu0/cpu1, 200 per round)",
+        "glibc robust",
+        || median_handoff(&handoff_ours(n), n),
+        || median_handoff(&handoff_glibc(n), n),
+        || median_handoff(&handoff_futex(n), n),
     );
     let mut g = c.benchmark_group("handoff to a parked waiter (2 processes, cpu0/cpu1)");
     g.sample_size(10);
@@ -549,5 +567,167 @@ fn handoff(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, uncontended, rwlock, contended, handoff);
+/// The state of a condvar ping-pong: whose turn it is (even: side 0) under the mutex.
+#[repr(C)]
+struct PingPong {
+    m: Mutex<u32>,
+    cv: Condvar,
+    start: AtomicU32,
+    futex: AtomicU32,
+}
+
+// SAFETY: a Pod mutex, a condvar and atomics: no pointers, any bits valid, no drop, repr(C).
+unsafe impl ShmSafe for PingPong {}
+
+fn ping_pong_state() -> Shared<PingPong> {
+    Shared::anonymous(PingPong {
+        m: Mutex::new(0),
+        cv: Condvar::new(),
+        start: AtomicU32::new(0),
+        futex: AtomicU32::new(0),
+    })
+    .unwrap()
+}
+
+/// `iters` round trips through our Mutex + Condvar, the child on `cpu`: time per round trip.
+fn condvar_ours(cpu: usize, iters: u64) -> Duration {
+    let s = ping_pong_state();
+    let s = &s;
+    let el = two_processes_on(cpu, |me| {
+        rendezvous(&s.start);
+        let mut g = s.m.lock().unwrap();
+        for _ in 0..iters {
+            while u64::from(*g) % 2 != me {
+                g = s.cv.wait(g).unwrap();
+            }
+            *g += 1;
+            s.cv.notify_one();
+        }
+    });
+    assert_eq!(u64::from(*s.m.lock().unwrap()), 2 * iters);
+    el / u32::try_from(iters).unwrap()
+}
+
+/// A glibc pshared mutex (offset 0) and condition variable (offset 256), the turn at 512 and
+/// a start flag at 1024, in an anonymous shared segment.
+struct GlibcCond {
+    shm: Shm,
+}
+
+impl GlibcCond {
+    fn new() -> GlibcCond {
+        let shm = Shm::anonymous(4096).unwrap();
+        let base = shm.as_ptr().as_ptr();
+        #[allow(clippy::cast_ptr_alignment)] // page-aligned mapping, offsets 0 and 256
+        let (m, c) = (base.cast::<libc::pthread_mutex_t>(), base.wrapping_add(256).cast());
+        // SAFETY: zeroed attribute objects, initialised by the init calls before any use.
+        let mut ma: libc::pthread_mutexattr_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut ca: libc::pthread_condattr_t = unsafe { std::mem::zeroed() };
+        let (pma, pca) = (&raw mut ma, &raw mut ca);
+        // SAFETY: `pma` points at our local attribute object.
+        assert_eq!(unsafe { libc::pthread_mutexattr_init(pma) }, 0);
+        // SAFETY: as above, initialised.
+        let rc = unsafe { libc::pthread_mutexattr_setpshared(pma, libc::PTHREAD_PROCESS_SHARED) };
+        assert_eq!(rc, 0);
+        // SAFETY: `m` points at zeroed, aligned, writable bytes of our mapping nobody else
+        // uses yet; `pma` is initialised.
+        assert_eq!(unsafe { libc::pthread_mutex_init(m, pma) }, 0);
+        // SAFETY: `pca` points at our local attribute object.
+        assert_eq!(unsafe { libc::pthread_condattr_init(pca) }, 0);
+        // SAFETY: as above, initialised.
+        let rc = unsafe { libc::pthread_condattr_setpshared(pca, libc::PTHREAD_PROCESS_SHARED) };
+        assert_eq!(rc, 0);
+        // SAFETY: as for the mutex, at offset 256; `pca` is initialised.
+        assert_eq!(unsafe { libc::pthread_cond_init(c, pca) }, 0);
+        GlibcCond { shm }
+    }
+
+    fn parts(&self) -> (*mut libc::pthread_mutex_t, *mut libc::pthread_cond_t) {
+        let base = self.shm.as_ptr().as_ptr();
+        #[allow(clippy::cast_ptr_alignment)] // as in `new`
+        (base.cast(), base.wrapping_add(256).cast())
+    }
+
+    fn turn(&self) -> &AtomicU32 {
+        // SAFETY: offset 512 is only ever accessed as this atomic word.
+        unsafe { self.shm.atomic_u32(512) }.unwrap()
+    }
+
+    fn start(&self) -> &AtomicU32 {
+        // SAFETY: offset 1024 is only ever accessed as this atomic word.
+        unsafe { self.shm.atomic_u32(1024) }.unwrap()
+    }
+}
+
+/// The same ping-pong through glibc's pshared mutex and condition variable.
+fn condvar_glibc(cpu: usize, iters: u64) -> Duration {
+    let gl = GlibcCond::new();
+    let gl = &gl;
+    let el = two_processes_on(cpu, |me| {
+        rendezvous(gl.start());
+        let (m, c) = gl.parts();
+        // SAFETY: `m` is an initialised pshared mutex in our live mapping.
+        unsafe { libc::pthread_mutex_lock(m) };
+        for _ in 0..iters {
+            while u64::from(gl.turn().load(Ordering::Relaxed)) % 2 != me {
+                // SAFETY: `c` is an initialised pshared condvar there; we hold `m`.
+                unsafe { libc::pthread_cond_wait(c, m) };
+            }
+            gl.turn().fetch_add(1, Ordering::Relaxed);
+            // SAFETY: as above.
+            unsafe { libc::pthread_cond_signal(c) };
+        }
+        // SAFETY: we hold `m`.
+        unsafe { libc::pthread_mutex_unlock(m) };
+    });
+    assert_eq!(u64::from(gl.turn().load(Ordering::SeqCst)), 2 * iters);
+    el / u32::try_from(iters).unwrap()
+}
+
+/// The floor: a raw futex ping-pong in which both sides always sleep.
+fn condvar_floor(cpu: usize, iters: u64) -> Duration {
+    let s = ping_pong_state();
+    let s = &s;
+    let el = two_processes_on(cpu, |me| {
+        rendezvous(&s.start);
+        for _ in 0..iters {
+            loop {
+                let v = s.futex.load(Ordering::SeqCst);
+                if u64::from(v) % 2 == me {
+                    break;
+                }
+                futex::wait(&s.futex, v, None);
+            }
+            s.futex.fetch_add(1, Ordering::SeqCst);
+            futex::wake_one(&s.futex);
+        }
+    });
+    el / u32::try_from(iters).unwrap()
+}
+
+fn condvar(c: &mut Criterion) {
+    // Interleaved rounds: the median per-round ratio to the raw futex ping-pong.
+    for (cpu, place, n) in [(1, "cross-core cpu0/cpu1", 2_000), (0, "same core cpu0/cpu0", 20_000)]
+    {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        ours_glibc_floor(
+            &format!("condvar ping-pong RTT ({place}, {n} per round)"),
+            "glibc pshared cond",
+            || us(condvar_ours(cpu, n)),
+            || us(condvar_glibc(cpu, n)),
+            || us(condvar_floor(cpu, n)),
+        );
+    }
+    let mut g = c.benchmark_group("condvar ping-pong RTT (2 processes, cpu0/cpu1)");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(3));
+    let per = |d: Duration, iters: u64| d * u32::try_from(iters).unwrap();
+    g.bench_function("ipc-lock Condvar", |b| b.iter_custom(|i| per(condvar_ours(1, i), i)));
+    g.bench_function("glibc pshared cond", |b| b.iter_custom(|i| per(condvar_glibc(1, i), i)));
+    g.bench_function("raw futex (floor)", |b| b.iter_custom(|i| per(condvar_floor(1, i), i)));
+    g.finish();
+}
+
+criterion_group!(benches, uncontended, rwlock, contended, handoff, condvar);
 criterion_main!(benches);

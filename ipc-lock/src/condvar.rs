@@ -1,33 +1,34 @@
 //! [`Condvar`]: a process-shared condition variable for [`Mutex`].
 //!
-//! Two words, all-zero initial:
+//! One [`EventCount`], the family's waiter word (`ipc_shm::event_count`), all-zero initial:
 //!
 //! | word | meaning |
 //! |---|---|
-//! | `seq` | bumped by every notify that found a waiter; waiters sleep on it |
-//! | `waiters` | waiters registered (incremented under the mutex before it is released) |
+//! | `seq` | bumped by every notify that found a sleeper; waiters sleep on it |
+//! | `sleepers` | waiters announced (under the mutex, before it is released), and the event count's sticky fallback bit |
 //!
-//! A waiter registers and reads `seq` while it still holds the mutex, then unlocks and sleeps
-//! while `seq` is unchanged. A notifier that changed the predicate under the mutex locked it
-//! after the waiter unlocked, so it sees the registration, bumps `seq` and wakes: the waiter
-//! either finds `seq` changed (the futex compare fails) or is asleep and woken. No wake-up is
-//! lost, and a notify with no waiter is one load, no syscall.
+//! A waiter announces itself ([`EventCount::prepare_locked_wait`], which also reads `seq`)
+//! while it still holds the mutex, then unlocks and sleeps while `seq` is unchanged. A notifier
+//! that changed the predicate under the mutex locked it after the waiter unlocked, so it sees
+//! the announcement, bumps `seq` and wakes: the waiter either finds `seq` changed (the futex
+//! compare fails) or is asleep and woken. No wake-up is lost, and a notify with no waiter is
+//! one load, no syscall. The mutex orders announcement and notify, so the waiter issues no
+//! membarrier (which a plain [`EventCount::wait`] would).
 //!
 //! Because nothing in shared memory is trusted, a sleeper also wakes every
 //! [`CONDVAR_SLICE`] to see whether `seq` moved without a wake-up reaching it (a peer that
-//! zeroed `waiters`, say): a bounded delay instead of a hang. Such rescues are counted
+//! zeroed `sleepers`, say): a bounded delay instead of a hang. Such rescues are counted
 //! ([`Condvar::rescued_waits`]); in correct operation the count stays zero.
 #![allow(unsafe_code)] // unsafe impls only (ShmSafe, Zeroable, lock_api's raw traits); no unsafe blocks
 
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::time::{Duration, Instant};
 
-use ipc_shm::futex::{self, WaitResult};
-use ipc_shm::sync::atomic::{AtomicU32, Ordering};
+use ipc_shm::futex::WaitResult;
+use ipc_shm::{Deadline, EventCount};
 
 use crate::error::{LockError, LockResult, WaitTimeoutResult};
 use crate::mutex::{Mutex, MutexGuard};
-use crate::owner::Wait;
 use crate::raw_mutex::{Held, RawMutex};
 
 /// How long a condition-variable sleeper sleeps at most before checking whether it missed a
@@ -44,17 +45,19 @@ static RESCUED: StdAtomicU64 = StdAtomicU64::new(0);
 /// returns [`LockError::OwnerDied`] when the mutex's holder died meanwhile.
 #[repr(C)]
 pub struct Condvar {
-    seq: AtomicU32,
-    waiters: AtomicU32,
+    waiters: EventCount,
 }
 
 #[cfg(not(ipc_loom))] // loom atomics are larger
 const _: () = assert!(size_of::<Condvar>() == 8 && align_of::<Condvar>() == 4);
 
-// SAFETY: two atomic integers: no pointers, any bits valid (garbage causes at worst spurious
-// wake-ups or a rescued wait, never UB), atomic mutation only, no drop, `#[repr(C)]`.
+// SAFETY: an `EventCount`, two atomic integers: no pointers, any bits valid (garbage causes
+// at worst spurious wake-ups, syscalls for nobody or a rescued wait, never UB), atomic
+// mutation only, no drop, `#[repr(C)]`.
 unsafe impl ipc_shm::ShmSafe for Condvar {
-    const LAYOUT_VERSION: u32 = 1;
+    // 2: the second word is the event count's `sleepers`, whose bit 31 is its sticky
+    // fallback flag (version 1 counted waiters in all 32 bits).
+    const LAYOUT_VERSION: u32 = 2;
 }
 
 // SAFETY: all-zero is the initial state.
@@ -68,11 +71,7 @@ impl Default for Condvar {
 
 impl std::fmt::Debug for Condvar {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Relaxed: a snapshot for display.
-        f.debug_struct("Condvar")
-            .field("seq", &self.seq.load(Ordering::Relaxed))
-            .field("waiters", &self.waiters.load(Ordering::Relaxed))
-            .finish()
+        f.debug_struct("Condvar").field("waiters", &self.waiters).finish()
     }
 }
 
@@ -88,56 +87,45 @@ impl Condvar {
     /// A new condition variable.
     #[cfg(not(ipc_loom))]
     pub const fn new() -> Self {
-        Condvar { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) }
+        Condvar { waiters: EventCount::new() }
     }
 
     /// A new condition variable.
     #[cfg(ipc_loom)]
     pub fn new() -> Self {
-        Condvar { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) }
+        Condvar { waiters: EventCount::new() }
     }
 
-    /// Register, release the mutex, sleep until notified or `wait` ends. Returns whether the
+    /// Register, release the mutex, sleep until notified or `until`. Returns whether the
     /// caller's deadline passed. The mutex is *not* re-locked.
-    fn park(&self, raw: &RawMutex, held: &Held, wait: Wait) -> bool {
-        // Relaxed: the mutex orders this registration before any notifier that changes the
-        // predicate after us (it locks the mutex we release below, then reads `waiters`).
-        self.waiters.fetch_add(1, Ordering::Relaxed);
-        // Relaxed: read under the mutex; a notify after our unlock changes it (same argument).
-        let seq = self.seq.load(Ordering::Relaxed);
+    fn park(&self, raw: &RawMutex, held: &Held, until: Deadline) -> bool {
+        // Announced while we hold the mutex: every notifier that changes the predicate locks
+        // it after our unlock below, and so sees us (the module docs).
+        let waiter = self.waiters.prepare_locked_wait();
         ipc_shm::crash::point("condvar.registered");
         raw.release(held.owner(), false);
-        let user = match wait {
-            Wait::Until(deadline) => Some(deadline),
-            Wait::No | Wait::Forever => None,
-        };
         let timed_out = loop {
-            let slice =
-                if cfg!(ipc_loom) { None } else { Instant::now().checked_add(CONDVAR_SLICE) };
-            let (deadline, is_slice) = match (user, slice) {
-                (Some(u), Some(s)) if s < u => (Some(s), true),
-                (Some(u), _) => (Some(u), false),
-                (None, s) => (s, s.is_some()),
-            };
-            let r = futex::wait(&self.seq, seq, deadline);
-            // Relaxed: only whether it moved matters; the relock orders the data.
-            if self.seq.load(Ordering::Relaxed) != seq {
-                if r == WaitResult::TimedOut && is_slice {
+            // Under loom the caller's deadline: the model has no clock.
+            let end =
+                if cfg!(ipc_loom) { until } else { until.earliest(Deadline::after(CONDVAR_SLICE)) };
+            let r = waiter.sleep(end);
+            if waiter.notified() {
+                if r == WaitResult::TimedOut && end != until {
                     // Relaxed: a statistic.
                     RESCUED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 break false;
             }
             if r == WaitResult::TimedOut {
-                if wait.expired() {
+                if until.has_passed() {
                     break true;
                 }
                 ipc_shm::sync::spin_loop();
             }
         };
-        // Relaxed: a count only; wrapping (after a peer's garbage) costs at most spurious
+        // Withdrawn: a count only; wrapping (after a peer's garbage) costs at most spurious
         // wake syscalls.
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        drop(waiter);
         ipc_shm::crash::point("condvar.woken");
         timed_out
     }
@@ -151,7 +139,7 @@ impl Condvar {
     /// As [`Mutex::lock`] for the re-lock.
     pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
         let (mutex, held) = guard.into_parts();
-        self.park(mutex.raw(), &held, Wait::Forever);
+        self.park(mutex.raw(), &held, Deadline::NEVER);
         relock(mutex)
     }
 
@@ -164,7 +152,7 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        self.wait_inner(guard, Wait::for_duration(timeout))
+        self.wait_inner(guard, Deadline::after(timeout))
     }
 
     /// [`wait`](Self::wait) until `deadline` at most.
@@ -176,16 +164,16 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         deadline: Instant,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        self.wait_inner(guard, Wait::Until(deadline))
+        self.wait_inner(guard, deadline.into())
     }
 
     fn wait_inner<'a, T>(
         &self,
         guard: MutexGuard<'a, T>,
-        wait: Wait,
+        until: Deadline,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
         let (mutex, held) = guard.into_parts();
-        let timed_out = WaitTimeoutResult(self.park(mutex.raw(), &held, wait));
+        let timed_out = WaitTimeoutResult(self.park(mutex.raw(), &held, until));
         match relock(mutex) {
             Ok(g) => Ok((g, timed_out)),
             Err(e) => Err(e.map(|g| (g, timed_out))),
@@ -226,40 +214,26 @@ impl Condvar {
     where
         F: FnMut(&mut T) -> bool,
     {
-        let wait = Wait::for_duration(timeout);
+        let until = Deadline::after(timeout);
         loop {
             if !condition(&mut *guard) {
                 return Ok((guard, WaitTimeoutResult(false)));
             }
-            if wait.expired() {
+            if until.has_passed() {
                 return Ok((guard, WaitTimeoutResult(true)));
             }
-            guard = self.wait_inner(guard, wait)?.0;
+            guard = self.wait_inner(guard, until)?.0;
         }
     }
 
     /// Wake one waiter (in any process). No syscall when nobody waits.
     pub fn notify_one(&self) {
-        // Relaxed: see the module docs; a notifier that changed the predicate under the mutex
-        // sees every waiter that registered before it locked.
-        if self.waiters.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        // Relaxed: the futex compares the value in the kernel; the data is ordered by the
-        // mutex.
-        self.seq.fetch_add(1, Ordering::Relaxed);
-        futex::wake_one(&self.seq);
+        self.waiters.notify_one();
     }
 
     /// Wake every waiter (in every process). No syscall when nobody waits.
     pub fn notify_all(&self) {
-        // Relaxed: as in `notify_one`.
-        if self.waiters.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        // Relaxed: as in `notify_one`.
-        self.seq.fetch_add(1, Ordering::Relaxed);
-        futex::wake_all(&self.seq);
+        self.waiters.notify_all();
     }
 
     /// How many condition-variable waits in this process ended at a safety slice after a
@@ -282,7 +256,7 @@ unsafe impl lock_api::RawCondvar for Condvar {
     type RawMutex = RawMutex;
 
     unsafe fn wait(&self, mutex: &RawMutex, guard: &mut Held) {
-        self.park(mutex, guard, Wait::Forever);
+        self.park(mutex, guard, Deadline::NEVER);
         *guard = relock_or_abort(mutex);
     }
 
@@ -309,11 +283,11 @@ fn relock_or_abort(mutex: &RawMutex) -> Held {
 // SAFETY: as for `RawCondvar`.
 unsafe impl lock_api::RawCondvarTimed for Condvar {
     fn checked_duration_to_instant(timeout: &Duration) -> Option<Instant> {
-        Instant::now().checked_add(*timeout)
+        ipc_shm::Deadline::after(*timeout).instant()
     }
 
     unsafe fn wait_until(&self, mutex: &RawMutex, guard: &mut Held, timeout: &Instant) -> bool {
-        let timed_out = self.park(mutex, guard, Wait::Until(*timeout));
+        let timed_out = self.park(mutex, guard, (*timeout).into());
         *guard = relock_or_abort(mutex);
         timed_out
     }

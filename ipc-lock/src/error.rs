@@ -147,9 +147,10 @@ pub enum LockError<G> {
 
 /// Why a `try_` or timed lock operation did not hand out a clean guard.
 pub enum TryLockError<G> {
-    /// The lock is held by a live owner (`try_` forms).
+    /// The lock is held by a live owner, or by one liveness cannot call dead (`Unknown`,
+    /// never recovered: see the crate docs) (`try_` forms).
     WouldBlock,
-    /// The deadline passed while a live owner held the lock (timed forms).
+    /// The deadline passed while such an owner held the lock (timed forms).
     TimedOut,
     /// As [`LockError::OwnerDied`].
     OwnerDied(G),

@@ -7,8 +7,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ipc_shm::ofd::{self, LockKind};
+use ipc_shm::{Deadline, ProcessToken};
+
 use crate::error::{Error, Result};
-use crate::sys::{self, LockKind};
+
+/// The whole file, however it grows (`ofd`'s ranges: start 0, length 0 = to the end).
+const WHOLE: (u64, u64) = (0, 0);
 
 /// A lock on a file path, shared (readers) or exclusive (one writer), between processes
 /// and between separate `FileLock`s of one process.
@@ -39,7 +44,7 @@ pub struct FileLockGuard<'a> {
     kind: LockKind,
     /// The process that took the lock. A forked child shares the open file description (and
     /// so the lock): its copy of the guard must not unlock it.
-    pid: u32,
+    taken_by: ProcessToken,
 }
 
 const BACKOFF_FIRST: Duration = Duration::from_micros(100);
@@ -67,7 +72,8 @@ impl FileLock {
             .create(true)
             .truncate(false)
             .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            // std opens with O_CLOEXEC.
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
             .open(&path)
             .map_err(|source| Error::File { op: "open", path: path.clone(), source })?;
         Ok(FileLock { file, path })
@@ -93,28 +99,44 @@ impl FileLock {
         Error::File { op, path: self.path.clone(), source }
     }
 
-    fn take(&mut self, kind: LockKind, block: bool) -> Result<Option<FileLockGuard<'_>>> {
-        let got = sys::ofd_lock(self.file.as_fd(), kind, block).map_err(|e| self.err("lock", e))?;
-        Ok(got.then_some(FileLockGuard { lock: self, kind, pid: sys::pid() }))
+    fn guard(&mut self, kind: LockKind) -> FileLockGuard<'_> {
+        FileLockGuard { lock: self, kind, taken_by: ProcessToken::current() }
+    }
+
+    fn take(&mut self, kind: LockKind) -> Result<FileLockGuard<'_>> {
+        let (start, len) = WHOLE;
+        ofd::lock(self.file.as_fd(), kind, start, len).map_err(|e| self.err("lock", e))?;
+        Ok(self.guard(kind))
+    }
+
+    fn try_take(&mut self, kind: LockKind) -> Result<Option<FileLockGuard<'_>>> {
+        let (start, len) = WHOLE;
+        let got =
+            ofd::try_lock(self.file.as_fd(), kind, start, len).map_err(|e| self.err("lock", e))?;
+        Ok(if got { Some(self.guard(kind)) } else { None })
     }
 
     fn take_until(
         &mut self,
         kind: LockKind,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> Result<Option<FileLockGuard<'_>>> {
+        let Some(mut left) = deadline.remaining() else { return self.take(kind).map(Some) };
+        let (start, len) = WHOLE;
         let mut pause = BACKOFF_FIRST;
         loop {
-            if sys::ofd_lock(self.file.as_fd(), kind, false).map_err(|e| self.err("lock", e))? {
-                return Ok(Some(FileLockGuard { lock: self, kind, pid: sys::pid() }));
+            let got = ofd::try_lock(self.file.as_fd(), kind, start, len)
+                .map_err(|e| self.err("lock", e))?;
+            if got {
+                return Ok(Some(self.guard(kind)));
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if left.is_zero() {
                 return Ok(None);
             }
             // Polling with a bounded backoff: the kernel offers no timed OFD wait.
-            std::thread::sleep(pause.min(deadline - now));
+            std::thread::sleep(pause.min(left));
             pause = (pause * 2).min(BACKOFF_MAX);
+            left = deadline.remaining().unwrap_or_default();
         }
     }
 
@@ -123,12 +145,7 @@ impl FileLock {
     /// # Errors
     /// [`Error::File`] (EDEADLK is not reported for OFD locks; a deadlock blocks).
     pub fn lock(&mut self) -> Result<FileLockGuard<'_>> {
-        let path = self.path.clone();
-        self.take(LockKind::Exclusive, true)?.ok_or_else(|| Error::File {
-            op: "lock",
-            path,
-            source: std::io::Error::other("blocking lock returned without the lock"),
-        })
+        self.take(LockKind::Write)
     }
 
     /// Take a shared lock, blocking.
@@ -136,12 +153,7 @@ impl FileLock {
     /// # Errors
     /// As [`lock`](Self::lock).
     pub fn lock_shared(&mut self) -> Result<FileLockGuard<'_>> {
-        let path = self.path.clone();
-        self.take(LockKind::Shared, true)?.ok_or_else(|| Error::File {
-            op: "lock shared",
-            path,
-            source: std::io::Error::other("blocking lock returned without the lock"),
-        })
+        self.take(LockKind::Read)
     }
 
     /// Take the exclusive lock if nobody holds a lock now; `Ok(None)` otherwise.
@@ -149,7 +161,7 @@ impl FileLock {
     /// # Errors
     /// [`Error::File`].
     pub fn try_lock(&mut self) -> Result<Option<FileLockGuard<'_>>> {
-        self.take(LockKind::Exclusive, false)
+        self.try_take(LockKind::Write)
     }
 
     /// Take a shared lock if nobody holds the exclusive one now; `Ok(None)` otherwise.
@@ -157,7 +169,7 @@ impl FileLock {
     /// # Errors
     /// [`Error::File`].
     pub fn try_lock_shared(&mut self) -> Result<Option<FileLockGuard<'_>>> {
-        self.take(LockKind::Shared, false)
+        self.try_take(LockKind::Read)
     }
 
     /// Take the exclusive lock, waiting at most `timeout`; `Ok(None)` on timeout.
@@ -165,10 +177,7 @@ impl FileLock {
     /// # Errors
     /// [`Error::File`].
     pub fn try_lock_for(&mut self, timeout: Duration) -> Result<Option<FileLockGuard<'_>>> {
-        match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.take_until(LockKind::Exclusive, deadline),
-            None => self.lock().map(Some),
-        }
+        self.take_until(LockKind::Write, Deadline::after(timeout))
     }
 
     /// Take a shared lock, waiting at most `timeout`; `Ok(None)` on timeout.
@@ -176,10 +185,7 @@ impl FileLock {
     /// # Errors
     /// [`Error::File`].
     pub fn try_lock_shared_for(&mut self, timeout: Duration) -> Result<Option<FileLockGuard<'_>>> {
-        match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.take_until(LockKind::Shared, deadline),
-            None => self.lock_shared().map(Some),
-        }
+        self.take_until(LockKind::Read, Deadline::after(timeout))
     }
 
     /// Take the exclusive lock, waiting until `deadline` at most.
@@ -187,7 +193,7 @@ impl FileLock {
     /// # Errors
     /// [`Error::File`].
     pub fn try_lock_until(&mut self, deadline: Instant) -> Result<Option<FileLockGuard<'_>>> {
-        self.take_until(LockKind::Exclusive, deadline)
+        self.take_until(LockKind::Write, deadline.into())
     }
 
     /// Take a shared lock, waiting until `deadline` at most.
@@ -198,7 +204,7 @@ impl FileLock {
         &mut self,
         deadline: Instant,
     ) -> Result<Option<FileLockGuard<'_>>> {
-        self.take_until(LockKind::Shared, deadline)
+        self.take_until(LockKind::Read, deadline.into())
     }
 
     /// Whether another open file description (another process, or another `FileLock`) holds
@@ -207,14 +213,16 @@ impl FileLock {
     /// # Errors
     /// [`Error::File`].
     pub fn is_locked_elsewhere(&self) -> Result<bool> {
-        sys::ofd_conflicts(self.file.as_fd(), LockKind::Exclusive).map_err(|e| self.err("query", e))
+        let (start, len) = WHOLE;
+        ofd::conflicts(self.file.as_fd(), LockKind::Write, start, len)
+            .map_err(|e| self.err("query", e))
     }
 }
 
 impl FileLockGuard<'_> {
     /// Whether this is a shared (rather than exclusive) lock.
     pub fn is_shared(&self) -> bool {
-        self.kind == LockKind::Shared
+        self.kind == LockKind::Read
     }
 
     /// Release now, reporting a failure (dropping the guard releases and ignores errors).
@@ -223,10 +231,11 @@ impl FileLockGuard<'_> {
     /// [`Error::File`].
     pub fn unlock(self) -> Result<()> {
         let this = std::mem::ManuallyDrop::new(self);
-        if this.pid != sys::pid() {
+        if !this.taken_by.is_current() {
             return Ok(()); // a forked child's copy: the lock is the parent's
         }
-        sys::ofd_unlock(this.lock.file.as_fd()).map_err(|e| this.lock.err("unlock", e))
+        let (start, len) = WHOLE;
+        ofd::unlock(this.lock.file.as_fd(), start, len).map_err(|e| this.lock.err("unlock", e))
     }
 }
 
@@ -234,8 +243,9 @@ impl Drop for FileLockGuard<'_> {
     fn drop(&mut self) {
         // Only in the process that locked: a forked child shares the open file description,
         // and an unlock there would release the parent's lock.
-        if self.pid == sys::pid() {
-            let _ = sys::ofd_unlock(self.lock.file.as_fd());
+        if self.taken_by.is_current() {
+            let (start, len) = WHOLE;
+            let _ = ofd::unlock(self.lock.file.as_fd(), start, len);
         }
     }
 }

@@ -86,9 +86,14 @@
 //! futex word. Garbage written into a lock's state by a faulty peer never yields a phantom
 //! acquire: a state no correct peer writes (a wrong check, impossible flags) is
 //! [`LockError::Corrupted`] (a random 64-bit value passes the check with probability
-//! 2^-32); a valid state naming a live process (not us) is waited on (the timed forms time
-//! out); a valid state naming a dead process is inherited as `OwnerDied`, since it is exactly
-//! what that process dying while holding it leaves behind.
+//! 2^-32); a valid state is judged by what liveness says of its owner, as in every crate of
+//! the family (the table in `ipc_shm::liveness`):
+//!
+//! | owner | mutex or writer word | reader slot |
+//! |---|---|---|
+//! | `Alive` (not us) | waited on (the timed forms time out) | waited on by writers |
+//! | `Dead` | inherited as `OwnerDied`: exactly what that process dying while holding it leaves behind | reclaimed |
+//! | `Unknown`: an id no process ever had (a registry slot never used), or a registry that cannot answer now | never inherited: waited on until the deadline, asking again after every slice | never reclaimed: waited on until the deadline |
 //!
 //! Owners are processes: two threads of a process exclude each other, but a thread that
 //! locks a [`Mutex`] it already holds deadlocks (the timed forms time out), as with
@@ -122,8 +127,9 @@
 //! the lock is not its own.
 //!
 //! # Where unsafe lives
-//! Unsafe blocks: `mutex.rs`, `rwlock.rs` (the guards' views of the data cell) and `sys.rs`
-//! (the `fcntl` OFD calls). Unsafe impls, each with its SAFETY argument: `ShmSafe`,
+//! Unsafe blocks: `mutex.rs` and `rwlock.rs` (the guards' views of the data cell); this crate
+//! makes no system call of its own (futex, liveness, OFD locks and the fork handler are
+//! ipc-shm's). Unsafe impls, each with its SAFETY argument: `ShmSafe`,
 //! `Zeroable` and `Sync` of the lock types, and lock_api's raw traits (`raw_mutex.rs`,
 //! `raw_rwlock.rs`, `condvar.rs`, `mutex.rs`, `rwlock.rs`, `reentrant.rs`). Everything else
 //! is `#![deny(unsafe_code)]`.
@@ -139,7 +145,6 @@ mod raw_mutex;
 mod raw_rwlock;
 mod reentrant;
 mod rwlock;
-mod sys;
 
 pub use lock_api;
 
@@ -149,9 +154,10 @@ pub use error::{
     WaitTimeoutResult,
 };
 pub use file_lock::{FileLock, FileLockGuard};
+pub use ipc_shm::liveness::{check_of, checked_word as owner_word};
 pub use mutex::{Mutex, MutexGuard};
 pub use named::{Named, NamedCondvar, NamedMutex, NamedRLock, NamedReentrantMutex, NamedRwLock};
-pub use raw_mutex::{Held, RawMutex, check_of, owner_word};
+pub use raw_mutex::{Held, RawMutex};
 pub use raw_rwlock::{READER_SLOTS, RawRwLock, ReadHeld};
 pub use reentrant::{RawReentrantMutex, ReentrantMutex, ReentrantMutexGuard};
 pub use rwlock::{ReadResult, RwLock, RwLockReadGuard, RwLockWriteGuard, TryReadResult};
@@ -175,10 +181,4 @@ pub const CRASH_POINTS: &[&str] = &[
 
 /// The longest a waiter sleeps before asking whether the lock's owner is still alive: a
 /// dead owner is noticed within this (plus one ~1 µs liveness query) of its death.
-pub const DEAD_OWNER_CHECK: std::time::Duration = owner::SLICE_MAX;
-
-/// The owner oracle seam, for model checking (loom cannot kill a process). Not a stable API.
-#[doc(hidden)]
-pub mod model {
-    pub use crate::owner::{Liveness, OwnerStatus, System};
-}
+pub const DEAD_OWNER_CHECK: std::time::Duration = ipc_shm::wait::SLICE_MAX;

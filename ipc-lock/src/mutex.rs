@@ -9,7 +9,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use crate::error::{LockError, LockResult, TryLockError, TryLockResult};
-use crate::owner::{RawError, System, Wait};
+use crate::owner::{self, RawError, Wait};
 use crate::raw_mutex::{Held, RawMutex};
 
 /// A robust mutex for shared memory: [`RawMutex`] followed by the data, `#[repr(C)]`,
@@ -176,7 +176,7 @@ impl<T> Mutex<T> {
     #[cold]
     #[inline(never)]
     fn try_lock_slow(&self, wait: Wait) -> TryLockResult<MutexGuard<'_, T>> {
-        self.outcome(self.raw.acquire(&System, wait))
+        self.outcome(self.raw.acquire(wait))
     }
 
     /// Lock, waiting at most `timeout`.
@@ -188,7 +188,7 @@ impl<T> Mutex<T> {
     pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<MutexGuard<'_, T>> {
         match self.raw.try_fast() {
             Some(held) => Ok(self.guard(held)),
-            None => self.try_lock_slow(Wait::for_duration(timeout)),
+            None => self.try_lock_slow(Wait::after(timeout)),
         }
     }
 
@@ -200,7 +200,7 @@ impl<T> Mutex<T> {
     pub fn try_lock_until(&self, deadline: Instant) -> TryLockResult<MutexGuard<'_, T>> {
         match self.raw.try_fast() {
             Some(held) => Ok(self.guard(held)),
-            None => self.try_lock_slow(Wait::Until(deadline)),
+            None => self.try_lock_slow(Wait::Until(deadline.into())),
         }
     }
 
@@ -306,7 +306,7 @@ impl<T> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
         // Only the process that took the lock releases it: a forked child's copy of the guard
         // is a no-op (the parent still holds the lock).
-        if crate::owner::is_me(self.held.owner()) {
+        if owner::is_me(self.held.owner()) {
             self.mutex.raw.release_word(self.held.word(), false);
         }
     }

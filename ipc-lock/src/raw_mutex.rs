@@ -16,24 +16,29 @@
 //! | `INCONSISTENT` (no owner, no check) | not recoverable: an inherited lock was released without being marked consistent; permanent |
 //! | anything else (a wrong check, `CONTENDED` alone, both flags with an owner) | corrupted: no correct peer writes it; a typed error |
 //!
+//! A held state's owner is judged by `ipc_shm::liveness` (the family's table): `Alive` is
+//! waited on, `Dead` is inherited, and `Unknown` (an id no process ever had, or a registry
+//! that cannot answer now) is never inherited: the waiter keeps waiting until its deadline,
+//! re-asking after every slice.
+//!
 //! Fast paths: lock is one CAS `0 -> owner word`, unlock one CAS back to 0; the liveness
 //! registry is never consulted there. A waiter spins a bounded budget while nobody sleeps,
 //! then reads the futex word, sets `CONTENDED` (an RMW, so the unlock that clears it
 //! synchronises with it and cannot bump the futex word before that read), and sleeps in
-//! bounded slices ([`crate::owner::Slices`]); after each slice it asks whether the owner is
+//! bounded slices (`ipc_shm::wait::Schedule`); after each slice it asks whether the owner is
 //! alive. The first waiter to see a dead owner replaces its word with its own plus
 //! `INCONSISTENT` in one CAS, so exactly one waiter inherits the lock and is told
 //! `OwnerDied`; the others see the new owner and keep waiting.
 #![allow(unsafe_code)] // unsafe impls only (ShmSafe, Zeroable, lock_api's raw traits); no unsafe blocks
 
-use std::time::Instant;
-
 use ipc_shm::SpinWait;
 use ipc_shm::futex::{self, WaitResult};
+use ipc_shm::liveness::{check_of, checked_word as owner_word};
 use ipc_shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use ipc_shm::sync::spin_loop;
+use ipc_shm::wait::Schedule;
 
-use crate::owner::{Liveness, OwnerStatus, RawError, Slices, System, Wait};
+use crate::owner::{self, RawError, Status, Wait};
 
 /// Waiters may be asleep (low word bit 31).
 pub(crate) const CONTENDED: u32 = 1 << 31;
@@ -44,24 +49,8 @@ pub(crate) const INCONSISTENT: u32 = 1 << 30;
 pub(crate) const OWNER_MASK: u32 = INCONSISTENT - 1;
 /// The not-recoverable state.
 pub(crate) const NOT_RECOVERABLE: u64 = INCONSISTENT as u64;
-/// Spin budget before sleeping: `2^7 - 1` PAUSEs, about 1.3 µs on the reference machine.
-/// (None under loom: its PAUSE is a yield that hands the run to the others, which would
-/// keep the models from ever reaching the sleeping path.)
-const SPIN_STEPS: u32 = if cfg!(ipc_loom) { 0 } else { 7 };
 
 const _: () = assert!(OWNER_MASK == ipc_shm::liveness::OwnerId::MASK);
-
-/// The check stored beside owner id `owner` in the high half of the state: a fixed mix of the
-/// id, never zero, the same in every process. A random 64-bit word passes it with probability
-/// 2^-32; a 32-bit write into the low half never does (its high half is a stale check or 0).
-pub const fn check_of(owner: u32) -> u32 {
-    (owner.wrapping_mul(0x9E37_79B1).rotate_left(13) ^ 0xA5A5_5A5A) | 1
-}
-
-/// The state of a lock held by `owner` with no flags: `check_of(owner) << 32 | owner`.
-pub const fn owner_word(owner: u32) -> u64 {
-    ((check_of(owner) as u64) << 32) | owner as u64
-}
 
 /// A decoded lock state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,7 +193,7 @@ impl RawMutex {
     /// if the state is not free or the id is not cached yet (then take the full path).
     #[inline]
     pub(crate) fn try_fast(&self) -> Option<Held> {
-        let word = crate::owner::cached_me_word()?;
+        let word = owner::cached_word()?;
         // Acquire: pairs with the Release of the unlock that freed the state, so the previous
         // owner's writes to the protected data are visible.
         match self.state.compare_exchange(0, word, Ordering::Acquire, Ordering::Relaxed) {
@@ -213,35 +202,28 @@ impl RawMutex {
         }
     }
 
-    /// Lock with the owner oracle `l`. `Ok` holds the lock (inherited from a dead owner if
-    /// `Held::owner_died`).
+    /// Lock. `Ok` holds the lock (inherited from a dead owner if `Held::owner_died`).
     #[inline]
-    pub(crate) fn acquire<L: Liveness>(&self, l: &L, wait: Wait) -> Result<Held, RawError> {
-        let word = owner_word(l.me()?);
+    pub(crate) fn acquire(&self, wait: Wait) -> Result<Held, RawError> {
+        let word = owner_word(owner::me()?);
         // Acquire: as in `try_fast`.
         if self.state.compare_exchange(0, word, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             return Ok(Held { word, died: 0 });
         }
-        self.slow(l, word as u32, wait, Mode::Acquire)?.ok_or(RawError::WouldBlock)
+        self.slow(word as u32, wait, Mode::Acquire)?.ok_or(RawError::WouldBlock)
     }
 
     /// The contended path. `Ok(Some)` holds the state; `Ok(None)` (only in
     /// [`Mode::WaitFree`]) means the state was seen free.
     #[cold]
-    pub(crate) fn slow<L: Liveness>(
-        &self,
-        l: &L,
-        me: u32,
-        wait: Wait,
-        mode: Mode,
-    ) -> Result<Option<Held>, RawError> {
+    pub(crate) fn slow(&self, me: u32, wait: Wait, mode: Mode) -> Result<Option<Held>, RawError> {
         let mine = owner_word(me);
-        let mut spin = SpinWait::with_steps(SPIN_STEPS);
-        let mut slices = Slices::new();
+        let mut spin = SpinWait::for_locks();
+        let mut schedule = Schedule::new();
         let mut slept = false;
         // Relaxed: a snapshot to tell whether the owner made progress while we spun.
         let entry = self.state.load(Ordering::Relaxed);
-        // Ask the oracle whether the owner lives before the next sleep.
+        // Ask liveness whether the owner lives before the next sleep.
         let mut check = false;
         loop {
             // Relaxed: the CAS that acquires carries the Acquire.
@@ -275,9 +257,10 @@ impl RawMutex {
             }
             if wait == Wait::No || check {
                 check = false;
-                match l.status(owner)? {
-                    OwnerStatus::Alive => {}
-                    OwnerStatus::Dead => {
+                match owner::status(owner) {
+                    // Alive, or Unknown (never recovered): wait, until the deadline at most.
+                    Status::Alive | Status::Unknown => {}
+                    Status::Dead => {
                         // SYNC POINT: exactly one waiter wins this CAS from the dead owner's
                         // state; the others see the new owner and wait on it.
                         // Acquire: whatever the dead owner published is visible to the heir.
@@ -294,12 +277,9 @@ impl RawMutex {
                             Err(_) => continue,
                         }
                     }
-                    OwnerStatus::Invalid => return Err(RawError::Corrupted(w)),
                 }
             }
-            if wait == Wait::No {
-                return Err(RawError::WouldBlock);
-            }
+            let Wait::Until(until) = wait else { return Err(RawError::WouldBlock) };
             // Read the futex word, then announce ourselves with an RMW on the state: the
             // unlock that leaves this state acquires our RMW (AcqRel), so its bump of the
             // futex word comes after our read and the futex wait below cannot sleep through
@@ -314,16 +294,16 @@ impl RawMutex {
             {
                 continue;
             }
-            if wait.expired() {
+            if until.has_passed() {
                 if slept {
                     self.pass_on();
                 }
                 return Err(RawError::TimedOut);
             }
-            let deadline = slices.next_deadline(wait);
+            let end = schedule.next(until);
             slept = true;
-            if futex::wait(&self.futex, seen, deadline) == WaitResult::TimedOut {
-                if wait.expired() {
+            if futex::wait(&self.futex, seen, end.instant()) == WaitResult::TimedOut {
+                if until.has_passed() {
                     self.pass_on();
                     return Err(RawError::TimedOut);
                 }
@@ -447,7 +427,7 @@ impl RawMutex {
     /// consistent again (POSIX `pthread_mutex_consistent`). `false` if it does not hold it
     /// in that state.
     pub fn mark_consistent(&self) -> bool {
-        match System.me() {
+        match owner::me() {
             Ok(me) => self.mark_consistent_as(me),
             Err(_) => false,
         }
@@ -478,7 +458,7 @@ impl RawMutex {
     /// freshly locked) if the state was not recoverable, `None` otherwise or without an owner
     /// id. Its waiters stay announced, so the unlock wakes them.
     pub(crate) fn reclaim(&self) -> Option<Held> {
-        let me = crate::owner::me().ok()?;
+        let me = owner::me().ok()?;
         // Relaxed: the CAS below carries the ordering.
         let w = self.state.load(Ordering::Relaxed);
         if decode(w) != State::NotRecoverable {
@@ -505,59 +485,6 @@ impl RawMutex {
         self.word_value() as u32 & OWNER_MASK
     }
 
-    /// Overwrite the state (tests that play a faulty peer).
-    #[doc(hidden)]
-    pub fn set_word_value(&self, value: u64) {
-        // SeqCst: behaves like a peer's write in any order.
-        self.state.store(value, Ordering::SeqCst);
-    }
-
-    /// Lock with a caller-supplied owner oracle and an optional deadline (`None` blocks).
-    /// A seam for model checking (loom cannot kill a process); [`Mutex`](crate::Mutex) is
-    /// the API.
-    ///
-    /// # Errors
-    /// The raw outcome as a [`TryLockError`](crate::TryLockError) carrying the guard state.
-    #[doc(hidden)]
-    pub fn lock_with<L: Liveness>(
-        &self,
-        l: &L,
-        deadline: Option<Instant>,
-    ) -> Result<Held, crate::TryLockError<Held>> {
-        let wait = deadline.map_or(Wait::Forever, Wait::Until);
-        match self.acquire(l, wait) {
-            Ok(h) if h.owner_died() => Err(crate::TryLockError::OwnerDied(h)),
-            Ok(h) => Ok(h),
-            Err(e) => Err(e.into_try()),
-        }
-    }
-
-    /// Try once with a caller-supplied owner oracle (see [`lock_with`](Self::lock_with)).
-    ///
-    /// # Errors
-    /// As [`lock_with`](Self::lock_with).
-    #[doc(hidden)]
-    pub fn try_lock_with<L: Liveness>(&self, l: &L) -> Result<Held, crate::TryLockError<Held>> {
-        match self.acquire(l, Wait::No) {
-            Ok(h) if h.owner_died() => Err(crate::TryLockError::OwnerDied(h)),
-            Ok(h) => Ok(h),
-            Err(e) => Err(e.into_try()),
-        }
-    }
-
-    /// Unlock an acquisition made with [`lock_with`](Self::lock_with); `false` if the state
-    /// was not held by it. Safe: the raw mutex guards no data by itself.
-    #[doc(hidden)]
-    pub fn unlock_held(&self, held: Held) -> bool {
-        self.release(held.owner(), false)
-    }
-
-    /// Mark an acquisition made with [`lock_with`](Self::lock_with) consistent.
-    #[doc(hidden)]
-    pub fn mark_consistent_held(&self, held: &Held) -> bool {
-        self.mark_consistent_as(held.owner())
-    }
-
     /// A blocking lock for the lock_api surface and internal relocks: retries the busy
     /// outcomes (which a blocking wait never produces) instead of panicking.
     pub(crate) fn lock_blocking(&self) -> Result<Held, RawError> {
@@ -565,7 +492,7 @@ impl RawMutex {
             return Ok(held);
         }
         loop {
-            match self.acquire(&System, Wait::Forever) {
+            match self.acquire(Wait::FOREVER) {
                 Err(RawError::WouldBlock | RawError::TimedOut) => continue,
                 other => return other,
             }
@@ -573,19 +500,14 @@ impl RawMutex {
     }
 
     #[cfg(not(ipc_loom))]
-    fn timed(&self, wait: Wait) -> Option<Held> {
-        match self.acquire(&System, wait) {
+    fn timed(&self, deadline: ipc_shm::Deadline) -> Option<Held> {
+        match self.acquire(Wait::Until(deadline)) {
             Ok(h) => Some(h),
             Err(RawError::WouldBlock | RawError::TimedOut) => None,
             Err(_) => {
                 // A permanent failure (not recoverable, corrupted): lock_api requires an
                 // unsuccessful timed lock not to return before its timeout.
-                if let Wait::Until(deadline) = wait {
-                    let now = Instant::now();
-                    if deadline > now {
-                        std::thread::sleep(deadline - now);
-                    }
-                }
+                sleep_until(deadline);
                 None
             }
         }
@@ -615,13 +537,13 @@ unsafe impl lock_api::RawMutex for RawMutex {
 
     #[inline]
     fn try_lock(&self) -> Option<Held> {
-        self.try_fast().or_else(|| self.acquire(&System, Wait::No).ok())
+        self.try_fast().or_else(|| self.acquire(Wait::No).ok())
     }
 
     #[inline]
     unsafe fn unlock(&self, guard: Held) {
         // A forked child's copy of a guard releases nothing (see `MutexGuard`).
-        if crate::owner::is_me(guard.owner()) {
+        if owner::is_me(guard.owner()) {
             self.release_word(guard.word(), false);
         }
     }
@@ -635,14 +557,24 @@ unsafe impl lock_api::RawMutex for RawMutex {
 // SAFETY: as for `RawMutex`; the timed forms use the same acquiring CAS.
 unsafe impl lock_api::RawMutexTimed for RawMutex {
     type Duration = std::time::Duration;
-    type Instant = Instant;
+    type Instant = std::time::Instant;
 
     fn try_lock_for(&self, timeout: std::time::Duration) -> Option<Held> {
-        self.timed(Wait::for_duration(timeout))
+        self.timed(ipc_shm::Deadline::after(timeout))
     }
 
-    fn try_lock_until(&self, deadline: Instant) -> Option<Held> {
-        self.timed(Wait::Until(deadline))
+    fn try_lock_until(&self, deadline: std::time::Instant) -> Option<Held> {
+        self.timed(deadline.into())
+    }
+}
+
+/// lock_api's timed forms must not fail before their deadline, even on a permanent failure:
+/// sleep out what is left of it (nothing for [`Deadline::NEVER`](ipc_shm::Deadline::NEVER),
+/// where the failure is returned at once, as a blocking lock's would panic).
+#[cfg(not(ipc_loom))]
+pub(crate) fn sleep_until(deadline: ipc_shm::Deadline) {
+    if let Some(left) = deadline.remaining() {
+        std::thread::sleep(left);
     }
 }
 

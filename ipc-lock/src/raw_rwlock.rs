@@ -21,22 +21,25 @@
 //! load on the unlock path), bumps `drain` and wakes the writer.
 //!
 //! A reader killed while holding leaves its count behind: a writer waiting on it sleeps in
-//! bounded slices and, after each, asks whether the slot's owner is alive; a dead owner's
-//! slot is reclaimed (CAS to zero). A writer killed while holding the writer word is
+//! bounded slices and, after each, asks whether the slot's owner is alive; a slot whose owner
+//! liveness calls `Dead` is reclaimed (CAS to zero). A slot whose owner is `Unknown` (garbage,
+//! an id no process ever had, a registry that cannot answer now) is never reclaimed, by
+//! writers or by readers looking for a slot: it is waited on until the deadline, like a live
+//! reader's (the family's table in `ipc_shm::liveness`). A writer killed while holding the writer word is
 //! inherited by the next reader or writer as with a mutex, handed out as the *write* guard in
 //! `OwnerDied` (the heir needs exclusive access to repair). When all 32 slots are held by live
 //! readers of other processes, a new reader gets `TooManyReaders`, never a hang.
 #![allow(unsafe_code)] // unsafe impls only (ShmSafe, Zeroable, lock_api's raw traits); no unsafe blocks
 
-use std::time::Instant;
-
 use ipc_shm::SpinWait;
 use ipc_shm::futex::{self, WaitResult};
+use ipc_shm::liveness::checked_word as owner_word;
 use ipc_shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use ipc_shm::sync::spin_loop;
+use ipc_shm::wait::Schedule;
 
-use crate::owner::{Liveness, OwnerStatus, RawError, Slices, System, Wait};
-use crate::raw_mutex::{Held, Mode, RawMutex, owner_word};
+use crate::owner::{self, RawError, Status, Wait};
+use crate::raw_mutex::{Held, Mode, RawMutex};
 
 /// Number of reader slots: at most this many processes hold read locks at once.
 pub const READER_SLOTS: usize = 32;
@@ -44,10 +47,6 @@ pub const READER_SLOTS: usize = 32;
 const WAITING: u64 = 1 << 31;
 /// The count bits of a slot.
 const COUNT_MASK: u32 = (1 << 31) - 1;
-/// Spin budget of a writer waiting on a reader before it sleeps.
-/// (None under loom: its PAUSE is a yield that hands the run to the others, which would
-/// keep the models from ever reaching the sleeping path.)
-const SPIN_STEPS: u32 = if cfg!(ipc_loom) { 0 } else { 7 };
 /// Rounds a `try_` read makes when writers keep arriving between its two looks.
 const TRY_ROUNDS: u32 = 4;
 
@@ -192,16 +191,17 @@ impl RawRwLock {
 
     /// The uncontended read path: bump our slot, see no writer. `Some((slot index, owner))`
     /// holds a read count; `None`: take the full path.
+    #[cfg(not(ipc_loom))] // lock_api's surface only
     #[inline]
     pub(crate) fn read_fast(&self) -> Option<(u32, u32)> {
-        let (i, _, me) = self.read_fast_as(crate::owner::cached_me()?)?;
+        let (i, _, me) = self.read_fast_as(owner::cached_word()? as u32)?;
         Some((i, me))
     }
 
     /// [`read_fast`](Self::read_fast) handing back the slot itself, for guards that keep it.
     #[inline]
     pub(crate) fn read_fast_ref(&self) -> Option<(&AtomicU64, u32)> {
-        let (_, slot, me) = self.read_fast_as(crate::owner::cached_me()?)?;
+        let (_, slot, me) = self.read_fast_as(owner::cached_word()? as u32)?;
         Some((slot, me))
     }
 
@@ -230,25 +230,21 @@ impl RawRwLock {
         None
     }
 
-    /// Take a read lock with the owner oracle `l`.
-    pub(crate) fn read_acquire<L: Liveness>(
-        &self,
-        l: &L,
-        wait: Wait,
-    ) -> Result<ReadHeld, RawError> {
-        let me = l.me()?;
-        self.read_slow(l, me, wait)
+    /// Take a read lock (the full path).
+    pub(crate) fn read_acquire(&self, wait: Wait) -> Result<ReadHeld, RawError> {
+        let me = owner::me()?;
+        self.read_slow(me, wait)
     }
 
     #[cold]
-    fn read_slow<L: Liveness>(&self, l: &L, me: u32, wait: Wait) -> Result<ReadHeld, RawError> {
+    fn read_slow(&self, me: u32, wait: Wait) -> Result<ReadHeld, RawError> {
         let mut rounds = 0;
         loop {
             // Wait until no writer holds or waits; a dead writer's word is inherited.
-            if let Some(held) = self.writer.slow(l, me, wait, Mode::WaitFree)? {
+            if let Some(held) = self.writer.slow(me, wait, Mode::WaitFree)? {
                 // The writer word is ours, exclusively: let the readers drain out.
                 writer_fence();
-                return match self.drain_readers(l, wait) {
+                return match self.drain_readers(wait) {
                     Ok(()) => Ok(ReadHeld(ReadKind::Exclusive(held))),
                     Err(e) => {
                         self.give_back(&held);
@@ -256,7 +252,7 @@ impl RawRwLock {
                     }
                 };
             }
-            let i = self.claim_slot(l, me)?;
+            let i = self.claim_slot(me)?;
             ipc_shm::crash::point("rwlock.read.counted");
             dekker_fence();
             // SeqCst: as in `read_fast`.
@@ -278,7 +274,7 @@ impl RawRwLock {
     }
 
     /// Bump a reader slot for `me`: its own, a free or idle one, or a dead reader's.
-    fn claim_slot<L: Liveness>(&self, l: &L, me: u32) -> Result<usize, RawError> {
+    fn claim_slot(&self, me: u32) -> Result<usize, RawError> {
         let start = me as usize % READER_SLOTS;
         for pass in 0..2 {
             for k in 0..READER_SLOTS {
@@ -293,8 +289,8 @@ impl RawRwLock {
                     } else if count == 0 && owner != me {
                         // Free, or reserved by a process that holds nothing through it.
                         join(me, 1)
-                    } else if pass == 1 && owner != me && l.status(owner)? != OwnerStatus::Alive {
-                        // A dead (or garbage) reader's slot: reclaim it.
+                    } else if pass == 1 && owner != me && owner::status(owner) == Status::Dead {
+                        // A dead reader's slot: reclaim it (never an Unknown owner's).
                         join(me, 1)
                     } else {
                         break;
@@ -389,21 +385,21 @@ impl RawRwLock {
     /// As the holder of the writer word, wait until every reader slot is empty, reclaiming
     /// the slots of dead readers.
     #[inline]
-    fn drain_readers<L: Liveness>(&self, l: &L, wait: Wait) -> Result<(), RawError> {
+    fn drain_readers(&self, wait: Wait) -> Result<(), RawError> {
         // SeqCst: the writer half of the Dekker pair; it also acquires, pairing with the
         // leaving readers' decrements.
         if self.slots.iter().all(|s| split(s.load(Ordering::SeqCst)).1 == 0) {
             return Ok(());
         }
-        self.drain_inner(l, wait)
+        self.drain_inner(wait)
     }
 
     #[cold]
-    fn drain_inner<L: Liveness>(&self, l: &L, wait: Wait) -> Result<(), RawError> {
+    fn drain_inner(&self, wait: Wait) -> Result<(), RawError> {
         for i in 0..READER_SLOTS {
             let slot = self.slot(i);
-            let mut spin = SpinWait::with_steps(SPIN_STEPS);
-            let mut slices = Slices::new();
+            let mut spin = SpinWait::for_locks();
+            let mut schedule = Schedule::new();
             let mut slept = false;
             let mut check = false;
             loop {
@@ -420,16 +416,15 @@ impl RawRwLock {
                 }
                 if wait == Wait::No || !slept || check {
                     check = false;
-                    if l.status(owner)? != OwnerStatus::Alive {
-                        // A dead (or garbage) reader: reclaim its slot.
+                    // Only a Dead owner's slot is reclaimed: a live reader, and an Unknown
+                    // one (garbage, never an id), are waited on until the deadline.
+                    if owner::status(owner) == Status::Dead {
                         // SeqCst: keeps the slot's modification order simple for readers.
                         let _ = slot.compare_exchange(v, 0, Ordering::SeqCst, Ordering::Relaxed);
                         continue;
                     }
                 }
-                if wait == Wait::No {
-                    return Err(RawError::WouldBlock);
-                }
+                let Wait::Until(until) = wait else { return Err(RawError::WouldBlock) };
                 // Read the epoch, then mark the slot WAITING with an RMW: the reader whose
                 // decrement empties it reads our mark (AcqRel on both sides), so its bump of
                 // the epoch follows our read and the futex wait cannot sleep through it.
@@ -441,13 +436,13 @@ impl RawRwLock {
                 {
                     continue;
                 }
-                if wait.expired() {
+                if until.has_passed() {
                     return Err(RawError::TimedOut);
                 }
-                let deadline = slices.next_deadline(wait);
+                let end = schedule.next(until);
                 slept = true;
-                if futex::wait(&self.drain, armed, deadline) == WaitResult::TimedOut {
-                    if wait.expired() {
+                if futex::wait(&self.drain, armed, end.instant()) == WaitResult::TimedOut {
+                    if until.has_passed() {
                         return Err(RawError::TimedOut);
                     }
                     check = true;
@@ -470,10 +465,10 @@ impl RawRwLock {
         }
     }
 
-    /// Take the write lock with the owner oracle `l`.
+    /// Take the write lock.
     #[inline]
-    pub(crate) fn write_acquire<L: Liveness>(&self, l: &L, wait: Wait) -> Result<Held, RawError> {
-        let me = l.me()?;
+    pub(crate) fn write_acquire(&self, wait: Wait) -> Result<Held, RawError> {
+        let me = owner::me()?;
         // SeqCst (an Acquire too): the writer half of the Dekker pair (writer word, then the
         // slots); pairs with the previous writer's Release unlock.
         let held = if self
@@ -485,13 +480,13 @@ impl RawRwLock {
             dekker_fence();
             Held::new(me, 0)
         } else {
-            let held = self.writer.slow(l, me, wait, Mode::Acquire)?.ok_or(RawError::WouldBlock)?;
+            let held = self.writer.slow(me, wait, Mode::Acquire)?.ok_or(RawError::WouldBlock)?;
             // The slow path's CAS is only Acquire: order it before the slot loads.
             writer_fence();
             held
         };
         ipc_shm::crash::point("rwlock.write.draining");
-        match self.drain_readers(l, wait) {
+        match self.drain_readers(wait) {
             Ok(()) => Ok(held),
             Err(e) => {
                 self.give_back(&held);
@@ -501,12 +496,14 @@ impl RawRwLock {
     }
 
     /// Release the write lock held as `owner` (wakes every waiter: readers may all proceed).
+    #[cfg(not(ipc_loom))] // lock_api's surface only
     #[inline]
     pub(crate) fn write_release(&self, owner: u32) -> bool {
         self.writer.release(owner, true)
     }
 
     /// Release a read acquisition.
+    #[cfg(not(ipc_loom))] // lock_api's surface only
     #[inline]
     pub(crate) fn read_release(&self, held: ReadHeld) {
         match held.0 {
@@ -533,7 +530,7 @@ impl RawRwLock {
     /// Blocking read for lock_api's surface (retries the busy outcomes).
     pub(crate) fn read_blocking(&self) -> Result<ReadHeld, RawError> {
         loop {
-            match self.read_acquire(&System, Wait::Forever) {
+            match self.read_acquire(Wait::FOREVER) {
                 Err(RawError::WouldBlock | RawError::TimedOut) => continue,
                 other => return other,
             }
@@ -543,7 +540,7 @@ impl RawRwLock {
     /// Blocking write (retries the busy outcomes).
     pub(crate) fn write_blocking(&self) -> Result<Held, RawError> {
         loop {
-            match self.write_acquire(&System, Wait::Forever) {
+            match self.write_acquire(Wait::FOREVER) {
                 Err(RawError::WouldBlock | RawError::TimedOut) => continue,
                 other => return other,
             }
@@ -580,83 +577,11 @@ impl RawRwLock {
         self.writer.mark_consistent()
     }
 
-    /// The raw reader slot `i` (diagnostics and tests of the table; `i` wraps).
-    #[doc(hidden)]
+    /// Reader slot `i` (a snapshot, for diagnostics; `i` wraps): `owner id << 32 | count`,
+    /// bit 31 set while a writer waits for it (see the layout in the module docs).
     pub fn slot_value(&self, i: usize) -> u64 {
         // Relaxed: a snapshot.
         self.slot(i).load(Ordering::Relaxed)
-    }
-
-    /// Overwrite reader slot `i` (tests that play a faulty peer; `i` wraps).
-    #[doc(hidden)]
-    pub fn set_slot_value(&self, i: usize, value: u64) {
-        // SeqCst: behaves like a peer's write in any order.
-        self.slot(i).store(value, Ordering::SeqCst);
-    }
-
-    /// Overwrite the writer lock's state (tests that play a faulty peer).
-    #[doc(hidden)]
-    pub fn set_writer_word(&self, value: u64) {
-        self.writer.set_word_value(value);
-    }
-
-    /// Read lock with a caller-supplied owner oracle (a seam for model checking): the fast
-    /// path first (the blind increment of the owner's slot), then the full one, as
-    /// [`RwLock::read`](crate::RwLock::read) does with the real oracle.
-    ///
-    /// # Errors
-    /// The raw outcome.
-    #[doc(hidden)]
-    pub fn read_with<L: Liveness>(
-        &self,
-        l: &L,
-        deadline: Option<Instant>,
-    ) -> Result<ReadHeld, crate::TryLockError<ReadHeld>> {
-        let me = l.me().map_err(|e| RawError::from(e).into_try())?;
-        if let Some((slot, _, owner)) = self.read_fast_as(me) {
-            return Ok(ReadHeld(ReadKind::Slot { slot, owner }));
-        }
-        self.read_acquire(l, deadline.map_or(Wait::Forever, Wait::Until))
-            .map_err(RawError::into_try)
-    }
-
-    /// Write lock with a caller-supplied owner oracle (a seam for model checking).
-    ///
-    /// # Errors
-    /// The raw outcome.
-    #[doc(hidden)]
-    pub fn write_with<L: Liveness>(
-        &self,
-        l: &L,
-        deadline: Option<Instant>,
-    ) -> Result<Held, crate::TryLockError<Held>> {
-        match self.write_acquire(l, deadline.map_or(Wait::Forever, Wait::Until)) {
-            Ok(h) if h.owner_died() => Err(crate::TryLockError::OwnerDied(h)),
-            Ok(h) => Ok(h),
-            Err(e) => Err(e.into_try()),
-        }
-    }
-
-    /// Release an acquisition made with [`read_with`](Self::read_with).
-    #[doc(hidden)]
-    pub fn unlock_read_held(&self, held: ReadHeld) {
-        self.read_release(held);
-    }
-
-    /// Release an acquisition made with [`write_with`](Self::write_with).
-    #[doc(hidden)]
-    pub fn unlock_write_held(&self, held: Held) -> bool {
-        self.write_release(held.owner())
-    }
-
-    #[cfg(not(ipc_loom))]
-    fn sleep_until(wait: Wait) {
-        if let Wait::Until(deadline) = wait {
-            let now = Instant::now();
-            if deadline > now {
-                std::thread::sleep(deadline - now);
-            }
-        }
     }
 }
 
@@ -691,7 +616,7 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
     fn try_lock_shared(&self) -> Option<ReadHeld> {
         match self.read_fast() {
             Some((slot, owner)) => Some(ReadHeld(ReadKind::Slot { slot, owner })),
-            None => self.read_acquire(&System, Wait::No).ok(),
+            None => self.read_acquire(Wait::No).ok(),
         }
     }
 
@@ -702,7 +627,7 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
             ReadKind::Slot { owner, .. } => *owner,
             ReadKind::Exclusive(h) => h.owner(),
         };
-        if crate::owner::is_me(owner) {
+        if owner::is_me(owner) {
             self.read_release(guard);
         }
     }
@@ -717,11 +642,11 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
     }
 
     fn try_lock_exclusive(&self) -> Option<Held> {
-        self.write_acquire(&System, Wait::No).ok()
+        self.write_acquire(Wait::No).ok()
     }
 
     unsafe fn unlock_exclusive(&self, guard: Held) {
-        if crate::owner::is_me(guard.owner()) {
+        if owner::is_me(guard.owner()) {
             self.write_release(guard.owner());
         }
     }
@@ -740,45 +665,45 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
 // gives back whatever it took.
 unsafe impl lock_api::RawRwLockTimed for RawRwLock {
     type Duration = std::time::Duration;
-    type Instant = Instant;
+    type Instant = std::time::Instant;
 
     fn try_lock_shared_for(&self, timeout: std::time::Duration) -> Option<ReadHeld> {
-        self.try_lock_shared_until_wait(Wait::for_duration(timeout))
+        self.try_lock_shared_until_wait(ipc_shm::Deadline::after(timeout))
     }
 
-    fn try_lock_shared_until(&self, deadline: Instant) -> Option<ReadHeld> {
-        self.try_lock_shared_until_wait(Wait::Until(deadline))
+    fn try_lock_shared_until(&self, deadline: std::time::Instant) -> Option<ReadHeld> {
+        self.try_lock_shared_until_wait(deadline.into())
     }
 
     fn try_lock_exclusive_for(&self, timeout: std::time::Duration) -> Option<Held> {
-        self.try_lock_exclusive_until_wait(Wait::for_duration(timeout))
+        self.try_lock_exclusive_until_wait(ipc_shm::Deadline::after(timeout))
     }
 
-    fn try_lock_exclusive_until(&self, deadline: Instant) -> Option<Held> {
-        self.try_lock_exclusive_until_wait(Wait::Until(deadline))
+    fn try_lock_exclusive_until(&self, deadline: std::time::Instant) -> Option<Held> {
+        self.try_lock_exclusive_until_wait(deadline.into())
     }
 }
 
 #[cfg(not(ipc_loom))]
 impl RawRwLock {
-    fn try_lock_shared_until_wait(&self, wait: Wait) -> Option<ReadHeld> {
-        match self.read_acquire(&System, wait) {
+    fn try_lock_shared_until_wait(&self, deadline: ipc_shm::Deadline) -> Option<ReadHeld> {
+        match self.read_acquire(Wait::Until(deadline)) {
             Ok(h) => Some(h),
             Err(RawError::WouldBlock | RawError::TimedOut) => None,
             Err(_) => {
                 // lock_api: an unsuccessful timed lock must not return before its timeout.
-                Self::sleep_until(wait);
+                crate::raw_mutex::sleep_until(deadline);
                 None
             }
         }
     }
 
-    fn try_lock_exclusive_until_wait(&self, wait: Wait) -> Option<Held> {
-        match self.write_acquire(&System, wait) {
+    fn try_lock_exclusive_until_wait(&self, deadline: ipc_shm::Deadline) -> Option<Held> {
+        match self.write_acquire(Wait::Until(deadline)) {
             Ok(h) => Some(h),
             Err(RawError::WouldBlock | RawError::TimedOut) => None,
             Err(_) => {
-                Self::sleep_until(wait);
+                crate::raw_mutex::sleep_until(deadline);
                 None
             }
         }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use ipc_shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{LockError, LockResult, NotOwner, TryLockError, TryLockResult};
-use crate::owner::{Liveness, RawError, System, Wait};
+use crate::owner::{self, RawError, Wait};
 use crate::raw_mutex::RawMutex;
 
 thread_local! {
@@ -123,8 +123,8 @@ impl RawReentrantMutex {
         }
     }
 
-    fn enter<L: Liveness>(&self, l: &L, wait: Wait) -> Result<Entered, RawError> {
-        let me = l.me()?;
+    fn enter(&self, wait: Wait) -> Result<Entered, RawError> {
+        let me = owner::me()?;
         let pair = thread_pair(me);
         // Relaxed: only this thread ever stores `pair` here (module docs): reading it back
         // means this thread holds the lock, and it reads its own writes.
@@ -140,8 +140,8 @@ impl RawReentrantMutex {
             return Ok(Entered { me, pair, died: false });
         }
         let held = loop {
-            match self.mutex.acquire(l, wait) {
-                Err(RawError::WouldBlock | RawError::TimedOut) if wait == Wait::Forever => {}
+            match self.mutex.acquire(wait) {
+                Err(RawError::WouldBlock | RawError::TimedOut) if wait == Wait::FOREVER => {}
                 other => break other?,
             }
         };
@@ -184,7 +184,7 @@ impl RawReentrantMutex {
     /// now holds it (call [`mark_consistent`](Self::mark_consistent) before the final unlock,
     /// or it becomes not recoverable); otherwise as [`Mutex::lock`](crate::Mutex::lock).
     pub fn lock(&self) -> LockResult<()> {
-        match Self::outcome(self.enter(&System, Wait::Forever)) {
+        match Self::outcome(self.enter(Wait::FOREVER)) {
             Ok(()) => Ok(()),
             Err(TryLockError::OwnerDied(())) => Err(LockError::OwnerDied(())),
             Err(e) => Err(try_to_lock(e)),
@@ -196,7 +196,7 @@ impl RawReentrantMutex {
     /// # Errors
     /// [`TryLockError::WouldBlock`]; otherwise as [`lock`](Self::lock).
     pub fn try_lock(&self) -> TryLockResult<()> {
-        Self::outcome(self.enter(&System, Wait::No))
+        Self::outcome(self.enter(Wait::No))
     }
 
     /// Acquire, waiting at most `timeout`.
@@ -204,7 +204,7 @@ impl RawReentrantMutex {
     /// # Errors
     /// [`TryLockError::TimedOut`]; otherwise as [`lock`](Self::lock).
     pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<()> {
-        Self::outcome(self.enter(&System, Wait::for_duration(timeout)))
+        Self::outcome(self.enter(Wait::after(timeout)))
     }
 
     /// Acquire, waiting until `deadline` at most.
@@ -212,7 +212,7 @@ impl RawReentrantMutex {
     /// # Errors
     /// As [`try_lock_for`](Self::try_lock_for).
     pub fn try_lock_until(&self, deadline: Instant) -> TryLockResult<()> {
-        Self::outcome(self.enter(&System, Wait::Until(deadline)))
+        Self::outcome(self.enter(Wait::Until(deadline.into())))
     }
 
     /// Release one level.
@@ -221,13 +221,13 @@ impl RawReentrantMutex {
     /// [`NotOwner`] if the calling thread does not hold it (including a second unlock after
     /// the last), with nothing changed.
     pub fn unlock(&self) -> Result<(), NotOwner> {
-        let me = System.me().map_err(|_| NotOwner)?;
+        let me = owner::me().map_err(|_| NotOwner)?;
         self.exit(me, thread_pair(me))
     }
 
     /// Whether the calling thread holds it.
     pub fn is_owned_by_current_thread(&self) -> bool {
-        match System.me() {
+        match owner::me() {
             // Relaxed: see `enter`.
             Ok(me) => self.owner.load(Ordering::Relaxed) == thread_pair(me),
             Err(_) => false,
@@ -331,7 +331,7 @@ impl<T> ReentrantMutex<T> {
     /// # Errors
     /// As [`RawReentrantMutex::lock`], the guard inside `OwnerDied`.
     pub fn lock(&self) -> LockResult<ReentrantMutexGuard<'_, T>> {
-        self.outcome(self.raw.enter(&System, Wait::Forever)).map_err(try_to_lock)
+        self.outcome(self.raw.enter(Wait::FOREVER)).map_err(try_to_lock)
     }
 
     /// Lock if free (or already ours) now.
@@ -339,7 +339,7 @@ impl<T> ReentrantMutex<T> {
     /// # Errors
     /// As [`RawReentrantMutex::try_lock`].
     pub fn try_lock(&self) -> TryLockResult<ReentrantMutexGuard<'_, T>> {
-        self.outcome(self.raw.enter(&System, Wait::No))
+        self.outcome(self.raw.enter(Wait::No))
     }
 
     /// Lock, waiting at most `timeout`.
@@ -347,7 +347,7 @@ impl<T> ReentrantMutex<T> {
     /// # Errors
     /// As [`RawReentrantMutex::try_lock_for`].
     pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<ReentrantMutexGuard<'_, T>> {
-        self.outcome(self.raw.enter(&System, Wait::for_duration(timeout)))
+        self.outcome(self.raw.enter(Wait::after(timeout)))
     }
 
     /// Lock, waiting until `deadline` at most.
@@ -355,7 +355,7 @@ impl<T> ReentrantMutex<T> {
     /// # Errors
     /// As [`RawReentrantMutex::try_lock_until`].
     pub fn try_lock_until(&self, deadline: Instant) -> TryLockResult<ReentrantMutexGuard<'_, T>> {
-        self.outcome(self.raw.enter(&System, Wait::Until(deadline)))
+        self.outcome(self.raw.enter(Wait::Until(deadline.into())))
     }
 
     /// Whether the calling thread holds it.
@@ -417,7 +417,7 @@ impl<T> Drop for ReentrantMutexGuard<'_, T> {
     fn drop(&mut self) {
         // A forked child's copy of the guard (another process, another thread id) releases
         // nothing.
-        if crate::owner::is_me(self.me) {
+        if owner::is_me(self.me) {
             let _ = self.lock.raw.exit(self.me, self.pair);
         }
     }

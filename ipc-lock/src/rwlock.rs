@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ipc_shm::sync::atomic::AtomicU64;
 
 use crate::error::{LockError, LockResult, TryLockError, TryLockResult};
-use crate::owner::{RawError, System, Wait};
+use crate::owner::{self, RawError, Wait};
 use crate::raw_mutex::Held;
 use crate::raw_rwlock::{RawRwLock, ReadHeld};
 
@@ -167,7 +167,7 @@ impl<T> RwLock<T> {
         &self,
         wait: Wait,
     ) -> Result<(u32, u32), TryLockError<RwLockWriteGuard<'_, T>>> {
-        self.read_parts_outcome(self.raw.read_acquire(&System, wait))
+        self.read_parts_outcome(self.raw.read_acquire(wait))
     }
 
     /// Take a read lock, waiting at most `timeout`.
@@ -176,9 +176,7 @@ impl<T> RwLock<T> {
     /// [`TryLockError::TimedOut`], otherwise as [`read`](Self::read).
     #[inline]
     pub fn try_read_for(&self, timeout: Duration) -> TryReadResult<'_, T> {
-        self.read_guard(self.raw.read_fast_ref(), || {
-            self.try_read_slow(Wait::for_duration(timeout))
-        })
+        self.read_guard(self.raw.read_fast_ref(), || self.try_read_slow(Wait::after(timeout)))
     }
 
     /// Take a read lock, waiting until `deadline` at most.
@@ -187,7 +185,9 @@ impl<T> RwLock<T> {
     /// As [`try_read_for`](Self::try_read_for).
     #[inline]
     pub fn try_read_until(&self, deadline: Instant) -> TryReadResult<'_, T> {
-        self.read_guard(self.raw.read_fast_ref(), || self.try_read_slow(Wait::Until(deadline)))
+        self.read_guard(self.raw.read_fast_ref(), || {
+            self.try_read_slow(Wait::Until(deadline.into()))
+        })
     }
 
     /// Take the write lock, blocking.
@@ -208,7 +208,7 @@ impl<T> RwLock<T> {
     /// # Errors
     /// [`TryLockError::WouldBlock`], otherwise as [`write`](Self::write).
     pub fn try_write(&self) -> TryLockResult<RwLockWriteGuard<'_, T>> {
-        self.write_outcome(self.raw.write_acquire(&System, Wait::No))
+        self.write_outcome(self.raw.write_acquire(Wait::No))
     }
 
     /// Take the write lock, waiting at most `timeout`.
@@ -216,7 +216,7 @@ impl<T> RwLock<T> {
     /// # Errors
     /// [`TryLockError::TimedOut`], otherwise as [`write`](Self::write).
     pub fn try_write_for(&self, timeout: Duration) -> TryLockResult<RwLockWriteGuard<'_, T>> {
-        self.write_outcome(self.raw.write_acquire(&System, Wait::for_duration(timeout)))
+        self.write_outcome(self.raw.write_acquire(Wait::after(timeout)))
     }
 
     /// Take the write lock, waiting until `deadline` at most.
@@ -224,7 +224,7 @@ impl<T> RwLock<T> {
     /// # Errors
     /// As [`try_write_for`](Self::try_write_for).
     pub fn try_write_until(&self, deadline: Instant) -> TryLockResult<RwLockWriteGuard<'_, T>> {
-        self.write_outcome(self.raw.write_acquire(&System, Wait::Until(deadline)))
+        self.write_outcome(self.raw.write_acquire(Wait::Until(deadline.into())))
     }
 
     /// The lock words, e.g. to use them through lock_api.
@@ -286,7 +286,7 @@ impl<T> Drop for RwLockReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         // A forked child's copy of the guard leaves the parent's reader slot alone.
-        if crate::owner::is_me(self.owner) {
+        if owner::is_me(self.owner) {
             self.lock.raw.leave(self.slot, self.owner);
         }
     }
@@ -345,7 +345,7 @@ impl<T> Drop for RwLockWriteGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         // A forked child's copy of the guard releases nothing.
-        if crate::owner::is_me(self.held.owner()) {
+        if owner::is_me(self.held.owner()) {
             self.lock.raw.writer().release_word(self.held.word(), true);
         }
     }

@@ -1,50 +1,27 @@
 //! loom models of ipc-lock's state machines under the futex emulation that makes
 //! check-then-sleep atomic (a lost wake-up shows as a loom deadlock): the mutex fast and
-//! contended paths, inheritance from a dead owner (model owners: loom cannot kill a process),
-//! the rwlock's reader/writer Dekker pair and drain wake-up, and the condvar handshake. Run with
+//! contended paths, inheritance from a dead owner, the rwlock's reader/writer Dekker pair and
+//! drain wake-up, and the condvar handshake. They drive the public API; loom cannot kill a
+//! process, so each model thread plays an owner id through `ipc_shm::liveness::model` (the
+//! family's one seam: `act_as`, `kill`), which liveness answers from under `--cfg ipc_loom`. The single-thread
+//! models at the end pin the owner-status table down deterministically. Run with
 //! `RUSTFLAGS="--cfg ipc_loom" cargo test --release -p ipc-lock --test loom`.
 #![cfg(ipc_loom)]
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
-use ipc_lock::model::{Liveness, OwnerStatus};
-use ipc_lock::{Condvar, Mutex, RawMutex, RawRwLock, TryLockError};
-use ipc_shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use ipc_lock::{Condvar, LockError, Mutex, RwLock, TryLockError};
+use ipc_shm::liveness::model;
+use ipc_shm::sync::atomic::{AtomicU32, Ordering};
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
-/// Model owners: ids 1..=63; `dead` has a bit per owner that died.
-#[derive(Clone)]
-struct Owner {
-    id: u32,
-    dead: Arc<AtomicU64>,
-}
-
-impl Liveness for Owner {
-    fn me(&self) -> Result<u32, ipc_shm::Error> {
-        Ok(self.id)
-    }
-
-    fn status(&self, owner: u32) -> Result<OwnerStatus, ipc_shm::Error> {
-        Ok(match owner {
-            // SeqCst: the model's "kernel" view of who died; not part of the modelled code.
-            1..=63 if self.dead.load(Ordering::SeqCst) & (1 << owner) != 0 => OwnerStatus::Dead,
-            1..=63 => OwnerStatus::Alive,
-            _ => OwnerStatus::Invalid,
-        })
-    }
-}
-
-fn owners(dead: &Arc<AtomicU64>, id: u32) -> Owner {
-    Owner { id, dead: dead.clone() }
-}
-
 /// A deadline that never passes in a model (loom times a timed wait out at once, which then
 /// re-checks the owner's liveness: the slice path).
-fn far() -> Option<Instant> {
-    Some(Instant::now() + Duration::from_secs(3600))
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
 }
 
 /// Add one to a loom cell; loom reports the access if it is concurrent with another (the
@@ -72,28 +49,36 @@ fn builder() -> loom::model::Builder {
     b
 }
 
+/// Spawn a loom thread acting as model process `id`.
+fn spawn_as<T: 'static>(id: u32, f: impl FnOnce() -> T + 'static) -> thread::JoinHandle<T> {
+    thread::spawn(move || {
+        model::act_as(id);
+        f()
+    })
+}
+
 /// Two lockers, one blocking: mutual exclusion on a loom cell (a race is a loom error) and
 /// the blocked one is always woken (a lost wake-up is a loom deadlock).
 #[test]
 fn mutex_excludes_and_wakes() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU64::new(0));
-        let m = Arc::new(RawMutex::new());
+        model::act_as(1);
+        let m = Arc::new(Mutex::new(()));
         let cell = Arc::new(UnsafeCell::new(0u32));
-        let (m2, c2, o2) = (m.clone(), cell.clone(), owners(&dead, 2));
-        let t = thread::spawn(move || {
-            let h = m2.lock_with(&o2, None).unwrap();
+        let (m2, c2) = (m.clone(), cell.clone());
+        let t = spawn_as(2, move || {
+            let g = m2.lock().unwrap();
             bump(&c2);
-            assert!(m2.unlock_held(h));
+            drop(g);
         });
-        let h = m.lock_with(&owners(&dead, 1), None).unwrap();
+        let g = m.lock().unwrap();
         bump(&cell);
-        assert!(m.unlock_held(h));
+        drop(g);
         t.join().unwrap();
-        let h = m.lock_with(&owners(&dead, 1), None).unwrap();
+        let g = m.lock().unwrap();
         assert_eq!(read(&cell), 2);
-        assert!(m.unlock_held(h));
-        assert_eq!(m.word_value(), 0);
+        drop(g);
+        assert_eq!(m.raw().word_value(), 0);
     });
 }
 
@@ -102,23 +87,20 @@ fn mutex_excludes_and_wakes() {
 #[test]
 fn mutex_two_sleepers_both_wake() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU64::new(0));
-        let m = Arc::new(RawMutex::new());
-        let h = m.lock_with(&owners(&dead, 1), None).unwrap();
+        model::act_as(1);
+        let m = Arc::new(Mutex::new(()));
+        let g = m.lock().unwrap();
         let ts: Vec<_> = (2..=3)
             .map(|id| {
-                let (m, o) = (m.clone(), owners(&dead, id));
-                thread::spawn(move || {
-                    let h = m.lock_with(&o, None).unwrap();
-                    assert!(m.unlock_held(h));
-                })
+                let m = m.clone();
+                spawn_as(id, move || drop(m.lock().unwrap()))
             })
             .collect();
-        assert!(m.unlock_held(h));
+        drop(g);
         for t in ts {
             t.join().unwrap();
         }
-        assert_eq!(m.word_value(), 0);
+        assert_eq!(m.raw().word_value(), 0);
     });
 }
 
@@ -127,23 +109,21 @@ fn mutex_two_sleepers_both_wake() {
 #[test]
 fn mutex_exactly_one_heir() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU64::new(0));
-        let m = Arc::new(RawMutex::new());
-        let _ = m.lock_with(&owners(&dead, 1), None).unwrap(); // never unlocked
-        // SeqCst: the model kernel notices the death.
-        dead.fetch_or(1 << 1, Ordering::SeqCst);
+        model::act_as(1);
+        let m = Arc::new(Mutex::new(()));
+        std::mem::forget(m.lock().unwrap()); // never unlocked
+        model::kill(1);
         let heirs = Arc::new(AtomicU32::new(0));
         let ts: Vec<_> = (2..=3)
             .map(|id| {
-                let (m, o, heirs) = (m.clone(), owners(&dead, id), heirs.clone());
-                thread::spawn(move || match m.lock_with(&o, far()) {
-                    Ok(h) => assert!(m.unlock_held(h)),
-                    Err(TryLockError::OwnerDied(h)) => {
-                        assert_eq!(h.dead_owner(), Some(1));
+                let (m, heirs) = (m.clone(), heirs.clone());
+                spawn_as(id, move || match m.try_lock_until(far()) {
+                    Ok(g) => drop(g),
+                    Err(TryLockError::OwnerDied(mut g)) => {
+                        assert_eq!(g.dead_owner(), Some(1));
                         // SeqCst: a count for the final assertion.
                         heirs.fetch_add(1, Ordering::SeqCst);
-                        assert!(m.mark_consistent_held(&h));
-                        assert!(m.unlock_held(h));
+                        assert!(g.mark_consistent());
                     }
                     Err(TryLockError::TimedOut) => {}
                     Err(e) => panic!("{e}"),
@@ -164,16 +144,16 @@ fn mutex_exactly_one_heir() {
 #[test]
 fn mutex_unmarked_heir_wakes_sleepers_with_not_recoverable() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU64::new(0));
-        let m = Arc::new(RawMutex::new());
-        let _ = m.lock_with(&owners(&dead, 1), None).unwrap();
-        // SeqCst: the model kernel notices the death.
-        dead.fetch_or(1 << 1, Ordering::SeqCst);
-        let h = m.lock_with(&owners(&dead, 2), far()).unwrap_err().into_owner_died().unwrap();
-        let (m2, o3) = (m.clone(), owners(&dead, 3));
-        let t = thread::spawn(move || m2.lock_with(&o3, None).map(|_| ()).unwrap_err());
-        assert!(m.unlock_held(h)); // without mark_consistent
-        assert!(matches!(t.join().unwrap(), TryLockError::NotRecoverable));
+        model::act_as(1);
+        let m = Arc::new(Mutex::new(()));
+        std::mem::forget(m.lock().unwrap());
+        model::kill(1);
+        model::act_as(2);
+        let g = m.try_lock_until(far()).unwrap_err().into_owner_died().unwrap();
+        let m2 = m.clone();
+        let t = spawn_as(3, move || matches!(m2.lock(), Err(LockError::NotRecoverable)));
+        drop(g); // without mark_consistent
+        assert!(t.join().unwrap());
         assert!(m.is_not_recoverable());
     });
 }
@@ -183,25 +163,25 @@ fn mutex_unmarked_heir_wakes_sleepers_with_not_recoverable() {
 #[test]
 fn rwlock_reader_and_writer_exclude() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU64::new(0));
-        let l = Arc::new(RawRwLock::new());
+        model::act_as(1);
+        let l = Arc::new(RwLock::new(()));
         // A first read claims owner 1's slot, so the one raced below takes the fast path
         // (a blind increment of its own slot).
-        l.unlock_read_held(l.read_with(&owners(&dead, 1), None).unwrap());
+        drop(l.read().unwrap());
         let cell = Arc::new(UnsafeCell::new(0u32));
-        let (l2, c2, o2) = (l.clone(), cell.clone(), owners(&dead, 2));
-        let w = thread::spawn(move || {
-            let h = l2.write_with(&o2, None).unwrap();
+        let (l2, c2) = (l.clone(), cell.clone());
+        let w = spawn_as(2, move || {
+            let g = l2.write().unwrap();
             bump(&c2);
-            assert!(l2.unlock_write_held(h));
+            drop(g);
         });
-        let r = l.read_with(&owners(&dead, 1), None).unwrap();
+        let r = l.read().unwrap();
         let seen = read(&cell);
-        l.unlock_read_held(r);
+        drop(r);
         w.join().unwrap();
         assert!(seen <= 1);
-        assert_eq!(l.reader_count(), 0);
-        assert!(!l.is_locked_exclusive());
+        assert_eq!(l.raw().reader_count(), 0);
+        assert!(!l.raw().is_locked_exclusive());
     });
 }
 
@@ -209,17 +189,14 @@ fn rwlock_reader_and_writer_exclude() {
 #[test]
 fn rwlock_writer_woken_when_the_reader_leaves() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU64::new(0));
-        let l = Arc::new(RawRwLock::new());
-        let r = l.read_with(&owners(&dead, 1), None).unwrap();
-        let (l2, o2) = (l.clone(), owners(&dead, 2));
-        let w = thread::spawn(move || {
-            let h = l2.write_with(&o2, None).unwrap();
-            assert!(l2.unlock_write_held(h));
-        });
-        l.unlock_read_held(r);
+        model::act_as(1);
+        let l = Arc::new(RwLock::new(()));
+        let r = l.read().unwrap();
+        let l2 = l.clone();
+        let w = spawn_as(2, move || drop(l2.write().unwrap()));
+        drop(r);
         w.join().unwrap();
-        assert_eq!(l.reader_count(), 0);
+        assert_eq!(l.raw().reader_count(), 0);
     });
 }
 
@@ -227,18 +204,14 @@ fn rwlock_writer_woken_when_the_reader_leaves() {
 #[test]
 fn rwlock_writer_reclaims_a_dead_reader() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU64::new(0));
-        let l = Arc::new(RawRwLock::new());
-        let _ = l.read_with(&owners(&dead, 1), None).unwrap(); // never released
-        let (l2, o2) = (l.clone(), owners(&dead, 2));
-        let w = thread::spawn(move || {
-            let h = l2.write_with(&o2, far()).unwrap();
-            assert!(l2.unlock_write_held(h));
-        });
-        // SeqCst: the model kernel notices the death.
-        dead.fetch_or(1 << 1, Ordering::SeqCst);
+        model::act_as(1);
+        let l = Arc::new(RwLock::new(()));
+        std::mem::forget(l.read().unwrap()); // never released
+        let l2 = l.clone();
+        let w = spawn_as(2, move || drop(l2.try_write_until(far()).unwrap()));
+        model::kill(1);
         w.join().unwrap();
-        assert_eq!(l.reader_count(), 0);
+        assert_eq!(l.raw().reader_count(), 0);
     });
 }
 
@@ -246,12 +219,11 @@ fn rwlock_writer_reclaims_a_dead_reader() {
 /// the notify that follows the flag's change (a lost wake-up is a loom deadlock).
 #[test]
 fn condvar_no_lost_wake_up() {
-    // Register this process with liveness once, outside the model (real syscalls).
-    ipc_shm::liveness::current().unwrap();
     builder().check(|| {
+        model::act_as(1);
         let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
         let p2 = pair.clone();
-        let t = thread::spawn(move || {
+        let t = spawn_as(2, move || {
             *p2.0.lock().unwrap() = 1;
             p2.1.notify_one();
         });
@@ -266,15 +238,15 @@ fn condvar_no_lost_wake_up() {
 /// notify_all with two waiters: both wake.
 #[test]
 fn condvar_notify_all_wakes_both() {
-    ipc_shm::liveness::current().unwrap();
     let mut b = builder();
     b.preemption_bound = Some(1);
     b.check(|| {
+        model::act_as(1);
         let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
-        let ts: Vec<_> = (0..2)
-            .map(|_| {
+        let ts: Vec<_> = (2..=3)
+            .map(|id| {
                 let p = pair.clone();
-                thread::spawn(move || {
+                spawn_as(id, move || {
                     let g = p.0.lock().unwrap();
                     drop(p.1.wait_while(g, |v| *v == 0).unwrap());
                 })
@@ -294,28 +266,167 @@ fn condvar_notify_all_wakes_both() {
 #[test]
 fn rwlock_slot_collision_undoes_the_stray_increment() {
     builder().check(|| {
-        let dead = Arc::new(AtomicU64::new(0));
-        let l = Arc::new(RawRwLock::new());
+        model::act_as(1);
+        let l = Arc::new(RwLock::new(()));
         let cell = Arc::new(UnsafeCell::new(0u32));
-        let r1 = l.read_with(&owners(&dead, 1), None).unwrap();
-        let (l2, c2, o2) = (l.clone(), cell.clone(), owners(&dead, 2));
-        let w = thread::spawn(move || {
-            let h = l2.write_with(&o2, None).unwrap();
+        let r1 = l.read().unwrap();
+        let (l2, c2) = (l.clone(), cell.clone());
+        let w = spawn_as(2, move || {
+            let g = l2.write().unwrap();
             bump(&c2);
-            assert!(l2.unlock_write_held(h));
+            drop(g);
         });
-        let (l3, c3, o33) = (l.clone(), cell.clone(), owners(&dead, 33));
-        let r = thread::spawn(move || {
-            if let Ok(h) = l3.read_with(&o33, far()) {
+        let (l3, c3) = (l.clone(), cell.clone());
+        let r = spawn_as(33, move || {
+            if let Ok(g) = l3.try_read_until(far()) {
                 let _ = read(&c3);
-                l3.unlock_read_held(h);
+                drop(g);
             }
         });
         let _ = read(&cell);
-        l.unlock_read_held(r1);
+        drop(r1);
         w.join().unwrap();
         r.join().unwrap();
-        assert_eq!(l.reader_count(), 0);
+        assert_eq!(l.raw().reader_count(), 0);
         assert_eq!(read(&cell), 1);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Single-thread models: one execution each, the owner-status table pinned down.
+
+/// One thread, so one execution; a full reader table takes thousands of atomic steps.
+fn single(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.max_branches = 100_000;
+    b.check(f);
+}
+
+/// A chain of heirs that each die before marking the data consistent: each next locker is
+/// told, with the previous heir as the dead owner; the one that marks it ends the chain.
+#[test]
+fn a_chain_of_deaths_keeps_reporting_owner_died() {
+    single(|| {
+        model::act_as(1);
+        let m = Mutex::new(());
+        std::mem::forget(m.lock().unwrap());
+        model::kill(1);
+        for id in 2..=6 {
+            model::act_as(id);
+            match m.try_lock() {
+                Err(TryLockError::OwnerDied(g)) => {
+                    assert_eq!(g.dead_owner(), Some(id - 1));
+                    std::mem::forget(g);
+                }
+                other => panic!("owner {id}: expected OwnerDied, got {other:?}"),
+            }
+            model::kill(id);
+        }
+        model::act_as(7);
+        let mut g = m.try_lock().unwrap_err().into_owner_died().unwrap();
+        assert!(g.mark_consistent());
+        drop(g);
+        model::act_as(8);
+        assert!(!m.lock().unwrap().owner_died());
+    });
+}
+
+/// A live owner is waited on, and so is an owner liveness calls Unknown (never inherited);
+/// a dead one is inherited at once, even by `try_lock`.
+#[test]
+fn live_and_unknown_owners_are_waited_on_dead_ones_inherited() {
+    single(|| {
+        for holder in [9, 64] {
+            // 9: a live model process; 64: an owner liveness cannot vouch for.
+            let m = Mutex::new(());
+            if holder < 64 {
+                model::act_as(holder);
+            } else {
+                model::act_as_unknown(holder);
+            }
+            std::mem::forget(m.lock().unwrap());
+            model::act_as(2);
+            assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)), "{holder}");
+            let passed = Instant::now();
+            assert!(matches!(m.try_lock_until(passed), Err(TryLockError::TimedOut)), "{holder}");
+            assert_eq!(m.raw().owner_value(), holder);
+        }
+        let m = Mutex::new(());
+        model::act_as(9);
+        std::mem::forget(m.lock().unwrap());
+        model::kill(9);
+        model::act_as(2);
+        let mut g = m.try_lock().unwrap_err().into_owner_died().unwrap();
+        assert_eq!(g.dead_owner(), Some(9));
+        assert!(g.mark_consistent());
+    });
+}
+
+/// A reader that inherits a dead writer holds the lock exclusively; released unmarked, the
+/// lock is not recoverable for readers and writers.
+#[test]
+fn rwlock_dead_writer_is_inherited_by_a_reader_as_the_write_lock() {
+    single(|| {
+        model::act_as(1);
+        let l = RwLock::new(());
+        std::mem::forget(l.write().unwrap());
+        model::kill(1);
+        model::act_as(2);
+        let g = l.read().map(drop).unwrap_err().into_owner_died().unwrap();
+        assert!(l.raw().is_locked_exclusive());
+        drop(g);
+        assert!(l.raw().is_not_recoverable());
+        model::act_as(3);
+        assert!(matches!(l.try_read(), Err(TryLockError::NotRecoverable)));
+        assert!(matches!(l.try_write(), Err(TryLockError::NotRecoverable)));
+    });
+}
+
+/// A table full of live readers is TooManyReaders; a dead reader's slot is reclaimed for a
+/// newcomer, an Unknown one's never.
+#[test]
+fn rwlock_full_table_and_reclaimed_slots() {
+    single(|| {
+        let l = RwLock::new(());
+        // Readers 1..=31 in slots 1..=31, and in slot 0 (64 % 32) an owner liveness calls
+        // Unknown.
+        for id in (1..ipc_lock::READER_SLOTS as u32).chain([64]) {
+            model::act_as(id);
+            std::mem::forget(l.read().unwrap());
+        }
+        model::act_as(40);
+        assert!(matches!(l.try_read(), Err(TryLockError::TooManyReaders)));
+        assert_eq!(l.raw().slot_value(0), (64 << 32) | 1, "the Unknown reader's slot was taken");
+        // Reader 8 dies: its slot goes to the newcomer.
+        model::kill(8);
+        let g = l.try_read().unwrap();
+        assert_eq!(l.raw().slot_value(8) >> 32, 40);
+        drop(g);
+    });
+}
+
+/// Owners 1 and 33 prefer the same slot (33 % 32 == 1): 33's blind increment of 1's slot is
+/// taken back and 33 reads through a slot of its own; the counts stay exact.
+#[test]
+fn rwlock_colliding_owners_share_the_table_correctly() {
+    single(|| {
+        let l = RwLock::new(());
+        model::act_as(1);
+        let r1 = l.read().unwrap();
+        let r1b = l.read().unwrap(); // fast path, own slot
+        model::act_as(33);
+        let r33 = l.read().unwrap();
+        assert_eq!(l.raw().reader_count(), 3);
+        assert_eq!(l.raw().slot_value(1), (1 << 32) | 2, "33's stray increment stayed");
+        model::act_as(2);
+        assert!(matches!(l.try_write(), Err(TryLockError::WouldBlock)));
+        model::act_as(1);
+        drop(r1);
+        drop(r1b);
+        model::act_as(33);
+        drop(r33);
+        assert_eq!(l.raw().reader_count(), 0);
+        model::act_as(2);
+        drop(l.try_write().unwrap());
     });
 }

@@ -157,24 +157,7 @@ impl AsyncConnection {
     }
 
     fn fail(&mut self, op: &'static str, f: Fail) -> Error {
-        match f {
-            Fail::WouldBlock => Error::Timeout { op, object: self.core.object(), partial: false },
-            Fail::Disconnected => Error::Disconnected { op, object: self.core.object() },
-            Fail::Eof { received, expected } => {
-                self.core.poison(PoisonCause::Truncated);
-                Error::UnexpectedEof { op, object: self.core.object(), received, expected }
-            }
-            Fail::Frame(e) => {
-                self.core.poison(PoisonCause::BadFrame(e));
-                match e {
-                    frame::FrameError::TooLarge { len, max } => {
-                        Error::MessageTooLarge { op, object: self.core.object(), len, max }
-                    }
-                    other => Error::BadFrame { op, object: self.core.object(), reason: other },
-                }
-            }
-            Fail::Io(e) => io_err(op, &self.core, e),
-        }
+        self.core.fail(op, f)
     }
 
     /// Set the largest message received or sent.

@@ -193,6 +193,10 @@ pub enum AuthError {
     /// The peer closed the connection during the handshake (it most likely refused our key,
     /// or demanded one we do not have).
     Disconnected,
+    /// File descriptors arrived with a handshake message (the kernel closed them).
+    UnexpectedFds,
+    /// A handshake message was not a valid frame.
+    Malformed,
 }
 
 impl fmt::Display for AuthError {
@@ -213,7 +217,9 @@ impl fmt::Display for AuthError {
             }
             AuthError::WrongDigest => f.write_str("digest received was wrong (wrong authkey)"),
             AuthError::Rejected => f.write_str("digest sent was rejected (wrong authkey)"),
-            AuthError::UnexpectedReply => f.write_str("expected #WELCOME# or #FAILURE#"),
+            AuthError::UnexpectedReply => {
+                f.write_str("the reply to our digest was neither #WELCOME# nor #FAILURE#")
+            }
             AuthError::Reflected => f.write_str("peer reflected our own challenge"),
             AuthError::MessageTooLong { len } => {
                 write!(f, "handshake message of {len} bytes exceeds {MAX_AUTH_MESSAGE}")
@@ -225,6 +231,10 @@ impl fmt::Display for AuthError {
             AuthError::Disconnected => {
                 f.write_str("peer closed the connection during the handshake")
             }
+            AuthError::UnexpectedFds => f.write_str(
+                "file descriptors arrived with a handshake message (closed unread by the kernel)",
+            ),
+            AuthError::Malformed => f.write_str("a handshake message was not a valid frame"),
         }
     }
 }

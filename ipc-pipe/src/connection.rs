@@ -98,9 +98,11 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::Disconnected`], [`Error::UnexpectedEof`], [`Error::MessageTooLarge`],
-    /// [`Error::BadFrame`], [`Error::UnexpectedFds`] (fds came with it: closed, message
-    /// dropped), [`Error::FdsTruncated`], [`Error::Timeout`] (a started frame stalled past the
-    /// frame timeout), [`Error::Poisoned`], [`Error::AuthRequired`], [`Error::Io`].
+    /// [`Error::BadFrame`], [`Error::UnexpectedFds`] (fds came with it: this receive offers
+    /// no room for fds, so the kernel closed them; the connection is poisoned. Use
+    /// [`recv_fds`](Self::recv_fds) on a connection that carries fds),
+    /// [`Error::Timeout`] (a started frame stalled past the frame timeout),
+    /// [`Error::Poisoned`], [`Error::AuthRequired`], [`Error::Io`].
     pub fn recv(&mut self) -> Result<Vec<u8>> {
         self.recv_limit("recv", Limit::Block)
     }
@@ -160,7 +162,10 @@ impl Connection {
         self.core.send("send_fds", &[IoSlice::new(data)], fds, Limit::Block)
     }
 
-    /// Receive one message and the fds that came with it (none is fine), `CLOEXEC`.
+    /// Receive one message and the fds that came with it (none is fine), `CLOEXEC`. On a
+    /// connection that carries fds, receive every message this way: a plain
+    /// [`recv`](Self::recv) offers the kernel no room for fds, and may read ahead into the
+    /// next message and so lose its fds.
     ///
     /// # Errors
     /// [`Error::FdsTruncated`] when the kernel cut the control data (`MSG_CTRUNC`: more than
@@ -199,8 +204,16 @@ impl Connection {
     /// (`SO_PEERCRED`).
     ///
     /// # Errors
-    /// [`Error::Io`] (for instance on an fd that is not a Unix socket).
+    /// [`Error::Unsupported`] on TCP, [`Error::Io`] (for instance on an fd that is not a Unix
+    /// socket).
     pub fn peer_credentials(&self) -> Result<Credentials> {
+        if self.core.tcp {
+            return Err(Error::Unsupported {
+                op: "get peer credentials of",
+                object: self.core.object(),
+                reason: "TCP carries no peer credentials",
+            });
+        }
         sys::peer_creds(self.core.fd.as_fd())
             .map(Credentials::from)
             .map_err(|e| Error::io("get peer credentials of", self.core.object(), e))

@@ -51,6 +51,11 @@ pub(crate) struct Core {
     pub(crate) poisoned: Option<PoisonCause>,
     /// A client without an authkey: the first frame must not be a `#CHALLENGE#`.
     pub(crate) challenge_check: bool,
+    /// A TCP connection: no fds, no peer credentials.
+    pub(crate) tcp: bool,
+    /// The memory budget of `recv_pickle`.
+    #[cfg(feature = "pickle")]
+    pub(crate) pickle_limit: crate::pickle_guard::PickleLimit,
 }
 
 impl std::fmt::Debug for Core {
@@ -80,6 +85,9 @@ impl Core {
             label: label.into(),
             poisoned: None,
             challenge_check: false,
+            tcp: false,
+            #[cfg(feature = "pickle")]
+            pickle_limit: crate::pickle_guard::PickleLimit::default(),
         }
     }
 
@@ -111,7 +119,7 @@ impl Core {
 
     /// The error for a failed receive step (poisoning where the stream is broken).
     #[cold]
-    fn fail(&mut self, op: &'static str, f: Fail) -> Error {
+    pub(crate) fn fail(&mut self, op: &'static str, f: Fail) -> Error {
         match f {
             Fail::WouldBlock => Error::Timeout { op, object: self.object(), partial: false },
             Fail::Disconnected => Error::Disconnected { op, object: self.object() },
@@ -120,6 +128,10 @@ impl Core {
                 Error::UnexpectedEof { op, object: self.object(), received, expected }
             }
             Fail::Frame(e) => self.frame_error(op, e),
+            Fail::Fds(count) => {
+                self.poison(PoisonCause::UnexpectedFds);
+                Error::UnexpectedFds { op, object: self.object(), count }
+            }
             Fail::Io(e) => Error::io(op, self.object(), e),
         }
     }
@@ -169,6 +181,12 @@ impl Core {
         fds: FrameFds,
         policy: FdPolicy,
     ) -> Result<Vec<OwnedFd>> {
+        if fds.discarded {
+            // fds where none were accepted: the kernel closed them; the peer broke the rules.
+            drop(fds);
+            self.poison(PoisonCause::UnexpectedFds);
+            return Err(Error::UnexpectedFds { op, object: self.object(), count: None });
+        }
         if fds.truncated {
             let received = fds.fds.len();
             drop(fds);
@@ -181,7 +199,7 @@ impl Core {
         if fds.fds.len() > allowed {
             let count = fds.fds.len();
             drop(fds);
-            return Err(Error::UnexpectedFds { op, object: self.object(), count });
+            return Err(Error::UnexpectedFds { op, object: self.object(), count: Some(count) });
         }
         if self.challenge_check {
             self.challenge_check = false;
@@ -209,6 +227,11 @@ impl Core {
         limit: Limit,
         policy: FdPolicy,
     ) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+        self.reader.accept_fds = match policy {
+            _ if self.tcp => 0,
+            FdPolicy::None => 0,
+            FdPolicy::UpTo(n) => n,
+        };
         if self.fast_ok(limit) {
             let mut body = Vec::new();
             match self.reader.fast_into(self.fd.as_fd(), &mut body) {
@@ -231,6 +254,7 @@ impl Core {
         limit: Limit,
         out: &mut Vec<u8>,
     ) -> Result<Option<usize>> {
+        self.reader.accept_fds = 0;
         if self.fast_ok(limit) {
             match self.reader.fast_into(self.fd.as_fd(), out) {
                 Some(Ok(n)) => return Ok(Some(n)),
@@ -305,6 +329,13 @@ impl Core {
                 object: self.object(),
                 len: total as u64,
                 max: self.reader.max_message,
+            });
+        }
+        if self.tcp && !fds.is_empty() {
+            return Err(Error::Unsupported {
+                op,
+                object: self.object(),
+                reason: "file descriptors pass only over local (Unix) sockets, not TCP",
             });
         }
         if fds.len() > sys::MAX_FDS {

@@ -26,6 +26,9 @@ pub enum PoisonCause {
     Cancelled,
     /// The handshake failed.
     Handshake,
+    /// File descriptors arrived with a message to a receive that accepts none (the peer
+    /// broke the protocol; the kernel closed them), or far more than the receive accepts.
+    UnexpectedFds,
 }
 
 impl fmt::Display for PoisonCause {
@@ -36,17 +39,22 @@ impl fmt::Display for PoisonCause {
             PoisonCause::PartialSend => f.write_str("a send stopped in the middle of a frame"),
             PoisonCause::Cancelled => f.write_str("an operation was cancelled mid-frame"),
             PoisonCause::Handshake => f.write_str("the handshake failed"),
+            PoisonCause::UnexpectedFds => {
+                f.write_str("file descriptors arrived where none were accepted")
+            }
         }
     }
 }
 
-/// Errors of ipc-pipe. Messages name the operation and the object (`recv on connection
-/// "/run/app/sock": peer disconnected`); OS errors are kept as the source.
+/// Errors of ipc-pipe. Messages name the operation, the object and the cause in one line, with
+/// sizes and limits where they apply (`recv on connection to "/run/app.sock": message of 4096
+/// bytes exceeds the limit of 1024 bytes`, `connect to "/run/app.sock": authentication failed:
+/// digest sent was rejected (wrong authkey)`); OS errors are kept as the source.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The peer closed its end (or died) at a frame boundary.
-    #[error("{op} on {object}: peer disconnected")]
+    #[error("{}: peer disconnected", phrase(.op, .object))]
     Disconnected {
         /// The operation.
         op: &'static str,
@@ -54,7 +62,7 @@ pub enum Error {
         object: String,
     },
     /// The peer closed its end (or died) in the middle of a frame; the connection is poisoned.
-    #[error("{op} on {object}: peer disconnected mid-frame after {received} of {expected} bytes")]
+    #[error("{}: peer disconnected mid-frame after {received} of {expected} bytes", phrase(.op, .object))]
     UnexpectedEof {
         /// The operation.
         op: &'static str,
@@ -67,7 +75,11 @@ pub enum Error {
     },
     /// The deadline passed. After a send that had written part of a frame (`partial`), the
     /// connection is poisoned; otherwise it is still usable.
-    #[error("{op} on {object}: timed out{}", if *.partial { " mid-frame (connection poisoned)" } else { "" })]
+    #[error(
+        "{}: timed out{}",
+        phrase(.op, .object),
+        if *.partial { " mid-frame (connection poisoned)" } else { "" }
+    )]
     Timeout {
         /// The operation.
         op: &'static str,
@@ -78,7 +90,7 @@ pub enum Error {
     },
     /// A received frame is longer than `max_message` (refused from its prefix, before any
     /// allocation), or a message to send is; a received one poisons the connection.
-    #[error("{op} on {object}: message of {len} bytes exceeds the limit of {max} bytes")]
+    #[error("{}: message of {len} bytes exceeds the limit of {max} bytes", phrase(.op, .object))]
     MessageTooLarge {
         /// The operation.
         op: &'static str,
@@ -90,7 +102,7 @@ pub enum Error {
         max: usize,
     },
     /// A malformed frame prefix; the connection is poisoned.
-    #[error("{op} on {object}: malformed frame: {reason}")]
+    #[error("{}: malformed frame: {reason}", phrase(.op, .object))]
     BadFrame {
         /// The operation.
         op: &'static str,
@@ -100,7 +112,7 @@ pub enum Error {
         reason: FrameError,
     },
     /// An earlier error left the connection unusable.
-    #[error("{op} on {object}: connection unusable after an earlier error ({cause})")]
+    #[error("{}: connection unusable after an earlier error ({cause})", phrase(.op, .object))]
     Poisoned {
         /// The operation.
         op: &'static str,
@@ -109,24 +121,43 @@ pub enum Error {
         /// The earlier error.
         cause: PoisonCause,
     },
-    /// File descriptors arrived with a message received by a call that expects none (or more
-    /// than asked for); all of them were closed and the message dropped.
+    /// File descriptors arrived with a message.
+    ///
+    /// To a receive that accepts none (`recv`, `try_recv`, `recv_into`, the handshake, the
+    /// typed receives): no room for them was offered, so the kernel closed them before they
+    /// reached our fd table (`count` is `None`), and the connection is poisoned (a peer that
+    /// floods us with fds is dropped at its first batch). To `recv_fds` and its kin, more
+    /// than asked for: all of them were closed and the message dropped (`count` is `Some`);
+    /// the connection stays usable, unless far more kept coming within one frame.
     #[error(
-        "{op} on {object}: {count} unexpected file descriptor(s) arrived with a message; closed them"
+        "{}: {}",
+        phrase(.op, .object),
+        match count {
+            Some(n) => format!(
+                "{n} file descriptor(s) arrived with a message, more than accepted; closed them \
+                 and dropped the message"
+            ),
+            None => "file descriptors arrived with a message to a receive that accepts none \
+                     and were closed by the kernel (use recv_fds on a connection that carries \
+                     fds); connection poisoned"
+                .to_owned(),
+        }
     )]
     UnexpectedFds {
         /// The operation.
         op: &'static str,
         /// The connection.
         object: String,
-        /// How many arrived.
-        count: usize,
+        /// How many arrived, when they reached us.
+        count: Option<usize>,
     },
     /// The kernel truncated the control data of a message (`MSG_CTRUNC`: more fds than the
     /// receive buffer holds, or `RLIMIT_NOFILE` reached); the fds that did arrive were closed
     /// and the message dropped.
     #[error(
-        "{op} on {object}: file descriptors truncated (MSG_CTRUNC); closed the {received} that arrived"
+        "{}: file descriptors truncated by the kernel (MSG_CTRUNC: more than 253, or \
+         RLIMIT_NOFILE reached); closed the {received} that arrived and dropped the message",
+        phrase(.op, .object)
     )]
     FdsTruncated {
         /// The operation.
@@ -137,7 +168,7 @@ pub enum Error {
         received: usize,
     },
     /// Too many fds to send in one message (the kernel's limit is 253).
-    #[error("{op} on {object}: {count} file descriptors in one message, at most {max}")]
+    #[error("{}: {count} file descriptors in one message, at most {max}", phrase(.op, .object))]
     TooManyFds {
         /// The operation.
         op: &'static str,
@@ -149,7 +180,7 @@ pub enum Error {
         max: usize,
     },
     /// A received fd is not what the message said it was (type, size or seals).
-    #[error("{op} on {object}: received file descriptor refused: {reason}")]
+    #[error("{}: received file descriptor refused: {reason}", phrase(.op, .object))]
     BadFd {
         /// The operation.
         op: &'static str,
@@ -159,7 +190,7 @@ pub enum Error {
         reason: String,
     },
     /// The challenge handshake failed.
-    #[error("{op} {object}: authentication failed: {reason}")]
+    #[error("{}: authentication failed: {reason}", phrase(.op, .object))]
     AuthFailed {
         /// The operation (`accept` or `connect`).
         op: &'static str,
@@ -170,7 +201,8 @@ pub enum Error {
     },
     /// The listener sent a challenge but we have no authkey.
     #[error(
-        "{op} {object}: the listener demands an authkey (it sent a challenge) and none was given"
+        "{}: the listener demands an authkey (it sent a challenge) and none was given",
+        phrase(.op, .object)
     )]
     AuthRequired {
         /// The operation.
@@ -179,13 +211,17 @@ pub enum Error {
         object: String,
     },
     /// The authkey is unusable (empty).
-    #[error("invalid authkey: {reason}")]
+    #[error("{}: invalid authkey: {reason}", phrase(.op, .object))]
     InvalidAuthKey {
+        /// The operation (`bind` or `connect`).
+        op: &'static str,
+        /// The address.
+        object: String,
         /// Why.
         reason: &'static str,
     },
     /// The connecting process is refused by the listener's credential policy.
-    #[error("{op} {object}: peer {creds} refused by the listener's uid policy")]
+    #[error("{}: peer {creds} refused by the listener's uid policy", phrase(.op, .object))]
     PeerNotAllowed {
         /// The operation.
         op: &'static str,
@@ -195,7 +231,7 @@ pub enum Error {
         creds: Credentials,
     },
     /// The address cannot be used.
-    #[error("{op} {object}: invalid address: {reason}")]
+    #[error("{}: invalid address: {reason}", phrase(.op, .object))]
     InvalidAddress {
         /// The operation.
         op: &'static str,
@@ -206,7 +242,7 @@ pub enum Error {
     },
     /// Something already sits at the address: a live listener, or a file, symlink or
     /// foreign socket, which is neither followed nor removed.
-    #[error("{op} {object}: address in use: {reason}")]
+    #[error("{}: address in use: {reason}", phrase(.op, .object))]
     AddrInUse {
         /// The operation.
         op: &'static str,
@@ -216,7 +252,7 @@ pub enum Error {
         reason: String,
     },
     /// The directory of a socket path fails the checks (owner, mode, symlink).
-    #[error("{op} {object}: unsafe socket directory: {reason}")]
+    #[error("{}: unsafe socket directory: {reason}", phrase(.op, .object))]
     UnsafeDirectory {
         /// The operation.
         op: &'static str,
@@ -225,8 +261,23 @@ pub enum Error {
         /// Which check failed.
         reason: String,
     },
+    /// A received pickle was refused before decoding (feature `pickle`): decoding it would
+    /// take more memory than the pickle limit, or it is malformed or hostile (see the
+    /// `pickle_guard` module). The message was consumed; the connection stays usable.
+    #[cfg(feature = "pickle")]
+    #[error("{}: pickle of {len} bytes refused: {reason}", phrase(.op, .object))]
+    PickleRefused {
+        /// The operation.
+        op: &'static str,
+        /// The connection.
+        object: String,
+        /// The pickle's length.
+        len: usize,
+        /// Why.
+        reason: crate::pickle_guard::PickleError,
+    },
     /// A message could not be encoded or decoded (features `serde`, `pickle`).
-    #[error("{op} on {object}: {reason}")]
+    #[error("{}: {reason}", phrase(.op, .object))]
     Codec {
         /// The operation.
         op: &'static str,
@@ -235,8 +286,18 @@ pub enum Error {
         /// The codec's message.
         reason: String,
     },
+    /// The connection's transport cannot do this (fd passing or peer credentials over TCP).
+    #[error("{}: not supported: {reason}", phrase(.op, .object))]
+    Unsupported {
+        /// The operation.
+        op: &'static str,
+        /// The connection.
+        object: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// An operating-system error.
-    #[error("{op} {object}: {source}")]
+    #[error("{}: {source}", phrase(.op, .object))]
     Io {
         /// The operation.
         op: &'static str,
@@ -246,6 +307,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// The operation and its object as words: `connect to "/run/app.sock"`, `bind
+/// "/run/app.sock"`, `accept on listener "/run/app.sock"`, `recv on pipe connection`.
+fn phrase(op: &str, object: &str) -> String {
+    match op {
+        "connect" => format!("connect to {object}"),
+        "bind" | "create" => format!("{op} {object}"),
+        _ if op.ends_with(" of") || op.ends_with(" at") => format!("{op} {object}"),
+        _ => format!("{op} on {object}"),
+    }
 }
 
 impl Error {
@@ -266,5 +338,131 @@ impl Error {
         source: impl Into<io::Error>,
     ) -> Error {
         Error::Io { op, object: object.into(), source: source.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// One of each variant, as the crate makes them.
+    fn every_variant() -> Vec<Error> {
+        let conn = || "connection to \"/run/app.sock\"".to_owned();
+        let listener = || "listener \"/run/app.sock\"".to_owned();
+        let addr = || "\"/run/app.sock\"".to_owned();
+        #[allow(unused_mut)]
+        let mut v = vec![
+            Error::Disconnected { op: "recv", object: "pipe connection".to_owned() },
+            Error::UnexpectedEof { op: "recv", object: conn(), received: 12, expected: 4100 },
+            Error::Timeout { op: "recv", object: conn(), partial: false },
+            Error::Timeout { op: "send", object: conn(), partial: true },
+            Error::Timeout { op: "connect", object: addr(), partial: false },
+            Error::MessageTooLarge { op: "recv", object: conn(), len: 4096, max: 1024 },
+            Error::BadFrame { op: "recv", object: conn(), reason: FrameError::NegativeLength(-7) },
+            Error::Poisoned { op: "send", object: conn(), cause: PoisonCause::PartialSend },
+            Error::UnexpectedFds { op: "recv", object: conn(), count: None },
+            Error::UnexpectedFds { op: "recv_shm", object: conn(), count: Some(2) },
+            Error::FdsTruncated { op: "recv_fds", object: conn(), received: 3 },
+            Error::TooManyFds { op: "send_fds", object: conn(), count: 254, max: 253 },
+            Error::BadFd { op: "recv_shm", object: conn(), reason: "a FIFO, not a memfd".into() },
+            Error::AuthFailed { op: "accept", object: listener(), reason: AuthError::WrongDigest },
+            Error::AuthFailed {
+                op: "connect",
+                object: addr(),
+                reason: AuthError::Deadline { challenged: false },
+            },
+            Error::AuthRequired { op: "recv", object: conn() },
+            Error::InvalidAuthKey {
+                op: "bind",
+                object: addr(),
+                reason: "the authkey is empty (pass None for no authentication)",
+            },
+            Error::PeerNotAllowed {
+                op: "accept",
+                object: listener(),
+                creds: Credentials { pid: 42, uid: 65534, gid: 65534 },
+            },
+            Error::InvalidAddress {
+                op: "bind",
+                object: addr(),
+                reason: "the path is longer than 107 bytes (sun_path)",
+            },
+            Error::AddrInUse {
+                op: "bind",
+                object: addr(),
+                reason: "a live listener holds its lock file".into(),
+            },
+            Error::UnsafeDirectory {
+                op: "bind",
+                object: addr(),
+                reason: "mode 0o1777 lets group or others write in it".into(),
+            },
+            Error::Codec {
+                op: "recv_value",
+                object: conn(),
+                reason: "cannot decode the 3-byte postcard message: unexpected end".into(),
+            },
+            Error::Unsupported {
+                op: "send_fds",
+                object: "connection to tcp 127.0.0.1:6000".to_owned(),
+                reason: "file descriptors pass only over local (Unix) sockets, not TCP",
+            },
+            Error::io("create", "pipe connection", io::Error::from_raw_os_error(24)),
+            Error::io("get peer credentials of", conn(), io::Error::from_raw_os_error(95)),
+            Error::io("accept", listener(), io::Error::from_raw_os_error(24)),
+        ];
+        #[cfg(feature = "pickle")]
+        v.push(Error::PickleRefused {
+            op: "recv_pickle",
+            object: conn(),
+            len: 2_000_004,
+            reason: crate::pickle_guard::PickleError::TooLarge { needed: 1 << 30, limit: 1 << 27 },
+        });
+        v
+    }
+
+    /// Adding a variant fails to compile here until it is in the list above.
+    fn covered(e: &Error) -> &'static str {
+        match e {
+            Error::Disconnected { op, .. }
+            | Error::UnexpectedEof { op, .. }
+            | Error::Timeout { op, .. }
+            | Error::MessageTooLarge { op, .. }
+            | Error::BadFrame { op, .. }
+            | Error::Poisoned { op, .. }
+            | Error::UnexpectedFds { op, .. }
+            | Error::FdsTruncated { op, .. }
+            | Error::TooManyFds { op, .. }
+            | Error::BadFd { op, .. }
+            | Error::AuthFailed { op, .. }
+            | Error::AuthRequired { op, .. }
+            | Error::InvalidAuthKey { op, .. }
+            | Error::PeerNotAllowed { op, .. }
+            | Error::InvalidAddress { op, .. }
+            | Error::AddrInUse { op, .. }
+            | Error::UnsafeDirectory { op, .. }
+            | Error::Codec { op, .. }
+            | Error::Unsupported { op, .. }
+            | Error::Io { op, .. } => op,
+            #[cfg(feature = "pickle")]
+            Error::PickleRefused { op, .. } => op,
+        }
+    }
+
+    #[test]
+    fn every_message_names_operation_object_and_cause_in_one_line() {
+        for e in every_variant() {
+            let op = covered(&e);
+            let text = e.to_string();
+            eprintln!("{text}");
+            assert!(text.starts_with(op), "{text}");
+            let (head, cause) = text.split_once(": ").unwrap();
+            assert!(head.len() > op.len() && !cause.is_empty(), "{text}");
+            assert!(!text.contains('\n') && !text.ends_with('.') && !text.contains("  "), "{text}");
+            assert!(!text.contains(" on on ") && !text.contains(" from on "), "{text}");
+        }
+        let e = every_variant().remove(4);
+        assert_eq!(e.to_string(), "connect to \"/run/app.sock\": timed out");
     }
 }

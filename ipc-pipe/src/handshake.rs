@@ -1,5 +1,10 @@
 //! Running the challenge handshake ([`auth`](crate::auth)) over a fresh connection, with a
 //! deadline and at most 256 bytes per message read before authentication.
+//!
+//! [`Handshake`] is a state machine fed one received frame at a time, so a listener can run
+//! the handshakes of many clients side by side (a client that says nothing then holds up
+//! nobody but itself, until its deadline); [`Handshake::advance`] with `wait` drives one to
+//! the end, blocking.
 
 use std::time::Instant;
 
@@ -18,123 +23,181 @@ pub(crate) enum Side {
     Client,
 }
 
-struct Run<'a> {
-    conn: &'a mut Connection,
-    op: &'static str,
-    object: &'a str,
-    key: &'a [u8],
-    policy: Policy,
-    deadline: Instant,
-    challenged: bool,
+/// What the handshake waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The answer to the challenge we delivered.
+    Response,
+    /// The peer's challenge.
+    Challenge,
+    /// The peer's verdict on our answer.
+    Verdict,
+    /// Nothing: both sides proved they hold the key.
+    Done,
 }
 
-impl Run<'_> {
-    fn fail(&mut self, reason: AuthError) -> Error {
-        self.conn.core.poison(PoisonCause::Handshake);
-        Error::AuthFailed { op: self.op, object: self.object.to_owned(), reason }
-    }
-
-    fn recv(&mut self) -> Result<Vec<u8>> {
-        match self.conn.core.recv("handshake", Limit::Until(self.deadline), FdPolicy::None) {
-            Ok(Some((m, _))) => Ok(m),
-            Ok(None) | Err(Error::Timeout { .. }) => {
-                let challenged = self.challenged;
-                Err(self.fail(AuthError::Deadline { challenged }))
-            }
-            Err(Error::MessageTooLarge { len, .. }) => {
-                Err(self.fail(AuthError::MessageTooLong { len }))
-            }
-            Err(e) if e.is_disconnected() => Err(self.fail(AuthError::Disconnected)),
-            Err(Error::Io { source, .. }) => {
-                self.conn.core.poison(PoisonCause::Handshake);
-                Err(Error::Io { op: self.op, object: self.object.to_owned(), source })
-            }
-            Err(_) => Err(self.fail(AuthError::UnexpectedReply)),
-        }
-    }
-
-    fn send(&mut self, msg: &[u8]) -> Result<()> {
-        match self.conn.core.send(
-            "handshake",
-            &[std::io::IoSlice::new(msg)],
-            &[],
-            Limit::Until(self.deadline),
-        ) {
-            Ok(()) => Ok(()),
-            Err(Error::Timeout { .. }) => {
-                let challenged = self.challenged;
-                Err(self.fail(AuthError::Deadline { challenged }))
-            }
-            Err(e) if e.is_disconnected() => Err(self.fail(AuthError::Disconnected)),
-            Err(Error::Io { source, .. }) => {
-                self.conn.core.poison(PoisonCause::Handshake);
-                Err(Error::Io { op: self.op, object: self.object.to_owned(), source })
-            }
-            Err(_) => Err(self.fail(AuthError::UnexpectedReply)),
-        }
-    }
-
-    /// Send a challenge, check the answer, send the verdict. Returns our challenge message.
-    fn deliver(&mut self) -> Result<Vec<u8>> {
-        let mut nonce = [0u8; auth::NONCE_LEN];
-        sys::random(&mut nonce).map_err(|e| Error::io(self.op, self.object, e))?;
-        let message = auth::challenge_message(Digest::Sha256, &nonce);
-        self.send(&auth::challenge_frame(&message))?;
-        let response = self.recv()?;
-        match auth::verify(self.key, &message, &response, self.policy) {
-            Ok(_) => {
-                self.send(auth::WELCOME)?;
-                Ok(message)
-            }
-            Err(reason) => {
-                // Tell the peer, as CPython does; its failure to hear it changes nothing.
-                let _ = self.send(auth::FAILURE);
-                Err(self.fail(reason))
-            }
-        }
-    }
-
-    /// Receive a challenge, answer it, check the verdict.
-    fn answer(&mut self, ours: Option<&[u8]>) -> Result<()> {
-        let frame = self.recv()?;
-        self.challenged = true;
-        let message = match auth::parse_challenge(&frame) {
-            Ok(m) => m,
-            Err(reason) => return Err(self.fail(reason)),
-        };
-        if ours.is_some_and(|o| auth::is_reflection(o, message)) {
-            return Err(self.fail(AuthError::Reflected));
-        }
-        let (_, response) = match auth::respond(self.key, message, self.policy) {
-            Ok(r) => r,
-            Err(reason) => return Err(self.fail(reason)),
-        };
-        self.send(&response)?;
-        let verdict = self.recv()?;
-        auth::check_verdict(&verdict).map_err(|reason| self.fail(reason))
-    }
-}
-
-/// Authenticate `conn` with `key` as `side`, within `deadline`. On return the connection is
-/// back to normal mode; on failure it is poisoned.
-pub(crate) fn run(
-    conn: &mut Connection,
+/// Where the handshake is; errors name `op` and `object`.
+#[derive(Debug)]
+pub(crate) struct Handshake {
     side: Side,
+    stage: Stage,
     op: &'static str,
-    object: &str,
-    key: &[u8],
+    object: String,
     policy: Policy,
-    deadline: Instant,
-) -> Result<()> {
-    let saved_max = conn.core.reader.max_message;
-    conn.core.reader.max_message = auth::MAX_AUTH_MESSAGE;
-    conn.core.reader.exact = true;
-    let mut run = Run { conn, op, object, key, policy, deadline, challenged: side == Side::Server };
-    let result = match side {
-        Side::Server => run.deliver().and_then(|ours| run.answer(Some(&ours))),
-        Side::Client => run.answer(None).and_then(|()| run.deliver().map(drop)),
-    };
-    conn.core.reader.max_message = saved_max;
-    conn.core.reader.exact = false;
-    result
+    pub(crate) deadline: Instant,
+    /// The challenge message we delivered.
+    ours: Vec<u8>,
+    /// Whether the peer's challenge has arrived (for the deadline's message).
+    challenged: bool,
+    /// `max_message` of the connection, restored when done.
+    saved_max: usize,
+}
+
+impl Handshake {
+    /// Put `conn` in handshake mode (256-byte messages, reads never past a frame) and send
+    /// what goes first (the server's challenge).
+    pub(crate) fn start(
+        conn: &mut Connection,
+        side: Side,
+        op: &'static str,
+        object: &str,
+        key: &[u8],
+        policy: Policy,
+        deadline: Instant,
+    ) -> Result<Handshake> {
+        let saved_max = conn.core.reader.max_message;
+        conn.core.reader.max_message = auth::MAX_AUTH_MESSAGE;
+        conn.core.reader.exact = true;
+        let mut hs = Handshake {
+            side,
+            stage: Stage::Challenge,
+            op,
+            object: object.to_owned(),
+            policy,
+            deadline,
+            ours: Vec::new(),
+            challenged: side == Side::Server,
+            saved_max,
+        };
+        if side == Side::Server {
+            hs.deliver(conn)?;
+        }
+        let _ = key;
+        Ok(hs)
+    }
+
+    fn fail(&self, conn: &mut Connection, reason: AuthError) -> Error {
+        conn.core.poison(PoisonCause::Handshake);
+        Error::AuthFailed { op: self.op, object: self.object.clone(), reason }
+    }
+
+    /// Receive the next frame: `Ok(None)` when `wait` is false and none is complete yet, or
+    /// the deadline passed (an error).
+    fn recv(&mut self, conn: &mut Connection, wait: bool) -> Result<Option<Vec<u8>>> {
+        let limit = if wait { Limit::Until(self.deadline) } else { Limit::Now };
+        let got = conn.core.recv("handshake", limit, FdPolicy::None);
+        let reason = match got {
+            Ok(Some((m, _))) => return Ok(Some(m)),
+            Ok(None) if Instant::now() < self.deadline => return Ok(None),
+            Ok(None) | Err(Error::Timeout { .. }) => {
+                AuthError::Deadline { challenged: self.challenged }
+            }
+            Err(Error::MessageTooLarge { len, .. }) => AuthError::MessageTooLong { len },
+            Err(Error::UnexpectedFds { .. }) => AuthError::UnexpectedFds,
+            Err(e) if e.is_disconnected() => AuthError::Disconnected,
+            Err(Error::Io { source, .. }) => {
+                conn.core.poison(PoisonCause::Handshake);
+                return Err(Error::Io { op: self.op, object: self.object.clone(), source });
+            }
+            Err(_) => AuthError::Malformed,
+        };
+        Err(self.fail(conn, reason))
+    }
+
+    fn send(&mut self, conn: &mut Connection, msg: &[u8]) -> Result<()> {
+        let parts = [std::io::IoSlice::new(msg)];
+        let reason = match conn.core.send("handshake", &parts, &[], Limit::Until(self.deadline)) {
+            Ok(()) => return Ok(()),
+            Err(Error::Timeout { .. }) => AuthError::Deadline { challenged: self.challenged },
+            Err(e) if e.is_disconnected() => AuthError::Disconnected,
+            Err(Error::Io { source, .. }) => {
+                conn.core.poison(PoisonCause::Handshake);
+                return Err(Error::Io { op: self.op, object: self.object.clone(), source });
+            }
+            Err(_) => AuthError::Malformed,
+        };
+        Err(self.fail(conn, reason))
+    }
+
+    /// Send our challenge; the answer comes next.
+    fn deliver(&mut self, conn: &mut Connection) -> Result<()> {
+        let mut nonce = [0u8; auth::NONCE_LEN];
+        sys::random(&mut nonce).map_err(|e| {
+            Error::io(self.op, format!("{} (reading random bytes)", self.object), e)
+        })?;
+        self.ours = auth::challenge_message(Digest::Sha256, &nonce);
+        self.send(conn, &auth::challenge_frame(&self.ours))?;
+        self.stage = Stage::Response;
+        Ok(())
+    }
+
+    /// One frame from the peer: check it and send what follows. Returns whether the
+    /// handshake is complete.
+    fn on_frame(&mut self, conn: &mut Connection, frame: &[u8], key: &[u8]) -> Result<bool> {
+        match self.stage {
+            Stage::Response => match auth::verify(key, &self.ours, frame, self.policy) {
+                Ok(_) => {
+                    self.send(conn, auth::WELCOME)?;
+                    self.stage =
+                        if self.side == Side::Server { Stage::Challenge } else { Stage::Done };
+                }
+                Err(reason) => {
+                    // Tell the peer, as CPython does; its failure to hear it changes nothing.
+                    let _ = self.send(conn, auth::FAILURE);
+                    return Err(self.fail(conn, reason));
+                }
+            },
+            Stage::Challenge => {
+                self.challenged = true;
+                let message = auth::parse_challenge(frame).map_err(|r| self.fail(conn, r))?;
+                if self.side == Side::Server && auth::is_reflection(&self.ours, message) {
+                    return Err(self.fail(conn, AuthError::Reflected));
+                }
+                let (_, response) =
+                    auth::respond(key, message, self.policy).map_err(|r| self.fail(conn, r))?;
+                self.send(conn, &response)?;
+                self.stage = Stage::Verdict;
+            }
+            Stage::Verdict => {
+                auth::check_verdict(frame).map_err(|r| self.fail(conn, r))?;
+                if self.side == Side::Server {
+                    self.stage = Stage::Done;
+                } else {
+                    self.deliver(conn)?;
+                }
+            }
+            Stage::Done => {}
+        }
+        if self.stage == Stage::Done {
+            conn.core.reader.max_message = self.saved_max;
+            conn.core.reader.exact = false;
+        }
+        Ok(self.stage == Stage::Done)
+    }
+
+    /// Process what the peer has sent: every complete frame now (`wait` false), or frames
+    /// as they come until done or the deadline (`wait` true). Returns whether the handshake
+    /// is complete; on failure the connection is poisoned.
+    pub(crate) fn advance(
+        &mut self,
+        conn: &mut Connection,
+        key: &[u8],
+        wait: bool,
+    ) -> Result<bool> {
+        while self.stage != Stage::Done {
+            let Some(frame) = self.recv(conn, wait)? else { return Ok(false) };
+            self.on_frame(conn, &frame, key)?;
+        }
+        Ok(true)
+    }
 }

@@ -53,9 +53,12 @@
 //!   the rest must arrive within the [frame timeout](Connection::set_frame_timeout) (30 s).
 //! - fd passing: [`send_fds`](Connection::send_fds) / [`recv_fds`](Connection::recv_fds)
 //!   (`SCM_RIGHTS`, received with `MSG_CMSG_CLOEXEC`). Received fds belong to the message they
-//!   were sent with; fds arriving where none are expected, or cut by the kernel
-//!   (`MSG_CTRUNC`), are all closed and reported ([`Error::UnexpectedFds`],
-//!   [`Error::FdsTruncated`]).
+//!   were sent with. A receive that accepts no fds (`recv`, `try_recv`, `recv_into`, the typed
+//!   receives, the handshake) offers the kernel no room for them, so fds a peer attaches are
+//!   closed by the kernel and never reach our fd table, and the connection is poisoned at the
+//!   first such batch ([`Error::UnexpectedFds`]); since a receive may read ahead into the next
+//!   message, receive every message with `recv_fds` on a connection that carries fds. fds cut
+//!   by the kernel (`MSG_CTRUNC`) are closed and reported ([`Error::FdsTruncated`]).
 //! - [`peer_credentials`](Connection::peer_credentials) (`SO_PEERCRED`), and an allowed-uid
 //!   policy at accept ([`ListenerOptions::allowed_uids`]).
 //! - [`Listener::bind`] / [`Client::connect`] on local sockets (via the `interprocess`
@@ -71,7 +74,15 @@
 //!   (5 s). Unlike CPython, a keyed client facing a keyless listener fails at that deadline
 //!   instead of hanging forever (cpython#123736), a keyless client facing a keyed listener
 //!   fails at its first `recv` ([`Error::AuthRequired`]), and an empty key is refused rather
-//!   than silently meaning "no key" on one side only (cpython#88118).
+//!   than silently meaning "no key" on one side only (cpython#88118). Handshakes run side by
+//!   side: a client that says nothing holds up no other.
+//! - The same over TCP ([`Address::Tcp`], or [`Address::tcp`]`("host:port")`), as Python's
+//!   `Listener(('127.0.0.1', 6000), authkey=...)`: the same frames, handshake, deadlines and
+//!   limits, `TCP_NODELAY` on every connection. TCP carries no peer credentials (an
+//!   allowed-uid policy is an error at bind) and no fds; a keyless listener beyond loopback is
+//!   refused unless allowed ([`ListenerOptions::allow_keyless_network`]). The handshake proves
+//!   both sides hold the key but does not encrypt: across an untrusted network, run the
+//!   connection through a TLS tunnel (stunnel, `ssh -L`, a VPN) or use a message broker.
 //! - Features: `serde` (`send_value`/`recv_value`, postcard), `pickle`
 //!   (`send_pickle`/`recv_pickle`: a Python peer's `conn.send(obj)`/`conn.recv()`; pickles are
 //!   bounds-checked by `pickle_guard` before serde-pickle decodes them),
@@ -80,10 +91,39 @@
 //!   it is mapped).
 //!
 //! # Errors
-//! One [`Error`] enum; each message names the operation and the connection or address
-//! (`recv on connection to "/run/app.sock": peer disconnected`).
-//! [`Error::is_disconnected`] and [`Error::is_timeout`] sort the common cases. A connection
-//! that saw a protocol violation is poisoned ([`Error::Poisoned`]): drop it.
+//! One [`Error`] enum; each message names the operation, the connection or address, and the
+//! cause, with sizes and limits where they apply (`recv on connection to "/run/app.sock":
+//! message of 4096 bytes exceeds the limit of 1024 bytes`). [`Error::is_disconnected`] and
+//! [`Error::is_timeout`] sort the common cases. A connection that saw a protocol violation is
+//! poisoned ([`Error::Poisoned`]): drop it.
+//!
+//! The error owns everything it holds (it borrows neither the message nor the connection),
+//! so `?` works in a function returning [`Result`] or `Box<dyn Error>` alike:
+//!
+//! ```
+//! use ipc_pipe::Connection;
+//!
+//! /// Send a request and wait for the reply.
+//! fn ask(conn: &mut Connection, request: &[u8]) -> ipc_pipe::Result<Vec<u8>> {
+//!     conn.send(request)?;
+//!     conn.recv()
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let (mut client, mut server) = ipc_pipe::pipe()?;
+//!     let echo = std::thread::spawn(move || -> ipc_pipe::Result<()> {
+//!         let m = server.recv()?;
+//!         server.send(&m.to_ascii_uppercase())?;
+//!         Ok(())
+//!     });
+//!     let buf = b"ping".to_vec();
+//!     assert_eq!(ask(&mut client, &buf)?, b"PING");
+//!     echo.join().expect("echo thread")?;
+//!     // The other end is gone: the next receive says so.
+//!     assert!(client.recv().is_err_and(|e| e.is_disconnected()));
+//!     Ok(())
+//! }
+//! ```
 //!
 //! # Blocking and deadlines
 //! Every blocking call has `try_` and `_timeout` forms. The fd stays in blocking mode, so a
@@ -125,8 +165,10 @@ mod error;
 pub mod frame;
 mod handshake;
 mod listener;
+/// The guard that bounds what decoding a peer's pickle may allocate (the `ipc-pickle` crate,
+/// shared with ipc-queue).
 #[cfg(feature = "pickle")]
-pub mod pickle_guard;
+pub use ipc_pickle as pickle_guard;
 mod reader;
 #[cfg(feature = "shm")]
 pub mod shm;
@@ -148,7 +190,9 @@ pub use creds::Credentials;
 pub use error::{Error, PoisonCause, Result};
 pub use frame::FrameError;
 pub use listener::{
-    Client, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, Listener,
-    ListenerOptions,
+    Client, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_PENDING_HANDSHAKES, Listener, ListenerOptions,
 };
+#[cfg(feature = "pickle")]
+pub use pickle_guard::{PickleError, PickleLimit};
 pub use simplex::{Receiver, Sender, simplex};

@@ -1,12 +1,12 @@
 //! [`Listener`] and [`Client`]: Python's `multiprocessing.connection.Listener`/`Client` over
-//! local sockets, with its challenge handshake, a deadline on every wait, a credential policy
-//! and a safely managed socket file.
+//! local sockets or TCP, with its challenge handshake, a deadline on every wait, a credential
+//! policy and a safely managed socket file.
 
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use interprocess::ConnectWaitMode;
@@ -25,7 +25,7 @@ use crate::connection::Connection;
 use crate::core::Limit;
 use crate::creds::Credentials;
 use crate::error::{Error, Result};
-use crate::handshake::{self, Side};
+use crate::handshake::{Handshake, Side};
 use crate::reader::{DEFAULT_FRAME_TIMEOUT, DEFAULT_MAX_MESSAGE};
 use crate::sockdir::{self, DirRules, SocketFile};
 use crate::sys;
@@ -35,11 +35,19 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default connect deadline.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn check_key(authkey: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
+fn check_key(
+    authkey: Option<&[u8]>,
+    op: &'static str,
+    address: &Address,
+) -> Result<Option<Vec<u8>>> {
     match authkey {
         // CPython's Listener treats b"" as "no key" while its Client authenticates with it, and
         // the two hang (cpython#88118); an empty key protects nothing anyway.
-        Some([]) => Err(Error::InvalidAuthKey { reason: "the authkey is empty" }),
+        Some([]) => Err(Error::InvalidAuthKey {
+            op,
+            object: address.to_string(),
+            reason: "the authkey is empty (pass None for no authentication)",
+        }),
         Some(k) => Ok(Some(k.to_vec())),
         None => Ok(None),
     }
@@ -67,6 +75,7 @@ fn socket_name<'a>(address: &'a Address, op: &'static str) -> Result<Name<'a>> {
             }
             OsStr::from_bytes(n).to_ns_name::<GenericNamespaced>()
         }
+        Address::Tcp(_) => return Err(bad("a TCP address is not a local socket name")),
     };
     name.map_err(|_| bad("not a valid local socket name (NUL byte?)"))
 }
@@ -82,7 +91,12 @@ pub struct ListenerOptions {
     frame_timeout: Option<Duration>,
     policy: Policy,
     dir: DirRules,
+    max_pending: usize,
+    keyless_network: bool,
 }
+
+/// Default number of handshakes a listener runs side by side.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 64;
 
 impl Default for ListenerOptions {
     fn default() -> Self {
@@ -95,6 +109,8 @@ impl Default for ListenerOptions {
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             policy: Policy::default(),
             dir: DirRules { create: false, allow_shared: false },
+            max_pending: DEFAULT_MAX_PENDING_HANDSHAKES,
+            keyless_network: false,
         }
     }
 }
@@ -127,9 +143,25 @@ impl ListenerOptions {
         self
     }
 
-    /// Deadline for the handshake of each accepted connection (default 5 s).
+    /// Deadline for the handshake of each accepted connection (default 5 s; a huge one
+    /// saturates to a century).
     pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// On TCP, listen on a non-loopback address without an authkey (default: refused, since
+    /// anyone who can reach the port gets in). Even with a key, the connection is not
+    /// encrypted: see [`Address`].
+    pub fn allow_keyless_network(&mut self, yes: bool) -> &mut Self {
+        self.keyless_network = yes;
+        self
+    }
+
+    /// How many handshakes `accept` runs side by side (default 64, at least 1): clients
+    /// beyond that wait in the kernel's backlog until one finishes or reaches its deadline.
+    pub fn max_pending_handshakes(&mut self, n: usize) -> &mut Self {
+        self.max_pending = n.max(1);
         self
     }
 
@@ -170,30 +202,57 @@ impl ListenerOptions {
     ///
     /// For a path: the directory is verified, a `<name>.lock` file next to the socket is
     /// locked for the listener's lifetime, a dead listener's socket is reclaimed, anything
-    /// else at the path is refused; both files are removed on drop.
+    /// else at the path is refused; both files are removed on drop, by the process that bound
+    /// them only (a forked child dropping its copy removes nothing). For TCP: port 0 picks a
+    /// free port ([`Listener::address`] tells which); `SO_REUSEADDR` as in CPython.
     ///
     /// # Errors
     /// [`Error::InvalidAuthKey`] (empty key), [`Error::InvalidAddress`] (too long, NUL, an
-    /// abstract name without a key), [`Error::UnsafeDirectory`], [`Error::AddrInUse`],
-    /// [`Error::Io`].
+    /// abstract name without a key, an allowed-uid policy on TCP, no key on TCP beyond
+    /// loopback), [`Error::UnsafeDirectory`], [`Error::AddrInUse`], [`Error::Io`].
     pub fn bind(&self, address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Listener> {
         let address = address.into();
         let op = "bind";
-        let key = check_key(authkey)?;
+        let key = check_key(authkey, op, &address)?;
         let object = address.to_string();
         let in_use = |e: io::Error| {
             if e.kind() == io::ErrorKind::AddrInUse {
                 Error::AddrInUse {
                     op,
                     object: object.clone(),
-                    reason: "bind: EADDRINUSE".to_owned(),
+                    reason: "another socket is bound to it (EADDRINUSE)".to_owned(),
                 }
             } else {
                 Error::io(op, object.clone(), e)
             }
         };
         let mut allowed = self.allowed_uids.clone();
+        let mut address = address;
         let (inner, file) = match &address {
+            Address::Tcp(sa) => {
+                if allowed.is_some() {
+                    return Err(Error::InvalidAddress {
+                        op,
+                        object,
+                        reason: "an allowed-uid policy needs a local socket (TCP carries no \
+                                 peer credentials)",
+                    });
+                }
+                if key.is_none() && !sa.ip().is_loopback() && !self.keyless_network {
+                    return Err(Error::InvalidAddress {
+                        op,
+                        object,
+                        reason: "a TCP listener beyond loopback without an authkey admits \
+                                 anyone who reaches the port; give an authkey, or \
+                                 ListenerOptions::allow_keyless_network(true)",
+                    });
+                }
+                let l = std::net::TcpListener::bind(sa).map_err(in_use)?;
+                l.set_nonblocking(true).map_err(|e| Error::io(op, object.clone(), e))?;
+                // Port 0 becomes the port the kernel chose.
+                let bound = l.local_addr().map_err(|e| Error::io(op, object.clone(), e))?;
+                (Inner::Tcp(l), Some(bound))
+            }
             Address::Path(path) => {
                 let prepared = sockdir::prepare(path, self.dir)?;
                 let name = prepared
@@ -211,7 +270,7 @@ impl ListenerOptions {
                     .map_err(in_use)?;
                 let file =
                     prepared.bound(self.mode).map_err(|e| Error::io(op, object.clone(), e))?;
-                (inner, Some(file))
+                (Inner::Local { socket: inner, _file: Some(file) }, None)
             }
             Address::Abstract(_) => {
                 if key.is_none() {
@@ -230,40 +289,102 @@ impl ListenerOptions {
                     .nonblocking(ListenerNonblockingMode::Accept)
                     .create_sync_as::<UdsListener>()
                     .map_err(in_use)?;
-                (inner, None)
+                (Inner::Local { socket: inner, _file: None }, None)
             }
         };
+        if let Some(bound) = file {
+            address = Address::Tcp(bound);
+        }
+        let object = address.to_string();
         Ok(Listener {
             inner,
-            _file: file,
             label: Arc::from(format!("listener {object}")),
-            conn_label: Arc::from(format!("connection on {object}")),
+            conn_label: Arc::from(format!("connection accepted on {object}")),
             address,
             key,
             allowed,
             opts: self.clone(),
+            pending: Mutex::new(Vec::new()),
         })
     }
 }
 
-/// A local-socket server speaking Python's `multiprocessing.connection` protocol: a Python
-/// `Client(address, authkey=...)` connects to it, and so does our [`Client`].
+/// A server speaking Python's `multiprocessing.connection` protocol on a local socket or TCP
+/// (see [`Address`]): a Python `Client(address, authkey=...)` connects to it, and so does our
+/// [`Client`].
 ///
 /// `accept` authenticates each client (mutual HMAC challenge, at most 256 bytes read before
 /// authentication, a deadline) and checks its uid against the policy; a failure is an error of
-/// that `accept` only, the listener goes on.
+/// that `accept` only, the listener goes on. Handshakes run side by side (up to
+/// [`ListenerOptions::max_pending_handshakes`]): a client that connects and says nothing holds
+/// up nobody, and is dropped at its deadline (one `accept` then returns that failure).
+/// Handshakes still running when an `accept` returns are kept for the next one.
 #[derive(Debug)]
 pub struct Listener {
-    // Field order is drop order: the listening socket closes, then the socket file and the
-    // lock file go, then the lock is released.
-    inner: UdsListener,
-    _file: Option<SocketFile>,
+    inner: Inner,
     label: Arc<str>,
     conn_label: Arc<str>,
     address: Address,
     key: Option<Vec<u8>>,
     allowed: Option<Vec<u32>>,
     opts: ListenerOptions,
+    /// Handshakes in progress between `accept` calls.
+    pending: Mutex<Vec<Pending>>,
+}
+
+/// The listening socket.
+#[derive(Debug)]
+enum Inner {
+    /// A local socket, and for a path its socket file. Field order is drop order: the
+    /// listening socket closes, then the socket file and the lock file go, then the lock is
+    /// released.
+    Local {
+        socket: UdsListener,
+        _file: Option<SocketFile>,
+    },
+    Tcp(std::net::TcpListener),
+}
+
+impl Inner {
+    /// Accept one connection (the listening socket is non-blocking); a TCP one gets
+    /// `TCP_NODELAY` (frames are small and latency matters, as in CPython's clients).
+    fn accept(&self) -> io::Result<(OwnedFd, bool)> {
+        match self {
+            Inner::Local { socket, .. } => socket.accept().map(|s| (OwnedFd::from(s), false)),
+            Inner::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nodelay(true)?;
+                Ok((OwnedFd::from(s), true))
+            }
+        }
+    }
+
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Inner::Local { socket, .. } => socket.as_fd(),
+            Inner::Tcp(l) => l.as_fd(),
+        }
+    }
+}
+
+/// An accepted connection whose handshake is in progress.
+#[derive(Debug)]
+struct Pending {
+    conn: Connection,
+    hs: Handshake,
+}
+
+/// What admitting a new connection gave.
+enum Admitted {
+    /// Ready for the application (no key: no handshake).
+    Ready(Connection),
+    /// Its handshake has started.
+    Pending(Pending),
+}
+
+fn lock(m: &Mutex<Vec<Pending>>) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+    // A panic while the lock was held left a plain vector; it is still consistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Listener {
@@ -275,7 +396,7 @@ impl Listener {
         ListenerOptions::new().bind(address, authkey)
     }
 
-    /// The address listened on.
+    /// The address listened on (for TCP, with the port the kernel picked for port 0).
     pub fn address(&self) -> &Address {
         &self.address
     }
@@ -317,32 +438,70 @@ impl Listener {
     }
 
     fn accept_limit(&self, limit: Limit) -> Result<Option<Connection>> {
+        // Handshakes left by earlier calls continue here; what is still running when this
+        // call returns goes back for the next (another thread's accept meanwhile takes in
+        // new clients on its own).
+        let mut pending = std::mem::take(&mut *lock(&self.pending));
+        let r = self.accept_loop(&mut pending, limit);
+        lock(&self.pending).append(&mut pending);
+        r
+    }
+
+    fn accept_loop(&self, pending: &mut Vec<Pending>, limit: Limit) -> Result<Option<Connection>> {
+        let op = "accept";
         loop {
-            match self.inner.accept() {
-                Ok(stream) => return self.admit(OwnedFd::from(stream)).map(Some),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let deadline = match limit {
-                        Limit::Now => return Ok(None),
-                        Limit::Block => None,
-                        Limit::Until(d) => Some(d),
-                    };
-                    let ev = sys::poll(self.inner.as_fd(), PollFlags::IN, deadline)
-                        .map_err(|e| Error::io("accept", self.label.to_string(), e))?;
-                    if ev.is_empty() {
-                        return Err(self.timeout());
+            // Take in every client waiting in the backlog, while there is room.
+            while pending.len() < self.opts.max_pending {
+                match self.inner.accept() {
+                    Ok((fd, tcp)) => match self.admit(fd, tcp)? {
+                        Admitted::Ready(c) => return Ok(Some(c)),
+                        Admitted::Pending(p) => pending.push(p),
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                        ) => {}
+                    Err(e) => return Err(Error::io(op, self.label.to_string(), e)),
+                }
+            }
+            // Advance the handshakes whose clients have spoken; fail those past their
+            // deadline.
+            if let Some(key) = &self.key {
+                let mut i = 0;
+                while let Some(p) = pending.get_mut(i) {
+                    match p.hs.advance(&mut p.conn, key, false) {
+                        Ok(true) => return Ok(Some(pending.swap_remove(i).conn)),
+                        Ok(false) => i = i.saturating_add(1),
+                        Err(e) => {
+                            drop(pending.swap_remove(i));
+                            return Err(e);
+                        }
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) => {}
-                Err(e) => return Err(Error::io("accept", self.label.to_string(), e)),
             }
+            let until = match limit {
+                Limit::Now => return Ok(None),
+                Limit::Block => None,
+                Limit::Until(d) if Instant::now() >= d => return Ok(None),
+                Limit::Until(d) => Some(d),
+            };
+            let earliest = pending.iter().map(|p| p.hs.deadline).min();
+            let wake = match (until, earliest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let mut fds: Vec<BorrowedFd<'_>> = pending.iter().map(|p| p.conn.as_fd()).collect();
+            if pending.len() < self.opts.max_pending {
+                fds.push(self.inner.as_fd());
+            }
+            sys::poll_any(&fds, PollFlags::IN, wake)
+                .map_err(|e| Error::io(op, self.label.to_string(), e))?;
         }
     }
 
-    fn admit(&self, fd: OwnedFd) -> Result<Connection> {
+    fn admit(&self, fd: OwnedFd, tcp: bool) -> Result<Admitted> {
         let op = "accept";
         if let Some(uids) = &self.allowed {
             let creds = sys::peer_creds(fd.as_fd())
@@ -354,22 +513,21 @@ impl Listener {
             }
         }
         let mut conn = Connection::with_label(fd, Arc::clone(&self.conn_label));
+        conn.core.tcp = tcp;
         conn.set_max_message(self.opts.max_message);
         conn.set_frame_timeout(self.opts.frame_timeout);
-        if let Some(key) = &self.key {
-            let deadline = sys::deadline_after(self.opts.handshake_timeout)
-                .unwrap_or_else(|| Instant::now() + DEFAULT_HANDSHAKE_TIMEOUT);
-            handshake::run(
-                &mut conn,
-                Side::Server,
-                op,
-                &self.label,
-                key,
-                self.opts.policy,
-                deadline,
-            )?;
-        }
-        Ok(conn)
+        let Some(key) = &self.key else { return Ok(Admitted::Ready(conn)) };
+        let deadline = sys::deadline_saturating(self.opts.handshake_timeout);
+        let hs = Handshake::start(
+            &mut conn,
+            Side::Server,
+            op,
+            &self.label,
+            key,
+            self.opts.policy,
+            deadline,
+        )?;
+        Ok(Admitted::Pending(Pending { conn, hs }))
     }
 }
 
@@ -393,6 +551,7 @@ pub struct ClientOptions {
     max_message: usize,
     frame_timeout: Option<Duration>,
     policy: Policy,
+    keyless_network: bool,
 }
 
 impl Default for ClientOptions {
@@ -403,6 +562,7 @@ impl Default for ClientOptions {
             max_message: DEFAULT_MAX_MESSAGE,
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             policy: Policy::default(),
+            keyless_network: false,
         }
     }
 }
@@ -420,7 +580,7 @@ impl ClientOptions {
         self
     }
 
-    /// Deadline for the handshake (default 5 s).
+    /// Deadline for the handshake (default 5 s; a huge one saturates to a century).
     pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.handshake_timeout = timeout;
         self
@@ -444,6 +604,14 @@ impl ClientOptions {
         self
     }
 
+    /// On TCP, connect to a non-loopback address without an authkey (default: refused: the
+    /// peer is then whoever answers at that address). Even with a key, the connection is
+    /// not encrypted: see [`Address`].
+    pub fn allow_keyless_network(&mut self, yes: bool) -> &mut Self {
+        self.keyless_network = yes;
+        self
+    }
+
     /// Connect to the listener at `address` and, with an `authkey`, run the handshake.
     ///
     /// Without a key, the first message received is checked: a `#CHALLENGE#` means the
@@ -463,45 +631,41 @@ impl ClientOptions {
     ) -> Result<Connection> {
         let address = address.into();
         let op = "connect";
-        let mut key = check_key(authkey)?;
+        let mut key = check_key(authkey, op, &address)?;
         let object = address.to_string();
-        let name = socket_name(&address, op)?;
         let deadline = self.connect_timeout.and_then(sys::deadline_after);
-        let fd = loop {
-            let mode = match deadline {
-                None => ConnectWaitMode::Unbounded,
-                Some(d) => ConnectWaitMode::Timeout(d.saturating_duration_since(Instant::now())),
-            };
-            let stream = ConnectOptions::new()
-                .name(name.borrow())
-                .wait_mode(mode)
-                .connect_sync_as::<UdsStream>();
-            match stream {
-                Ok(s) => {
-                    let fd = OwnedFd::from(s);
-                    // A full backlog can leave the socket unconnected (EAGAIN): try again.
-                    if sys::is_connected(fd.as_fd()) {
-                        break fd;
-                    }
+        let (fd, tcp) = match &address {
+            Address::Tcp(sa) => {
+                if key.is_none() && !sa.ip().is_loopback() && !self.keyless_network {
+                    return Err(Error::InvalidAddress {
+                        op,
+                        object,
+                        reason: "connecting beyond loopback without an authkey trusts whoever \
+                                 answers; give an authkey, or \
+                                 ClientOptions::allow_keyless_network(true)",
+                    });
                 }
-                Err(e)
-                    if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {}
-                Err(e) => return Err(Error::io(op, object, e)),
+                (
+                    connect_tcp(*sa, deadline).map_err(|e| match e.kind() {
+                        io::ErrorKind::TimedOut => {
+                            Error::Timeout { op, object: object.clone(), partial: false }
+                        }
+                        _ => Error::io(op, object.clone(), e),
+                    })?,
+                    true,
+                )
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Error::Timeout { op, object, partial: false });
-            }
-            // The backlog is full: back off briefly and retry until the deadline.
-            std::thread::sleep(Duration::from_millis(1));
+            _ => (connect_local(&address, op, &object, deadline)?, false),
         };
         let mut conn = Connection::with_label(fd, format!("connection to {object}"));
+        conn.core.tcp = tcp;
         conn.set_max_message(self.max_message);
         conn.set_frame_timeout(self.frame_timeout);
         match &key {
             Some(k) => {
-                let hs = sys::deadline_after(self.handshake_timeout)
-                    .unwrap_or_else(|| Instant::now() + DEFAULT_HANDSHAKE_TIMEOUT);
-                let r = handshake::run(&mut conn, Side::Client, op, &object, k, self.policy, hs);
+                let hs = sys::deadline_saturating(self.handshake_timeout);
+                let r = Handshake::start(&mut conn, Side::Client, op, &object, k, self.policy, hs)
+                    .and_then(|mut h| h.advance(&mut conn, k, true));
                 wipe(&mut key);
                 r?;
             }
@@ -509,6 +673,58 @@ impl ClientOptions {
         }
         Ok(conn)
     }
+}
+
+/// Connect to a local socket, retrying while its backlog is full, until `deadline`.
+fn connect_local(
+    address: &Address,
+    op: &'static str,
+    object: &str,
+    deadline: Option<Instant>,
+) -> Result<OwnedFd> {
+    let name = socket_name(address, op)?;
+    loop {
+        let mode = match deadline {
+            None => ConnectWaitMode::Unbounded,
+            Some(d) => ConnectWaitMode::Timeout(d.saturating_duration_since(Instant::now())),
+        };
+        let stream = ConnectOptions::new()
+            .name(name.borrow())
+            .wait_mode(mode)
+            .connect_sync_as::<UdsStream>();
+        match stream {
+            Ok(s) => {
+                let fd = OwnedFd::from(s);
+                // A full backlog can leave the socket unconnected (EAGAIN): try again.
+                if sys::is_connected(fd.as_fd()) {
+                    return Ok(fd);
+                }
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {}
+            Err(e) => return Err(Error::io(op, object.to_owned(), e)),
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::Timeout { op, object: object.to_owned(), partial: false });
+        }
+        // The backlog is full: back off briefly and retry until the deadline.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Connect over TCP within `deadline`, with `TCP_NODELAY`.
+fn connect_tcp(sa: std::net::SocketAddr, deadline: Option<Instant>) -> io::Result<OwnedFd> {
+    let stream = match deadline {
+        None => std::net::TcpStream::connect(sa)?,
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            std::net::TcpStream::connect_timeout(&sa, left)?
+        }
+    };
+    stream.set_nodelay(true)?;
+    Ok(OwnedFd::from(stream))
 }
 
 /// Connects to a [`Listener`] (or a Python `multiprocessing.connection.Listener`), like

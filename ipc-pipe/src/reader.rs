@@ -13,9 +13,10 @@
 //!
 //! # Bounds
 //! A prefix above `max_message` is refused before anything is allocated for the body; a body
-//! is grown as its bytes arrive (at most [`CHUNK`] ahead of them), so a peer that announces a
-//! large frame and stalls pins at most one chunk beyond what it sent. In `exact` mode (before
-//! authentication) no read goes past the end of the current frame.
+//! is grown exactly as its bytes arrive (by [`CHUNK`] or a quarter of what it holds, never
+//! past the frame's length), so a peer that announces a large frame and stalls pins at most
+//! a chunk or a quarter beyond what it sent, and never more than the frame. In `exact` mode
+//! (before authentication) no read goes past the end of the current frame.
 
 use std::collections::VecDeque;
 use std::io;
@@ -51,6 +52,8 @@ struct FdBatch {
     at: u64,
     fds: Vec<OwnedFd>,
     truncated: bool,
+    /// fds came with a read that offered no room for them (the kernel closed them).
+    discarded: bool,
 }
 
 /// Where a complete frame is, before it is taken.
@@ -73,6 +76,9 @@ pub(crate) enum Fail {
     Eof { received: u64, expected: u64 },
     /// A bad prefix.
     Frame(FrameError),
+    /// fds arrived with the current frame where the receive accepts none (`None`: the kernel
+    /// discarded them uncounted), or beyond what it accepts by more than one batch.
+    Fds(Option<usize>),
     /// Any other OS error.
     Io(io::Error),
 }
@@ -82,6 +88,7 @@ pub(crate) enum Fail {
 pub(crate) struct FrameFds {
     pub(crate) fds: Vec<OwnedFd>,
     pub(crate) truncated: bool,
+    pub(crate) discarded: bool,
 }
 
 pub(crate) struct Reader {
@@ -99,6 +106,9 @@ pub(crate) struct Reader {
     pub(crate) exact: bool,
     pub(crate) frame_timeout: Option<Duration>,
     partial_since: Option<Instant>,
+    /// How many fds the receive in progress accepts: 0 offers the kernel no control buffer
+    /// (so fds a peer attaches are never installed), more offers room for one batch per read.
+    pub(crate) accept_fds: usize,
 }
 
 impl std::fmt::Debug for Reader {
@@ -137,6 +147,7 @@ impl Reader {
             exact: false,
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             partial_since: None,
+            accept_fds: 0,
         }
     }
 
@@ -202,6 +213,9 @@ impl Reader {
         wait: Wait,
     ) -> Result<Located, Fail> {
         loop {
+            if !self.fds.is_empty() {
+                self.check_fds()?;
+            }
             if let Some(l) = &self.large {
                 let need = l.len.saturating_sub(self.body.len());
                 let end_pos =
@@ -211,14 +225,26 @@ impl Reader {
                 }
                 let spare = self.body.capacity().saturating_sub(self.body.len());
                 if spare < need.min(CHUNK) {
-                    self.body.reserve(need.min(CHUNK));
+                    // Exactly: never past the frame's length (`reserve` would double, up to
+                    // twice `max_message` for a stalled frame), by a chunk or a quarter of
+                    // what is held (so a long body is copied a bounded number of times).
+                    let step = CHUNK.max(self.body.len() / 4).min(need);
+                    self.body.reserve_exact(step.saturating_sub(spare));
                 }
-                match sys::recv_spare(fd, kind, &mut self.body, need, wait) {
+                match sys::recv_spare(fd, kind, &mut self.body, need, wait, &mut self.cmsg) {
                     Ok(0) => {
                         let (received, expected) = self.partial_progress();
                         return Err(Fail::Eof { received, expected });
                     }
-                    Ok(_) => continue,
+                    Ok(n) => {
+                        if self.cmsg.pending() {
+                            // fds in the middle of a frame: only a misbehaving peer sends them.
+                            drop(self.cmsg.take());
+                            return Err(Fail::Fds(None));
+                        }
+                        let _ = n;
+                        continue;
+                    }
                     Err(e) if is_would_block(&e) => return Err(Fail::WouldBlock),
                     Err(e) if is_reset(&e) => {
                         let (received, expected) = self.partial_progress();
@@ -260,6 +286,38 @@ impl Reader {
         }
     }
 
+    /// Where the current frame ends in the stream, when its prefix has been read.
+    fn current_frame_end(&self) -> Option<u64> {
+        if let Some(l) = &self.large {
+            let len = (l.prefix_len as u64).saturating_add(l.len as u64);
+            return Some(l.frame_start.saturating_add(len));
+        }
+        let avail = self.buf.get(self.start..self.end).unwrap_or_default();
+        match frame::decode_prefix(avail, self.max_message) {
+            Ok(Prefix::Complete { prefix_len, body_len }) => {
+                Some(self.pos.saturating_add(prefix_len as u64).saturating_add(body_len as u64))
+            }
+            _ => None,
+        }
+    }
+
+    /// The fd rules, checked as batches arrive rather than when the frame is complete: fds
+    /// that came with the current frame where the receive accepts none fail it now (the first
+    /// unexpected batch, before any more is read), and so do more fds pending than the
+    /// receive accepts plus one batch (a peer attaching a batch to every byte).
+    fn check_fds(&mut self) -> Result<(), Fail> {
+        let end = self.current_frame_end();
+        let in_frame = |b: &FdBatch| end.is_none_or(|e| b.at < e);
+        if self.fds.iter().any(|b| b.discarded && in_frame(b)) {
+            return Err(Fail::Fds(None));
+        }
+        let pending = self.fds.iter().fold(0usize, |n, b| n.saturating_add(b.fds.len()));
+        if pending > self.accept_fds.saturating_add(sys::MAX_FDS) {
+            return Err(Fail::Fds(Some(pending)));
+        }
+        Ok(())
+    }
+
     /// Read more into the buffer; `want` is the total the current frame (or its prefix) needs.
     fn fill(
         &mut self,
@@ -284,14 +342,14 @@ impl Reader {
         let limit = if self.exact { want.saturating_sub(have).min(room) } else { room };
         let window = self.buf.get_mut(self.end..self.end.saturating_add(limit)).unwrap_or_default();
         let got = match kind {
-            Kind::Socket => sys::recv_msg(fd, window, &mut self.cmsg, wait),
+            Kind::Socket => sys::recv_msg(fd, window, &mut self.cmsg, wait, self.accept_fds > 0),
             Kind::Pipe => sys::pipe_read(fd, window),
         };
         match got {
             Ok(n) => {
                 let n = n.min(limit);
                 if self.cmsg.pending() {
-                    let (fds, truncated) = self.cmsg.take();
+                    let (fds, truncated, discarded) = self.cmsg.take();
                     // Stream offset of the last byte of this read (or of the next byte, for a
                     // read of 0 bytes that still carried fds: they go to the next frame).
                     let at = self
@@ -299,7 +357,7 @@ impl Reader {
                         .saturating_add(have as u64)
                         .saturating_add(n as u64)
                         .saturating_sub(u64::from(n > 0));
-                    self.fds.push_back(FdBatch { at, fds, truncated });
+                    self.fds.push_back(FdBatch { at, fds, truncated, discarded });
                 }
                 if n == 0 {
                     if have == 0 {
@@ -346,7 +404,8 @@ impl Reader {
         self.ensure_buf();
         self.start = 0;
         self.end = 0;
-        let n = match sys::recv_msg(fd, &mut self.buf, &mut self.cmsg, Wait::Block) {
+        let offer = self.accept_fds > 0;
+        let n = match sys::recv_msg(fd, &mut self.buf, &mut self.cmsg, Wait::Block, offer) {
             Ok(n) => n.min(self.buf.len()),
             Err(e) => return Some(Err(Self::first_read_failed(e))),
         };
@@ -388,10 +447,10 @@ impl Reader {
     /// Record the fds (or truncation) of a read of `n > 0` bytes that began at `self.pos`.
     #[cold]
     fn record_fds(&mut self, n: usize) {
-        let (fds, truncated) = self.cmsg.take();
+        let (fds, truncated, discarded) = self.cmsg.take();
         // Stream offset of the last byte of the read (see the module docs).
         let at = self.pos.saturating_add(n as u64).saturating_sub(1);
-        self.fds.push_back(FdBatch { at, fds, truncated });
+        self.fds.push_back(FdBatch { at, fds, truncated, discarded });
     }
 
     /// [`fast_into`](Self::fast_into) reading the body straight into `out`'s allocation.
@@ -403,10 +462,13 @@ impl Reader {
         out.clear();
         let mut head = [0u8; frame::SHORT_PREFIX];
         // At most a read buffer's worth: bytes past the frame must fit the read buffer.
-        let n = match sys::recv_msg_spare(fd, &mut head, out, RBUF, &mut self.cmsg, Wait::Block) {
-            Ok(n) => n,
-            Err(e) => return Some(Err(Self::first_read_failed(e))),
-        };
+        let offer = self.accept_fds > 0;
+        let n =
+            match sys::recv_msg_spare(fd, &mut head, out, RBUF, &mut self.cmsg, Wait::Block, offer)
+            {
+                Ok(n) => n,
+                Err(e) => return Some(Err(Self::first_read_failed(e))),
+            };
         if n == 0 {
             drop(self.cmsg.take());
             return Some(Err(Fail::Disconnected));
@@ -539,6 +601,7 @@ impl Reader {
             if let Some(b) = self.fds.pop_front() {
                 out.fds.extend(b.fds);
                 out.truncated |= b.truncated;
+                out.discarded |= b.discarded;
             }
         }
         out

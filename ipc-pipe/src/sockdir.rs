@@ -160,11 +160,18 @@ fn open_dir(parent: &Path, rules: DirRules) -> std::result::Result<OwnedFd, Stri
     if rules.allow_shared && sticky && (st.st_uid == me || st.st_uid == 0) {
         return Ok(dir);
     }
+    // What to do instead, said where the check fails.
+    let hint = if sticky {
+        "; bind in a private directory (ours, mode 0700, such as $XDG_RUNTIME_DIR), or allow \
+         this shared sticky one with ListenerOptions::allow_shared_dir(true)"
+    } else {
+        "; bind in a private directory (ours, mode 0700, such as $XDG_RUNTIME_DIR)"
+    };
     if st.st_uid != me {
-        return Err(format!("owned by uid {}, not by us (uid {me})", st.st_uid));
+        return Err(format!("owned by uid {}, not by us (uid {me}){hint}", st.st_uid));
     }
     if mode & 0o022 != 0 {
-        return Err(format!("mode {mode:#o} lets group or others write in it"));
+        return Err(format!("mode {mode:#o} lets group or others write in it{hint}"));
     }
     Ok(dir)
 }

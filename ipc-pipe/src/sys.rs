@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::{Errno, ReadWriteFlags};
 use rustix::net::{
-    AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags,
-    SocketType,
+    AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
 /// Whether a call may block.
@@ -76,6 +75,10 @@ pub(crate) fn grow_pipe(fd: BorrowedFd<'_>, want: usize) -> usize {
 
 /// A control-message buffer for [`recv_msg`], aligned for `cmsghdr`, holding [`MAX_FDS`] fds,
 /// and what the last read left in it: fds not yet taken (closed if dropped or read over).
+///
+/// A read that accepts no fds offers no control buffer at all: the kernel then closes any
+/// fds that came with the bytes read, never installing them in our fd table, and says so
+/// with `MSG_CTRUNC` (noted as `discarded`, returned by [`take`](Self::take)).
 #[derive(Debug)]
 pub(crate) struct Cmsg {
     words: Box<[u64]>,
@@ -83,23 +86,32 @@ pub(crate) struct Cmsg {
     len: usize,
     /// The last read came with `MSG_CTRUNC`.
     truncated: bool,
+    /// The last read offered no control buffer and fds came with its bytes (closed by the
+    /// kernel).
+    discarded: bool,
 }
 
 impl Cmsg {
     pub(crate) fn new(with_room: bool) -> Cmsg {
         let words = if with_room { CMSG_SPACE.div_ceil(8) } else { 0 };
-        Cmsg { words: vec![0u64; words].into_boxed_slice(), len: 0, truncated: false }
+        Cmsg {
+            words: vec![0u64; words].into_boxed_slice(),
+            len: 0,
+            truncated: false,
+            discarded: false,
+        }
     }
 
     /// Whether the last read brought fds or had its control data cut (to [`take`](Self::take)).
     pub(crate) fn pending(&self) -> bool {
-        self.len > 0 || self.truncated
+        self.len > 0 || self.truncated || self.discarded
     }
 
-    /// The fds of the last read (now owned by the caller) and whether its control data was
-    /// cut (`MSG_CTRUNC`).
+    /// The fds of the last read (now owned by the caller), whether its control data was
+    /// cut (`MSG_CTRUNC` with a buffer offered), and whether fds came with a read that offered
+    /// none (closed by the kernel).
     #[cold]
-    pub(crate) fn take(&mut self) -> (Vec<OwnedFd>, bool) {
+    pub(crate) fn take(&mut self) -> (Vec<OwnedFd>, bool, bool) {
         let mut fds = Vec::new();
         if self.len > 0 {
             // SAFETY: `msghdr` is plain data; all-zero is a valid value.
@@ -108,10 +120,11 @@ impl Cmsg {
             msg.msg_controllen = self.len.min(std::mem::size_of_val(&*self.words));
             take_fds(&msg, &mut fds);
         }
-        let truncated = self.truncated;
+        let (truncated, discarded) = (self.truncated, self.discarded);
         self.len = 0;
         self.truncated = false;
-        (fds, truncated)
+        self.discarded = false;
+        (fds, truncated, discarded)
     }
 }
 
@@ -123,20 +136,21 @@ impl Drop for Cmsg {
     }
 }
 
-/// `recvmsg` into `buf`, offering `cmsg` for `SCM_RIGHTS` fds (`MSG_CMSG_CLOEXEC`); returns
-/// the bytes read, and any fds wait in `cmsg` ([`Cmsg::take`]). libc directly: rustix's
-/// `recvmsg` also fetches and decodes a peer address and walks its ancillary buffer twice, a
-/// measurable cost on the hot path of every message; here the control data is looked at only
-/// when the kernel put some there.
+/// `recvmsg` into `buf`, offering `cmsg` for `SCM_RIGHTS` fds (`MSG_CMSG_CLOEXEC`) when
+/// `offer` (else no control buffer: see [`Cmsg`]); returns the bytes read, and any fds wait
+/// in `cmsg` ([`Cmsg::take`]). libc directly: rustix's `recvmsg` also fetches and decodes a
+/// peer address and walks its ancillary buffer twice, a measurable cost on the hot path of
+/// every message; here the control data is looked at only when the kernel put some there.
 pub(crate) fn recv_msg(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
     cmsg: &mut Cmsg,
     wait: Wait,
+    offer: bool,
 ) -> io::Result<usize> {
     let mut iov = [libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() }];
     // SAFETY: the iovec covers `buf`, writable and exclusively borrowed for the call.
-    unsafe { recv_iov(fd, &mut iov, cmsg, wait) }
+    unsafe { recv_iov(fd, &mut iov, cmsg, wait, offer) }
 }
 
 /// `recvmsg` into `head` and then into up to `max` bytes of the spare capacity of `vec`
@@ -150,6 +164,7 @@ pub(crate) fn recv_msg_spare(
     max: usize,
     cmsg: &mut Cmsg,
     wait: Wait,
+    offer: bool,
 ) -> io::Result<usize> {
     let spare = vec.spare_capacity_mut();
     let take = spare.len().min(max);
@@ -159,7 +174,7 @@ pub(crate) fn recv_msg_spare(
     ];
     // SAFETY: the iovecs cover `head` and the first `take` bytes of `vec`'s spare capacity,
     // all writable and exclusively borrowed for the call.
-    let n = unsafe { recv_iov(fd, &mut iov, cmsg, wait) }?;
+    let n = unsafe { recv_iov(fd, &mut iov, cmsg, wait, offer) }?;
     let body = n.saturating_sub(head.len()).min(take);
     let new_len = vec.len().saturating_add(body);
     // SAFETY: the kernel filled the iovecs in order, so the first `body` bytes of the spare
@@ -168,7 +183,9 @@ pub(crate) fn recv_msg_spare(
     Ok(n)
 }
 
-/// The `recvmsg` behind [`recv_msg`] and [`recv_msg_spare`].
+/// The `recvmsg` behind [`recv_msg`], [`recv_msg_spare`] and [`recv_spare`]: with `cmsg`'s
+/// control buffer when `offer`, else with none (fds that came are closed by the kernel and
+/// noted as discarded in `cmsg`).
 ///
 /// # Safety
 /// Every iovec must describe memory writable for its whole length and not otherwise
@@ -178,6 +195,7 @@ unsafe fn recv_iov(
     iov: &mut [libc::iovec],
     cmsg: &mut Cmsg,
     wait: Wait,
+    offer: bool,
 ) -> io::Result<usize> {
     if cmsg.pending() {
         // fds nobody took: closed, never overwritten.
@@ -187,14 +205,15 @@ unsafe fn recv_iov(
     if wait == Wait::Nonblocking {
         flags |= libc::MSG_DONTWAIT;
     }
-    let control_len = std::mem::size_of_val(&*cmsg.words);
+    let offer = offer && !cmsg.words.is_empty();
+    let control_len = if offer { std::mem::size_of_val(&*cmsg.words) } else { 0 };
     // SAFETY: `msghdr` is plain data (pointers and integers); all-zero is a valid value
     // (no name, no iovecs, no control buffer).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = iov.len();
     let n = loop {
-        msg.msg_control = cmsg.words.as_mut_ptr().cast();
+        msg.msg_control = if offer { cmsg.words.as_mut_ptr().cast() } else { std::ptr::null_mut() };
         msg.msg_controllen = control_len;
         msg.msg_flags = 0;
         // SAFETY: `msg` points at the caller's iovecs (writable memory, by this function's
@@ -209,8 +228,13 @@ unsafe fn recv_iov(
             return Err(e);
         }
     };
-    cmsg.len = msg.msg_controllen;
-    cmsg.truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
+    let ctrunc = msg.msg_flags & libc::MSG_CTRUNC != 0;
+    if offer {
+        cmsg.len = msg.msg_controllen;
+        cmsg.truncated = ctrunc;
+    } else {
+        cmsg.discarded = ctrunc;
+    }
     Ok(n)
 }
 
@@ -250,31 +274,39 @@ fn take_fds(msg: &libc::msghdr, fds: &mut Vec<OwnedFd>) {
     }
 }
 
-/// Read at most `max` bytes into the spare capacity of `vec` (a socket with `recv`, or a pipe
-/// with `read`), appending them; 0 means end of file. Fds attached to these bytes (only a
-/// misbehaving peer attaches fds mid-frame) are closed by the kernel.
+/// Read at most `max` bytes into the spare capacity of `vec` (a socket with `recvmsg` offering
+/// no control buffer, or a pipe with `read`), appending them; 0 means end of file. Fds
+/// attached to these bytes (only a misbehaving peer attaches fds mid-frame) are closed by the
+/// kernel, and noted in `cmsg` as discarded.
 pub(crate) fn recv_spare(
     fd: BorrowedFd<'_>,
     kind: Kind,
     vec: &mut Vec<u8>,
     max: usize,
     wait: Wait,
+    cmsg: &mut Cmsg,
 ) -> io::Result<usize> {
+    if kind == Kind::Socket {
+        let spare = vec.spare_capacity_mut();
+        let take = spare.len().min(max);
+        let mut iov = [libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: take }];
+        // SAFETY: the iovec covers the first `take` bytes of `vec`'s spare capacity, writable
+        // and exclusively borrowed for the call.
+        let n = unsafe { recv_iov(fd, &mut iov, cmsg, wait, false) }?;
+        let new_len = vec.len().saturating_add(n.min(take));
+        // SAFETY: the kernel initialised the first `n` (at most `take`) bytes of the spare
+        // capacity, so the elements up to `new_len` are initialised and within the capacity.
+        unsafe { vec.set_len(new_len) };
+        return Ok(n);
+    }
     let spare = vec.spare_capacity_mut();
     let take = spare.len().min(max);
     let window = spare.get_mut(..take).unwrap_or_default();
-    let n = retry(|| match kind {
-        Kind::Socket => {
-            let flags =
-                if wait == Wait::Nonblocking { RecvFlags::DONTWAIT } else { RecvFlags::empty() };
-            rustix::net::recv(fd, &mut *window, flags).map(|((init, _), _)| init.len())
-        }
-        Kind::Pipe => rustix::io::read(fd, &mut *window).map(|(init, _)| init.len()),
-    })?;
+    let n = retry(|| rustix::io::read(fd, &mut *window).map(|(init, _)| init.len()))?;
     let new_len = vec.len().saturating_add(n.min(take));
-    // SAFETY: `recv`/`read` initialised the first `n` bytes of the spare capacity (rustix
-    // returns the initialised prefix, never longer than the window of `take` bytes), so the
-    // elements up to `new_len` are initialised and `new_len <= capacity`.
+    // SAFETY: `read` initialised the first `n` bytes of the spare capacity (rustix returns
+    // the initialised prefix, never longer than the window of `take` bytes), so the elements
+    // up to `new_len` are initialised and `new_len <= capacity`.
     unsafe { vec.set_len(new_len) };
     Ok(n)
 }
@@ -390,6 +422,15 @@ pub(crate) fn send(
     }
 }
 
+/// The time from now to `deadline` for `poll` (`None`: no deadline; a huge one saturates).
+fn time_left(deadline: Option<Instant>) -> Option<rustix::time::Timespec> {
+    deadline.map(|d| {
+        let left = d.saturating_duration_since(Instant::now());
+        rustix::time::Timespec::try_from(left)
+            .unwrap_or(rustix::time::Timespec { tv_sec: i64::MAX, tv_nsec: 0 })
+    })
+}
+
 /// Wait until `fd` has one of `events` (or an error/hangup), at most until `deadline`
 /// (`None`: forever). Returns the events seen; empty on timeout.
 pub(crate) fn poll(
@@ -398,16 +439,7 @@ pub(crate) fn poll(
     deadline: Option<Instant>,
 ) -> io::Result<PollFlags> {
     loop {
-        let timeout = match deadline {
-            None => None,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                Some(
-                    rustix::time::Timespec::try_from(left)
-                        .unwrap_or(rustix::time::Timespec { tv_sec: i64::MAX, tv_nsec: 0 }),
-                )
-            }
-        };
+        let timeout = time_left(deadline);
         let mut fds = [PollFd::new(&fd, events)];
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(0) => {
@@ -422,9 +454,41 @@ pub(crate) fn poll(
     }
 }
 
-/// `Instant::now() + d`, saturating (a huge timeout means "no deadline").
+/// `Instant::now() + d`, or `None` when that is past what an `Instant` holds (a huge timeout
+/// means "no deadline").
 pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
     Instant::now().checked_add(d)
+}
+
+/// `Instant::now() + d`, saturating at a century from now (for deadlines that must exist,
+/// such as the handshake's).
+pub(crate) fn deadline_saturating(d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(d.min(CENTURY)).unwrap_or(now)
+}
+
+/// Wait until one of `fds` has one of `events` (or an error/hangup), at most until
+/// `deadline` (`None`: forever). Returns whether any did (false on timeout).
+pub(crate) fn poll_any(
+    fds: &[BorrowedFd<'_>],
+    events: PollFlags,
+    deadline: Option<Instant>,
+) -> io::Result<bool> {
+    let mut set: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, events)).collect();
+    loop {
+        let timeout = time_left(deadline);
+        match rustix::event::poll(&mut set, timeout.as_ref()) {
+            Ok(0) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(false);
+                }
+            }
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// `SO_PEERCRED`: (pid, uid, gid). The pid is 0 when the peer is outside our pid namespace

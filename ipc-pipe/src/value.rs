@@ -7,7 +7,7 @@
 //!
 //! Decoding a peer's bytes is bounded: the frame by `max_message`; a pickle additionally by
 //! a check of its nesting and expansion before serde-pickle sees it (see
-//! `pickle_guard.rs`). postcard recurses as deep as the *type* nests, so a recursive type
+//! the `ipc-pickle` crate). postcard recurses as deep as the *type* nests, so a recursive type
 //! (a tree in a `Box`) can be nested by a peer as deep as its message allows: give such
 //! types a depth limit of their own.
 
@@ -26,7 +26,9 @@ fn encode_postcard<T: Serialize + ?Sized>(
     value: &T,
     object: impl FnOnce() -> String,
 ) -> Result<Vec<u8>> {
-    postcard::to_stdvec(value).map_err(|e| codec("encode postcard for", object(), e))
+    postcard::to_stdvec(value).map_err(|e| {
+        codec("send_value", object(), format_args!("cannot encode the value with postcard: {e}"))
+    })
 }
 
 #[cfg(feature = "serde")]
@@ -34,7 +36,14 @@ fn decode_postcard<T: DeserializeOwned>(
     bytes: &[u8],
     object: impl FnOnce() -> String,
 ) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| codec("decode postcard from", object(), e))
+    postcard::from_bytes(bytes).map_err(|e| {
+        let n = bytes.len();
+        codec(
+            "recv_value",
+            object(),
+            format_args!("cannot decode the {n}-byte postcard message: {e}"),
+        )
+    })
 }
 
 #[cfg(feature = "pickle")]
@@ -42,17 +51,22 @@ fn encode_pickle<T: Serialize + ?Sized>(
     value: &T,
     object: impl FnOnce() -> String,
 ) -> Result<Vec<u8>> {
-    serde_pickle::to_vec(&value, serde_pickle::SerOptions::new())
-        .map_err(|e| codec("encode pickle for", object(), e))
+    ipc_pickle::encode(value).map_err(|e| codec("send_pickle", object(), e))
 }
 
 #[cfg(feature = "pickle")]
-fn decode_pickle<T: DeserializeOwned>(bytes: &[u8], object: impl FnOnce() -> String) -> Result<T> {
-    if let Err(e) = crate::pickle_guard::check(bytes) {
-        return Err(codec("decode pickle from", object(), e));
+fn decode_pickle<T: DeserializeOwned>(
+    bytes: &[u8],
+    limit: ipc_pickle::PickleLimit,
+    object: impl FnOnce() -> String,
+) -> Result<T> {
+    match ipc_pickle::decode(bytes, limit) {
+        Ok(v) => Ok(v),
+        Err(ipc_pickle::DecodeError::Refused { len, reason }) => {
+            Err(Error::PickleRefused { op: "recv_pickle", object: object(), len, reason })
+        }
+        Err(e) => Err(codec("recv_pickle", object(), e)),
     }
-    serde_pickle::from_slice(bytes, serde_pickle::DeOptions::new())
-        .map_err(|e| codec("decode pickle from", object(), e))
 }
 
 macro_rules! send_methods {
@@ -113,15 +127,40 @@ macro_rules! recv_methods {
         #[cfg(feature = "pickle")]
         impl $ty {
             /// Receive a Python pickle (what a Python peer's `conn.send(obj)` sends) as `T`
-            /// (feature `pickle`). Pickles nested deeper than 200 levels, expanding to too
-            /// many values, recursive, or using opcodes serde-pickle does not evaluate are
-            /// refused before decoding.
+            /// (feature `pickle`).
+            ///
+            /// The pickle is checked before serde-pickle sees it (see the `pickle_guard`
+            /// module): refused if decoding it would take more memory than the
+            /// [pickle limit](Self::set_pickle_limit) (by default 64 bytes per byte of the
+            /// pickle, at least 4 MiB), if it nests deeper than 200 levels, holds a text
+            /// integer of more than 4300 digits, contains itself, or uses opcodes
+            /// serde-pickle does not evaluate. A refused or undecodable message is consumed
+            /// and the connection stays usable.
             ///
             /// # Errors
-            /// [`Error::Codec`], and as `recv`.
+            /// [`Error::PickleRefused`], [`Error::Codec`] (not a `T`, or not a pickle), and as
+            /// `recv`.
             pub fn recv_pickle<T: DeserializeOwned>(&mut self) -> Result<T> {
                 let bytes = self.recv()?;
-                decode_pickle(&bytes, || self.core.object())
+                decode_pickle(&bytes, self.core.pickle_limit, || self.core.object())
+            }
+
+            /// The most memory [`recv_pickle`](Self::recv_pickle) lets serde-pickle use for
+            /// one message (feature `pickle`); the default is
+            /// [`PickleLimit::PerByte(64)`](crate::pickle_guard::PickleLimit::PerByte), at
+            /// least 4 MiB.
+            pub fn pickle_limit(&self) -> crate::pickle_guard::PickleLimit {
+                self.core.pickle_limit
+            }
+
+            /// Set the pickle limit: [`PickleLimit::Bytes`](crate::pickle_guard::PickleLimit::Bytes)
+            /// for a fixed budget, or a larger
+            /// [`PickleLimit::PerByte`](crate::pickle_guard::PickleLimit::PerByte) for data
+            /// made of one-byte values (a list of `None` or small ints needs up to 140 bytes
+            /// per byte) or of many references to a shared object (serde-pickle copies it
+            /// out for each).
+            pub fn set_pickle_limit(&mut self, limit: crate::pickle_guard::PickleLimit) {
+                self.core.pickle_limit = limit;
             }
 
             /// [`recv_pickle`](Self::recv_pickle), waiting at most `timeout`.
@@ -133,7 +172,7 @@ macro_rules! recv_methods {
                 timeout: std::time::Duration,
             ) -> Result<T> {
                 let bytes = self.recv_timeout(timeout)?;
-                decode_pickle(&bytes, || self.core.object())
+                decode_pickle(&bytes, self.core.pickle_limit, || self.core.object())
             }
         }
     };

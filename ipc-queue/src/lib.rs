@@ -181,6 +181,7 @@
 //! | feature | adds |
 //! |---|---|
 //! | `serde` | `send_value` / `try_send_value` / `send_value_timeout` and `recv_value` / `try_recv_value` / `recv_value_timeout` on [`Queue`] (and the SPSC [`Sender`] / [`Receiver`]): any `Serialize` value, postcard-encoded straight into a slot, so a queue of objects is one call, as in Python |
+//! | `pickle` | `send_pickle` / `try_send_pickle` / `send_pickle_timeout` and `recv_pickle` / `try_recv_pickle` / `recv_pickle_timeout` on [`Queue`]: Python's pickle, so values cross to and from Python code that reads the bytes (a peer's pickle is checked by `ipc-pickle`'s memory budget before it is decoded) |
 //! | `crashpoints` | named crash points for fault tests |
 //!
 //! # Where unsafe lives
@@ -208,7 +209,7 @@ mod queue;
 mod spsc;
 #[cfg(not(ipc_loom))]
 mod typed;
-#[cfg(feature = "serde")]
+#[cfg(any(feature = "serde", feature = "pickle"))]
 mod value;
 
 #[cfg(ipc_loom)]

@@ -1,6 +1,7 @@
-//! Typed messages on the byte queues (feature `serde`): `send_value` / `recv_value` and their
-//! `try_` and `_timeout` forms, encoded with postcard, so a Python-style queue of objects is
-//! one call.
+//! Typed messages on the byte queues: `send_value` / `recv_value` (feature `serde`, postcard)
+//! and `send_pickle` / `recv_pickle` (feature `pickle`, Python's pickle), each with `try_` and
+//! `_timeout` forms, so a Python-style queue of objects is one call. The two codecs have their
+//! own method names because features must be additive.
 //!
 //! A value is encoded straight into a reserved slot (no intermediate buffer); one that does
 //! not fit the queue's maximum message is refused as `TooLong` before anything is published.
@@ -14,14 +15,21 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, Result, SendError, SendTimeoutError, TrySendError};
-use crate::queue::{Queue, SendSlot};
+use crate::error::{Error, Result};
+#[cfg(feature = "serde")]
+use crate::error::{SendError, SendTimeoutError, TrySendError};
+use crate::queue::Queue;
+#[cfg(feature = "serde")]
+use crate::queue::SendSlot;
+#[cfg(feature = "serde")]
 use crate::spsc::{Receiver, Sender, SpscSlot};
 
+#[cfg(feature = "serde")]
 fn encode_err(op: &'static str, name: &str, e: &postcard::Error) -> Error {
     Error::Codec { op, name: name.to_owned(), reason: e.to_string() }
 }
 
+#[cfg(feature = "serde")]
 fn decode<T: DeserializeOwned>(op: &'static str, name: &str, bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|e| Error::Codec {
         op,
@@ -30,6 +38,7 @@ fn decode<T: DeserializeOwned>(op: &'static str, name: &str, bytes: &[u8]) -> Re
     })
 }
 
+#[cfg(feature = "serde")]
 /// Encode into `slot`; on success returns the length used. `Err(None)`: too long.
 fn encode_into<T: Serialize + ?Sized>(
     value: &T,
@@ -42,11 +51,13 @@ fn encode_into<T: Serialize + ?Sized>(
     }
 }
 
+#[cfg(feature = "serde")]
 /// Encoded length of `value` (to report a too-long value's size).
 fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
     postcard::experimental::serialized_size(value).unwrap_or(usize::MAX)
 }
 
+#[cfg(feature = "serde")]
 fn fill<T: Serialize + ?Sized>(
     op: &'static str,
     q: &Queue,
@@ -66,6 +77,7 @@ fn fill<T: Serialize + ?Sized>(
     }
 }
 
+#[cfg(feature = "serde")]
 impl Queue {
     /// Send a value (postcard-encoded), waiting while the queue is full.
     ///
@@ -148,6 +160,7 @@ impl Queue {
     }
 }
 
+#[cfg(feature = "serde")]
 fn fill_spsc<T: Serialize + ?Sized>(
     op: &'static str,
     name: &str,
@@ -166,6 +179,7 @@ fn fill_spsc<T: Serialize + ?Sized>(
     }
 }
 
+#[cfg(feature = "serde")]
 impl Sender {
     /// Send a value (postcard), waiting while the queue is full; see [`Queue::send_value`].
     ///
@@ -193,6 +207,7 @@ impl Sender {
     }
 }
 
+#[cfg(feature = "serde")]
 impl Receiver {
     /// Receive a value, waiting without limit; see [`Queue::recv_value`].
     ///
@@ -222,5 +237,96 @@ impl Receiver {
         let name = self.queue_name().to_owned();
         let m = self.recv_ref_timeout(timeout)?;
         decode("recv_value_timeout on", &name, &m)
+    }
+}
+
+#[cfg(feature = "pickle")]
+fn decode_pickle<T: DeserializeOwned>(op: &'static str, q: &Queue, bytes: &[u8]) -> Result<T> {
+    ipc_pickle::decode(bytes, ipc_pickle::PickleLimit::default()).map_err(|e| Error::Codec {
+        op,
+        name: q.name().to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(feature = "pickle")]
+fn encode_pickle<T: Serialize + ?Sized>(op: &'static str, q: &Queue, value: &T) -> Result<Vec<u8>> {
+    ipc_pickle::encode(value).map_err(|reason| Error::Codec {
+        op,
+        name: q.name().to_owned(),
+        reason,
+    })
+}
+
+#[cfg(feature = "pickle")]
+impl Queue {
+    /// Send a value as a Python pickle, waiting while the queue is full. Python code that
+    /// reads the queue's bytes gets it back with `pickle.loads`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ipc_queue::Error> {
+    /// let q = ipc_queue::Queue::anonymous(8, 256)?;
+    /// q.send_pickle(&("resize", 42u32))?;
+    /// let (job, id): (String, u32) = q.recv_pickle()?;
+    /// assert_eq!((job.as_str(), id), ("resize", 42));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Send`] (closed, `TooLong`, ...), [`Error::Codec`] if it cannot be pickled.
+    pub fn send_pickle<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let bytes = encode_pickle("send_pickle on", self, value)?;
+        Ok(self.send(&bytes)?)
+    }
+
+    /// [`send_pickle`](Self::send_pickle) without waiting.
+    ///
+    /// # Errors
+    /// [`Error::TrySend`], [`Error::Codec`].
+    pub fn try_send_pickle<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let bytes = encode_pickle("try_send_pickle on", self, value)?;
+        Ok(self.try_send(&bytes)?)
+    }
+
+    /// [`send_pickle`](Self::send_pickle) waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`Error::SendTimeout`], [`Error::Codec`].
+    pub fn send_pickle_timeout<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<()> {
+        let bytes = encode_pickle("send_pickle_timeout on", self, value)?;
+        Ok(self.send_timeout(&bytes, timeout)?)
+    }
+
+    /// Receive a pickled value, waiting without limit. The pickle is checked by ipc-pickle's
+    /// memory budget (64 bytes per byte of the message by default) before it is decoded: a
+    /// hostile pickle is refused, never an allocation that aborts the process.
+    ///
+    /// # Errors
+    /// [`Error::Recv`], [`Error::Codec`] (refused by the guard, or not a `T`).
+    pub fn recv_pickle<T: DeserializeOwned>(&self) -> Result<T> {
+        let m = self.recv_ref()?;
+        decode_pickle("recv_pickle on", self, &m)
+    }
+
+    /// [`recv_pickle`](Self::recv_pickle) without waiting.
+    ///
+    /// # Errors
+    /// [`Error::TryRecv`], [`Error::Codec`].
+    pub fn try_recv_pickle<T: DeserializeOwned>(&self) -> Result<T> {
+        let m = self.try_recv_ref()?;
+        decode_pickle("try_recv_pickle on", self, &m)
+    }
+
+    /// [`recv_pickle`](Self::recv_pickle) waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::RecvTimeout`], [`Error::Codec`].
+    pub fn recv_pickle_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+        let m = self.recv_ref_timeout(timeout)?;
+        decode_pickle("recv_pickle_timeout on", self, &m)
     }
 }

@@ -9,6 +9,11 @@
 //!   and glibc `sem_t` doing the same (goal: <= 1.05x the raw futex). Figures are per round
 //!   trip.
 //!
+//! - `event` / `barrier` ping-pong X and S: the same hand-off through two [`Event`]s (set one,
+//!   wait on the other, clear it) and through a two-party [`Barrier`] (two generations per
+//!   trip), beside the raw futex of the same run: the waits that sleep through
+//!   `ipc_shm::EventCount`.
+//!
 //! Ratios: run `cargo bench -p ipc-sem --bench semaphore` several times and take the median
 //! of the per-run ratios (the machine is shared; single runs are noisy).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +22,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ipc_sem::{BoundedSemaphore, Semaphore};
+use ipc_sem::{Barrier, BoundedSemaphore, Event, Semaphore};
 use ipc_shm::futex;
 use ipc_shm::{Shared, Shm, ShmSafe};
 
@@ -164,6 +169,47 @@ impl Flavour for Ours<'_> {
     }
     fn poke(&self) {
         self.0.release().unwrap();
+    }
+}
+
+/// Two events: set the peer's, wait on ours and clear it.
+struct Events<'a>(&'a Event, &'a Event);
+
+impl Flavour for Events<'_> {
+    fn round_trip(&self) {
+        self.0.set();
+        self.1.wait();
+        self.1.clear();
+    }
+    fn wait_ping(&self) {
+        self.0.wait();
+        self.0.clear();
+    }
+    fn send_pong(&self) {
+        self.1.set();
+    }
+    fn poke(&self) {
+        self.0.set();
+    }
+}
+
+/// A two-party barrier: a trip is two generations (the later arrival of each wakes the
+/// earlier), so the child reads the stop flag only between the two.
+struct Meet<'a>(&'a Barrier);
+
+impl Flavour for Meet<'_> {
+    fn round_trip(&self) {
+        self.0.wait().unwrap();
+        self.0.wait().unwrap();
+    }
+    fn wait_ping(&self) {
+        self.0.wait().unwrap();
+    }
+    fn send_pong(&self) {
+        self.0.wait().unwrap();
+    }
+    fn poke(&self) {
+        self.0.wait().unwrap();
     }
 }
 
@@ -315,29 +361,33 @@ fn interleaved(_: &mut Criterion) {
     .unwrap();
     let s1 = Shared::anonymous(Semaphore::new(0).unwrap()).unwrap();
     let s2 = Shared::anonymous(Semaphore::new(0).unwrap()).unwrap();
+    let e1 = Shared::anonymous(Event::new()).unwrap();
+    let e2 = Shared::anonymous(Event::new()).unwrap();
+    let meet = Shared::anonymous(Barrier::new(2).unwrap()).unwrap();
+    let flavours: [(&str, &dyn Flavour); 3] = [
+        ("ipc-sem untracked", &Ours(&s1, &s2)),
+        ("Event", &Events(&e1, &e2)),
+        ("Barrier", &Meet(&meet)),
+    ];
     // Each run alternates chunks of round trips of each flavour (a fresh child per chunk);
     // the run's ratio is the median of the ratios of adjacent chunk pairs (a paired
     // comparison: the hypervisor's wake-up latency drifts by multiples over seconds).
-    for (label, cpus, trips) in [("X", (0, 1), 300u32), ("S", (0, 0), 2_000)] {
-        let (mut r, mut o, mut re) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..5 {
-            let mut pairs = Vec::new();
-            for _ in 0..8 {
-                let a = pong_run(cpus, &pong, &RawFutex(&pong), trips);
-                let b = pong_run(cpus, &pong, &Ours(&s1, &s2), trips);
-                pairs.push(b / a);
-                o.push(b / 1000.0);
-                re.push(a / 1000.0);
+    for (name, ours) in flavours {
+        for (label, cpus, trips) in [("X", (0, 1), 300u32), ("S", (0, 0), 2_000)] {
+            let (mut r, mut o, mut re) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..5 {
+                let mut pairs = Vec::new();
+                for _ in 0..8 {
+                    let a = pong_run(cpus, &pong, &RawFutex(&pong), trips);
+                    let b = pong_run(cpus, &pong, ours, trips);
+                    pairs.push(b / a);
+                    o.push(b / 1000.0);
+                    re.push(a / 1000.0);
+                }
+                r.push(median(pairs));
             }
-            r.push(median(pairs));
+            report(&format!("ping-pong {label} round trip, {name} / raw futex"), r, o, re, "us");
         }
-        report(
-            &format!("ping-pong {label} round trip, ipc-sem untracked / raw futex"),
-            r,
-            o,
-            re,
-            "us",
-        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`Barrier`]: `n` parties meet, generation after generation (Python's
 //! `multiprocessing.Barrier`), and a party that dies while the others wait breaks it for all.
 //!
-//! The state word, also the futex word:
+//! The state word (the family's waiter word, an [`EventCount`], sits beside it):
 //!
 //! | bits | meaning |
 //! |---|---|
@@ -13,28 +13,37 @@
 //!
 //! - arrive: one CAS `count -> count + 1`; the last party's CAS instead starts the next
 //!   generation (`count = 0`, generation + 1) and wakes everyone: it is the leader.
+//! - sleep: take a ticket from the event count, set `SLEEPERS` (CAS), sleep on the ticket
+//!   until the word shows the end of the generation; every CAS that ends one (completion,
+//!   break, reset) clears `SLEEPERS` and, if it was set, notifies (the event count's
+//!   flagged-waiter protocol, [`EventCount::prepare_wait`]). The flag is the notifier's gate:
+//!   a generation nobody sleeps through pays no wake-up, and a flag left by a killed party
+//!   costs one, once.
 //! - a waiter returns `Ok` when the generation moves on by a completion, `Broken` when the
 //!   word says `BROKEN` or the generation moved on by a `reset`.
 //! - break (a timeout, `abort`, a dead party): one CAS sets `BROKEN` in the current
 //!   generation and wakes everyone.
 //! - dead parties: before arriving, a party records `(generation, owner id)` in a slot of the
-//!   arrival table. Sleepers wake every [poll interval](crate::wait::POLL) and check the
-//!   liveness of the parties recorded for their generation; a dead one breaks the barrier.
-//!   A party killed between recording itself and arriving is dead and recorded: it breaks
-//!   the barrier too (it will never arrive). Records of older generations are ignored.
-//!   The first [`ARRIVAL_SLOTS`] waiting parties are recorded; more are not watched.
+//!   arrival table. Sleepers wake at the end of each slice of [`ipc_shm::wait::Schedule`]
+//!   (1 ms doubling to 32 ms) and check the liveness of the parties recorded for their
+//!   generation; a `Dead` one breaks the barrier. A party killed between recording itself and
+//!   arriving is dead and recorded: it breaks the barrier too (it will never arrive). A
+//!   record liveness cannot judge (`Unknown`: garbage from a peer) breaks nothing: the
+//!   waiters wait for the real parties, or until their deadline. Records of older generations
+//!   are ignored. The first [`ARRIVAL_SLOTS`] waiting parties are recorded; more are not
+//!   watched.
 //!
 //! All-zero is a valid state: a one-party barrier (the parties word holds `parties - 1`).
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ipc_shm::ShmSafe;
-use ipc_shm::futex::{self, WaitResult};
+use ipc_shm::liveness::{self, Status};
 use ipc_shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use ipc_shm::wait::Schedule;
+use ipc_shm::{Deadline, EventCount, OwnerId, ShmSafe};
 
 use crate::error::{BarrierError, Error, Result};
-use crate::wait::{self, Spin};
 
 const COUNT_MASK: u32 = (1 << 12) - 1;
 const GEN_SHIFT: u32 = 12;
@@ -77,21 +86,30 @@ pub struct Barrier {
     parties_less_one: AtomicU32,
     /// `parties_less_one * CHECK_MUL`.
     check: AtomicU32,
-    _reserved: [AtomicU32; 13],
+    /// Where waiting parties sleep; notified by a CAS that ends a generation with `SLEEPERS`.
+    waiters: EventCount,
+    _reserved: [AtomicU32; 11],
     /// `(generation << 32) | owner id` of recorded waiting parties.
     arrivals: [AtomicU64; ARRIVAL_SLOTS],
 }
 
 #[cfg(not(ipc_loom))]
 const _: () = assert!(size_of::<Barrier>() == 64 + 8 * ARRIVAL_SLOTS);
+#[cfg(not(ipc_loom))]
+const _: () = assert!(std::mem::offset_of!(Barrier, waiters) == 12);
 
 #[allow(unsafe_code)] // the ShmSafe marker; its argument follows
-// SAFETY: (1) atomics only; (2) every bit pattern is valid: a bad parties/check pair is
-// reported as `Corrupted`, a garbage count makes the next arrival the leader, garbage
-// arrival records are at worst a false "dead party" (the barrier breaks; `reset` repairs);
-// all-zero is a one-party barrier; (3) atomic mutation only; (4) no Drop; (5) `#[repr(C)]`.
+// SAFETY: (1) atomics only (the event count is two); (2) every bit pattern is valid: a bad
+// parties/check pair is reported as `Corrupted`, a garbage count makes the next arrival the
+// leader, a garbage arrival record is an unknown party that breaks nothing (or, if it names
+// a dead registration, a dead party: the barrier breaks and `reset` repairs), a garbage event
+// count costs spurious wake-ups; all-zero is a one-party barrier; (3) atomic mutation only;
+// (4) no Drop; (5) `#[repr(C)]`.
 unsafe impl ShmSafe for Barrier {
-    const LAYOUT_VERSION: u32 = 1;
+    /// 2: waiters sleep on an `EventCount` (8 bytes at offset 12) instead of the state word.
+    const LAYOUT_VERSION: u32 = 2;
+    /// The arrival table stores owner ids: a process of another liveness registry is refused.
+    const OWNER_IDS: bool = true;
 }
 
 impl fmt::Debug for Barrier {
@@ -136,6 +154,7 @@ impl Barrier {
             state: AtomicU32::new(0),
             parties_less_one: AtomicU32::new(less),
             check: AtomicU32::new(less.wrapping_mul(CHECK_MUL)),
+            waiters: EventCount::new(),
             _reserved: std::array::from_fn(|_| AtomicU32::new(0)),
             arrivals: std::array::from_fn(|_| AtomicU64::new(0)),
         })
@@ -178,7 +197,7 @@ impl Barrier {
     /// # Errors
     /// [`BarrierError::Broken`] if the barrier is or becomes broken while this party waits.
     pub fn wait(&self) -> Result<BarrierWaitResult, BarrierError> {
-        self.wait_deadline(None)
+        self.wait_deadline(Deadline::NEVER)
     }
 
     /// Wait for all parties, at most `timeout`. A timeout breaks the barrier for everyone.
@@ -186,7 +205,7 @@ impl Barrier {
     /// # Errors
     /// [`BarrierError::Timeout`] for this party, [`BarrierError::Broken`].
     pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BarrierError> {
-        self.wait_deadline(wait::deadline_after(timeout))
+        self.wait_deadline(Deadline::after(timeout))
     }
 
     /// Wait for all parties until `deadline` at most (see [`wait_timeout`](Self::wait_timeout)).
@@ -194,7 +213,7 @@ impl Barrier {
     /// # Errors
     /// As [`wait_timeout`](Self::wait_timeout).
     pub fn wait_until(&self, deadline: Instant) -> Result<BarrierWaitResult, BarrierError> {
-        self.wait_deadline(Some(deadline))
+        self.wait_deadline(Deadline::at(deadline))
     }
 
     /// Break the barrier: every waiter, and every later `wait` until [`reset`](Self::reset),
@@ -220,8 +239,13 @@ impl Barrier {
             }
         }
         if cur & SLEEPERS != 0 {
-            futex::wake_all(&self.state);
+            self.wake();
         }
+    }
+
+    /// Wake the sleepers: called after a CAS that ended a generation found `SLEEPERS`.
+    fn wake(&self) {
+        self.waiters.notify_all_flagged();
     }
 
     /// Set BROKEN if the barrier is still in generation `gen`.
@@ -240,7 +264,7 @@ impl Barrier {
             }
         }
         if cur & SLEEPERS != 0 {
-            futex::wake_all(&self.state);
+            self.wake();
         }
     }
 
@@ -271,7 +295,8 @@ impl Barrier {
             if owner == 0 || owner == me || g != gen_now || asked.contains(&owner) {
                 continue;
             }
-            if !wait::is_alive(owner) {
+            // Only `Dead` breaks the barrier: `Unknown` (garbage) never does.
+            if liveness::status_raw(owner) == Status::Dead {
                 return true;
             }
             asked.push(owner);
@@ -279,11 +304,11 @@ impl Barrier {
         false
     }
 
-    fn wait_deadline(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, BarrierError> {
+    fn wait_deadline(&self, deadline: Deadline) -> Result<BarrierWaitResult, BarrierError> {
         let parties = self.parties_for("wait")?;
         // A party nobody can check for death must not arrive: if it died waiting, the others
         // would never learn it and wait for ever.
-        let me = crate::sys::owner_id().map_err(|_| BarrierError::Unregistered)?;
+        let me = liveness::current().map(OwnerId::get).map_err(|_| BarrierError::Unregistered)?;
         // Acquire: pairs with the AcqRel CASes of the other parties.
         let mut cur = self.state.load(Ordering::Acquire);
         let mut recorded: Option<u32> = None;
@@ -305,7 +330,7 @@ impl Barrier {
                 ) {
                     Ok(_) => {
                         if cur & SLEEPERS != 0 {
-                            futex::wake_all(&self.state);
+                            self.wake();
                         }
                         return Ok(BarrierWaitResult { leader: true });
                     }
@@ -333,17 +358,16 @@ impl Barrier {
             }
         };
         ipc_shm::crash::point("barrier.arrived");
-        let mut spin = Spin::new();
+        let mut schedule = Schedule::new();
         loop {
+            // Before the word is read and flagged (see EventCount::prepare_wait).
+            let ticket = self.waiters.prepare_wait();
             // Acquire: pairs with the leader's (or a reset's) AcqRel CAS.
             let cur = self.state.load(Ordering::Acquire);
             if let Some(done) = outcome(cur, gen_now) {
                 return done;
             }
-            if spin.spin() {
-                continue;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.has_passed() {
                 self.break_generation(gen_now);
                 // Acquire: as above. The generation may have completed just before the break.
                 let now = self.state.load(Ordering::Acquire);
@@ -352,19 +376,18 @@ impl Barrier {
                     _ => Err(BarrierError::Timeout),
                 };
             }
-            let armed = cur | SLEEPERS;
-            // Relaxed: the flag and the CASes that clear it are on this one word.
+            // Relaxed: the flag and the CASes that clear it are on this one word; the ticket
+            // taken before does the rest (EventCount::prepare_wait).
             if cur & SLEEPERS == 0
                 && self
                     .state
-                    .compare_exchange(cur, armed, Ordering::Relaxed, Ordering::Relaxed)
+                    .compare_exchange(cur, cur | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
                     .is_err()
             {
                 continue;
             }
-            if futex::wait(&self.state, armed, wait::poll_deadline(deadline))
-                == WaitResult::TimedOut
-                && self.dead_party(gen_now, me)
+            // A slice with no end of the generation: is a recorded party dead?
+            if !self.waiters.sleep(ticket, schedule.next(deadline)) && self.dead_party(gen_now, me)
             {
                 self.break_generation(gen_now);
             }

@@ -14,11 +14,10 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
-use ipc_shm::{ProcessToken, ShmSafe};
+use ipc_shm::{Deadline, ProcessToken, ShmSafe};
 
 use crate::count::{self, COUNT_MAX};
 use crate::error::{Error, Result};
-use crate::wait;
 
 const OBJECT: &str = "bounded semaphore";
 /// Odd: the check of a zero maximum is zero, so an all-zero object is valid.
@@ -53,6 +52,8 @@ const _: () = assert!(size_of::<BoundedSemaphore>() == 16);
 // (3) atomic mutation only; (4) no Drop; (5) `#[repr(C)]`.
 unsafe impl ShmSafe for BoundedSemaphore {
     const LAYOUT_VERSION: u32 = 1;
+    /// No owner ids: it may be shared with processes of another liveness registry.
+    const OWNER_IDS: bool = false;
 }
 
 impl fmt::Debug for BoundedSemaphore {
@@ -184,7 +185,7 @@ impl BoundedSemaphore {
         &self,
         op: &'static str,
         n: u32,
-        how: Option<Option<Instant>>,
+        how: Option<Deadline>,
     ) -> Result<Option<BoundedPermit<'_>>> {
         let max = self.max(op)?;
         if n == 0 || n > max {
@@ -235,7 +236,7 @@ impl BoundedSemaphore {
     /// # Errors
     /// As [`acquire`](Self::acquire).
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<BoundedPermit<'_>>> {
-        self.take("acquire", 1, Some(wait::deadline_after(timeout)))
+        self.take("acquire", 1, Some(Deadline::after(timeout)))
     }
 
     /// Take one permit, waiting until `deadline` at most; `Ok(None)` on timeout.
@@ -243,7 +244,7 @@ impl BoundedSemaphore {
     /// # Errors
     /// As [`acquire`](Self::acquire).
     pub fn acquire_until(&self, deadline: Instant) -> Result<Option<BoundedPermit<'_>>> {
-        self.take("acquire", 1, Some(Some(deadline)))
+        self.take("acquire", 1, Some(Deadline::at(deadline)))
     }
 
     /// Take `n` permits at once, waiting as long as it takes.
@@ -251,7 +252,7 @@ impl BoundedSemaphore {
     /// # Errors
     /// [`Error::InvalidCount`] if `n` is 0 or above the maximum; [`Error::Corrupted`].
     pub fn acquire_many(&self, n: u32) -> Result<BoundedPermit<'_>> {
-        self.take("acquire", n, Some(None))?.ok_or_else(|| Error::InvalidArgument {
+        self.take("acquire", n, Some(Deadline::NEVER))?.ok_or_else(|| Error::InvalidArgument {
             op: "acquire",
             object: OBJECT,
             what: "an untimed wait timed out".into(),
@@ -275,7 +276,7 @@ impl BoundedSemaphore {
         n: u32,
         timeout: Duration,
     ) -> Result<Option<BoundedPermit<'_>>> {
-        self.take("acquire", n, Some(wait::deadline_after(timeout)))
+        self.take("acquire", n, Some(Deadline::after(timeout)))
     }
 
     /// Release one permit.

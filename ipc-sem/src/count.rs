@@ -17,13 +17,21 @@
 //!   kernel's compare fail, so no wake-up is lost. Only a release clears the flag.
 //!
 //! All-zero is a valid state: no permits, nobody asleep.
+//!
+//! Why this word is its own futex word rather than an [`ipc_shm::EventCount`]: the count *is*
+//! the state the waiter waits on, so the release's one CAS both publishes the permit and
+//! tells it whether anyone sleeps (no second word to load, no store-buffer race to pay a
+//! barrier for), and a flag left by a killed waiter is cleared by the next release. It is
+//! the shape of a lock word, as the family's mutexes keep theirs; the event count is for
+//! waiters of a condition spread over other words (the tracked ledger, events, barriers).
+//!
+//! No spinning before the sleep: a semaphore cannot know whether its poster is running, and
+//! spinning against a poster that shares our CPU only delays it ([`ipc_shm::spin`] gives the
+//! measurement, taken on this crate's ping-pong).
 
-use std::time::Instant;
-
+use ipc_shm::Deadline;
 use ipc_shm::futex::{self, WaitResult};
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
-
-use crate::wait::Spin;
 
 /// Flag: a waiter may be asleep.
 pub(crate) const SLEEPERS: u32 = 1 << 31;
@@ -114,15 +122,11 @@ pub(crate) fn release(word: &AtomicU32, n: u32, max: u32) -> Result<(), Overflow
     Ok(())
 }
 
-/// Take `n` permits, waiting until `deadline` (`None`: for ever). `true` if taken.
-pub(crate) fn take(word: &AtomicU32, n: u32, max: u32, deadline: Option<Instant>) -> bool {
-    let mut spin = Spin::new();
+/// Take `n` permits, waiting until `deadline`. `true` if taken.
+pub(crate) fn take(word: &AtomicU32, n: u32, max: u32, deadline: Deadline) -> bool {
     loop {
         if try_take(word, n, max) {
             return true;
-        }
-        if spin.spin() {
-            continue;
         }
         // Relaxed: the futex compare and the CAS work on this one word; its modification
         // order alone decides whether a release came before or after we armed.
@@ -136,7 +140,7 @@ pub(crate) fn take(word: &AtomicU32, n: u32, max: u32, deadline: Option<Instant>
         {
             continue;
         }
-        if futex::wait(word, armed, deadline) == WaitResult::TimedOut {
+        if futex::wait(word, armed, deadline.instant()) == WaitResult::TimedOut {
             // One last look: a release may have landed right at the deadline.
             return try_take(word, n, max);
         }

@@ -1,31 +1,31 @@
 //! [`Event`]: a flag that processes wait for (Python's `multiprocessing.Event`).
 //!
-//! One `u32` word, also the futex word:
+//! One state word and the family's waiter word ([`EventCount`]) beside it:
 //!
-//! | bits | meaning |
+//! | bits of `word` | meaning |
 //! |---|---|
 //! | 0 (`SET`) | the flag |
 //! | 1 (`SLEEPERS`) | a waiter may be asleep |
 //! | 2..32 | generation: bumped by every `set` that finds the flag clear |
 //!
 //! `set` is one CAS that sets the flag, bumps the generation and clears `SLEEPERS`; if the
-//! flag was there it wakes every sleeper in every process (`FUTEX_WAKE` all). A waiter
-//! returns `true` when it sees the flag set *or* the generation moved since it started, so a
-//! waiter blocked when `set` runs returns `true` even if `clear` follows at once (as Python's
-//! `Event.wait` does). A waiter sleeps only after setting `SLEEPERS` on the exact value it
-//! then waits on: any later change either wakes it (a `set`) or fails the kernel's compare.
-//! A killed waiter leaves at most a stale `SLEEPERS`, which costs the next `set` one syscall.
+//! flag was there it notifies the event count, which wakes every sleeper in every process. A
+//! waiter returns `true` when it sees the flag set *or* the generation moved since it
+//! started, so a waiter blocked when `set` runs returns `true` even if `clear` follows at once
+//! (as Python's `Event.wait` does). A waiter takes a ticket from the event count, sets
+//! `SLEEPERS` (CAS) and sleeps on the ticket until the word shows a `set`; a `set` that finds
+//! the flag notifies (the event count's flagged-waiter protocol,
+//! [`EventCount::prepare_wait`], so no wake-up is lost). `SLEEPERS` is the notifier's gate: a
+//! `set` nobody waits for costs its CAS alone, and a flag left by a killed waiter costs the
+//! next `set` one wake-up, once (the `set` clears it).
 //!
 //! All-zero is a valid state: clear, nobody asleep. Any bit pattern is a valid state.
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ipc_shm::ShmSafe;
-use ipc_shm::futex::{self, WaitResult};
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
-
-use crate::wait::{self, Spin};
+use ipc_shm::{Deadline, EventCount, ShmSafe};
 
 const SET: u32 = 1;
 const SLEEPERS: u32 = 2;
@@ -48,16 +48,22 @@ const GEN_MASK: u32 = !(SET | SLEEPERS);
 #[repr(C)]
 pub struct Event {
     word: AtomicU32,
+    /// Where waiters sleep; notified by a `set` that found `SLEEPERS`.
+    waiters: EventCount,
 }
 
 #[cfg(not(ipc_loom))]
-const _: () = assert!(size_of::<Event>() == 4);
+const _: () = assert!(size_of::<Event>() == 12);
 
 #[allow(unsafe_code)] // the ShmSafe marker; its argument follows
-// SAFETY: (1) one atomic; (2) every bit pattern is a valid state, all-zero is "clear";
+// SAFETY: (1) atomics only (the event count is two); (2) every bit pattern is a valid state
+// (a garbage event count costs spurious wake-ups), all-zero is "clear, nobody asleep";
 // (3) atomic mutation only; (4) no Drop; (5) `#[repr(C)]`.
 unsafe impl ShmSafe for Event {
-    const LAYOUT_VERSION: u32 = 1;
+    /// 2: waiters sleep on an `EventCount` beside the word (was: on the word itself).
+    const LAYOUT_VERSION: u32 = 2;
+    /// No owner ids: an event may be shared with processes of another liveness registry.
+    const OWNER_IDS: bool = false;
 }
 
 impl fmt::Debug for Event {
@@ -76,13 +82,13 @@ impl Event {
     /// A clear event.
     #[cfg(not(ipc_loom))]
     pub const fn new() -> Event {
-        Event { word: AtomicU32::new(0) }
+        Event { word: AtomicU32::new(0), waiters: EventCount::new() }
     }
 
     /// A clear event.
     #[cfg(ipc_loom)]
     pub fn new() -> Event {
-        Event { word: AtomicU32::new(0) }
+        Event { word: AtomicU32::new(0), waiters: EventCount::new() }
     }
 
     /// Whether the flag is set.
@@ -108,7 +114,8 @@ impl Event {
             }
         }
         if cur & SLEEPERS != 0 {
-            futex::wake_all(&self.word);
+            // The CAS that set the flag found a waiter's flag (see the module docs).
+            self.waiters.notify_all_flagged();
         }
     }
 
@@ -120,27 +127,28 @@ impl Event {
 
     /// Block until the flag is set.
     pub fn wait(&self) {
-        self.wait_deadline(None);
+        self.wait_deadline(Deadline::NEVER);
     }
 
     /// Block until the flag is set or `timeout` passes; `true` if it was set.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_deadline(wait::deadline_after(timeout))
+        self.wait_deadline(Deadline::after(timeout))
     }
 
     /// Block until the flag is set or `deadline` passes; `true` if it was set.
     pub fn wait_until(&self, deadline: Instant) -> bool {
-        self.wait_deadline(Some(deadline))
+        self.wait_deadline(Deadline::at(deadline))
     }
 
-    /// Under loom: whether a waiter armed the sleepers flag (it captured its generation).
-    #[cfg(ipc_loom)]
-    #[doc(hidden)]
-    pub fn loom_has_sleepers(&self) -> bool {
-        self.word.load(Ordering::SeqCst) & SLEEPERS != 0
+    /// Whether a waiter may be asleep on this event now (it noted the generation it waits
+    /// past and flagged itself): a hint for diagnostics and tests. A waiter killed while
+    /// asleep leaves it `true` until the next [`set`](Self::set).
+    pub fn has_waiters(&self) -> bool {
+        // Relaxed: a hint; see `wait_deadline` for the order a waiter follows.
+        self.word.load(Ordering::Relaxed) & SLEEPERS != 0
     }
 
-    fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+    fn wait_deadline(&self, deadline: Deadline) -> bool {
         // Acquire: as in `is_set`.
         let start = self.word.load(Ordering::Acquire);
         if start & SET != 0 {
@@ -148,30 +156,28 @@ impl Event {
         }
         let generation = start & GEN_MASK;
         let done = |w: u32| w & SET != 0 || w & GEN_MASK != generation;
-        let mut spin = Spin::new();
         loop {
+            // Before the word is read and flagged (see EventCount::prepare_wait).
+            let ticket = self.waiters.prepare_wait();
             // Acquire: as in `is_set`.
             let cur = self.word.load(Ordering::Acquire);
             if done(cur) {
                 return true;
             }
-            if spin.spin() {
-                continue;
+            if deadline.has_passed() {
+                return false;
             }
-            let armed = cur | SLEEPERS;
-            // Relaxed: the flag and the setter's CAS are on this one word.
+            // Relaxed: the flag and the setter's CAS are on this one word; the ticket taken
+            // before does the rest (EventCount::prepare_wait).
             if cur & SLEEPERS == 0
                 && self
                     .word
-                    .compare_exchange(cur, armed, Ordering::Relaxed, Ordering::Relaxed)
+                    .compare_exchange(cur, cur | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
                     .is_err()
             {
                 continue;
             }
-            if futex::wait(&self.word, armed, deadline) == WaitResult::TimedOut {
-                // Acquire: as in `is_set`.
-                return done(self.word.load(Ordering::Acquire));
-            }
+            self.waiters.sleep(ticket, deadline);
         }
     }
 }

@@ -82,16 +82,27 @@
 //!   timeout, an abort or a party that dies while the others wait breaks it for all
 //!   ([`BarrierError::Broken`]).
 //!
-//! Every blocking call has `try_` and `_timeout` forms. Waiters sleep on a futex only after
-//! setting a waiter flag in the word they sleep on, so a release or set with nobody asleep
-//! makes no syscall; waiters do not spin (see `wait.rs` for the measurement behind that).
+//! Every blocking call has `try_` and `_timeout` forms. A waiter sets a waiter flag in the
+//! word it waits on before it sleeps, so a release or set with nobody asleep makes no
+//! syscall, and a flag left by a killed waiter costs one wake-up, once. The untracked count
+//! is its own futex word (the count is the state waited on, like a lock word); the tracked
+//! ledger, [`Event`] and [`Barrier`] sleep on the family's waiter word,
+//! [`ipc_shm::EventCount`]. Waiters do not spin: a semaphore cannot know whether its poster
+//! runs, and spinning against one that shares our CPU only delays it ([`ipc_shm::spin`]).
+//! Waiters that watch for dead peers (tracked acquirers, barrier parties) sleep in the
+//! slices of [`ipc_shm::wait::Schedule`] and ask [`ipc_shm::liveness::status`] between them:
+//! only `Dead` is recovered; `Unknown` (a garbage owner word) is waited for until the
+//! deadline, never reclaimed.
 //!
 //! # Performance (this machine, `cargo bench -p ipc-sem --bench semaphore`)
 //! Uncontended acquire + release, ours / glibc `sem_wait` + `sem_post` on a process-shared
-//! `sem_t`, interleaved in one process: untracked ~0.82-0.94x, tracked ~0.88-0.93x, bounded
-//! ~0.92-1.07x (about 6 ns each when the machine is quiet). Post/wait ping-pong between two
-//! processes, ours / a raw futex ping-pong: ~0.95x on one core; across cores the two are
-//! within the hypervisor's noise (60-200 µs round trips).
+//! `sem_t`, interleaved in one process: untracked ~0.95x, tracked ~0.98x, bounded ~0.97x
+//! (about 12 ns each on a busy machine, 6 ns on a quiet one). Hand-offs between two
+//! processes, ours / a raw futex ping-pong of the same run, on one core: semaphore post/wait
+//! ~0.96-0.99x, [`Event`] set/wait ~0.92-0.95x; across cores all are within the hypervisor's
+//! noise (30-130 µs round trips). A two-party [`Barrier`] round trip (two generations) costs
+//! ~1.9-2.1x the ping-pong on one core, where both parties work after each wake; sleeping
+//! untimed would make it ~1.7x, the rest of the price of the slices that notice a dead party.
 //!
 //! # Across `fork`
 //! A permit ([`Permit`], [`BoundedPermit`]) inherited by a forked child gives back nothing
@@ -118,7 +129,6 @@ mod event;
 mod named;
 mod semaphore;
 mod sys;
-mod wait;
 
 pub use barrier::{ARRIVAL_SLOTS, Barrier, BarrierWaitResult, MAX_PARTIES};
 pub use bounded::{BoundedPermit, BoundedSemaphore};
@@ -126,7 +136,3 @@ pub use error::{BarrierError, Error, Result};
 pub use event::Event;
 pub use named::{DEFAULT_MODE, NamedSemaphore};
 pub use semaphore::{Ledger, MAX_LEDGER, MAX_VALUE, Permit, Semaphore};
-
-#[cfg(ipc_loom)]
-#[doc(hidden)]
-pub use wait::LOOM_DEAD_OWNER;

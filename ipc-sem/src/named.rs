@@ -18,6 +18,8 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
+use ipc_shm::Deadline;
+
 use crate::error::{Error, Result};
 use crate::sys::{self, OpenHow, RawSem};
 
@@ -242,7 +244,7 @@ impl NamedSemaphore {
     /// # Errors
     /// [`Error::Named`] if the OS refuses.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-        match Instant::now().checked_add(timeout) {
+        match Deadline::after(timeout).instant() {
             Some(deadline) => self.acquire_until(deadline),
             None => self.acquire().map(|()| true),
         }

@@ -20,15 +20,21 @@
 //!
 //! A dead holder's words are reclaimed by the next acquirer that finds no free permit (it
 //! asks [`liveness::status`](ipc_shm::liveness::status) about each holder, ~1 µs each, on
-//! that slow path only), by a sleeping waiter every [poll interval](crate::wait::POLL), or by
-//! [`Semaphore::recover`]. The reclaimer takes the word over with one CAS `dead -> me`, so two
-//! reclaimers never both get it. A word holding a value that cannot be an owner id (a peer's
-//! garbage) counts as held by a dead owner and is reclaimed the same way.
+//! that slow path only), by a sleeping waiter at the end of each sleep slice of
+//! [`ipc_shm::wait::Schedule`] (1 ms doubling to 32 ms), or by [`Semaphore::recover`]. The
+//! reclaimer takes the word over with one CAS `dead -> me`, so two reclaimers never both get
+//! it. Only a `Dead` holder is reclaimed: a word liveness cannot judge (`Unknown`: a value
+//! that cannot be an owner id, a peer's garbage, an id of a slot never used) is never taken
+//! over; acquirers wait for it until their deadline, and [`Semaphore::ledger`] counts it in
+//! [`Ledger::held_by_unknown`].
 //!
-//! Waiting: a waiter that finds every permit held sets `WANTED` on the held words (CAS),
-//! reads the `seq` word and sleeps on it; a release that clears a word with `WANTED` bumps
-//! `seq` and wakes the sleepers. A waiter killed while asleep holds nothing and so consumes no
-//! permit; the `WANTED` flags it left cost at most one spurious wake each.
+//! Waiting: a waiter that finds too few permits takes a ticket from the semaphore's
+//! [`EventCount`], sets `WANTED` on the held words (CAS) and sleeps on the ticket; a release
+//! that clears a word with `WANTED` notifies the event count (its flagged-waiter protocol,
+//! [`EventCount::prepare_wait`]). The flag is the notifier's gate: a release nobody waits for
+//! pays nothing more than its CAS, and a flag left by a waiter killed while asleep costs the
+//! next release of that word one wake-up, once (the release clears it). A killed waiter
+//! holds nothing and so consumes no permit.
 //!
 //! The uncontended path is a load of the config, the owner id (a process-global load), one
 //! CAS to take and one CAS to give back: the same number of atomic read-modify-writes as
@@ -42,13 +48,13 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ipc_shm::futex::{self, WaitResult};
+use ipc_shm::liveness::{self, Status};
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
-use ipc_shm::{ProcessToken, ShmSafe};
+use ipc_shm::wait::Schedule;
+use ipc_shm::{Deadline, EventCount, OwnerId, ProcessToken, ShmSafe};
 
 use crate::count::{self, COUNT_MAX};
 use crate::error::{Error, Result};
-use crate::wait::{self, Spin};
 
 const OBJECT: &str = "semaphore";
 
@@ -91,13 +97,13 @@ pub struct Semaphore<const L: usize = 64> {
     config: AtomicU32,
     /// `config * CHECK_MUL`.
     check: AtomicU32,
-    /// Tracked: bumped by every release that found `WANTED`; the waiters' futex word.
-    seq: AtomicU32,
+    /// Tracked: where waiters sleep; notified by every release that found `WANTED`.
+    waiters: EventCount,
     /// Tracked: a ledger index that was free a moment ago (a hint only).
     hint: AtomicU32,
     /// Tracked: permits taken back from dead holders (statistics).
     recovered: AtomicU32,
-    _reserved: [AtomicU32; 10],
+    _reserved: [AtomicU32; 9],
     /// Tracked: one word per permit.
     ledger: [AtomicU32; L],
 }
@@ -105,15 +111,22 @@ pub struct Semaphore<const L: usize = 64> {
 #[cfg(not(ipc_loom))]
 const _: () = assert!(size_of::<Semaphore>() == 64 + 64 * 4);
 #[cfg(not(ipc_loom))]
+const _: () = assert!(std::mem::offset_of!(Semaphore, waiters) == 12);
+#[cfg(not(ipc_loom))]
 const _: () = assert!(size_of::<Semaphore<1>>() == 68);
 
 #[allow(unsafe_code)] // the ShmSafe marker; its argument follows
-// SAFETY: (1) only atomics, no pointers; (2) every bit pattern of every word is a valid state
-// (a bad config is reported as `Corrupted`, a bad ledger word is treated as held by a dead
-// owner, any count is clamped to the maximum); all-zero is an untracked semaphore with no
-// permits; (3) all mutation is atomic; (4) no Drop; (5) `#[repr(C)]`.
+// SAFETY: (1) only atomics (the event count is two), no pointers; (2) every bit pattern of
+// every word is a valid state (a bad config is reported as `Corrupted`, a ledger word that is
+// no owner id is held by an unknown owner and never reclaimed, any count is clamped to the
+// maximum, a garbage event count costs spurious wake-ups); all-zero is an untracked semaphore
+// with no permits; (3) all mutation is atomic; (4) no Drop; (5) `#[repr(C)]`.
 unsafe impl<const L: usize> ShmSafe for Semaphore<L> {
-    const LAYOUT_VERSION: u32 = 1;
+    /// 2: waiters sleep on an `EventCount` (8 bytes at offset 12) instead of a bare sequence
+    /// word; a process of version 1 would sleep where version 2 never wakes.
+    const LAYOUT_VERSION: u32 = 2;
+    /// The ledger stores owner ids: a process of another liveness registry is refused.
+    const OWNER_IDS: bool = true;
 }
 
 impl<const L: usize> fmt::Debug for Semaphore<L> {
@@ -134,8 +147,10 @@ enum Mode {
     Tracked(u32),
 }
 
-/// A snapshot of a tracked semaphore's ledger (see [`Semaphore::ledger`]).
+/// A snapshot of a tracked semaphore's ledger (see [`Semaphore::ledger`]). `free +
+/// held_by_live + held_by_dead + held_by_unknown == permits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Ledger {
     /// Permits of the semaphore.
     pub permits: u32,
@@ -145,8 +160,12 @@ pub struct Ledger {
     pub held_by_live: u32,
     /// Permits held by this process.
     pub held_by_me: u32,
-    /// Permits held by dead processes (or by garbage words), not reclaimed yet.
+    /// Permits held by dead processes, not reclaimed yet (the next acquirer that needs them,
+    /// or [`Semaphore::recover`], takes them back).
     pub held_by_dead: u32,
+    /// Permits held by words liveness cannot judge ([`Status::Unknown`]: a value that is no
+    /// owner id, written by a buggy peer): never reclaimed, so never handed to anyone.
+    pub held_by_unknown: u32,
 }
 
 /// Which permits a [`Permit`] holds. Plain data: a permit has no drop glue beyond its
@@ -242,8 +261,8 @@ impl<const L: usize> Drop for Permit<'_, L> {
 enum Wait {
     /// Not at all.
     Try,
-    /// Until the deadline (`None`: for ever).
-    Until(Option<Instant>),
+    /// Until the deadline.
+    Until(Deadline),
 }
 
 impl Semaphore<64> {
@@ -274,7 +293,7 @@ impl<const L: usize> Semaphore<L> {
             count: AtomicU32::new(0),
             config: AtomicU32::new(0),
             check: AtomicU32::new(0),
-            seq: AtomicU32::new(0),
+            waiters: EventCount::new(),
             hint: AtomicU32::new(0),
             recovered: AtomicU32::new(0),
             _reserved: std::array::from_fn(|_| AtomicU32::new(0)),
@@ -397,7 +416,8 @@ impl<const L: usize> Semaphore<L> {
         if let Some(i) = self.tracked_take_fast() {
             return Ok(Permit { sem: self, slots: Slots::One(i), token: ProcessToken::current() });
         }
-        self.acquire_impl("acquire", 1, Wait::Until(None))?.ok_or_else(unreachable_timeout)
+        self.acquire_impl("acquire", 1, Wait::Until(Deadline::NEVER))?
+            .ok_or_else(unreachable_timeout)
     }
 
     /// The uncontended untracked take: the config check and one CAS.
@@ -438,7 +458,7 @@ impl<const L: usize> Semaphore<L> {
     /// # Errors
     /// As [`acquire`](Self::acquire).
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Permit<'_, L>>> {
-        self.acquire_impl("acquire", 1, Wait::Until(wait::deadline_after(timeout)))
+        self.acquire_impl("acquire", 1, Wait::Until(Deadline::after(timeout)))
     }
 
     /// Take one permit, waiting until `deadline` at most. `Ok(None)` on timeout.
@@ -446,7 +466,7 @@ impl<const L: usize> Semaphore<L> {
     /// # Errors
     /// As [`acquire`](Self::acquire).
     pub fn acquire_until(&self, deadline: Instant) -> Result<Option<Permit<'_, L>>> {
-        self.acquire_impl("acquire", 1, Wait::Until(Some(deadline)))
+        self.acquire_impl("acquire", 1, Wait::Until(Deadline::at(deadline)))
     }
 
     /// Take `n` permits at once (all or none), waiting as long as it takes.
@@ -455,7 +475,8 @@ impl<const L: usize> Semaphore<L> {
     /// [`Error::InvalidCount`] if `n` is 0 or more than the semaphore can ever hold, and as
     /// [`acquire`](Self::acquire).
     pub fn acquire_many(&self, n: u32) -> Result<Permit<'_, L>> {
-        self.acquire_impl("acquire", n, Wait::Until(None))?.ok_or_else(unreachable_timeout)
+        self.acquire_impl("acquire", n, Wait::Until(Deadline::NEVER))?
+            .ok_or_else(unreachable_timeout)
     }
 
     /// Take `n` permits if that many are free now.
@@ -471,7 +492,7 @@ impl<const L: usize> Semaphore<L> {
     /// # Errors
     /// As [`acquire_many`](Self::acquire_many).
     pub fn acquire_many_timeout(&self, n: u32, timeout: Duration) -> Result<Option<Permit<'_, L>>> {
-        self.acquire_impl("acquire", n, Wait::Until(wait::deadline_after(timeout)))
+        self.acquire_impl("acquire", n, Wait::Until(Deadline::after(timeout)))
     }
 
     /// Release one permit. Untracked: adds one to the count (no prior acquire needed).
@@ -614,7 +635,7 @@ impl<const L: usize> Semaphore<L> {
     #[inline(always)]
     fn tracked_take_fast(&self) -> Option<u32> {
         let permits = self.tracked_permits()?;
-        let me = crate::sys::owner_id().ok()?;
+        let me = liveness::current().ok()?.get();
         // Relaxed: a hint only.
         let hint = self.hint.load(Ordering::Relaxed);
         if hint >= permits {
@@ -635,7 +656,7 @@ impl<const L: usize> Semaphore<L> {
     /// caller to the general path.
     #[inline(always)]
     fn give_back_fast(&self, i: u32) -> bool {
-        let Ok(me) = crate::sys::owner_id() else { return false };
+        let Ok(me) = liveness::current().map(OwnerId::get) else { return false };
         let Some(w) = self.ledger.get(i as usize) else { return false };
         ipc_shm::crash::point("sem.tracked.before_give_back");
         // Relaxed probe; Release CAS: as in `give_back`.
@@ -717,22 +738,16 @@ impl<const L: usize> Semaphore<L> {
         back
     }
 
+    /// Wake the waiters: a release found `WANTED` on the word it cleared (with that CAS).
     fn wake(&self) {
-        // Release: pairs with the Acquire load of `seq` in `tracked_acquire`: a waiter that
-        // reads the new value also sees the word we freed.
-        self.seq.fetch_add(1, Ordering::Release);
-        futex::wake_all(&self.seq);
+        self.waiters.notify_all_flagged();
     }
 
     fn tracked_acquire(&self, permits: u32, n: u32, me: u32, how: Wait) -> Option<Vec<u32>> {
         let words = self.words(permits);
         let mut taken: Vec<u32> = Vec::new();
-        let mut spin = Spin::new();
+        let mut schedule = Schedule::new();
         let mut check_live = true;
-        let deadline = match how {
-            Wait::Try => None,
-            Wait::Until(d) => d,
-        };
         loop {
             while (taken.len() as u32) < n {
                 match self.take_free(words, me) {
@@ -743,11 +758,8 @@ impl<const L: usize> Semaphore<L> {
             if taken.len() as u32 == n {
                 return Some(taken);
             }
-            if matches!(how, Wait::Until(_)) && spin.spin() {
-                continue;
-            }
-            // Acquire: pairs with the Release bump in `wake`.
-            let seq = self.seq.load(Ordering::Acquire);
+            // Before the sweep reads and flags the words (see EventCount::prepare_wait).
+            let ticket = self.waiters.prepare_wait();
             let arm = matches!(how, Wait::Until(_));
             self.sweep(words, me, n, &mut taken, check_live, arm);
             if taken.len() as u32 == n {
@@ -757,13 +769,14 @@ impl<const L: usize> Semaphore<L> {
             for i in taken.drain(..) {
                 self.give_back(i as usize, me);
             }
-            let Wait::Until(_) = how else { return None };
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let Wait::Until(deadline) = how else { return None };
+            if deadline.has_passed() {
                 return None;
             }
-            let r = futex::wait(&self.seq, seq, wait::poll_deadline(deadline));
-            // A poll interval with no release: look at the holders' liveness again.
-            check_live = r == WaitResult::TimedOut;
+            // Every word we did not take is flagged, so its next release notifies.
+            let woken = self.waiters.sleep(ticket, schedule.next(deadline));
+            // A slice with no release: look at the holders' liveness again.
+            check_live = !woken;
         }
     }
 
@@ -778,7 +791,7 @@ impl<const L: usize> Semaphore<L> {
         check_live: bool,
         arm: bool,
     ) {
-        let mut alive = AliveCache::default();
+        let mut status = StatusCache::default();
         for (i, w) in words.iter().enumerate() {
             if taken.len() as u32 >= n {
                 return;
@@ -804,7 +817,7 @@ impl<const L: usize> Semaphore<L> {
                         }
                     }
                 }
-                if holder != me && check_live && !alive.is_alive(holder) {
+                if holder != me && check_live && status.is_dead(holder) {
                     // Take the dead holder's permit over, keeping any waiter's flag so our
                     // own release of it wakes them. Acquire: as in `take_free`.
                     let new = me | (cur & WANTED);
@@ -822,7 +835,8 @@ impl<const L: usize> Semaphore<L> {
                     }
                 }
                 if arm && cur & WANTED == 0 {
-                    // Relaxed: the flag and the holder's release CAS are on this one word.
+                    // Relaxed: the flag and the holder's release CAS are on this one word; the
+                    // ticket taken before the sweep does the rest (EventCount::prepare_wait).
                     if let Err(actual) =
                         w.compare_exchange(cur, cur | WANTED, Ordering::Relaxed, Ordering::Relaxed)
                     {
@@ -835,8 +849,9 @@ impl<const L: usize> Semaphore<L> {
         }
     }
 
-    /// Tracked: give every permit held by a dead process (or by a garbage word) back to the
-    /// pool now; returns how many. Untracked: 0 (nothing is recorded).
+    /// Tracked: give every permit held by a dead process back to the pool now; returns how
+    /// many. Permits held by words liveness cannot judge (garbage) stay where they are.
+    /// Untracked: 0 (nothing is recorded).
     ///
     /// # Errors
     /// [`Error::Corrupted`], [`Error::Liveness`].
@@ -844,13 +859,13 @@ impl<const L: usize> Semaphore<L> {
         const OP: &str = "recover";
         let Mode::Tracked(p) = self.mode(OP)? else { return Ok(0) };
         let me = owner(OP)?;
-        let mut alive = AliveCache::default();
+        let mut status = StatusCache::default();
         let mut back = 0;
         let mut wake = false;
         for w in self.words(p) {
             // Relaxed: the CAS synchronises.
             let mut cur = w.load(Ordering::Relaxed);
-            while cur != 0 && cur & !WANTED != me && !alive.is_alive(cur & !WANTED) {
+            while cur != 0 && cur & !WANTED != me && status.is_dead(cur & !WANTED) {
                 // Release: the permit goes back to the pool, as in `give_back`.
                 match w.compare_exchange(cur, 0, Ordering::Release, Ordering::Relaxed) {
                     Ok(_) => {
@@ -894,7 +909,7 @@ impl<const L: usize> Semaphore<L> {
             });
         };
         let me = owner(OP)?;
-        let mut alive = AliveCache::default();
+        let mut status = StatusCache::default();
         let mut l = Ledger { permits: p, ..Ledger::default() };
         for w in self.words(p) {
             // Relaxed: a snapshot.
@@ -904,36 +919,15 @@ impl<const L: usize> Semaphore<L> {
             } else if holder == me {
                 l.held_by_me += 1;
                 l.held_by_live += 1;
-            } else if alive.is_alive(holder) {
-                l.held_by_live += 1;
             } else {
-                l.held_by_dead += 1;
+                match status.of(holder) {
+                    Status::Alive => l.held_by_live += 1,
+                    Status::Dead => l.held_by_dead += 1,
+                    Status::Unknown => l.held_by_unknown += 1,
+                }
             }
         }
         Ok(l)
-    }
-
-    /// Under loom: acquire as owner `me` (the model has no processes).
-    #[cfg(ipc_loom)]
-    #[doc(hidden)]
-    pub fn loom_try_acquire_as(&self, me: u32) -> Option<u32> {
-        let Ok(Mode::Tracked(p)) = self.mode("acquire") else { return None };
-        self.take_free(self.words(p), me)
-    }
-
-    /// Under loom: acquire `n` as owner `me`, waiting for ever.
-    #[cfg(ipc_loom)]
-    #[doc(hidden)]
-    pub fn loom_acquire_as(&self, me: u32, n: u32) -> Vec<u32> {
-        let Ok(Mode::Tracked(p)) = self.mode("acquire") else { return Vec::new() };
-        self.tracked_acquire(p, n, me, Wait::Until(None)).unwrap_or_default()
-    }
-
-    /// Under loom: give back word `i` held by `me`.
-    #[cfg(ipc_loom)]
-    #[doc(hidden)]
-    pub fn loom_release_as(&self, me: u32, i: u32) -> bool {
-        self.give_back(i as usize, me)
     }
 }
 
@@ -956,28 +950,34 @@ fn unreachable_timeout() -> Error {
 /// This process's owner id, for the ledger.
 #[inline]
 fn owner(op: &'static str) -> Result<u32> {
-    crate::sys::owner_id().map_err(|source| Error::Liveness { op, object: OBJECT, source })
+    liveness::current().map(OwnerId::get).map_err(|source| Error::Liveness {
+        op,
+        object: OBJECT,
+        source,
+    })
 }
 
 /// Liveness answers of one pass, so a holder of many permits costs one syscall.
 #[derive(Default)]
-struct AliveCache {
-    known: [(u32, bool); 8],
-    len: usize,
+struct StatusCache {
+    known: [Option<(u32, Status)>; 8],
 }
 
-impl AliveCache {
-    fn is_alive(&mut self, holder: u32) -> bool {
-        if let Some(&(_, alive)) =
-            self.known.get(..self.len).and_then(|k| k.iter().find(|(h, _)| *h == holder))
-        {
-            return alive;
+impl StatusCache {
+    /// The [`Status`] of the holder word `holder` (a word read from the ledger).
+    fn of(&mut self, holder: u32) -> Status {
+        if let Some((_, s)) = self.known.iter().flatten().find(|(h, _)| *h == holder) {
+            return *s;
         }
-        let alive = wait::is_alive(holder);
-        if let Some(slot) = self.known.get_mut(self.len) {
-            *slot = (holder, alive);
-            self.len += 1;
+        let s = liveness::status_raw(holder);
+        if let Some(slot) = self.known.iter_mut().find(|k| k.is_none()) {
+            *slot = Some((holder, s));
         }
-        alive
+        s
+    }
+
+    /// Only a `Dead` holder is reclaimed: `Unknown` never is (see the module docs).
+    fn is_dead(&mut self, holder: u32) -> bool {
+        self.of(holder) == Status::Dead
     }
 }

@@ -173,11 +173,3 @@ impl Drop for RawSem {
         unsafe { libc::sem_close(self.ptr()) };
     }
 }
-
-/// This process's owner id. `ipc_shm::liveness::current` inlines its fast path (an atomic
-/// load) and re-registers a forked child itself, so no cache of our own is needed (the one
-/// that was here used a `OnceLock` a fork could catch half-way).
-#[inline]
-pub(crate) fn owner_id() -> Result<u32, ipc_shm::Error> {
-    ipc_shm::liveness::current().map(ipc_shm::OwnerId::get)
-}

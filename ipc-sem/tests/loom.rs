@@ -1,20 +1,25 @@
 //! loom models of ipc-sem's state machines: semaphore counts (untracked and tracked, with a
 //! dead holder), the bounded maximum, event generations and barrier generations, under the
 //! futex emulation of ipc-shm that makes check-then-sleep atomic (a lost wake-up shows up
-//! as a loom deadlock). Run with
+//! as a loom deadlock). Model threads play separate processes, and kill some, through the
+//! one seam for that, `ipc_shm::liveness::model`: the semaphore is driven through its public
+//! API only. Run with
 //! `RUSTFLAGS="--cfg ipc_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p ipc-sem --test loom`.
 #![cfg(ipc_loom)]
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use ipc_sem::{Barrier, BarrierError, BoundedSemaphore, Event, LOOM_DEAD_OWNER, Semaphore};
+use ipc_sem::{Barrier, BarrierError, BoundedSemaphore, Error, Event, Semaphore};
+use ipc_shm::liveness::model::{act_as, kill};
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
-/// Owner ids for the tracked models (any non-zero 30-bit values other than the dead one).
+/// Owner ids the model threads play (any 30-bit ids with a non-zero generation).
 const A: u32 = (1 << 14) | 1;
 const B: u32 = (1 << 14) | 2;
 const C: u32 = (1 << 14) | 3;
+/// The owner the models kill while it holds a permit.
+const DEAD: u32 = (1 << 14) | 4;
 
 /// Untracked, one permit, two threads: mutual exclusion, and the blocked one is woken.
 #[test]
@@ -108,12 +113,12 @@ fn tracked_one_permit_two_owners() {
             .map(|me| {
                 let (s, inside) = (s.clone(), inside.clone());
                 thread::spawn(move || {
-                    let got = s.loom_acquire_as(me, 1);
-                    assert_eq!(got.len(), 1);
+                    act_as(me);
+                    let p = s.acquire().unwrap();
                     // Relaxed: the permit orders these.
                     assert_eq!(inside.fetch_add(1, Ordering::Relaxed), 0);
                     inside.fetch_sub(1, Ordering::Relaxed);
-                    assert!(s.loom_release_as(me, got[0]));
+                    p.release().unwrap();
                 })
             })
             .collect();
@@ -130,20 +135,22 @@ fn tracked_one_permit_two_owners() {
 fn tracked_dead_holder_permit_comes_back() {
     loom::model(|| {
         let s = Arc::new(Semaphore::tracked(2).unwrap());
-        let dead = s.loom_try_acquire_as(LOOM_DEAD_OWNER).unwrap();
-        let live = s.loom_try_acquire_as(C).unwrap();
+        act_as(DEAD);
+        s.try_acquire().unwrap().unwrap().forget();
+        kill(DEAD);
+        act_as(C);
+        let live = s.try_acquire().unwrap().unwrap();
         let ts: Vec<_> = [A, B]
             .into_iter()
             .map(|me| {
                 let s = s.clone();
                 thread::spawn(move || {
-                    let got = s.loom_acquire_as(me, 1);
-                    assert_eq!(got.len(), 1);
-                    assert!(s.loom_release_as(me, got[0]));
+                    act_as(me);
+                    s.acquire().unwrap().release().unwrap();
                 })
             })
             .collect();
-        assert!(s.loom_release_as(C, live));
+        live.release().unwrap();
         for t in ts {
             t.join().unwrap();
         }
@@ -152,7 +159,8 @@ fn tracked_dead_holder_permit_comes_back() {
         let back = s.recover().unwrap();
         assert_eq!(s.recovered(), 1, "taken back {back} by recover()");
         assert_eq!(s.value(), 2);
-        assert!(!s.loom_release_as(LOOM_DEAD_OWNER, dead));
+        act_as(DEAD);
+        assert!(matches!(s.release(), Err(Error::NotHeld { held: 0, .. })));
     });
 }
 
@@ -161,14 +169,16 @@ fn tracked_dead_holder_permit_comes_back() {
 fn tracked_waiter_reclaims_from_dead_holder() {
     loom::model(|| {
         let s = Arc::new(Semaphore::tracked(1).unwrap());
-        s.loom_try_acquire_as(LOOM_DEAD_OWNER).unwrap();
+        act_as(DEAD);
+        s.try_acquire().unwrap().unwrap().forget();
+        kill(DEAD);
         let s2 = s.clone();
         let t = thread::spawn(move || {
-            let got = s2.loom_acquire_as(B, 1);
-            assert!(s2.loom_release_as(B, got[0]));
+            act_as(B);
+            s2.acquire().unwrap().release().unwrap();
         });
-        let got = s.loom_acquire_as(A, 1);
-        assert!(s.loom_release_as(A, got[0]));
+        act_as(A);
+        s.acquire().unwrap().release().unwrap();
         t.join().unwrap();
         assert_eq!(s.value(), 1);
         assert_eq!(s.recovered(), 1);
@@ -184,14 +194,13 @@ fn tracked_acquire_many_all_or_none() {
         let s = Arc::new(Semaphore::tracked(2).unwrap());
         let s2 = s.clone();
         let t = thread::spawn(move || {
-            let got = s2.loom_acquire_as(B, 1);
-            assert!(s2.loom_release_as(B, got[0]));
+            act_as(B);
+            s2.acquire().unwrap().release().unwrap();
         });
-        let got = s.loom_acquire_as(A, 2);
-        assert_eq!(got.len(), 2);
-        for i in got {
-            assert!(s.loom_release_as(A, i));
-        }
+        act_as(A);
+        let both = s.acquire_many(2).unwrap();
+        assert_eq!(both.count(), 2);
+        both.release().unwrap();
         t.join().unwrap();
         assert_eq!(s.value(), 2);
     });
@@ -205,7 +214,7 @@ fn event_set_then_clear_wakes_waiter() {
         let e2 = e.clone();
         let w = thread::spawn(move || e2.wait());
         // Set once the waiter is committed to sleeping (it armed the flag).
-        while !e.loom_has_sleepers() {
+        while !e.has_waiters() {
             thread::yield_now();
         }
         e.set();

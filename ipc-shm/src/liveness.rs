@@ -44,6 +44,9 @@
 //!   among them is still seen. A process started afterwards creates a new registry (a new
 //!   id) and is refused by the old objects with `ForeignRegistry`, never misjudging them.
 //!
+//! Under `--cfg ipc_loom`, `liveness::model` lets loom models play several processes and kill some
+//! (the one seam for injecting owners; nothing else changes for the primitives).
+//!
 //! Cost: registration a few syscalls once per process; `status` one syscall (~1 µs), meant
 //! for slow paths (a waiter that timed out, a recovery sweep).
 #![allow(unsafe_code)] // the raw lease fd kept in process-global state for the fork handler
@@ -55,6 +58,9 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, 
 use crate::error::{Error, Result};
 use crate::segment::{Shm, ShmOptions};
 use crate::sys::{self, LockKind};
+
+#[cfg(ipc_loom)]
+pub mod model;
 
 /// Name prefix of registry segments (never swept).
 pub(crate) const REGISTRY_PREFIX: &str = "ipc-liveness.";
@@ -304,6 +310,10 @@ fn ensure_fork_handler() -> Result<()> {
 /// registry cannot be opened or locked.
 #[inline]
 pub fn current() -> Result<OwnerId> {
+    #[cfg(ipc_loom)]
+    if let Some(id) = model::acting() {
+        return Ok(id);
+    }
     // Acquire: pairs with the Release store of OWNER in `register`. The fast path is this
     // load and a check, inlined into lock fast paths; registration is out of line.
     let raw = OWNER.load(Ordering::Acquire);
@@ -399,6 +409,10 @@ fn claim_slot(reg: &Registry, lease_raw: RawFd) -> Result<OwnerId> {
 /// As [`current`].
 #[inline]
 pub fn current_word() -> Result<u64> {
+    #[cfg(ipc_loom)]
+    if let Some(id) = model::acting() {
+        return Ok(checked_word(id.get()));
+    }
     // Acquire: pairs with the Release store in `claim_slot`.
     match OWNER_WORD.load(Ordering::Acquire) {
         0 => current().map(|id| checked_word(id.get())),
@@ -409,6 +423,10 @@ pub fn current_word() -> Result<u64> {
 /// The cached [`current_word`], if this process has registered (no registration here).
 #[inline]
 pub fn cached_word() -> Option<u64> {
+    #[cfg(ipc_loom)]
+    if let Some(id) = model::acting() {
+        return Some(checked_word(id.get()));
+    }
     // Relaxed: the word is immutable for the life of the process once stored (a forked child
     // starts from 0), and it orders nothing else: whoever uses it acquires through the lock
     // word it CASes.
@@ -437,6 +455,10 @@ pub enum Status {
 /// reaps it; a new process never inherits a dead one's id. One syscall (`F_OFD_GETLK`), for
 /// slow paths.
 pub fn status(owner: OwnerId) -> Status {
+    #[cfg(ipc_loom)]
+    if let Some(s) = model::status(owner) {
+        return s;
+    }
     let Ok(me) = current() else { return Status::Unknown };
     if me == owner {
         return Status::Alive;
@@ -469,6 +491,13 @@ pub fn status(owner: OwnerId) -> Status {
 /// [`status`] of a raw word read from shared memory: [`Status::Unknown`] when the word cannot
 /// be an owner id at all.
 pub fn status_raw(raw: u32) -> Status {
+    #[cfg(ipc_loom)]
+    if raw & !OwnerId::MASK == 0
+        && let Some(nz) = NonZeroU32::new(raw)
+        && let Some(s) = model::status(OwnerId(nz))
+    {
+        return s; // model ids need not follow the registry's generation rule
+    }
     OwnerId::from_raw(raw).map_or(Status::Unknown, status)
 }
 

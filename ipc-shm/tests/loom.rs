@@ -97,3 +97,53 @@ fn ping_pong() {
         other.join().unwrap();
     });
 }
+
+/// Flagged waiters: two waiters flag themselves in a state word (bit 0 "someone waits", bit 1
+/// "done") and sleep on a ticket; the notifier sets "done" with one RMW and notifies only if
+/// it found the flag. Both wake (a ticket taken after the flag would be a lost wake-up).
+#[test]
+fn flagged_waiters_are_woken_by_a_flagged_notify() {
+    const WAITING: u32 = 1;
+    const DONE: u32 = 2;
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(|| {
+        let word = Arc::new(AtomicU32::new(0));
+        let ec = Arc::new(EventCount::new());
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (w, e) = (word.clone(), ec.clone());
+                thread::spawn(move || {
+                    loop {
+                        let ticket = e.prepare_wait();
+                        // Acquire: pairs with the notifier's AcqRel swap.
+                        let cur = w.load(Ordering::Acquire);
+                        if cur & DONE != 0 {
+                            return;
+                        }
+                        // Relaxed: the flag and the notifier's RMW are on this one word.
+                        if cur & WAITING == 0
+                            && w.compare_exchange(
+                                cur,
+                                cur | WAITING,
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            )
+                            .is_err()
+                        {
+                            continue;
+                        }
+                        e.sleep(ticket, Deadline::NEVER);
+                    }
+                })
+            })
+            .collect();
+        // AcqRel: publishes DONE and reads the flag in one RMW.
+        if word.swap(DONE, Ordering::AcqRel) & WAITING != 0 {
+            ec.notify_all_flagged();
+        }
+        for w in waiters {
+            w.join().unwrap();
+        }
+    });
+}

@@ -68,13 +68,12 @@ mod roles {
     }
 }
 
-/// First thing in every test: register with liveness and warm ipc-lock's owner cache on this
-/// thread. `cargo test` runs tests on threads of one process, and a child forked while another
-/// thread runs the process's first-ever registration (a one-time initialisation) would inherit
-/// it half done; once any test has finished this, no fork can land inside it.
+/// First thing in every test: register with liveness (whose cached owner word is the locks'
+/// only owner-id cache) on this thread. `cargo test` runs tests on threads of one process, and
+/// a child forked while another thread runs the process's first-ever registration would
+/// inherit it half done; once any test has finished this, no fork can land inside it.
 fn setup() {
     liveness::current().unwrap();
-    drop(Mutex::new(0u8).lock().unwrap());
 }
 
 fn leak_check(prefix: &str) {
@@ -121,6 +120,26 @@ fn work(rng: &mut fault::Rng) {
     } else {
         std::thread::sleep(Duration::from_micros(rng.below(150)));
     }
+}
+
+/// Play a faulty peer: write `value` over the 8-byte word at `word` (inside `shm`'s mapping)
+/// through a mapping of our own, as any process that maps the segment can, never through the
+/// lock's atomics.
+fn poke(shm: &Shm, word: *const u8, value: u64) {
+    let at = (word as usize).checked_sub(shm.as_ptr().as_ptr() as usize).unwrap();
+    let fd = std::os::fd::AsFd::as_fd(shm).try_clone_to_owned().unwrap();
+    let mut peer = Shm::from_fd(fd).unwrap();
+    peer.write_at(at, &value.to_ne_bytes()).unwrap();
+}
+
+/// The 64-bit state of a mutex (offset 0 of its `#[repr(C)]` layout).
+fn state_of(m: &ipc_lock::RawMutex) -> *const u8 {
+    std::ptr::from_ref(m).cast()
+}
+
+/// Reader slot `i` of an rwlock (after the 16-byte writer mutex and two u32s).
+fn slot_of(l: &ipc_lock::RawRwLock, i: usize) -> *const u8 {
+    std::ptr::from_ref(l).cast::<u8>().wrapping_add(24 + 8 * i)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -690,11 +709,13 @@ fn expect_for(w: u64) -> Expect {
     if (c && i) || check != ipc_lock::check_of(owner) {
         return Expect::Corrupted;
     }
-    let Some(id) = OwnerId::from_raw(owner) else { return Expect::Corrupted };
-    if liveness::pid_hint(id) == Some(0) {
-        return Expect::Corrupted; // a registry slot that never held a process
+    // An owner word: what liveness says of its id decides (the table in ipc_shm::liveness).
+    // Unknown (an id no process ever had, a slot never used) is never recovered: the waiter
+    // keeps waiting until its deadline, as it does on a live owner.
+    match liveness::status_raw(owner) {
+        liveness::Status::Dead => Expect::Inherit,
+        liveness::Status::Alive | liveness::Status::Unknown => Expect::Wait,
     }
-    if liveness::status(id) == liveness::Status::Dead { Expect::Inherit } else { Expect::Wait }
 }
 
 #[test]
@@ -702,17 +723,11 @@ fn m7_garbage_lock_words_never_acquire() {
     setup();
     let _w = watchdog(Duration::from_secs(120), "m7 garbage");
     let mut rng = fault::seeded("lock garbage words");
-    let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
-    let m = &*m;
+    let shared = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    let m = &*shared;
     // A live unrelated process and a dead one.
-    let mut live = fork(|| {
-        send_line(&liveness::current().unwrap().get().to_string());
-        let _ = recv_line(Duration::from_secs(120));
-    });
-    let live_id = owner_of(&mut live);
-    let mut gone = fork(|| send_line(&liveness::current().unwrap().get().to_string()));
-    let dead_id = owner_of(&mut gone);
-    gone.assert_success();
+    let (mut live, live_id) = live_owner();
+    let dead_id = dead_owners(1)[0];
     let me = liveness::current().unwrap().get();
     let (c, i) = (u64::from(CONTENDED), u64::from(INCONSISTENT));
     let ow = ipc_lock::owner_word;
@@ -734,8 +749,12 @@ fn m7_garbage_lock_words_never_acquire() {
         ("dead owner", ow(dead_id) | i),
         ("fixed", u64::from(dead_id)),
         ("live owner", ow(me)),
-        ("fixed", ow(1)),
-        ("fixed", ow(0x3fff)),
+        // Owner words whose id no process ever had: generation 0, and a registry slot
+        // never used.
+        ("never an id", ow(1)),
+        ("never an id", ow(0x3fff)),
+        ("never an id", ow(never_registered_id(&mut rng))),
+        ("never an id", ow(never_registered_id(&mut rng)) | c),
     ];
     let random = fault::rounds(300, 3000);
     words.extend((0..random).map(|_| ("random 64-bit", rng.next_u64())));
@@ -749,7 +768,7 @@ fn m7_garbage_lock_words_never_acquire() {
     let mut seen = std::collections::BTreeMap::new();
     for &(class, w) in &words {
         // A peer (a forked child) writes the garbage.
-        let mut writer = fork(|| m.raw().set_word_value(w));
+        let mut writer = fork(|| poke(shared.shm(), state_of(m.raw()), w));
         writer.assert_success();
         let expect = expect_for(w);
         let t = Instant::now();
@@ -785,7 +804,7 @@ fn m7_garbage_lock_words_never_acquire() {
             Expect::Acquire | Expect::Inherit => assert!(!m.is_locked()),
         }
         *seen.entry((class, got)).or_insert(0) += 1;
-        m.raw().set_word_value(0);
+        poke(shared.shm(), state_of(m.raw()), 0);
     }
     live.kill_and_join();
     eprintln!("m7: {} states written by a peer: {seen:?}", words.len());
@@ -802,6 +821,21 @@ fn m7_garbage_lock_words_never_acquire() {
     }
     assert!(seen.keys().any(|k| k.1 == Expect::Wait));
     assert!(seen.keys().any(|k| k.1 == Expect::Inherit));
+    assert_eq!(seen.get(&("never an id", Expect::Wait)), Some(&4), "{seen:?}");
+}
+
+/// A well-formed owner id (generation non-zero) of a liveness registry slot that never held
+/// a process: liveness answers `Unknown` for it.
+fn never_registered_id(rng: &mut fault::Rng) -> u32 {
+    loop {
+        let id = (rng.next_u64() as u32) & OWNER_MASK;
+        if let Some(owner) = OwnerId::from_raw(id)
+            && liveness::pid_hint(owner) == Some(0)
+        {
+            assert_eq!(liveness::status(owner), liveness::Status::Unknown);
+            return id;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1100,6 +1134,47 @@ fn m12_more_reader_processes_than_slots_get_too_many_readers_never_a_hang() {
     *l.try_write_for(Duration::from_secs(5)).unwrap() += 1;
 }
 
+/// Reader slots forged by a peer: a slot is reclaimed only when liveness calls its owner
+/// Dead. A garbage owner, an id no process ever had and a live process's id are Alive or
+/// Unknown: never recovered, so a writer waits for them until its deadline and the slot is
+/// left as the peer wrote it (the table in ipc_shm::liveness).
+#[test]
+fn m12_forged_reader_slots_are_reclaimed_only_when_their_owner_is_dead() {
+    setup();
+    let _w = watchdog(Duration::from_secs(60), "m12 forged slots");
+    let mut rng = fault::seeded("forged reader slots");
+    let shared = Shared::anonymous(RwLock::new(0u64)).unwrap();
+    let l = &*shared;
+    let (mut live, live_id) = live_owner();
+    let dead_id = dead_owners(1)[0];
+    let cases = [
+        ("garbage owner", 0xdead_beef, false),
+        ("never registered", never_registered_id(&mut rng), false),
+        ("live reader", live_id, false),
+        ("dead reader", dead_id, true),
+    ];
+    for (what, owner, reclaimed) in cases {
+        let forged = (u64::from(owner) << 32) | 3;
+        fork(|| poke(shared.shm(), slot_of(l.raw(), 5), forged)).assert_success();
+        let got = l.try_write_for(Duration::from_millis(30)).map(drop);
+        let left = l.raw().slot_value(5) & !(1 << 31); // a waiting writer may mark it
+        if reclaimed {
+            assert!(got.is_ok(), "{what}: {got:?}");
+            assert_eq!(left, 0, "{what}: slot not reclaimed");
+        } else {
+            assert!(matches!(got, Err(TryLockError::TimedOut)), "{what}: {got:?}");
+            assert_eq!(left, forged, "{what}: the slot was taken over");
+            // A new reader does not take it over either: it reads through a slot of its own.
+            let r = l.try_read_for(Duration::from_secs(5)).unwrap();
+            assert_eq!(l.raw().slot_value(5) & !(1 << 31), forged, "{what}: reader took it");
+            drop(r);
+        }
+        poke(shared.shm(), slot_of(l.raw(), 5), 0);
+    }
+    live.kill_and_join();
+    assert!(l.try_write().is_ok());
+}
+
 // ---------------------------------------------------------------------------------------
 // Condvar across processes
 
@@ -1274,6 +1349,16 @@ fn file_lock_is_released_by_the_kernel_when_the_holder_dies() {
 // ---------------------------------------------------------------------------------------
 // Crash points
 
+/// A registered process that waits to be killed, and its owner id (a live owner to plant).
+fn live_owner() -> (Child, u32) {
+    let mut live = fork(|| {
+        send_line(&liveness::current().unwrap().get().to_string());
+        let _ = recv_line(Duration::from_secs(120));
+    });
+    let id = owner_of(&mut live);
+    (live, id)
+}
+
 /// Ids of `n` processes that registered and exited (dead owners to plant in words).
 fn dead_owners(n: usize) -> Vec<u32> {
     (0..n)
@@ -1297,11 +1382,11 @@ struct CrashState {
 unsafe impl ShmSafe for CrashState {}
 
 /// Run the workload that passes `point` up to three times; the child dies at the `nth` pass.
-fn crash_workload(point: &str, s: &CrashState, dead: &[u32]) {
+fn crash_workload(point: &str, shm: &Shm, s: &CrashState, dead: &[u32]) {
     for &dead in dead.iter().take(3) {
         match point {
             "mutex.recovered" | "mutex.unlock.inconsistent" => {
-                s.m.raw().set_word_value(ipc_lock::owner_word(dead));
+                poke(shm, state_of(s.m.raw()), ipc_lock::owner_word(dead));
                 match s.m.lock() {
                     Err(LockError::OwnerDied(mut g)) => {
                         if point == "mutex.recovered" {
@@ -1310,7 +1395,7 @@ fn crash_workload(point: &str, s: &CrashState, dead: &[u32]) {
                     }
                     other => panic!("expected OwnerDied, got {other:?}"),
                 }
-                s.m.raw().set_word_value(0);
+                poke(shm, state_of(s.m.raw()), 0);
             }
             "rwlock.read.counted" => drop(s.rw.read().unwrap()),
             "rwlock.write.draining" => *s.rw.write().unwrap() += 1,
@@ -1337,11 +1422,11 @@ fn crash_points_each_pass_leave_every_lock_usable() {
                 rw: RwLock::new(0),
             })
             .unwrap();
-            let st = &*s;
+            let (st, shm) = (&*s, s.shm());
             let dead = &dead;
             let mut child = fork_named(point, move || {
                 ipc_shm::crash::arm(point, nth);
-                crash_workload(point, st, dead);
+                crash_workload(point, shm, st, dead);
                 Err::<(), String>(format!("crash point {point} #{nth} was never reached"))
             });
             child.assert_signaled(libc::SIGKILL);

@@ -1309,3 +1309,27 @@ fn typed_values_cross_processes() {
     let e = jobs.try_recv_value::<Job>().unwrap_err();
     assert!(matches!(e, ipc_queue::Error::Codec { .. }), "{e}");
 }
+
+/// Pickled values across processes, and a hostile pickle refused by the guard (a MARK
+/// flood that would ask serde-pickle for gigabytes), the queue usable afterwards.
+#[test]
+fn pickled_values_cross_processes_and_a_hostile_pickle_is_refused() {
+    let _w = watchdog(Duration::from_secs(60), "pickled values");
+    let q = Queue::anonymous(4, 1 << 20).unwrap();
+    let mut producer = fork(|| -> Result<(), ipc_queue::Error> {
+        q.send_pickle(&("resize", 42u32, vec![1.5f64, 2.5]))?;
+        // 1 MB of MARKs: 1M x 4 KiB of stacks in serde-pickle, refused from its skeleton.
+        let mut flood = vec![0x80, 4];
+        flood.extend(std::iter::repeat_n(b'(', (1 << 20) - 4));
+        flood.extend(b"N.");
+        q.send(&flood)?;
+        q.send_pickle(&"after")?;
+        Ok(())
+    });
+    producer.assert_success();
+    let (job, id, sizes): (String, u32, Vec<f64>) = q.recv_pickle_timeout(LINE).unwrap();
+    assert_eq!((job.as_str(), id, sizes), ("resize", 42, vec![1.5, 2.5]));
+    let e = q.recv_pickle_timeout::<String>(LINE).unwrap_err();
+    assert!(e.to_string().contains("refused the"), "{e}");
+    assert_eq!(q.recv_pickle_timeout::<String>(LINE).unwrap(), "after");
+}

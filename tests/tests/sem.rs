@@ -257,6 +257,35 @@ fn killed_waiter_consumes_no_permit() {
     }
 }
 
+/// A waiter killed asleep on an event leaves its "someone waits" flag behind; the next `set`
+/// pays one wake-up for it and clears the flag, so later sets with nobody waiting are back to
+/// one CAS (the flag gates the wake-up; a count of sleepers would never come down).
+#[test]
+fn a_killed_event_waiter_costs_the_next_set_only() {
+    let _w = watchdog(Duration::from_secs(60), "killed event waiter");
+    let ev = Shared::anonymous(Event::new()).unwrap();
+    let mut doomed = fork(|| -> () {
+        ev.wait_timeout(Duration::from_secs(30));
+        panic!("the doomed waiter returned");
+    });
+    ipc_testkit::wait_until_sleeping(doomed.pid());
+    assert!(ev.has_waiters());
+    doomed.kill();
+    doomed.assert_signaled(libc::SIGKILL);
+    assert!(ev.has_waiters(), "the killed waiter's flag stays until a set");
+    ev.set();
+    assert!(!ev.has_waiters(), "the set cleared the flag");
+    ev.clear();
+    ev.set();
+    assert!(!ev.has_waiters());
+    // And a live waiter after that is still woken.
+    ev.clear();
+    let mut live = fork(|| assert!(ev.wait_timeout(Duration::from_secs(20)), "never woken"));
+    ipc_testkit::wait_until_sleeping(live.pid());
+    ev.set();
+    live.assert_success_within(Duration::from_secs(5));
+}
+
 /// S3: 2 posters and 2 waiters in separate processes; every post matched, no waiter stuck
 /// for more than 1 s, final count exact.
 #[test]
@@ -290,6 +319,11 @@ fn lost_wakeup_stress_two_posters_two_waiters() {
             send_line(&voluntary_switches().to_string());
             Ok(())
         }));
+    }
+    // Both waiters asleep on the empty semaphore before any post: on a loaded machine the
+    // posters could otherwise run first and leave nothing to wait for.
+    for k in &kids {
+        ipc_testkit::wait_until_sleeping(k.pid());
     }
     for p in 0..2u64 {
         let sem = &sem;
@@ -365,6 +399,94 @@ fn garbage_count_from_a_peer() {
         sem.release_many(MAX).unwrap();
         assert!(sem.release().is_err());
     }
+}
+
+/// The byte offset of `obj` inside its segment (for a peer that scribbles on its words).
+fn body_offset<T: ShmSafe>(obj: &Shared<T>) -> usize {
+    std::ptr::from_ref::<T>(obj) as usize - obj.shm().as_ptr().as_ptr() as usize
+}
+
+/// A forked peer writes `words` (offset in the object, value) into `obj`, as a buggy or
+/// hostile process would.
+fn scribble<T: ShmSafe>(obj: &Shared<T>, words: &[(usize, u32)]) {
+    let body = body_offset(obj);
+    let mut peer = fork(|| {
+        for &(at, value) in words {
+            // SAFETY: this child takes no reference into the object; it only scribbles.
+            unsafe { obj.shm().write_at_shared(body + at, &value.to_ne_bytes()) }.unwrap();
+        }
+    });
+    peer.assert_success();
+}
+
+/// The `u32` at offset `at` of `obj`.
+fn word_at<T: ShmSafe>(obj: &Shared<T>, at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: a copy out of the mapping; nothing borrows the bytes.
+    unsafe { obj.shm().read_at_shared(body_offset(obj) + at, &mut b) }.unwrap();
+    u32::from_ne_bytes(b)
+}
+
+/// Garbage owner words (values that are no owner id, written by a peer) get the family's
+/// documented outcome: liveness calls them `Unknown`, which is never recovered. Semaphore: a
+/// garbage ledger word is never taken over (the dead holder's word beside it is), an acquirer
+/// waits for it until its deadline, and the word is left as it was. Barrier: a garbage
+/// arrival record breaks nothing; the waiting party times out at its deadline, not earlier.
+#[test]
+fn garbage_owner_words_are_waited_for_never_reclaimed() {
+    const LEDGER: usize = 64; // offset of the ledger in a Semaphore
+    const ARRIVALS: usize = 64; // offset of the arrival table in a Barrier
+    const GARBAGE: u32 = 0x4000_1234; // bit 30: never an owner id
+    const WAIT: Duration = Duration::from_millis(300);
+    let _w = watchdog(Duration::from_secs(120), "garbage owner words");
+    let sem = Shared::anonymous(Semaphore::tracked(3).unwrap()).unwrap();
+    let mut live = fork(|| {
+        sem.acquire().unwrap().forget();
+        send_line("held");
+        let _ = recv_line(Duration::from_secs(60));
+    });
+    assert_eq!(live.recv_line(LINE).unwrap(), "held");
+    fork(|| sem.acquire().unwrap().forget()).assert_success(); // exits holding one: dead
+    let free = (0..3).map(|i| LEDGER + 4 * i).find(|&at| word_at(&sem, at) == 0).unwrap();
+    scribble(&sem, &[(free, GARBAGE)]);
+    let l = sem.ledger().unwrap();
+    assert_eq!((l.free, l.held_by_live, l.held_by_dead, l.held_by_unknown), (0, 1, 1, 1), "{l:?}");
+    let mut taker = fork(|| -> Result<(), String> {
+        // The dead holder's permit comes back; the garbage one does not, ever.
+        let p = sem.acquire_timeout(Duration::from_secs(10)).unwrap().ok_or("dead one's permit")?;
+        let t = Instant::now();
+        if sem.acquire_timeout(WAIT).unwrap().is_some() {
+            return Err("a garbage word was taken over".into());
+        }
+        if t.elapsed() < WAIT {
+            return Err(format!("gave up after {:?}, before the deadline", t.elapsed()));
+        }
+        if sem.recover().unwrap() != 0 {
+            return Err("recover() reclaimed a garbage word".into());
+        }
+        drop(p);
+        Ok(())
+    });
+    taker.assert_success();
+    let l = sem.ledger().unwrap();
+    assert_eq!((l.free, l.held_by_live, l.held_by_dead, l.held_by_unknown), (1, 1, 0, 1), "{l:?}");
+    assert_eq!(sem.recovered(), 1);
+    assert_eq!(word_at(&sem, free) & 0x7FFF_FFFF, GARBAGE, "the garbage word was rewritten");
+    live.kill();
+    live.assert_signaled(libc::SIGKILL);
+
+    let barrier = Shared::anonymous(Barrier::new(3).unwrap()).unwrap();
+    // Records of generation 0 (the current one) naming owners that cannot exist.
+    scribble(&barrier, &[(ARRIVALS, GARBAGE), (ARRIVALS + 8, u32::MAX)]);
+    let mut party = fork(|| -> Result<(), String> {
+        let t = Instant::now();
+        match barrier.wait_timeout(WAIT) {
+            Err(BarrierError::Timeout) if t.elapsed() >= WAIT => Ok(()),
+            other => Err(format!("{other:?} after {:?}", t.elapsed())),
+        }
+    });
+    party.assert_success();
+    assert!(barrier.is_broken(), "a timeout breaks the barrier, as documented");
 }
 
 /// Barrier: 3 processes x 10^4 generations, one leader per generation, nobody through

@@ -1,5 +1,6 @@
 //! ipc-pipe rows (B1 round trips, B2 throughput): framed messages (Python's
-//! `multiprocessing.connection` format) over a socketpair (`pipe()`) or a pipe (`simplex()`).
+//! `multiprocessing.connection` format) over a socketpair (`pipe()`), a pipe (`simplex()`) or
+//! TCP loopback (`Listener`/`Client`).
 
 use std::hint::black_box;
 
@@ -32,8 +33,24 @@ impl Initiator for ConnInit {
 
 /// Round trips over a `Connection` pair.
 pub fn rtt(ctx: &Ctx) -> Outcome {
+    let (a, b) = ipc_pipe::pipe().or_fail("pipe")?;
+    rtt_between(ctx, a, b)
+}
+
+/// Round trips over TCP loopback: a `Listener` on 127.0.0.1 and a `Client` (no key: the
+/// handshake is not what is measured).
+pub fn tcp_rtt(ctx: &Ctx) -> Outcome {
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let l = ipc_pipe::Listener::bind(loopback, None).or_fail("tcp listener")?;
+    let a = ipc_pipe::Client::connect(l.address().clone(), None).or_fail("tcp client")?;
+    let b = l.accept().or_fail("tcp accept")?;
+    drop(l);
+    rtt_between(ctx, a, b)
+}
+
+/// Round trips from `a` to an echo on `b` (run in the peer process).
+fn rtt_between(ctx: &Ctx, a: Connection, mut b: Connection) -> Outcome {
     let size = ctx.size.max(1);
-    let (a, mut b) = ipc_pipe::pipe().or_fail("pipe")?;
     let echo = move || -> Result<(), Fail> {
         let mut buf = Vec::with_capacity(size);
         loop {

@@ -56,7 +56,7 @@ fn notify_without_waiters_is_cheap_and_harmless() {
         cv.notify_one();
         cv.notify_all();
     }
-    assert!(format!("{cv:?}").contains("waiters: 0"));
+    assert!(format!("{cv:?}").contains("sleepers: 0"), "{cv:?}");
 }
 
 #[test]

@@ -8,7 +8,6 @@ mod errors;
 mod file_lock;
 mod garbage;
 mod lock_api_surface;
-mod model;
 mod mutex;
 mod reentrant;
 mod rwlock;

@@ -130,7 +130,7 @@ fn every_raw_lock_is_all_zero_when_new_and_has_a_fixed_layout() {
     let r = RawReentrantMutex::zeroed();
     assert!(!r.is_locked() && !r.is_owned_by_current_thread());
     let c = Condvar::zeroed();
-    assert!(format!("{c:?}").contains("seq: 0, waiters: 0"));
+    assert!(format!("{c:?}").contains("seq: 0, sleepers: 0"), "{c:?}");
     // lock_api's INIT is the same all-zero value.
     let init: RawMutex = <RawMutex as lock_api::RawMutex>::INIT;
     assert_eq!(init.word_value(), 0);

@@ -324,3 +324,27 @@ fn a_prefix_claiming_exabytes_allocates_nothing_for_the_body() {
     assert_eq!(outcome, Outcome::Error(0, "too_large"));
     assert!(largest <= FIXED_ALLOC + 64, "allocated {largest}");
 }
+
+#[test]
+fn a_stalled_large_frame_pins_no_more_than_its_length() {
+    // A peer announces a 9 MiB frame (under a 16 MiB limit), sends all but its last byte
+    // and stalls: the receiver's body never grows past what the frame needs (amortised
+    // doubling would take it to 16 MiB), and the frame timeout ends the wait.
+    const LEN: usize = 9 << 20;
+    let (a, mut b) = ipc_pipe::pipe().unwrap();
+    b.set_max_message(16 << 20);
+    b.set_frame_timeout(Some(std::time::Duration::from_millis(300)));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let sender = std::thread::spawn(move || {
+        let mut raw = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(a));
+        raw.write_all(&(LEN as u32).to_be_bytes()).unwrap();
+        raw.write_all(&vec![7u8; LEN - 1]).unwrap();
+        // Stall, connection open, until the receiver has given up.
+        let _ = done_rx.recv();
+    });
+    let (r, largest) = largest_allocation(|| b.recv());
+    done_tx.send(()).unwrap();
+    sender.join().unwrap();
+    assert!(matches!(r, Err(Error::Timeout { partial: true, .. })), "{r:?}");
+    assert!(largest <= LEN + FIXED_ALLOC, "largest allocation {largest} for a {LEN}-byte frame");
+}

@@ -57,7 +57,7 @@ fn wrong_key_is_rejected_on_both_sides() {
     assert!(matches!(e, Error::AuthFailed { reason: AuthError::Rejected, .. }), "{e}");
     let e = t.join().unwrap().unwrap_err();
     assert!(matches!(e, Error::AuthFailed { reason: AuthError::WrongDigest, .. }), "{e}");
-    assert!(e.to_string().contains("accept listener"), "{e}");
+    assert!(e.to_string().contains("accept on listener"), "{e}");
 }
 
 #[test]
@@ -175,10 +175,19 @@ fn directory_rules() {
     let e = Listener::bind(open.join("s"), None).unwrap_err();
     assert!(matches!(e, Error::UnsafeDirectory { .. }), "{e}");
     assert!(e.to_string().contains("lets group or others write"), "{e}");
-    // Sticky and shared (like /tmp): only when allowed.
+    assert!(e.to_string().contains("private directory"), "says what to do instead: {e}");
+    // Sticky and shared (like /tmp): only when allowed, and the refusal says how.
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    assert!(matches!(Listener::bind(open.join("s"), None), Err(Error::UnsafeDirectory { .. })));
+    let e = Listener::bind(open.join("s"), None).unwrap_err();
+    assert!(matches!(e, Error::UnsafeDirectory { .. }), "{e}");
+    assert!(e.to_string().contains("allow_shared_dir(true)"), "{e}");
     drop(ListenerOptions::new().allow_shared_dir(true).bind(open.join("s"), None).unwrap());
+    // /tmp itself, as a new user tries first.
+    let tmp = std::path::Path::new("/tmp").join(ipc_testkit::unique_name("pipe-in-tmp"));
+    let e = Listener::bind(&tmp, None).unwrap_err();
+    eprintln!("{e}");
+    assert!(e.to_string().contains("allow_shared_dir(true)"), "{e}");
+    assert!(e.to_string().contains("private directory"), "{e}");
     // A symlink to a directory is not followed.
     let link = dir.join("link");
     symlink(dir.path(), &link).unwrap();
@@ -281,4 +290,108 @@ fn an_allowed_uid_policy_admits_listed_uids() {
     }
     // The refused client sees its connection closed.
     // (The foreign-uid case, via setpriv, is in tests/tests/pipe.rs.)
+}
+
+#[test]
+fn a_silent_client_does_not_stall_the_next_one() {
+    // A client connects and says nothing; an honest one connects after it. The honest one
+    // is accepted first (handshakes run side by side, not one after the other), and the
+    // silent one is dropped at its own handshake deadline.
+    let dir = TempDir::new("silent");
+    let path = dir.join("s");
+    let deadline = Duration::from_secs(2);
+    let l = ListenerOptions::new().handshake_timeout(deadline).bind(&path, Some(b"k")).unwrap();
+    let silent = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let honest = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            let mut c = Client::connect(path, Some(b"k"))?;
+            c.send(b"hello")?;
+            c.recv()
+        }
+    });
+    let first = l.accept();
+    let mut c = match first {
+        Ok(c) => c,
+        Err(e) => panic!("the first accept returned {e} instead of the honest client"),
+    };
+    assert_eq!(c.recv().unwrap(), b"hello");
+    c.send(b"welcome").unwrap();
+    assert_eq!(honest.join().unwrap().unwrap(), b"welcome");
+    // The silent client: refused at its deadline by a later accept.
+    match l.accept_timeout(Duration::from_secs(10)) {
+        Err(Error::AuthFailed { reason: AuthError::Deadline { .. }, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // ... which closed its connection.
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &silent, &mut buf);
+    assert!(buf.starts_with(&[0, 0, 0]), "the silent client got the challenge first: {buf:?}");
+}
+
+#[test]
+fn huge_timeouts_saturate_everywhere() {
+    // Duration::MAX is "wait as long as it takes" in every call that takes a timeout: none
+    // panics on `Instant::now() + timeout`, none quietly shortens it.
+    let max = Duration::MAX;
+    let (mut a, mut b) = ipc_pipe::pipe().unwrap();
+    a.set_frame_timeout(Some(max));
+    b.set_frame_timeout(Some(max));
+    a.send_timeout(b"one", max).unwrap();
+    assert!(b.poll(Some(max)).unwrap());
+    assert_eq!(b.recv_timeout(max).unwrap(), b"one");
+    a.send(b"two").unwrap();
+    assert_eq!(b.recv_fds_timeout(max).unwrap().0, b"two");
+    let (mut tx, mut rx) = ipc_pipe::simplex().unwrap();
+    tx.set_frame_timeout(Some(max));
+    rx.set_frame_timeout(Some(max));
+    tx.send_timeout(b"three", max).unwrap();
+    assert!(rx.poll(Some(max)).unwrap());
+    assert_eq!(rx.recv_timeout(max).unwrap(), b"three");
+
+    let dir = TempDir::new("huge");
+    let path = dir.join("s");
+    let l = ListenerOptions::new()
+        .handshake_timeout(max)
+        .frame_timeout(Some(max))
+        .bind(&path, Some(b"k"))
+        .unwrap();
+    let t = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            ClientOptions::new()
+                .connect_timeout(Some(max))
+                .handshake_timeout(max)
+                .frame_timeout(Some(max))
+                .connect(path, Some(b"k"))
+        }
+    });
+    let mut c = l.accept_timeout(max).unwrap();
+    let mut client = t.join().unwrap().unwrap();
+    client.send(b"four").unwrap();
+    assert_eq!(c.recv_timeout(max).unwrap(), b"four");
+    drop(Client::connect_timeout(&path, Some(b"k"), max).map(drop));
+}
+
+#[test]
+fn a_huge_handshake_timeout_outlasts_a_slow_listener() {
+    // The client's handshake timeout is Duration::MAX; the listener gets to it only after
+    // 5.5 s (past the 5 s default, which a huge timeout once fell back to). The sleep is the
+    // fault under test, a slow peer, not synchronisation.
+    let dir = TempDir::new("slowlistener");
+    let path = dir.join("s");
+    let l = Listener::bind(&path, Some(b"k")).unwrap();
+    let t = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            ClientOptions::new()
+                .handshake_timeout(Duration::MAX)
+                .connect(path, Some(b"k"))
+                .map(drop)
+        }
+    });
+    std::thread::sleep(Duration::from_millis(5500));
+    let _c = l.accept().unwrap();
+    t.join().unwrap().unwrap();
 }

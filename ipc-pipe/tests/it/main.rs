@@ -12,11 +12,14 @@ mod handshake;
 mod listener;
 #[cfg(feature = "pickle")]
 mod pickle;
+#[cfg(feature = "pickle")]
+mod pickle_gen;
 mod python;
 #[cfg(feature = "serde")]
 mod serde_values;
 #[cfg(feature = "shm")]
 mod shm;
+mod tcp;
 #[cfg(feature = "tokio")]
 mod tokio_conn;
 

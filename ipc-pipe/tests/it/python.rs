@@ -129,6 +129,18 @@ fn python_client_against_our_listener() {
     py.assert_ok();
 }
 
+/// Messages of `sizes` to a peer that answers each reversed, then `bye`.
+fn reversed_echoes(c: &mut ipc_pipe::Connection, sizes: &[usize]) {
+    for &n in sizes {
+        let m: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        c.send(&m).unwrap();
+        let mut r = m.clone();
+        r.reverse();
+        assert_eq!(c.recv().unwrap(), r, "size {n}");
+    }
+    c.send(b"bye").unwrap();
+}
+
 const PY_LISTENER: &str = r#"
 import sys
 from multiprocessing.connection import Listener
@@ -156,14 +168,7 @@ fn our_client_against_python_listener() {
     let mut py = Py::spawn(PY_LISTENER, &[path.to_str().unwrap(), "k3y"]);
     assert_eq!(py.line(), "ready");
     let mut c = Client::connect(&path, Some(b"k3y")).unwrap();
-    for n in [0usize, 1, 5000, 70_000, 300_000] {
-        let m: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
-        c.send(&m).unwrap();
-        let mut r = m.clone();
-        r.reverse();
-        assert_eq!(c.recv().unwrap(), r, "size {n}");
-    }
-    c.send(b"bye").unwrap();
+    reversed_echoes(&mut c, &[0, 1, 5000, 70_000, 300_000]);
     assert_eq!(py.line(), "finished");
     py.assert_ok();
 }
@@ -346,4 +351,74 @@ c.send_bytes(b'from python, abstractly')
     let mut c = l.accept().unwrap();
     assert_eq!(c.recv().unwrap(), b"from python, abstractly");
     py.assert_ok();
+}
+
+/// A Python process at `('127.0.0.1', port)`: args are `client <port> <key>` or `listener
+/// <key>` (it prints the port it got), then it exchanges messages of up to 300 KB.
+const PY_TCP: &str = r#"
+import sys
+from multiprocessing.connection import Client, Listener, AuthenticationError
+role, key = sys.argv[1], sys.argv[-1].encode()
+def serve(c):
+    while True:
+        m = c.recv_bytes()
+        if m == b'bye':
+            break
+        c.send_bytes(m[::-1])
+try:
+    if role == 'client':
+        with Client(('127.0.0.1', int(sys.argv[2])), authkey=key) as c:
+            c.send_bytes(b'y' * 100_000)
+            assert c.recv_bytes() == b'z' * 200_000
+            serve(c)
+    else:
+        with Listener(('127.0.0.1', 0), authkey=key) as l:
+            print(l.address[1], flush=True)
+            with l.accept() as c:
+                serve(c)
+    print('finished', sys.version.split()[0], flush=True)
+except AuthenticationError:
+    print('AuthenticationError', flush=True)
+    sys.exit(3)
+"#;
+
+#[test]
+fn python_over_tcp_both_ways_with_large_messages_and_wrong_keys() {
+    need_python!();
+    let exchange = |c: &mut ipc_pipe::Connection| reversed_echoes(c, &[0, 1, 70_000, 300_000]);
+    // Python's Client against our TCP Listener.
+    let l =
+        Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), Some(b"tcp key")).unwrap();
+    let port = l.address().as_tcp().unwrap().port().to_string();
+    let mut py = Py::spawn(PY_TCP, &["client", &port, "tcp key"]);
+    let mut c = l.accept().unwrap();
+    assert_eq!(c.recv().unwrap(), vec![b'y'; 100_000]);
+    c.send(&vec![b'z'; 200_000]).unwrap();
+    exchange(&mut c);
+    let done = py.line();
+    assert!(done.starts_with("finished"), "{done}");
+    py.assert_ok();
+    eprintln!("python client over tcp: CPython {}", done.trim_start_matches("finished "));
+    // ... with the wrong key.
+    let mut py = Py::spawn(PY_TCP, &["client", &port, "wrong"]);
+    let e = l.accept().unwrap_err();
+    assert!(matches!(e, Error::AuthFailed { reason: AuthError::WrongDigest, .. }), "{e}");
+    assert_eq!(py.line(), "AuthenticationError");
+    assert_eq!(py.wait(), 3);
+    // Our Client against Python's TCP Listener.
+    let mut py = Py::spawn(PY_TCP, &["listener", "tcp key"]);
+    let port: u16 = py.line().parse().unwrap();
+    let addr = ipc_pipe::Address::tcp(&format!("127.0.0.1:{port}")).unwrap();
+    let mut c = Client::connect(addr, Some(b"tcp key")).unwrap();
+    exchange(&mut c);
+    assert!(py.line().starts_with("finished"));
+    py.assert_ok();
+    // ... with the wrong key.
+    let mut py = Py::spawn(PY_TCP, &["listener", "right"]);
+    let port: u16 = py.line().parse().unwrap();
+    let e = Client::connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)), Some(b"wrong"))
+        .unwrap_err();
+    assert!(matches!(e, Error::AuthFailed { reason: AuthError::Rejected, .. }), "{e}");
+    assert_eq!(py.line(), "AuthenticationError");
+    assert_eq!(py.wait(), 3);
 }
