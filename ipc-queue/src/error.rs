@@ -258,10 +258,12 @@ pub enum RecvError {
     /// The queue's shared state is corrupt.
     #[error("recv: the queue's shared state is corrupted: {0}")]
     Corrupted(Corruption),
-    /// The producers died and everything they committed has been received: SPSC, the
-    /// process holding the producer role; MPMC, every process that ever sent on the queue
-    /// (while at most [`PEERS_LISTED`](crate::PEERS_LISTED) live ones did). Not permanent: a
-    /// new producer may come, and later receives wait for it again. A producer that drops its
+    /// The producers died (exited or were killed) and everything they committed has been
+    /// received: SPSC, the process holding the producer role; MPMC, every process that ever
+    /// sent on the queue (while at most [`PEERS_LISTED`](crate::PEERS_LISTED) live ones did).
+    /// Not permanent, and not "no more will come": a producer that has not sent yet is
+    /// unknown to the queue, and later receives wait for it again (use `close` to say that
+    /// everything was sent). A producer that drops its
     /// handle ([`Sender`](crate::Sender), [`Queue`](crate::Queue)) but lives is not dead:
     /// receivers keep waiting, as for a Python `Queue`. Blocking receives only: `try_recv`
     /// says `Empty`.

@@ -147,6 +147,10 @@
 //!   disconnected. A process that only dropped its handle is alive: its peers keep waiting,
 //!   as for a Python `Queue`. With more than [`PEERS_LISTED`] live processes on a side, or an
 //!   owner whose status is unknown, the queue cannot tell and never says `Disconnected`.
+//!   `Disconnected` means "nobody who has used the other side is alive now" (exited or
+//!   killed), not "no more will come": a producer that has not sent yet is unknown to the
+//!   queue. To say "all work is sent", [`Queue::close`] the queue (receivers drain, then get
+//!   `Closed`), as the example above does.
 //! - **A hostile or buggy peer** that scribbles on the segment: every value read from the ring
 //!   (indices, slot words, lengths, the config) is loaded once, checked, and the checked copy
 //!   is used; a bad value is [`Corruption`] inside a typed `Corrupted` outcome, never UB, a
