@@ -384,15 +384,13 @@ impl Sender {
     /// # Errors
     /// [`SendError::Closed`], `TooLong`, `Corrupted`; [`SendError::Disconnected`] when the
     /// queue stays full and the consumer has died (seen within [`PEER_CHECK`] of the death).
-    #[inline]
+    // Always inlined, errors out of line: as `try_send` (a streaming producer calls it back
+    // to back, and LLVM had left `send_deadline` out of line in ipc-bench's producer).
+    #[inline(always)]
     pub fn send(&mut self, msg: &[u8]) -> std::result::Result<(), SendError> {
         match self.send_deadline(msg, Deadline::NEVER) {
             Ok(()) => Ok(()),
-            Err(SendTimeoutError::TooLong { len, max }) => Err(SendError::TooLong { len, max }),
-            Err(SendTimeoutError::Corrupted(c)) => Err(SendError::Corrupted(c)),
-            Err(SendTimeoutError::Unregistered) => Err(SendError::Unregistered),
-            Err(SendTimeoutError::Disconnected) => Err(SendError::Disconnected),
-            Err(SendTimeoutError::Closed | SendTimeoutError::Timeout) => Err(SendError::Closed),
+            Err(e) => Err(send_error(e)),
         }
     }
 
@@ -409,7 +407,7 @@ impl Sender {
         self.send_deadline(msg, Deadline::after(timeout))
     }
 
-    #[inline]
+    #[inline(always)]
     fn send_deadline(
         &mut self,
         msg: &[u8],
@@ -420,14 +418,22 @@ impl Sender {
                 self.put(pos, msg);
                 Ok(())
             }
-            Err(None | Some(Refused::Full)) => Err(SendTimeoutError::Timeout),
-            Err(Some(Refused::Closed)) => Err(SendTimeoutError::Closed),
-            Err(Some(Refused::TooLong)) => Err(SendTimeoutError::TooLong {
-                len: msg.len(),
-                max: self.inner.cfg().max_message as usize,
-            }),
-            Err(Some(Refused::Corrupted(c))) => Err(SendTimeoutError::Corrupted(c)),
-            Err(Some(Refused::Disconnected)) => Err(SendTimeoutError::Disconnected),
+            Err(e) => Err(self.send_refused(e, msg.len())),
+        }
+    }
+
+    /// The error of a send of `len` bytes that got no slot (`None`: the deadline passed).
+    #[cold]
+    #[inline(never)]
+    fn send_refused(&self, refused: Option<Refused>, len: usize) -> SendTimeoutError {
+        match refused {
+            None | Some(Refused::Full) => SendTimeoutError::Timeout,
+            Some(Refused::Closed) => SendTimeoutError::Closed,
+            Some(Refused::TooLong) => {
+                SendTimeoutError::TooLong { len, max: self.inner.cfg().max_message as usize }
+            }
+            Some(Refused::Corrupted(c)) => SendTimeoutError::Corrupted(c),
+            Some(Refused::Disconnected) => SendTimeoutError::Disconnected,
         }
     }
 
@@ -722,6 +728,19 @@ impl Receiver {
     ) -> std::result::Result<SpscRef<'_>, RecvTimeoutError> {
         let (pos, len) = self.next_deadline(Deadline::after(timeout)).map_err(timeout_err)?;
         Ok(SpscRef { receiver: self, pos, len })
+    }
+}
+
+/// What [`Sender::send`] reports for what the deadline form refused with.
+#[cold]
+#[inline(never)]
+fn send_error(e: SendTimeoutError) -> SendError {
+    match e {
+        SendTimeoutError::TooLong { len, max } => SendError::TooLong { len, max },
+        SendTimeoutError::Corrupted(c) => SendError::Corrupted(c),
+        SendTimeoutError::Unregistered => SendError::Unregistered,
+        SendTimeoutError::Disconnected => SendError::Disconnected,
+        SendTimeoutError::Closed | SendTimeoutError::Timeout => SendError::Closed,
     }
 }
 
