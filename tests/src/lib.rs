@@ -66,13 +66,26 @@ pub use watchdog::{Watchdog, watchdog};
 /// # Panics
 /// If it never sleeps within 10 s.
 pub fn wait_until_sleeping(pid: u32) {
+    wait_for_state(pid, 'S', "slept");
+}
+
+/// Wait (at most 10 s) until our child `pid` has died and is not yet reaped (state `Z`):
+/// everything it did is over, and its exit status is still there for [`Child`] to collect.
+///
+/// # Panics
+/// If it is still running after 10 s.
+pub fn wait_until_dead(pid: u32) {
+    wait_for_state(pid, 'Z', "died");
+}
+
+fn wait_for_state(pid: u32, state: char, what: &str) {
     let t = std::time::Instant::now();
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()) == Some('S') {
+        if stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()) == Some(state) {
             return;
         }
-        assert!(t.elapsed() < std::time::Duration::from_secs(10), "process {pid} never slept");
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "process {pid} never {what}");
         // A polling interval, not synchronisation: the state is what is waited for.
         std::thread::sleep(std::time::Duration::from_micros(200));
     }
