@@ -241,3 +241,42 @@ fn garbage_makes_send_and_recv_both_say_corrupted() {
         assert!(got.contains("Corrupted"), "{flavour}: try_recv said {got}");
     }
 }
+
+/// A claimed slot whose owner field is no owner id at all (zero, or generation 0: the registry
+/// never hands those out) is `Unknown` to liveness: it is never recovered (taking it could hand
+/// a live writer's slot to someone else), so receivers and senders wait for it until their
+/// deadline, the outcome the locks and semaphores give a garbage owner word. (A well-formed id
+/// whose slot now holds another generation is a dead owner, recovered like any other.)
+#[test]
+fn a_claim_with_a_garbage_owner_id_is_waited_for_never_recovered() {
+    use ipc_queue::ring::{READING, WRITING, pack};
+    let wait = std::time::Duration::from_millis(150);
+    for owner in [0, 0x3ff0] {
+        // A producer "writing" position 0: the receiver waits for it.
+        let q = Queue::anonymous(2, MAX).unwrap();
+        let mut peer = peer_mapping(q.shm());
+        peer.write_at(SLOTS, &pack(0, WRITING, owner).to_le_bytes()).unwrap();
+        assert!(matches!(q.try_recv(), Err(TryRecvError::Empty)), "owner {owner:#x}");
+        let got = q.recv_timeout(wait);
+        assert!(
+            got.is_err() && format!("{got:?}").contains("Timeout"),
+            "owner {owner:#x}: {got:?}"
+        );
+        let mut word = [0u8; 8];
+        peer.read_at(SLOTS, &mut word).unwrap();
+        assert_eq!(u64::from_le_bytes(word), pack(0, WRITING, owner), "the claim was taken over");
+
+        // A consumer "reading" position 0 of a full queue: the sender of position 2 waits.
+        let q = Queue::anonymous(2, MAX).unwrap();
+        q.try_send(b"a").unwrap();
+        q.try_send(b"b").unwrap();
+        let mut peer = peer_mapping(q.shm());
+        peer.write_at(SLOTS, &pack(0, READING, owner).to_le_bytes()).unwrap();
+        // Position 0 is "being read" by the garbage owner: a receiver takes position 1.
+        assert_eq!(q.try_recv().unwrap(), b"b", "owner {owner:#x}");
+        let sent = q.send_timeout(b"c", wait);
+        assert!(format!("{sent:?}").contains("Timeout"), "owner {owner:#x}: {sent:?}");
+        peer.read_at(SLOTS, &mut word).unwrap();
+        assert_eq!(u64::from_le_bytes(word), pack(0, READING, owner), "the claim was taken over");
+    }
+}
