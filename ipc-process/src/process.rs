@@ -523,14 +523,18 @@ fn left(deadline: Option<Instant>) -> Option<Option<Duration>> {
     }
 }
 
+/// "Never" as a finite instant (a century ahead): the supervisor's poll loop computes a
+/// timeout from the earliest of many instants, so it wants a real `Instant` where
+/// [`ipc_shm::Deadline`] says `NEVER`.
 pub(crate) fn far_future() -> Instant {
     let now = Instant::now();
     now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)).unwrap_or(now)
 }
 
-/// `now + d`, saturating: a huge timeout means "a century", never a panic.
+/// `now + d`, saturating (ipc-shm's [`Deadline::after`](ipc_shm::Deadline::after)): a huge
+/// timeout means "a century", never a panic.
 pub(crate) fn after(d: Duration) -> Instant {
-    Instant::now().checked_add(d).unwrap_or_else(far_future)
+    ipc_shm::Deadline::after(d).instant().unwrap_or_else(far_future)
 }
 
 impl<O: Outcome> Drop for Process<O> {
