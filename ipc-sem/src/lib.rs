@@ -127,6 +127,7 @@ mod count;
 mod error;
 mod event;
 mod named;
+mod select;
 mod semaphore;
 mod sys;
 

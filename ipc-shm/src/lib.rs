@@ -129,7 +129,7 @@ pub use bytemuck;
 
 pub use deadline::Deadline;
 pub use error::{Error, Result};
-pub use event_count::EventCount;
+pub use event_count::{EventCount, SelectableEventCount, Waitable};
 pub use header::ObjectKind;
 pub use liveness::{OwnerId, ProcessToken};
 pub use name::{MAX_NAME_LEN, random_name, validate_name};
