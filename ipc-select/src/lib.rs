@@ -10,7 +10,7 @@
 //! use std::time::Duration;
 //! use ipc_process::Process;
 //! use ipc_queue::Queue;
-//! use ipc_select::{Key, Selector};
+//! use ipc_select::Selector;
 //! use ipc_sem::Event;
 //!
 //! let jobs = Queue::anonymous(8, 64)?;
@@ -21,25 +21,20 @@
 //! })?;
 //!
 //! let mut sel = Selector::new()?;
-//! let (q, ev, exited) = (sel.add(&jobs), sel.add(&*done), sel.add(&child));
-//! let mut seen = (false, false, false);
-//! while !(seen.0 && seen.1 && seen.2) {
-//!     for &k in sel.wait_timeout(Duration::from_secs(10))? {
-//!         if k == q {
-//!             assert_eq!(jobs.try_recv()?, b"job 1"); // ready: the message is there
-//!             seen.0 = true;
-//!         } else if k == ev {
-//!             seen.1 = true;
-//!         } else if k == exited {
-//!             seen.2 = true;
+//! let mut seen = [false; 3];
+//! while seen != [true; 3] {
+//!     let ready = sel.wait_timeout(&[&jobs, &*done, &child], Duration::from_secs(10))?;
+//!     assert!(!ready.is_empty(), "nothing within 10 s");
+//!     for &i in ready {
+//!         match i {
+//!             0 => assert_eq!(jobs.try_recv()?, b"job 1"), // the message is there
+//!             1 => done.clear(), // level-triggered: a set event stays ready until cleared
+//!             _ => {}            // the child ended (its pidfd stays readable)
 //!         }
-//!     }
-//!     if seen.1 {
-//!         done.clear(); // level-triggered: a set event stays ready until cleared
+//!         seen[i] = true;
 //!     }
 //! }
 //! child.join()?;
-//! # let _: Key = q;
 //! # Ok(()) }
 //! ```
 //!
@@ -113,4 +108,4 @@ mod error;
 mod selector;
 
 pub use error::{Error, Result};
-pub use selector::{Key, Selector, Waker, wait_any};
+pub use selector::{Selector, Stats, Waker, wait_any};

@@ -11,27 +11,40 @@ use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 
-/// The index of a source in its [`Selector`], in the order of [`add`](Selector::add) (0, 1,
-/// ...), as [`wait`](Selector::wait) reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Key(pub usize);
-
 /// Waits on many [`Waitable`] sources at once (queues, semaphores, events, connections,
 /// listeners, child processes) in one `poll` sleep. See the crate docs for how it wakes.
-pub struct Selector<'a> {
+///
+/// The sources are given to each call (as to Python's `multiprocessing.connection.wait`),
+/// so they are borrowed only while it waits: the caller receives from them (`&mut`) between
+/// waits. The selector keeps its doorbell socket from one wait to the next.
+pub struct Selector {
     bell: Doorbell,
-    sources: Vec<&'a dyn Waitable>,
-    ready: Vec<Key>,
+    ready: Vec<usize>,
     /// A notifier could not reach our doorbell once (another network namespace): from then
     /// on every sleep is capped at `FALLBACK_SLICE`.
     unreachable: bool,
+    stats: Stats,
 }
 
-impl std::fmt::Debug for Selector<'_> {
+/// Counters of a [`Selector`]'s waits, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Blocking waits (`wait`, `wait_timeout`, `wait_until`).
+    pub waits: u64,
+    /// Sleeps ended by a doorbell ring.
+    pub rings: u64,
+    /// Readiness found only after a sleep that ended by its time cap with no ring and no fd:
+    /// a dead peer found by a liveness look, a source polled without a doorbell slot, or a
+    /// wake-up that came late (a notifier between its change and its ring at that instant).
+    /// With live peers and free slots it stays at (about) zero.
+    pub late: u64,
+}
+
+impl std::fmt::Debug for Selector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Selector")
             .field("doorbell", &self.bell.id())
-            .field("sources", &self.sources.len())
             .field("unreachable", &self.unreachable)
             .finish()
     }
@@ -77,36 +90,19 @@ impl Drop for Registered<'_, '_> {
     }
 }
 
-impl<'a> Selector<'a> {
-    /// A selector with no sources (binds its doorbell).
+impl Selector {
+    /// A selector (binds its doorbell).
     ///
     /// # Errors
     /// [`Error::Doorbell`].
-    pub fn new() -> Result<Selector<'a>> {
+    pub fn new() -> Result<Selector> {
         let bell = Doorbell::new().map_err(|source| Error::Doorbell { op: "create", source })?;
-        Ok(Selector { bell, sources: Vec::new(), ready: Vec::new(), unreachable: false })
+        Ok(Selector { bell, ready: Vec::new(), unreachable: false, stats: Stats::default() })
     }
 
-    /// Add a source; its key is its index (the number of sources added before it).
-    pub fn add<W: Waitable + 'a>(&mut self, source: &'a W) -> Key {
-        self.sources.push(source);
-        Key(self.sources.len() - 1)
-    }
-
-    /// Add a source given as a trait object.
-    pub fn add_dyn(&mut self, source: &'a dyn Waitable) -> Key {
-        self.sources.push(source);
-        Key(self.sources.len() - 1)
-    }
-
-    /// The number of sources.
-    pub fn len(&self) -> usize {
-        self.sources.len()
-    }
-
-    /// Whether no source was added.
-    pub fn is_empty(&self) -> bool {
-        self.sources.is_empty()
+    /// The counters of this selector's waits.
+    pub fn stats(&self) -> Stats {
+        self.stats
     }
 
     /// A handle that wakes this selector's waits from elsewhere.
@@ -114,14 +110,14 @@ impl<'a> Selector<'a> {
         Waker { id: self.bell.id() }
     }
 
-    /// Block until at least one source is ready; returns every source ready at that moment
-    /// (level-triggered: another process may take it first, the source's `try_` call then
-    /// says so).
+    /// Block until at least one of `sources` is ready; returns the indices (into `sources`,
+    /// ascending) of every one ready at that moment (level-triggered: another process may
+    /// take it first, the source's `try_` call then says so).
     ///
     /// # Errors
     /// [`Error::Poll`].
-    pub fn wait(&mut self) -> Result<&[Key]> {
-        self.wait_deadline("wait", Deadline::NEVER)
+    pub fn wait(&mut self, sources: &[&dyn Waitable]) -> Result<&[usize]> {
+        self.wait_deadline("wait", sources, Deadline::NEVER)
     }
 
     /// As [`wait`](Self::wait), for `timeout` at most; an empty slice when it passed with
@@ -129,16 +125,20 @@ impl<'a> Selector<'a> {
     ///
     /// # Errors
     /// [`Error::Poll`].
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<&[Key]> {
-        self.wait_deadline("wait", Deadline::after(timeout))
+    pub fn wait_timeout(
+        &mut self,
+        sources: &[&dyn Waitable],
+        timeout: Duration,
+    ) -> Result<&[usize]> {
+        self.wait_deadline("wait", sources, Deadline::after(timeout))
     }
 
     /// As [`wait`](Self::wait), until `deadline` at most.
     ///
     /// # Errors
     /// [`Error::Poll`].
-    pub fn wait_until(&mut self, deadline: Instant) -> Result<&[Key]> {
-        self.wait_deadline("wait", Deadline::at(deadline))
+    pub fn wait_until(&mut self, sources: &[&dyn Waitable], deadline: Instant) -> Result<&[usize]> {
+        self.wait_deadline("wait", sources, Deadline::at(deadline))
     }
 
     /// Which sources are ready now, without sleeping (the fds are polled with a zero
@@ -146,27 +146,32 @@ impl<'a> Selector<'a> {
     ///
     /// # Errors
     /// [`Error::Poll`].
-    pub fn try_wait(&mut self) -> Result<&[Key]> {
+    pub fn try_wait(&mut self, sources: &[&dyn Waitable]) -> Result<&[usize]> {
         self.ready.clear();
-        for (i, s) in self.sources.iter().enumerate() {
+        for (i, s) in sources.iter().enumerate() {
             if s.check(Check { arm: false, liveness: true }) {
-                self.ready.push(Key(i));
+                self.ready.push(i);
             }
         }
-        poll_fds(&self.sources, None, Some(Duration::ZERO), &mut self.ready, "try_wait")?;
+        poll_fds(sources, None, Some(Duration::ZERO), &mut self.ready, "try_wait")?;
         self.ready.sort_unstable();
         self.ready.dedup();
         Ok(&self.ready)
     }
 
-    fn wait_deadline(&mut self, op: &'static str, deadline: Deadline) -> Result<&[Key]> {
+    fn wait_deadline(
+        &mut self,
+        op: &'static str,
+        sources: &[&dyn Waitable],
+        deadline: Deadline,
+    ) -> Result<&[usize]> {
         self.ready.clear();
         let _ = self.bell.drain();
         let id = self.bell.id();
-        let mut reg = Registered { sources: &self.sources, slots: Vec::new(), lost: false };
+        let mut reg = Registered { sources, slots: Vec::new(), lost: false };
         let mut no_slot = false;
         let mut words = false;
-        for s in &self.sources {
+        for s in sources {
             let slot = s.event_count().and_then(|ec| {
                 words = true;
                 let slot = ec.register(id);
@@ -179,13 +184,13 @@ impl<'a> Selector<'a> {
         // notifiers on the fence path (see ipc_shm::event_count).
         let barrier_ok = !words || bell::announce_barrier();
         if !barrier_ok {
-            for (s, slot) in self.sources.iter().zip(&reg.slots) {
+            for (s, slot) in sources.iter().zip(&reg.slots) {
                 if let (Some(ec), Some(_)) = (s.event_count(), slot) {
                     ec.set_fallback();
                 }
             }
         }
-        let liveness = self.sources.iter().any(|s| s.needs_liveness());
+        let liveness = sources.iter().any(|s| s.needs_liveness());
         // The longest sleep without a look: a slot-less registration, a barrier we could
         // not issue or a doorbell found unreachable poll in short slices; otherwise the
         // unreachable-doorbell bound.
@@ -197,11 +202,17 @@ impl<'a> Selector<'a> {
         let mut schedule = Schedule::new();
         let mut slice: Option<Deadline> = None;
         let mut look = false;
+        // The last sleep ended by its time cap, with no ring and no fd ready.
+        let mut quiet = false;
+        self.stats.waits += 1;
         let result = loop {
-            for (i, s) in self.sources.iter().enumerate() {
+            for (i, s) in sources.iter().enumerate() {
                 if s.check(Check { arm: true, liveness: look }) {
-                    self.ready.push(Key(i));
+                    self.ready.push(i);
                 }
+            }
+            if quiet && !self.ready.is_empty() {
+                self.stats.late += 1;
             }
             look = false;
             let mut until = deadline.earliest(Deadline::after(cap));
@@ -210,14 +221,15 @@ impl<'a> Selector<'a> {
             }
             let timeout =
                 if self.ready.is_empty() { until.remaining() } else { Some(Duration::ZERO) };
-            if let Err(e) = poll_fds(&self.sources, Some(&self.bell), timeout, &mut self.ready, op)
-            {
+            if let Err(e) = poll_fds(sources, Some(&self.bell), timeout, &mut self.ready, op) {
                 break Err(e);
             }
-            let _ = self.bell.drain();
+            let rang = self.bell.drain();
+            self.stats.rings += u64::from(rang);
             if !self.ready.is_empty() {
                 break Ok(());
             }
+            quiet = !rang;
             if deadline.has_passed() {
                 break Ok(());
             }
@@ -243,7 +255,7 @@ fn poll_fds(
     sources: &[&dyn Waitable],
     bell: Option<&Doorbell>,
     timeout: Option<Duration>,
-    ready: &mut Vec<Key>,
+    ready: &mut Vec<usize>,
     op: &'static str,
 ) -> Result<()> {
     let mut fds = Vec::with_capacity(sources.len() + 1);
@@ -251,7 +263,7 @@ fn poll_fds(
     for (i, s) in sources.iter().enumerate() {
         if let Some(fd) = s.fd() {
             fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
-            keys.push(Key(i));
+            keys.push(i);
         }
     }
     if let Some(b) = bell {
@@ -284,12 +296,9 @@ fn poll_fds(
 /// [`Error::Doorbell`], [`Error::Poll`].
 pub fn wait_any(sources: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
     let mut sel = Selector::new()?;
-    for s in sources {
-        sel.add_dyn(*s);
-    }
-    let keys = match timeout {
-        None => sel.wait()?,
-        Some(t) => sel.wait_timeout(t)?,
+    let ready = match timeout {
+        None => sel.wait(sources)?,
+        Some(t) => sel.wait_timeout(sources, t)?,
     };
-    Ok(keys.iter().map(|k| k.0).collect())
+    Ok(ready.to_vec())
 }

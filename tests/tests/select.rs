@@ -1,0 +1,319 @@
+//! Cross-process suite of ipc-select: one selector over queues, a semaphore, an event, a pipe
+//! and a child process, driven from other processes; a SIGKILLed selector; a producer killed
+//! mid-send.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use ipc_pipe::Connection;
+use ipc_process::Process;
+use ipc_queue::Queue;
+use ipc_select::{Selector, wait_any};
+use ipc_sem::{Event, Semaphore};
+use ipc_shm::{Shared, Waitable};
+use ipc_testkit::{Child, fault, fork, fork_named, send_line, wait_until_sleeping, watchdog};
+
+const LINE: Duration = Duration::from_secs(20);
+
+/// A process's first notify registers it for membarrier (milliseconds, once per process),
+/// between its change and its wake-up: a selector that wakes for a liveness look in between
+/// finds the change before the ring. Notify once before the measured part.
+fn warm_up() {
+    let q = Queue::anonymous(1, 8).unwrap();
+    q.send(b"w").unwrap();
+    q.try_recv().unwrap();
+}
+
+/// The doorbell ids registered on a source's waiter word, and its sleeper count.
+fn registrations(w: &dyn Waitable) -> ([u32; 3], u32) {
+    let ec = w.event_count().expect("a shared-memory source");
+    (ec.bell_ids(), ec.sleeper_count())
+}
+
+/// Each source becomes ready in turn, made so by another process, and the selector (asleep
+/// in its own process) reports that one and nothing else; it then consumes it.
+#[test]
+fn each_source_is_reported_alone_when_it_becomes_ready() {
+    let _w = watchdog(Duration::from_secs(60), "ready in turn");
+    warm_up();
+    let qa = Queue::anonymous(4, 64).unwrap();
+    let qb = Queue::anonymous(4, 64).unwrap();
+    let sem = Shared::anonymous(Semaphore::new(0).unwrap()).unwrap();
+    let ev = Shared::anonymous(Event::new()).unwrap();
+    let exit_now = Shared::anonymous(Event::new()).unwrap();
+    let (mut near, far) = ipc_pipe::pipe().unwrap();
+    let mut selector = fork_named("selector", || {
+        let mut far: Connection = far;
+        // The grandchild whose exit is the sixth source.
+        let mut kid = Process::fork(|| {
+            exit_now.wait();
+        })
+        .unwrap();
+        let mut sel = Selector::new().unwrap();
+        for step in 0..6 {
+            send_line("waiting");
+            let got =
+                sel.wait_timeout(&[&qa, &qb, &*sem, &*ev, &far, &kid], LINE).unwrap().to_vec();
+            send_line(&format!("{got:?}"));
+            match step {
+                0 => assert_eq!(qa.try_recv().unwrap(), b"a"),
+                1 => assert_eq!(qb.try_recv().unwrap(), b"b"),
+                2 => sem.try_acquire().unwrap().expect("the permit").forget(),
+                3 => ev.clear(),
+                4 => assert_eq!(far.recv().unwrap(), b"p"),
+                _ => kid.join().unwrap(),
+            }
+        }
+        assert_eq!(sel.stats().late, 0, "{:?}", sel.stats());
+        // Nothing is ready any more.
+        assert_eq!(sel.try_wait(&[&qa, &qb, &*sem, &*ev, &far]).unwrap(), &[] as &[usize]);
+    });
+    for step in 0..6 {
+        assert_eq!(selector.recv_line(LINE).unwrap(), "waiting");
+        wait_until_sleeping(selector.pid());
+        match step {
+            0 => qa.send(b"a").unwrap(),
+            1 => qb.send(b"b").unwrap(),
+            2 => sem.release().unwrap(),
+            3 => ev.set(),
+            4 => near.send(b"p").unwrap(),
+            _ => exit_now.set(),
+        }
+        assert_eq!(selector.recv_line(LINE).unwrap(), format!("[{step}]"), "step {step}");
+    }
+    selector.assert_success();
+    // Every registration was withdrawn.
+    for w in [&qa as &dyn Waitable, &qb, &*sem, &*ev] {
+        assert_eq!(registrations(w), ([0; 3], 0));
+    }
+}
+
+/// 10^5 events from two producer processes (messages on two small queues, permits on a
+/// semaphore, messages on a pipe each), drained by one selector: every one arrives, and no
+/// readiness was found only by a timed look (a lost wake-up would be).
+#[test]
+fn mixed_events_from_two_producers_lose_no_wake_up() {
+    let total: u64 = fault::rounds(100_000, 1_000_000) as u64;
+    let _w = watchdog(Duration::from_secs(120), "10^5 mixed events");
+    warm_up();
+    let qa = Queue::anonymous(8, 16).unwrap();
+    let qb = Queue::anonymous(8, 16).unwrap();
+    let sem = Shared::anonymous(Semaphore::new(0).unwrap()).unwrap();
+    let mut rng = fault::seeded("mixed_events_from_two_producers_lose_no_wake_up");
+    let per = total / 2;
+    let mut ends = Vec::new();
+    let mut producers: Vec<Child> = Vec::new();
+    for p in 0..2u64 {
+        let (mine, theirs) = ipc_pipe::pipe().unwrap();
+        ends.push(mine);
+        let seed = rng.next_u64();
+        let (qa, qb, sem) = (&qa, &qb, &sem);
+        producers.push(fork(move || {
+            let mut theirs: Connection = theirs;
+            warm_up();
+            let mut rng = fault::Rng::new(seed);
+            for i in 0..per {
+                let m = (p << 32 | i).to_le_bytes();
+                match rng.below(4) {
+                    0 => qa.send(&m).unwrap(),
+                    1 => qb.send(&m).unwrap(),
+                    2 => sem.release().unwrap(),
+                    _ => theirs.send(&m).unwrap(),
+                }
+                if rng.chance(1, 64) {
+                    // Bursts and gaps, so the selector sleeps often.
+                    std::thread::yield_now();
+                }
+            }
+        }));
+    }
+    let mut sel = Selector::new().unwrap();
+    let mut got = 0u64;
+    let start = Instant::now();
+    // A pipe whose producer finished and closed its end reads as ready (hung up) for good:
+    // it leaves the set once drained.
+    let mut open = [true; 2];
+    while got < total {
+        let mut srcs: Vec<&dyn Waitable> = vec![&qa, &qb, &*sem];
+        let pipes: Vec<usize> = (0..2).filter(|&i| open[i]).collect();
+        srcs.extend(pipes.iter().map(|&i| &ends[i] as &dyn Waitable));
+        let ready = sel.wait_timeout(&srcs, LINE).unwrap().to_vec();
+        drop(srcs);
+        assert!(!ready.is_empty(), "nothing ready for {LINE:?} with {got} of {total} received");
+        for k in ready {
+            match k {
+                0 => {
+                    while qa.try_recv().is_ok() {
+                        got += 1;
+                    }
+                }
+                1 => {
+                    while qb.try_recv().is_ok() {
+                        got += 1;
+                    }
+                }
+                2 => {
+                    while let Some(p) = sem.try_acquire().unwrap() {
+                        p.forget();
+                        got += 1;
+                    }
+                }
+                k => {
+                    let i = pipes[k - 3];
+                    while ends[i].poll(Some(Duration::ZERO)).unwrap() {
+                        match ends[i].recv() {
+                            Ok(_) => got += 1,
+                            Err(ipc_pipe::Error::Disconnected { .. }) => {
+                                open[i] = false;
+                                break;
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let st = sel.stats();
+    let stats = (st.waits, st.late);
+    for mut p in producers {
+        p.assert_success();
+    }
+    eprintln!("{got} events in {:?}, {} waits, {} late", start.elapsed(), stats.0, stats.1);
+    assert_eq!(got, total);
+    assert!(stats.1 <= 2, "{} readiness found only by a timed look", stats.1);
+}
+
+/// Selectors SIGKILLed while asleep on a queue, a semaphore and an event leave their doorbells
+/// in every slot and their counts in `sleepers`; the next notify of each finds the doorbells
+/// gone, clears the slots and takes the counts back, so the plain path is free again and a
+/// live selector registers and is woken as before.
+#[test]
+fn killed_selectors_leave_no_registration_behind() {
+    let _w = watchdog(Duration::from_secs(60), "killed selectors");
+    warm_up();
+    let q = Queue::anonymous(4, 64).unwrap();
+    let sem = Shared::anonymous(Semaphore::new(0).unwrap()).unwrap();
+    let ev = Shared::anonymous(Event::new()).unwrap();
+    // Three of them: every slot of every word taken.
+    let mut dead: Vec<Child> = (0..3)
+        .map(|_| {
+            let (q, sem, ev) = (&q, &sem, &ev);
+            fork_named("doomed selector", move || {
+                let mut sel = Selector::new().unwrap();
+                send_line("waiting");
+                let _ = sel.wait(&[q, &**sem, &**ev]);
+                Err::<(), &str>("woke up before the kill")
+            })
+        })
+        .collect();
+    for d in &mut dead {
+        assert_eq!(d.recv_line(LINE).unwrap(), "waiting");
+        wait_until_sleeping(d.pid());
+    }
+    // Every slot taken, and the announcements counted (a flagged waiter's state too).
+    for (what, w) in [("queue", &q as &dyn Waitable), ("sem", &*sem), ("event", &*ev)] {
+        let (ids, n) = registrations(w);
+        assert!(ids.iter().all(|&i| i != 0), "{what}: {ids:?}");
+        assert_eq!(n, 3, "{what}");
+    }
+    for mut d in dead {
+        d.kill();
+        d.assert_signaled(libc::SIGKILL);
+    }
+    // One notify each: the wake path finds the doorbells gone.
+    q.send(b"m").unwrap();
+    sem.release().unwrap();
+    ev.set();
+    for (what, w) in [("queue", &q as &dyn Waitable), ("sem", &*sem), ("event", &*ev)] {
+        assert_eq!(registrations(w), ([0; 3], 0), "{what}: the dead selectors' registrations");
+    }
+    assert!(!q.event_count().unwrap().has_sleepers(), "the plain path pays nothing again");
+    // A live selector in another process is woken by the next change of each.
+    q.try_recv().unwrap();
+    sem.try_acquire().unwrap().unwrap().forget();
+    ev.clear();
+    let mut live = fork_named("live selector", || {
+        let mut sel = Selector::new().unwrap();
+        for _ in 0..3 {
+            send_line("waiting");
+            let got = sel.wait_timeout(&[&q, &*sem, &*ev], LINE).unwrap().to_vec();
+            send_line(&format!("{got:?}"));
+            match got.as_slice() {
+                [0] => drop(q.try_recv().unwrap()),
+                [1] => sem.try_acquire().unwrap().unwrap().forget(),
+                [2] => ev.clear(),
+                other => panic!("reported {other:?}"),
+            }
+        }
+        assert_eq!(sel.stats().late, 0, "{:?}", sel.stats());
+    });
+    for step in 0..3 {
+        assert_eq!(live.recv_line(LINE).unwrap(), "waiting");
+        wait_until_sleeping(live.pid());
+        match step {
+            0 => q.send(b"n").unwrap(),
+            1 => sem.release().unwrap(),
+            _ => ev.set(),
+        }
+        assert_eq!(live.recv_line(LINE).unwrap(), format!("[{step}]"));
+    }
+    live.assert_success();
+}
+
+/// A producer killed inside its reserve-commit window leaves a claimed slot ahead of a live
+/// producer's message: the selector's liveness look (as a blocking `recv`'s) skips the dead
+/// slot and reports the queue ready within the blocking calls' bound.
+#[test]
+fn a_producer_killed_mid_send_wakes_the_selector_with_recovery() {
+    const { assert!(ipc_shm::crash::ENABLED) };
+    let _w = watchdog(Duration::from_secs(60), "producer killed mid-send");
+    warm_up();
+    for point in ["queue.after_reserve", "queue.mid_copy", "queue.before_commit"] {
+        let q = Queue::anonymous(4, 4096).unwrap();
+        let mut sel_child = fork_named("selector", || {
+            let mut sel = Selector::new().unwrap();
+            send_line("waiting");
+            let got = sel.wait_timeout(&[&q], LINE).unwrap().to_vec();
+            let at = Instant::now();
+            assert_eq!(got, [0]);
+            assert_eq!(q.try_recv().unwrap(), b"live");
+            send_line(&format!("{}", at.elapsed().as_nanos()));
+        });
+        assert_eq!(sel_child.recv_line(LINE).unwrap(), "waiting");
+        wait_until_sleeping(sel_child.pid());
+        let mut dead = fork_named(point, || {
+            ipc_shm::crash::arm(point, 1);
+            q.send(&[7u8; 4096]).unwrap();
+            Err::<(), String>(format!("crash point {point} did not fire"))
+        });
+        dead.assert_signaled(libc::SIGKILL);
+        let died = Instant::now();
+        // The live producer's message sits behind the dead one's claimed slot.
+        q.send(b"live").unwrap();
+        let _ = sel_child.recv_line(LINE).unwrap();
+        let blocked = died.elapsed();
+        sel_child.assert_success();
+        eprintln!("{point}: selector reported the queue {blocked:?} after the producer died");
+        assert_eq!(q.stats().abandoned, 1, "{point}");
+        assert!(blocked < Duration::from_millis(500), "{point}: {blocked:?}");
+    }
+}
+
+/// Every producer of a queue dead (nothing in flight): the selector reports it ready, and
+/// `senders_gone` says why.
+#[test]
+fn a_queue_whose_producers_all_died_is_reported_ready() {
+    let _w = watchdog(Duration::from_secs(60), "producers gone");
+    let q = Queue::anonymous(4, 64).unwrap();
+    let mut p = fork(|| {
+        q.send(b"only").unwrap();
+    });
+    p.assert_success();
+    assert_eq!(q.try_recv().unwrap(), b"only");
+    let t = Instant::now();
+    let ready = wait_any(&[&q], Some(LINE)).unwrap();
+    assert_eq!(ready, [0]);
+    assert!(q.senders_gone());
+    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+}
