@@ -200,6 +200,8 @@
 // Under loom only the ring, the algorithms over a region and the model are built.
 #![cfg_attr(ipc_loom, allow(dead_code))]
 
+#[cfg(feature = "tokio")]
+mod async_queue;
 mod error;
 mod raw;
 mod region;

@@ -97,6 +97,16 @@
 //! file needs a shared directory and leaves a file behind a SIGKILL. The abstract socket is
 //! reachable by id alone, vanishes with its owner, and is one more fd in the same `poll`.
 //!
+//! # Async (tokio)
+//! The same doorbell in tokio's reactor: `Queue::recv_async` / `send_async` and the SPSC
+//! equivalents (ipc-queue feature `tokio`), `Semaphore::acquire_async` and
+//! `Event::wait_async` (ipc-sem feature `tokio`), and for any source
+//! `ipc_shm::event_count::ready` (ipc-shm feature `tokio`; an fd source such as a child's
+//! pidfd is awaited through a duplicate of its fd). No helper thread, no polling loop;
+//! cancel-safe (the message or permit is taken synchronously after the await, and a dropped
+//! future withdraws its doorbell). `examples/tokio_serve.rs`: one task serving a queue, a
+//! pipe (ipc-pipe's `AsyncConnection`) and a child's exit in one `select!`.
+//!
 //! # Cost
 //! To a user of one primitive who never selects: nothing (the doorbell ring sits on the wake
 //! path only, after the `FUTEX_WAKE` it already pays; ipc-bench's `select` group shows the

@@ -30,7 +30,7 @@ use ipc_shm::{Deadline, SelectableEventCount, ShmSafe};
 pub(crate) const SET: u32 = 1;
 pub(crate) const SLEEPERS: u32 = 2;
 const GEN_ONE: u32 = 4;
-const GEN_MASK: u32 = !(SET | SLEEPERS);
+pub(crate) const GEN_MASK: u32 = !(SET | SLEEPERS);
 
 /// An event flag in shared memory. See the module docs.
 ///

@@ -121,6 +121,8 @@
 //! Linux (futex, `/dev/shm`), as the rest of the family.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod async_sem;
 mod barrier;
 mod bounded;
 mod count;

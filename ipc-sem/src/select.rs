@@ -26,7 +26,12 @@ use crate::semaphore::{Mode, WANTED};
 use crate::{Event, Semaphore};
 
 /// Set `flag` on `word` unless `ready(word)`; returns `ready` of the last value read.
-fn arm_word(word: &AtomicU32, flag: u32, arm: bool, ready: impl Fn(u32) -> bool) -> bool {
+pub(crate) fn arm_word(
+    word: &AtomicU32,
+    flag: u32,
+    arm: bool,
+    ready: impl Fn(u32) -> bool,
+) -> bool {
     // Acquire: pairs with the Release RMW of the releaser / setter, so a caller told "ready"
     // sees what was published with it.
     let mut cur = word.load(Ordering::Acquire);

@@ -54,7 +54,12 @@
 //! | `sleepers` | 31 ([`FALLBACK`]) | some waiter cannot issue membarrier: notify with an RMW |
 
 pub mod bell;
+#[cfg(all(feature = "tokio", not(ipc_loom)))]
+mod ready_async;
 mod waitable;
+
+#[cfg(all(feature = "tokio", not(ipc_loom)))]
+pub use ready_async::ready;
 
 pub use waitable::{Check, Waitable};
 

@@ -3,6 +3,7 @@
 //! mid-send.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ipc_pipe::Connection;
@@ -316,4 +317,203 @@ fn a_queue_whose_producers_all_died_is_reported_ready() {
     assert_eq!(ready, [0]);
     assert!(q.senders_gone());
     assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------
+// tokio futures
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// 10^5 messages from two producer processes into one tokio task's `recv_async`: every one
+/// arrives, in order per producer.
+#[test]
+fn async_recv_takes_every_message_from_other_processes() {
+    let total: u64 = fault::rounds(100_000, 1_000_000) as u64;
+    let _w = watchdog(Duration::from_secs(120), "async 10^5");
+    warm_up();
+    let q = Queue::anonymous(64, 16).unwrap();
+    let per = total / 2;
+    let producers: Vec<Child> = (0..2u64)
+        .map(|p| {
+            let q = &q;
+            fork(move || {
+                warm_up();
+                for i in 0..per {
+                    q.send(&(p << 32 | i).to_le_bytes()).unwrap();
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let next = runtime().block_on(async {
+        let mut next = [0u64; 2];
+        for _ in 0..total {
+            let m = q.recv_async().await.unwrap();
+            let v = u64::from_le_bytes(m.try_into().unwrap());
+            let (p, i) = ((v >> 32) as usize, v & 0xffff_ffff);
+            assert_eq!(i, next[p], "producer {p} out of order");
+            next[p] += 1;
+        }
+        next
+    });
+    for mut p in producers {
+        p.assert_success();
+    }
+    eprintln!("{total} messages in {:?}", start.elapsed());
+    assert_eq!(next, [per, per]);
+    assert!(q.is_empty());
+    assert_eq!(registrations(&q), ([0; 3], 0));
+}
+
+/// Run `fut` until it completes (`Some`) or is dropped while pending (`None`): after `polls`
+/// polls that found it pending, or (`by_timer`) after 1 ms asleep.
+async fn cancel_after<F: std::future::Future>(
+    fut: F,
+    polls: u64,
+    by_timer: bool,
+) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    if by_timer {
+        return tokio::time::timeout(Duration::from_millis(1), fut).await.ok();
+    }
+    let mut n = 0;
+    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+        std::task::Poll::Pending if n >= polls => std::task::Poll::Ready(None),
+        std::task::Poll::Pending => {
+            n += 1;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Counters shared with a child.
+#[repr(C)]
+struct Counters([AtomicU64; 3]);
+
+// SAFETY: atomics only, any bits valid, all-zero valid.
+unsafe impl ipc_shm::ShmSafe for Counters {}
+
+/// 10^4 pending `acquire_async` / `recv_async` futures cancelled at random moments while another
+/// process releases permits and sends messages: no permit and no message is lost (what the
+/// futures took plus what is left is exactly what was given), and no registration stays.
+#[test]
+fn cancelled_futures_lose_no_permit_and_no_message() {
+    let rounds = fault::rounds(10_000, 100_000);
+    let _w = watchdog(Duration::from_secs(120), "cancelled futures");
+    warm_up();
+    let q = Queue::anonymous(8, 16).unwrap();
+    let sem = Shared::anonymous(Semaphore::new(0).unwrap()).unwrap();
+    let mut rng = fault::seeded("cancelled_futures_lose_no_permit_and_no_message");
+    let seed = rng.next_u64();
+    // [stop, permits given, messages given]
+    let ctl =
+        Shared::anonymous(Counters([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]))
+            .unwrap();
+    let mut producer = fork(|| {
+        warm_up();
+        let mut rng = fault::Rng::new(seed);
+        let c = &ctl.0;
+        while c[0].load(Ordering::Acquire) == 0 {
+            // At most a few permits ahead of the takers, so most futures wait.
+            if rng.chance(1, 2) {
+                if sem.value() < 4 {
+                    sem.release().unwrap();
+                    c[1].fetch_add(1, Ordering::Release);
+                }
+            } else if q.try_send(&[0u8; 8]).is_ok() {
+                c[2].fetch_add(1, Ordering::Release);
+            }
+            std::thread::sleep(Duration::from_micros(rng.below(300)));
+        }
+    });
+    let (mut took_permits, mut took_msgs, mut cancelled) = (0u64, 0u64, 0u64);
+    runtime().block_on(async {
+        // Until 10^4 futures were cancelled while pending: after 0-3 more polls (woken at
+        // once), or by a timer while asleep in the reactor.
+        while cancelled < rounds as u64 {
+            let polls = rng.below(4);
+            let by_timer = rng.chance(1, 4);
+            if rng.chance(1, 2) {
+                match cancel_after(sem.acquire_async(), polls, by_timer).await {
+                    Some(p) => {
+                        p.unwrap().forget();
+                        took_permits += 1;
+                    }
+                    None => cancelled += 1,
+                }
+            } else {
+                match cancel_after(q.recv_async(), polls, by_timer).await {
+                    Some(m) => {
+                        m.unwrap();
+                        took_msgs += 1;
+                    }
+                    None => cancelled += 1,
+                }
+            }
+        }
+    });
+    ctl.0[0].store(1, Ordering::Release);
+    producer.assert_success();
+    let (given_permits, given_msgs) =
+        (ctl.0[1].load(Ordering::Acquire), ctl.0[2].load(Ordering::Acquire));
+    let left_permits = u64::from(sem.value());
+    let mut left_msgs = 0;
+    while q.try_recv().is_ok() {
+        left_msgs += 1;
+    }
+    eprintln!(
+        "{} futures: {took_permits} permits and {took_msgs} messages taken, {cancelled} cancelled",
+        took_permits + took_msgs + cancelled
+    );
+    assert!(cancelled > 0, "no future was cancelled: the test is not testing");
+    assert_eq!(took_permits + left_permits, given_permits, "permits");
+    assert_eq!(took_msgs + left_msgs, given_msgs, "messages");
+    for w in [&q as &dyn Waitable, &*sem] {
+        assert_eq!(registrations(w), ([0; 3], 0));
+    }
+}
+
+/// A pending `recv_async` ends with `Closed` when another process closes the queue, and with
+/// `Disconnected` when its only producer dies; a pending `wait_async` ends when another
+/// process sets the event.
+#[test]
+fn close_death_and_set_end_pending_futures() {
+    let _w = watchdog(Duration::from_secs(60), "close and death wake futures");
+    let rt = runtime();
+    let q = Queue::anonymous(4, 16).unwrap();
+    let mut closer = fork(|| {
+        std::thread::sleep(Duration::from_millis(20)); // fault timing: the future is pending
+        q.close();
+    });
+    let r = rt.block_on(async { tokio::time::timeout(LINE, q.recv_async()).await }).unwrap();
+    assert_eq!(r, Err(ipc_queue::RecvError::Closed));
+    closer.assert_success();
+
+    let q = Queue::anonymous(4, 16).unwrap();
+    let mut only = fork(|| {
+        q.send(b"1").unwrap();
+        send_line("sent");
+        let _ = ipc_testkit::recv_line(LINE);
+    });
+    assert_eq!(only.recv_line(LINE).unwrap(), "sent");
+    assert_eq!(rt.block_on(q.recv_async()).unwrap(), b"1");
+    only.kill();
+    only.assert_signaled(libc::SIGKILL);
+    let t = Instant::now();
+    let r = rt.block_on(async { tokio::time::timeout(LINE, q.recv_async()).await }).unwrap();
+    assert_eq!(r, Err(ipc_queue::RecvError::Disconnected));
+    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+
+    let ev = Shared::anonymous(Event::new()).unwrap();
+    let mut setter = fork(|| {
+        std::thread::sleep(Duration::from_millis(20)); // fault timing, as above
+        ev.set();
+    });
+    rt.block_on(async { tokio::time::timeout(LINE, ev.wait_async()).await }).unwrap();
+    setter.assert_success();
 }

@@ -34,7 +34,7 @@
 #[cfg(not(ipc_loom))]
 mod os {
     use std::io;
-    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
     use std::sync::OnceLock;
 
     use rustix::io::Errno;
@@ -121,6 +121,12 @@ mod os {
     impl AsFd for Doorbell {
         fn as_fd(&self) -> BorrowedFd<'_> {
             self.fd.as_fd()
+        }
+    }
+
+    impl AsRawFd for Doorbell {
+        fn as_raw_fd(&self) -> RawFd {
+            self.fd.as_raw_fd()
         }
     }
 
