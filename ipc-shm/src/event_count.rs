@@ -47,11 +47,23 @@
 //! event ping-pong: the announced `wait` costs ~1 µs more per round trip (0.94x -> 1.19x of
 //! a raw futex), the membarrier on every way to sleep.
 //!
+//! **Doorbells (selectors and async waits).** A [`SelectableEventCount`] carries
+//! [`BELL_SLOTS`] doorbell ids after the two words. A waiter that sleeps in `poll`/`epoll`
+//! (the `ipc-select` selector, a tokio future) registers its doorbell in a free slot and
+//! counts itself in `sleepers` ([`register`](EventCount::register)), then checks its
+//! condition as any waiter does (after [`bell::announce_barrier`], or arming its flag for a
+//! flagged primitive). Every notify that takes the wake path then also rings the registered
+//! doorbells ([`bell`]); the plain path (no sleeper, no flag) is unchanged. A notifier that
+//! finds a doorbell gone (its waiter died) clears the slot and takes the count back; the
+//! slot's CAS decides between it and the owner's [`deregister`](EventCount::deregister), so
+//! exactly one of them does. The loom models in `tests/loom.rs` check both halves.
+//!
 //! | word | bits | meaning |
 //! |---|---|---|
 //! | `seq` | 0..32 | bumped by every notify that found sleepers (the futex word) |
 //! | `sleepers` | 0..31 | waiters that may be asleep |
 //! | `sleepers` | 31 ([`FALLBACK`]) | some waiter cannot issue membarrier: notify with an RMW |
+//! | `bells[i]` | 0..32 | a registered doorbell's id, 0 free (selectable event counts only) |
 
 pub mod bell;
 #[cfg(all(feature = "tokio", not(ipc_loom)))]
