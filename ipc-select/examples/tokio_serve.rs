@@ -19,10 +19,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut child = Process::fork(move || {
         let (jobs, mut far) = (jobs_ref, far);
         for i in 0..3 {
-            jobs.send(format!("job {i}").as_bytes()).expect("send on the queue");
-            far.send(format!("hello {i}").as_bytes()).expect("send on the pipe");
+            jobs.send(format!("job {i}").as_bytes()).map_err(|e| e.to_string())?;
+            far.send(format!("hello {i}").as_bytes()).map_err(|e| e.to_string())?;
             std::thread::sleep(Duration::from_millis(10));
         }
+        Ok::<(), String>(())
     })?;
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
