@@ -3,7 +3,7 @@
 //! instead of the primitive's blocking call.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ipc_queue::{Queue, TryRecvError};
 use ipc_select::Selector;
@@ -98,18 +98,18 @@ fn queue_take(
     }
 }
 
-struct QueueSelect<'a> {
-    sel: Selector,
+/// The initiator of both queue rows: send with `try_send`, take the echo with `take`.
+struct QueueInit<'a, F: FnMut(&Queue, &mut Vec<u8>) -> Result<(), Fail>> {
     there: &'a Queue,
     back: &'a Queue,
     buf: Vec<u8>,
-    deadline: Instant,
+    take: F,
 }
 
-impl Initiator for QueueSelect<'_> {
+impl<F: FnMut(&Queue, &mut Vec<u8>) -> Result<(), Fail>> Initiator for QueueInit<'_, F> {
     fn round_trip(&mut self) -> Result<(), Fail> {
         self.there.try_send(&self.buf).map_err(|e| err("queue", e))?;
-        queue_take(&mut self.sel, self.back, &mut self.buf, self.deadline)
+        (self.take)(self.back, &mut self.buf)
     }
 
     fn stop(&mut self) {
@@ -117,94 +117,55 @@ impl Initiator for QueueSelect<'_> {
     }
 }
 
-/// MPMC queue ping-pong, 64 B, both sides waiting in a selector.
-pub fn queue_rtt(ctx: &Ctx) -> Outcome {
+/// A queue ping-pong whose both sides take each message with `take` (made in each process
+/// by `make`, after the fork).
+fn queue_ping_pong<F>(ctx: &Ctx, make: impl Fn(Instant) -> Result<F, Fail>) -> Outcome
+where
+    F: FnMut(&Queue, &mut Vec<u8>) -> Result<(), Fail>,
+{
     let size = ctx.size.max(1);
     let there = Queue::anonymous(4, size).or_fail("create queue")?;
     let back = Queue::anonymous(4, size).or_fail("create queue")?;
     let deadline = ctx.peer_deadline();
-    let (t, b) = (&there, &back);
+    let (t, b, mk) = (&there, &back, &make);
     let echo = move || -> Result<(), Fail> {
-        let mut sel = Selector::new().map_err(|e| err("selector", e))?;
+        let mut take = mk(deadline)?;
         let mut buf = vec![0u8; size];
         loop {
-            queue_take(&mut sel, t, &mut buf, deadline)?;
+            take(t, &mut buf)?;
             if buf.first() == Some(&1) {
                 return Ok(());
             }
             b.try_send(&buf).map_err(|e| err("queue", e))?;
         }
     };
-    let sel = Selector::new().map_err(|e| err("selector", e))?;
-    ping_pong(
-        ctx,
-        0,
-        echo,
-        QueueSelect { sel, there: &there, back: &back, buf: vec![0u8; size], deadline },
-    )
+    let take = make(deadline)?;
+    ping_pong(ctx, 0, echo, QueueInit { there: &there, back: &back, buf: vec![0u8; size], take })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Fail> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().or_fail("tokio runtime")
-}
-
-struct QueueAsync<'a> {
-    rt: tokio::runtime::Runtime,
-    there: &'a Queue,
-    back: &'a Queue,
-    buf: Vec<u8>,
-    deadline: Instant,
-}
-
-impl Initiator for QueueAsync<'_> {
-    fn round_trip(&mut self) -> Result<(), Fail> {
-        self.there.try_send(&self.buf).map_err(|e| err("queue", e))?;
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        let back = self.back;
-        let m = self
-            .rt
-            .block_on(async { tokio::time::timeout(left, back.recv_async()).await })
-            .map_err(|_| timed_out("queue"))?
-            .map_err(|e| err("queue", e))?;
-        self.buf = m;
-        Ok(())
-    }
-
-    fn stop(&mut self) {
-        let _ = self.there.try_send(&[1u8]);
-    }
+/// MPMC queue ping-pong, 64 B, both sides waiting in a selector.
+pub fn queue_rtt(ctx: &Ctx) -> Outcome {
+    queue_ping_pong(ctx, |deadline| {
+        let mut sel = Selector::new().map_err(|e| err("selector", e))?;
+        Ok(move |q: &Queue, buf: &mut Vec<u8>| queue_take(&mut sel, q, buf, deadline))
+    })
 }
 
 /// MPMC queue ping-pong, 64 B, each side a tokio task awaiting `recv_async` (current-thread
 /// runtime), as the tokio UnixStream row of the same group.
 pub fn async_queue_rtt(ctx: &Ctx) -> Outcome {
-    let size = ctx.size.max(1);
-    let there = Queue::anonymous(4, size).or_fail("create queue")?;
-    let back = Queue::anonymous(4, size).or_fail("create queue")?;
-    let deadline = ctx.peer_deadline();
-    let (t, b) = (&there, &back);
-    let echo = move || -> Result<(), Fail> {
-        let rt = runtime()?;
-        rt.block_on(async {
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let m = tokio::time::timeout(left, t.recv_async())
-                    .await
-                    .map_err(|_| timed_out("queue"))?
-                    .map_err(|e| err("queue", e))?;
-                if m.first() == Some(&1) {
-                    return Ok(());
-                }
-                b.try_send(&m).map_err(|e| err("queue", e))?;
-            }
+    queue_ping_pong(ctx, |deadline| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .or_fail("tokio runtime")?;
+        Ok(move |q: &Queue, buf: &mut Vec<u8>| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            *buf = rt
+                .block_on(async { tokio::time::timeout(left, q.recv_async()).await })
+                .map_err(|_| timed_out("queue"))?
+                .map_err(|e| err("queue", e))?;
+            Ok(())
         })
-    };
-    let rt = runtime()?;
-    let _ = Duration::ZERO;
-    ping_pong(
-        ctx,
-        0,
-        echo,
-        QueueAsync { rt, there: &there, back: &back, buf: vec![0u8; size], deadline },
-    )
+    })
 }
