@@ -517,3 +517,55 @@ fn close_death_and_set_end_pending_futures() {
     rt.block_on(async { tokio::time::timeout(LINE, ev.wait_async()).await }).unwrap();
     setter.assert_success();
 }
+
+/// The other queue sources: an SPSC receiver (readable) and an SPSC sender and an MPMC
+/// queue's `writable()` (room), made ready from another process; and an SPSC `recv_async` /
+/// `send_async` pair across processes.
+#[test]
+fn spsc_and_writable_sources() {
+    let _w = watchdog(Duration::from_secs(60), "spsc and writable");
+    warm_up();
+    let spsc = ipc_queue::SpscQueue::anonymous(2, 16).unwrap();
+    let full = Queue::anonymous(1, 16).unwrap();
+    full.send(b"x").unwrap();
+    let back = ipc_queue::SpscQueue::anonymous(1, 16).unwrap();
+    let mut peer = fork_named("peer", || {
+        let mut tx = spsc.sender().unwrap();
+        let mut rx = back.receiver().unwrap();
+        send_line("ready");
+        assert_eq!(ipc_testkit::recv_line(LINE).as_deref(), Some("send"));
+        tx.send(b"s").unwrap();
+        assert_eq!(ipc_testkit::recv_line(LINE).as_deref(), Some("drain"));
+        assert_eq!(full.try_recv().unwrap(), b"x");
+        assert_eq!(ipc_testkit::recv_line(LINE).as_deref(), Some("take"));
+        assert_eq!(rx.recv_timeout(LINE).unwrap(), b"1"); // makes room for a second one
+        // The async pair: one message each way.
+        let rt = runtime();
+        rt.block_on(async {
+            tx.send_async(b"a").await.unwrap();
+            assert_eq!(rx.recv_async().await.unwrap(), b"2");
+        });
+    });
+    assert_eq!(peer.recv_line(LINE).unwrap(), "ready");
+    let mut rx = spsc.receiver().unwrap();
+    let mut tx = back.sender().unwrap();
+    tx.send(b"1").unwrap(); // `back` (capacity 1) is full: its sender is not writable
+    let mut sel = Selector::new().unwrap();
+    assert_eq!(sel.try_wait(&[&rx, &full.writable(), &tx]).unwrap(), &[] as &[usize]);
+    peer.send_line("send");
+    assert_eq!(sel.wait_timeout(&[&rx, &full.writable(), &tx], LINE).unwrap(), [0]);
+    assert_eq!(rx.try_recv().unwrap(), b"s");
+    peer.send_line("drain");
+    assert_eq!(sel.wait_timeout(&[&rx, &full.writable(), &tx], LINE).unwrap(), [1]);
+    peer.send_line("take");
+    // The peer may already have sent "a" too (then the receiver is ready as well).
+    let got = sel.wait_timeout(&[&rx, &tx], LINE).unwrap().to_vec();
+    assert!(got.contains(&1), "{got:?}");
+    let rt = runtime();
+    rt.block_on(async {
+        assert_eq!(rx.recv_async().await.unwrap(), b"a");
+        tx.send_async(b"2").await.unwrap();
+    });
+    peer.assert_success();
+    assert_eq!(sel.stats().late, 0, "{:?}", sel.stats());
+}
