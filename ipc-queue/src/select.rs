@@ -6,7 +6,9 @@
 //! Readiness is what the blocking call would act on: a message (or room), a close, a
 //! corrupted word, and, after a liveness slice ([`Check::liveness`]), a dead producer's
 //! half-written slot (recovered here, as a blocking `recv` would) or every peer of the other
-//! side dead ([`Queue::senders_gone`] and the like tell which).
+//! side dead ([`Queue::senders_gone`] and the like tell which). The look that skips a dead
+//! producer's slot reports the queue once even if nothing follows the slot yet (the next
+//! `try_recv` moves past it and says `Empty`): wait again.
 
 use ipc_shm::SelectableEventCount;
 use ipc_shm::event_count::{Check, Waitable};
