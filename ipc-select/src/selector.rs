@@ -153,7 +153,7 @@ impl Selector {
                 self.ready.push(i);
             }
         }
-        poll_fds(sources, None, Some(Duration::ZERO), &mut self.ready, "try_wait")?;
+        let _ = poll_fds(sources, None, Some(Duration::ZERO), &mut self.ready, "try_wait")?;
         self.ready.sort_unstable();
         self.ready.dedup();
         Ok(&self.ready)
@@ -166,14 +166,15 @@ impl Selector {
         deadline: Deadline,
     ) -> Result<&[usize]> {
         self.ready.clear();
-        let _ = self.bell.drain();
+        // A ring left from an earlier wait costs one spurious round below, not a syscall
+        // here on every wait.
         let id = self.bell.id();
         let mut reg = Registered { sources, slots: Vec::new(), lost: false };
         let mut no_slot = false;
         let mut words = false;
         for s in sources {
             let slot = s.event_count().and_then(|ec| {
-                words = true;
+                words |= s.needs_barrier();
                 let slot = ec.register(id);
                 no_slot |= slot.is_none();
                 slot
@@ -185,7 +186,7 @@ impl Selector {
         let barrier_ok = !words || bell::announce_barrier();
         if !barrier_ok {
             for (s, slot) in sources.iter().zip(&reg.slots) {
-                if let (Some(ec), Some(_)) = (s.event_count(), slot) {
+                if let (Some(ec), Some(_), true) = (s.event_count(), slot, s.needs_barrier()) {
                     ec.set_fallback();
                 }
             }
@@ -221,10 +222,11 @@ impl Selector {
             }
             let timeout =
                 if self.ready.is_empty() { until.remaining() } else { Some(Duration::ZERO) };
-            if let Err(e) = poll_fds(sources, Some(&self.bell), timeout, &mut self.ready, op) {
-                break Err(e);
-            }
-            let rang = self.bell.drain();
+            let rang = match poll_fds(sources, Some(&self.bell), timeout, &mut self.ready, op) {
+                Ok(true) => self.bell.drain(),
+                Ok(false) => false,
+                Err(e) => break Err(e),
+            };
             self.stats.rings += u64::from(rang);
             if !self.ready.is_empty() {
                 break Ok(());
@@ -250,14 +252,14 @@ impl Selector {
 }
 
 /// Poll the sources' fds (and the doorbell) for `timeout` (`None`: for ever); push the keys
-/// of ready fd sources.
+/// of ready fd sources. `true` if the doorbell is readable.
 fn poll_fds(
     sources: &[&dyn Waitable],
     bell: Option<&Doorbell>,
     timeout: Option<Duration>,
     ready: &mut Vec<usize>,
     op: &'static str,
-) -> Result<()> {
+) -> Result<bool> {
     let mut fds = Vec::with_capacity(sources.len() + 1);
     let mut keys = Vec::with_capacity(sources.len());
     for (i, s) in sources.iter().enumerate() {
@@ -270,7 +272,7 @@ fn poll_fds(
         fds.push(PollFd::new(b, PollFlags::IN));
     }
     if fds.is_empty() && timeout == Some(Duration::ZERO) {
-        return Ok(());
+        return Ok(false);
     }
     let ts = timeout.map(|t| Timespec {
         tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
@@ -280,12 +282,12 @@ fn poll_fds(
         Ok(_) | Err(Errno::INTR) => {}
         Err(e) => return Err(Error::Poll { op, source: e.into() }),
     }
-    for (fd, key) in fds.iter().zip(keys) {
+    for (fd, key) in fds.iter().zip(&keys) {
         if !fd.revents().is_empty() {
-            ready.push(key);
+            ready.push(*key);
         }
     }
-    Ok(())
+    Ok(bell.is_some() && fds.get(keys.len()).is_some_and(|b| !b.revents().is_empty()))
 }
 
 /// Wait until at least one of `sources` is ready or `timeout` passes (`None`: for ever);

@@ -48,6 +48,9 @@ impl Waitable for SetSince<'_> {
         let g = self.generation;
         arm_word(&self.ev.word, SLEEPERS, how.arm, |w| w & SET != 0 || w & GEN_MASK != g)
     }
+    fn needs_barrier(&self) -> bool {
+        false
+    }
 }
 
 impl Event {

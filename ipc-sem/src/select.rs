@@ -89,6 +89,11 @@ impl<const L: usize> Waitable for Semaphore<L> {
     fn needs_liveness(&self) -> bool {
         self.is_tracked()
     }
+
+    /// Flagged: the check arms `WANTED` / `SLEEPERS`, which the release's CAS reads.
+    fn needs_barrier(&self) -> bool {
+        false
+    }
 }
 
 impl Waitable for Event {
@@ -99,5 +104,10 @@ impl Waitable for Event {
     /// Ready: the flag is set.
     fn check(&self, how: Check) -> bool {
         arm_word(&self.word, EVENT_SLEEPERS, how.arm, |w| w & SET != 0)
+    }
+
+    /// Flagged: the check arms `SLEEPERS`, which the setter's CAS reads.
+    fn needs_barrier(&self) -> bool {
+        false
     }
 }

@@ -128,6 +128,7 @@ pub async fn ready<W: Waitable + ?Sized>(source: &W) {
     // event count's docs); without it, notifiers take the RMW path and we poll in slices.
     let mut fallback = reg.bell.is_none() && reg.fd.is_none();
     if let (Some(ec), Some(_)) = (source.event_count(), reg.slot)
+        && source.needs_barrier()
         && !bell::announce_barrier()
     {
         ec.set_fallback();

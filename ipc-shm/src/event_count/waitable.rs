@@ -39,6 +39,16 @@ pub trait Waitable {
     /// ahead into a buffer); the selector adds the fd's own readiness.
     fn check(&self, how: Check) -> bool;
 
+    /// Whether a registration on [`event_count`](Self::event_count) must be followed by the
+    /// heavy barrier ([`announce_barrier`](super::bell::announce_barrier)) before the check:
+    /// `true` when the notifiers read `sleepers` (`notify_all` / `notify_one`). A flagged
+    /// primitive, whose [`check`](Self::check) arms its flag with an RMW that the notifier's
+    /// own RMW reads, returns `false`: that pair orders the registration already, and a
+    /// selector over flagged sources only skips the barrier (a few µs: an IPI per CPU).
+    fn needs_barrier(&self) -> bool {
+        true
+    }
+
     /// Whether waiting needs liveness slices: the object's blocking call finds dead peers
     /// by looking (a queue's producers), not by being woken. The selector then sleeps in
     /// [`Schedule`](crate::wait::Schedule) slices and checks with `liveness: true` after each.
@@ -56,6 +66,9 @@ impl<W: Waitable + ?Sized> Waitable for &W {
     }
     fn check(&self, how: Check) -> bool {
         (**self).check(how)
+    }
+    fn needs_barrier(&self) -> bool {
+        (**self).needs_barrier()
     }
     fn needs_liveness(&self) -> bool {
         (**self).needs_liveness()
