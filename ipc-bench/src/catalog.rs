@@ -265,6 +265,71 @@ pub fn catalog() -> Vec<GroupSpec> {
         ],
     });
 
+    // Selector: the wake latency of a round trip whose both sides sleep in ipc-select
+    // (registered doorbell, one poll), beside the same primitive's blocking call and an
+    // eventfd waited through epoll (the floor of a readiness sleep), peer asleep before each.
+    g.push(GroupSpec {
+        id: "select-X".into(),
+        title: "Selector wake round trip, peer asleep (200 µs pause before each), 64 B".into(),
+        metric: Metric::Rtt,
+        placement: Placement::Cross,
+        size: 64,
+        floor: Some("epoll-eventfd"),
+        note: "goal: the selector rows within 1.2x of the blocking row of the same primitive",
+        gap: Some(std::time::Duration::from_micros(200)),
+        rows: vec![
+            row(
+                "epoll-eventfd",
+                "raw eventfd ping-pong, epoll_wait then read",
+                Floor,
+                floors::epoll_eventfd,
+            ),
+            row("futex", "raw futex ping-pong (always sleeps)", Floor, floors::futex),
+            row(
+                "sem",
+                "ipc-sem Semaphore ping-pong, blocking acquire",
+                Ours,
+                ours::sem::ping_pong_rtt,
+            ),
+            row(
+                "sem-select",
+                "ipc-sem Semaphore ping-pong, waits in a Selector",
+                Ours,
+                ours::select::sem_rtt,
+            ),
+            row("queue-mpmc", "ipc-queue MPMC, blocking recv", Ours, ours::queue::mpmc_block),
+            row(
+                "queue-select",
+                "ipc-queue MPMC, waits in a Selector",
+                Ours,
+                ours::select::queue_rtt,
+            ),
+        ],
+    });
+
+    // Async: a tokio task awaiting recv_async each side, beside tokio's own UnixStream.
+    g.push(GroupSpec {
+        id: "async-X".into(),
+        title: "Async round trip (tokio current-thread runtime each side), 64 B".into(),
+        metric: Metric::Rtt,
+        placement: Placement::Cross,
+        size: 64,
+        floor: Some("tokio-unixstream"),
+        note: "goal: recv_async within 1.0x of tokio's own UnixStream ping-pong",
+        gap: None,
+        rows: vec![
+            row("tokio-unixstream", "tokio UnixStream ping-pong", Peer, peers::tokio_uds::uds_rtt),
+            row("queue-async", "ipc-queue MPMC, recv_async", Ours, ours::select::async_queue_rtt),
+            row("queue-mpmc", "ipc-queue MPMC, blocking recv", Ours, ours::queue::mpmc_block),
+            row(
+                "epoll-eventfd",
+                "raw eventfd ping-pong, epoll_wait then read",
+                Floor,
+                floors::epoll_eventfd,
+            ),
+        ],
+    });
+
     // B1: message pipes.
     for (size, places) in [
         (8usize, &[Placement::Cross, Placement::Same, Placement::Unpinned][..]),

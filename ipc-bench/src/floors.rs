@@ -603,3 +603,73 @@ pub fn shm_raw(ctx: &Ctx) -> Outcome {
 pub fn shm_raw_fallocate(ctx: &Ctx) -> Outcome {
     raw_shm(ctx, true)
 }
+
+/// An eventfd waited on through `epoll_wait`, then read.
+struct Epolled {
+    ep: std::os::fd::OwnedFd,
+    fd: File,
+}
+
+impl Epolled {
+    fn new(fd: File) -> Result<Epolled, Fail> {
+        use rustix::event::epoll;
+        let ep = epoll::create(epoll::CreateFlags::CLOEXEC).or_fail("epoll_create")?;
+        epoll::add(&ep, &fd, epoll::EventData::new_u64(0), epoll::EventFlags::IN)
+            .or_fail("epoll_ctl")?;
+        Ok(Epolled { ep, fd })
+    }
+
+    fn wait_read(&mut self) -> Result<u64, Fail> {
+        use rustix::event::epoll;
+        let mut events = [epoll::Event {
+            flags: epoll::EventFlags::empty(),
+            data: epoll::EventData::new_u64(0),
+        }; 1];
+        loop {
+            match epoll::wait(&self.ep, &mut events, None) {
+                Ok(n) if n > 0 => break,
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Fail::Error(format!("epoll_wait: {e}"))),
+            }
+        }
+        let mut v = [0u8; 8];
+        self.fd.read_exact(&mut v).or_fail("eventfd read")?;
+        Ok(u64::from_ne_bytes(v))
+    }
+}
+
+struct EpollInit {
+    ping: File,
+    pong: Epolled,
+}
+
+impl Initiator for EpollInit {
+    fn round_trip(&mut self) -> Result<(), Fail> {
+        self.ping.write_all(&1u64.to_ne_bytes()).or_fail("eventfd write")?;
+        self.pong.wait_read().map(|_| ())
+    }
+
+    fn stop(&mut self) {
+        let _ = self.ping.write_all(&1000u64.to_ne_bytes());
+    }
+}
+
+/// Eventfd ping-pong with each side sleeping in `epoll_wait` (the floor of a selector: one
+/// readiness sleep over an fd, woken by a write).
+pub fn epoll_eventfd(ctx: &Ctx) -> Outcome {
+    use rustix::event::{EventfdFlags, eventfd};
+    let ping = File::from(eventfd(0, EventfdFlags::CLOEXEC).or_fail("eventfd")?);
+    let pong = File::from(eventfd(0, EventfdFlags::CLOEXEC).or_fail("eventfd")?);
+    let (ping2, pong2) = (ping.try_clone().or_fail("dup")?, pong.try_clone().or_fail("dup")?);
+    let echo = move || -> Result<(), Fail> {
+        let mut ping = Epolled::new(ping2)?;
+        let mut pong = pong2;
+        loop {
+            if ping.wait_read()? >= 1000 {
+                return Ok(());
+            }
+            pong.write_all(&1u64.to_ne_bytes()).or_fail("eventfd write")?;
+        }
+    };
+    ping_pong(ctx, 0, echo, EpollInit { ping, pong: Epolled::new(pong)? })
+}

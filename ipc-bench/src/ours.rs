@@ -5,6 +5,7 @@ pub mod lock;
 pub mod pipe;
 pub mod process;
 pub mod queue;
+pub mod select;
 pub mod sem;
 pub mod shm;
 

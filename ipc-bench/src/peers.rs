@@ -12,6 +12,7 @@ pub mod procspawn;
 pub mod python;
 pub mod raw_sync;
 pub mod threads;
+pub mod tokio_uds;
 
 /// Call `$f::<N>($ctx)` for the message sizes the groups use, else skip.
 macro_rules! by_size {

@@ -170,6 +170,8 @@ mod listener;
 #[cfg(feature = "pickle")]
 pub use ipc_pickle as pickle_guard;
 mod reader;
+#[cfg(feature = "select")]
+mod select;
 #[cfg(feature = "shm")]
 pub mod shm;
 mod simplex;

@@ -115,6 +115,7 @@ mod outcome;
 mod pool;
 mod process;
 mod progress;
+mod select;
 mod sys;
 mod transfer;
 mod wire;

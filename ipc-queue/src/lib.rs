@@ -200,10 +200,13 @@
 // Under loom only the ring, the algorithms over a region and the model are built.
 #![cfg_attr(ipc_loom, allow(dead_code))]
 
+#[cfg(feature = "tokio")]
+mod async_queue;
 mod error;
 mod raw;
 mod region;
 pub mod ring;
+mod select;
 
 #[cfg(not(ipc_loom))]
 mod joinable;
@@ -230,9 +233,10 @@ pub use error::{
 };
 #[cfg(not(ipc_loom))]
 pub use joinable::JoinableQueue;
-#[cfg(not(ipc_loom))]
 pub use queue::{Queue, QueueOptions, RECOVERY_CHECK, RecvRef, SendSlot, Stats};
 pub use ring::PEERS_LISTED;
+#[cfg(not(ipc_loom))]
+pub use select::Writable;
 #[cfg(not(ipc_loom))]
 pub use spsc::{PEER_CHECK, Receiver, Sender, SpscQueue, SpscRef, SpscSlot};
 #[cfg(not(ipc_loom))]

@@ -428,7 +428,7 @@ pub(crate) enum NoMessage {
 /// ```
 #[derive(Debug)]
 pub struct Queue {
-    inner: Inner,
+    pub(crate) inner: Inner,
 }
 
 /// Options to create a queue (capacity, maximum message, segment options).

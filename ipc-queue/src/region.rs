@@ -25,7 +25,7 @@
 #[cfg(not(ipc_loom))]
 use crate::ring::{CTRL_LEN, SLOT_HEADER};
 use crate::ring::{Config, PEERS_LISTED};
-use ipc_shm::EventCount;
+use ipc_shm::{EventCount, SelectableEventCount};
 
 use crate::sync::{AtomicU32, AtomicU64};
 
@@ -51,10 +51,10 @@ pub(crate) struct Ctrl {
     /// SPSC: owner id of the consumer; 0 none.
     pub(crate) cons_role: AtomicU32,
     _pad3: [u8; 108],
-    pub(crate) not_empty: EventCount,
-    _pad4: [u8; 56],
-    pub(crate) not_full: EventCount,
-    _pad5: [u8; 56],
+    pub(crate) not_empty: SelectableEventCount,
+    _pad4: [u8; 44],
+    pub(crate) not_full: SelectableEventCount,
+    _pad5: [u8; 44],
     pub(crate) all_done: EventCount,
     _pad6: [u8; 56],
     /// Statistics, indexed by [`Stat`].
@@ -153,10 +153,10 @@ impl Ctrl {
             prod_role: AtomicU32::new(0),
             cons_role: AtomicU32::new(0),
             _pad3: [0; 108],
-            not_empty: EventCount::new(),
-            _pad4: [0; 56],
-            not_full: EventCount::new(),
-            _pad5: [0; 56],
+            not_empty: SelectableEventCount::with_bells(),
+            _pad4: [0; 44],
+            not_full: SelectableEventCount::with_bells(),
+            _pad5: [0; 44],
             all_done: EventCount::new(),
             _pad6: [0; 56],
             stats: std::array::from_fn(|_| AtomicU64::new(0)),

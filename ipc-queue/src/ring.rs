@@ -44,8 +44,10 @@ const OWNER_MASK: u64 = (1 << OWNER_BITS) - 1;
 
 /// Layout version of the queue body; bump on any change of the layout below. (3: the
 /// tables of the processes that ever sent and received, after the control block's first
-/// 1024 bytes; slots from [`CTRL_LEN`].)
-pub const LAYOUT_VERSION: u32 = 3;
+/// 1024 bytes; slots from [`CTRL_LEN`]. 4: the `not_empty` / `not_full` waiter words carry
+/// doorbell slots, rung by every notify that finds sleepers: a version-3 notifier would never
+/// ring a selector's doorbell.)
+pub const LAYOUT_VERSION: u32 = 4;
 /// Magic of the config block (`"IPCQ"`).
 pub const CONFIG_MAGIC: u32 = u32::from_le_bytes(*b"IPCQ");
 /// Largest capacity: positions are compared as signed 32-bit distances, which stay exact

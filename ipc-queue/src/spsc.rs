@@ -88,7 +88,7 @@ impl QueueOptions {
 pub const PEER_CHECK: Duration = ipc_shm::wait::SLICE_MAX;
 
 /// Whether the role `word` is held by a process that has died (vacant: no).
-fn holder_died(word: &AtomicU32) -> bool {
+pub(crate) fn holder_died(word: &AtomicU32) -> bool {
     // Acquire: pairs with the AcqRel CAS of `take_role` (a new holder's attach) and the
     // Release of `give_role`; messages and freed slots are ordered by stamps and indices.
     let holder = word.load(Ordering::Acquire);
@@ -273,6 +273,11 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// The queue and the hot view, for `select.rs`.
+    pub(crate) fn select_parts(&self) -> (&Inner, &Hot) {
+        (&self.inner, &self.hot)
+    }
+
     /// Largest message in bytes.
     pub fn max_message(&self) -> usize {
         self.inner.cfg().max_message as usize
@@ -559,6 +564,11 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// The queue and the hot view, for `select.rs`.
+    pub(crate) fn select_parts(&self) -> (&Inner, &Hot) {
+        (&self.inner, &self.hot)
+    }
+
     /// Largest message in bytes.
     pub fn max_message(&self) -> usize {
         self.inner.cfg().max_message as usize

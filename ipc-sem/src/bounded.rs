@@ -308,7 +308,7 @@ impl BoundedSemaphore {
         if count::release_fast(&self.count, n, max) {
             return Ok(());
         }
-        count::release(&self.count, n, max).map_err(|o| Error::Overflow {
+        count::release(&self.count, n, max).map(|_| ()).map_err(|o| Error::Overflow {
             op: OP,
             object: OBJECT,
             found: o.found,

@@ -99,10 +99,11 @@ pub(crate) struct Overflow {
     pub(crate) found: u32,
 }
 
-/// Release `n` permits; wakes the sleepers if any. Fails without changing anything if the
-/// count would pass `max`.
+/// Release `n` permits; wakes the sleepers if any (then `Ok(true)`: the caller also rings
+/// the doorbells of selectors waiting on the word, if it keeps any). Fails without changing
+/// anything if the count would pass `max`.
 #[inline]
-pub(crate) fn release(word: &AtomicU32, n: u32, max: u32) -> Result<(), Overflow> {
+pub(crate) fn release(word: &AtomicU32, n: u32, max: u32) -> Result<bool, Overflow> {
     // Relaxed: the CAS below is the synchronising access.
     let mut cur = word.load(Ordering::Relaxed);
     loop {
@@ -118,8 +119,9 @@ pub(crate) fn release(word: &AtomicU32, n: u32, max: u32) -> Result<(), Overflow
     }
     if cur & SLEEPERS != 0 {
         futex::wake_all(word);
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Take `n` permits, waiting until `deadline`. `true` if taken.

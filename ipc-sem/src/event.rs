@@ -25,12 +25,12 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
-use ipc_shm::{Deadline, EventCount, ShmSafe};
+use ipc_shm::{Deadline, SelectableEventCount, ShmSafe};
 
-const SET: u32 = 1;
-const SLEEPERS: u32 = 2;
+pub(crate) const SET: u32 = 1;
+pub(crate) const SLEEPERS: u32 = 2;
 const GEN_ONE: u32 = 4;
-const GEN_MASK: u32 = !(SET | SLEEPERS);
+pub(crate) const GEN_MASK: u32 = !(SET | SLEEPERS);
 
 /// An event flag in shared memory. See the module docs.
 ///
@@ -47,21 +47,24 @@ const GEN_MASK: u32 = !(SET | SLEEPERS);
 /// ```
 #[repr(C)]
 pub struct Event {
-    word: AtomicU32,
-    /// Where waiters sleep; notified by a `set` that found `SLEEPERS`.
-    waiters: EventCount,
+    pub(crate) word: AtomicU32,
+    /// Where waiters sleep; notified by a `set` that found `SLEEPERS`. Its doorbell slots
+    /// serve selectors and async waits.
+    pub(crate) waiters: SelectableEventCount,
 }
 
 #[cfg(not(ipc_loom))]
-const _: () = assert!(size_of::<Event>() == 12);
+const _: () = assert!(size_of::<Event>() == 24);
 
 #[allow(unsafe_code)] // the ShmSafe marker; its argument follows
 // SAFETY: (1) atomics only (the event count is two); (2) every bit pattern is a valid state
 // (a garbage event count costs spurious wake-ups), all-zero is "clear, nobody asleep";
 // (3) atomic mutation only; (4) no Drop; (5) `#[repr(C)]`.
 unsafe impl ShmSafe for Event {
-    /// 2: waiters sleep on an `EventCount` beside the word (was: on the word itself).
-    const LAYOUT_VERSION: u32 = 2;
+    /// 2: waiters sleep on an `EventCount` beside the word (was: on the word itself). 3: the
+    /// event count carries doorbell slots (24 bytes in all); a version-2 setter would never
+    /// ring a selector.
+    const LAYOUT_VERSION: u32 = 3;
     /// No owner ids: an event may be shared with processes of another liveness registry.
     const OWNER_IDS: bool = false;
 }
@@ -82,13 +85,13 @@ impl Event {
     /// A clear event.
     #[cfg(not(ipc_loom))]
     pub const fn new() -> Event {
-        Event { word: AtomicU32::new(0), waiters: EventCount::new() }
+        Event { word: AtomicU32::new(0), waiters: SelectableEventCount::with_bells() }
     }
 
     /// A clear event.
     #[cfg(ipc_loom)]
     pub fn new() -> Event {
-        Event { word: AtomicU32::new(0), waiters: EventCount::new() }
+        Event { word: AtomicU32::new(0), waiters: SelectableEventCount::with_bells() }
     }
 
     /// Whether the flag is set.

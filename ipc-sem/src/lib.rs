@@ -121,12 +121,15 @@
 //! Linux (futex, `/dev/shm`), as the rest of the family.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod async_sem;
 mod barrier;
 mod bounded;
 mod count;
 mod error;
 mod event;
 mod named;
+mod select;
 mod semaphore;
 mod sys;
 

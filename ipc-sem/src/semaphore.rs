@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use ipc_shm::liveness::{self, Status};
 use ipc_shm::sync::atomic::{AtomicU32, Ordering};
 use ipc_shm::wait::Schedule;
-use ipc_shm::{Deadline, EventCount, OwnerId, ProcessToken, ShmSafe};
+use ipc_shm::{Deadline, OwnerId, ProcessToken, SelectableEventCount, ShmSafe};
 
 use crate::count::{self, COUNT_MAX};
 use crate::error::{Error, Result};
@@ -64,7 +64,7 @@ const TRACKED: u32 = 1 << 31;
 /// semaphore is a valid untracked semaphore with no permits).
 const CHECK_MUL: u32 = 0x9E37_79B1;
 /// Ledger word flag: a waiter may be asleep.
-const WANTED: u32 = 1 << 31;
+pub(crate) const WANTED: u32 = 1 << 31;
 /// The most ledger words a semaphore type may declare.
 pub const MAX_LEDGER: usize = 1 << 16;
 /// The largest count of an untracked semaphore.
@@ -92,20 +92,22 @@ pub const MAX_VALUE: u32 = COUNT_MAX;
 #[repr(C)]
 pub struct Semaphore<const L: usize = 64> {
     /// Untracked: the count word (see `count`).
-    count: AtomicU32,
+    pub(crate) count: AtomicU32,
     /// 0 for untracked, `TRACKED | permits` for tracked. Written once, before publication.
     config: AtomicU32,
     /// `config * CHECK_MUL`.
     check: AtomicU32,
-    /// Tracked: where waiters sleep; notified by every release that found `WANTED`.
-    waiters: EventCount,
+    /// Tracked: where waiters sleep; notified by every release that found `WANTED`. Its
+    /// doorbell slots serve selectors in both modes (an untracked release that finds
+    /// `SLEEPERS` rings them).
+    pub(crate) waiters: SelectableEventCount,
     /// Tracked: a ledger index that was free a moment ago (a hint only).
     hint: AtomicU32,
     /// Tracked: permits taken back from dead holders (statistics).
     recovered: AtomicU32,
-    _reserved: [AtomicU32; 9],
+    _reserved: [AtomicU32; 6],
     /// Tracked: one word per permit.
-    ledger: [AtomicU32; L],
+    pub(crate) ledger: [AtomicU32; L],
 }
 
 #[cfg(not(ipc_loom))]
@@ -114,6 +116,8 @@ const _: () = assert!(size_of::<Semaphore>() == 64 + 64 * 4);
 const _: () = assert!(std::mem::offset_of!(Semaphore, waiters) == 12);
 #[cfg(not(ipc_loom))]
 const _: () = assert!(size_of::<Semaphore<1>>() == 68);
+#[cfg(not(ipc_loom))]
+const _: () = assert!(std::mem::offset_of!(Semaphore, ledger) == 64);
 
 #[allow(unsafe_code)] // the ShmSafe marker; its argument follows
 // SAFETY: (1) only atomics (the event count is two), no pointers; (2) every bit pattern of
@@ -123,8 +127,10 @@ const _: () = assert!(size_of::<Semaphore<1>>() == 68);
 // with no permits; (3) all mutation is atomic; (4) no Drop; (5) `#[repr(C)]`.
 unsafe impl<const L: usize> ShmSafe for Semaphore<L> {
     /// 2: waiters sleep on an `EventCount` (8 bytes at offset 12) instead of a bare sequence
-    /// word; a process of version 1 would sleep where version 2 never wakes.
-    const LAYOUT_VERSION: u32 = 2;
+    /// word; a process of version 1 would sleep where version 2 never wakes. 3: the event
+    /// count carries doorbell slots (20 bytes at offset 12) that every wake rings; a version-2
+    /// releaser would never ring a selector.
+    const LAYOUT_VERSION: u32 = 3;
     /// The ledger stores owner ids: a process of another liveness registry is refused.
     const OWNER_IDS: bool = true;
 }
@@ -142,7 +148,7 @@ impl<const L: usize> fmt::Debug for Semaphore<L> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     Untracked,
     Tracked(u32),
 }
@@ -293,7 +299,7 @@ impl<const L: usize> Semaphore<L> {
             count: AtomicU32::new(0),
             config: AtomicU32::new(0),
             check: AtomicU32::new(0),
-            waiters: EventCount::new(),
+            waiters: SelectableEventCount::with_bells(),
             hint: AtomicU32::new(0),
             recovered: AtomicU32::new(0),
             _reserved: std::array::from_fn(|_| AtomicU32::new(0)),
@@ -344,7 +350,7 @@ impl<const L: usize> Semaphore<L> {
 
     /// The mode, validated.
     #[inline]
-    fn mode(&self, op: &'static str) -> Result<Mode> {
+    pub(crate) fn mode(&self, op: &'static str) -> Result<Mode> {
         // Relaxed: written before the object was published and never again by us; a peer's
         // later rewrite is caught by the check word.
         let config = self.config.load(Ordering::Relaxed);
@@ -365,7 +371,7 @@ impl<const L: usize> Semaphore<L> {
 
     /// The ledger words in use.
     #[inline]
-    fn words(&self, permits: u32) -> &[AtomicU32] {
+    pub(crate) fn words(&self, permits: u32) -> &[AtomicU32] {
         self.ledger.get(..permits as usize).unwrap_or(&self.ledger)
     }
 
@@ -527,12 +533,8 @@ impl<const L: usize> Semaphore<L> {
                 if n == 0 {
                     return Err(Error::InvalidCount { op: OP, object: OBJECT, n, max: MAX_VALUE });
                 }
-                count::release(&self.count, n, MAX_VALUE).map_err(|o| Error::Overflow {
-                    op: OP,
-                    object: OBJECT,
-                    found: o.found,
-                    n,
-                    max: MAX_VALUE,
+                count::release(&self.count, n, MAX_VALUE).map(|w| self.woke(w)).map_err(|o| {
+                    Error::Overflow { op: OP, object: OBJECT, found: o.found, n, max: MAX_VALUE }
                 })
             }
             Mode::Tracked(p) => {
@@ -560,9 +562,11 @@ impl<const L: usize> Semaphore<L> {
         const OP: &str = "release";
         match slots {
             Slots::Gone => Ok(()),
-            Slots::Count(n) => count::release(&self.count, n, MAX_VALUE).map_err(|o| {
-                Error::Overflow { op: OP, object: OBJECT, found: o.found, n, max: MAX_VALUE }
-            }),
+            Slots::Count(n) => {
+                count::release(&self.count, n, MAX_VALUE).map(|w| self.woke(w)).map_err(|o| {
+                    Error::Overflow { op: OP, object: OBJECT, found: o.found, n, max: MAX_VALUE }
+                })
+            }
             Slots::One(i) => {
                 let me = owner(OP)?;
                 if self.give_back(i as usize, me) || self.give_back_any(me, 1) == 1 {
@@ -736,6 +740,14 @@ impl<const L: usize> Semaphore<L> {
             }
         }
         back
+    }
+
+    /// Untracked: a release woke the count word's sleepers (`woke`); ring the doorbells of
+    /// the selectors among them too (they sleep in `poll`, not on the word).
+    fn woke(&self, woke: bool) {
+        if woke {
+            self.waiters.notify_bells();
+        }
     }
 
     /// Wake the waiters: a release found `WANTED` on the word it cleared (with that CAS).

@@ -47,11 +47,33 @@
 //! event ping-pong: the announced `wait` costs ~1 µs more per round trip (0.94x -> 1.19x of
 //! a raw futex), the membarrier on every way to sleep.
 //!
+//! **Doorbells (selectors and async waits).** A [`SelectableEventCount`] carries
+//! [`BELL_SLOTS`] doorbell ids after the two words. A waiter that sleeps in `poll`/`epoll`
+//! (the `ipc-select` selector, a tokio future) registers its doorbell in a free slot and
+//! counts itself in `sleepers` ([`register`](EventCount::register)), then checks its
+//! condition as any waiter does (after [`bell::announce_barrier`], or arming its flag for a
+//! flagged primitive). Every notify that takes the wake path then also rings the registered
+//! doorbells ([`bell`]); the plain path (no sleeper, no flag) is unchanged. A notifier that
+//! finds a doorbell gone (its waiter died) clears the slot and takes the count back; the
+//! slot's CAS decides between it and the owner's [`deregister`](EventCount::deregister), so
+//! exactly one of them does. The loom models in `tests/loom.rs` check both halves.
+//!
 //! | word | bits | meaning |
 //! |---|---|---|
 //! | `seq` | 0..32 | bumped by every notify that found sleepers (the futex word) |
 //! | `sleepers` | 0..31 | waiters that may be asleep |
 //! | `sleepers` | 31 ([`FALLBACK`]) | some waiter cannot issue membarrier: notify with an RMW |
+//! | `bells[i]` | 0..32 | a registered doorbell's id, 0 free (selectable event counts only) |
+
+pub mod bell;
+#[cfg(all(feature = "tokio", not(ipc_loom)))]
+mod ready_async;
+mod waitable;
+
+#[cfg(all(feature = "tokio", not(ipc_loom)))]
+pub use ready_async::ready;
+
+pub use waitable::{Check, Waitable};
 
 use std::time::Duration;
 
@@ -81,27 +103,70 @@ pub const FALLBACK_SLICE: Duration = Duration::from_millis(10);
 ///     assert!(ec.wait_until(|| ready.load(Ordering::Acquire) == 1, Deadline::NEVER));
 /// });
 /// ```
+///
+/// `BELLS` doorbell slots follow the two words (see [`bell`]): `EventCount` (no slots, 8
+/// bytes) for words nobody selects on, [`SelectableEventCount`] for the primitives a
+/// selector or an async future can wait on.
 #[repr(C)]
-#[derive(Debug, Default)]
-pub struct EventCount {
+#[derive(Debug)]
+pub struct EventCount<const BELLS: usize = 0> {
     seq: AtomicU32,
     sleepers: AtomicU32,
+    /// Doorbell ids of registered selectors (0: free); see [`bell`].
+    bells: [AtomicU32; BELLS],
 }
 
+/// The event count of a primitive that a selector can wait on: [`BELL_SLOTS`] doorbells.
+pub type SelectableEventCount = EventCount<BELL_SLOTS>;
+
+/// Doorbell slots of a [`SelectableEventCount`]: how many selectors (or async futures) can
+/// wait on one primitive with a doorbell at once; a further one polls in
+/// [`FALLBACK_SLICE`]s. Three keep the word at 20 bytes, inside the padding the primitives
+/// already had (an event: 24 bytes, a semaphore's header: unchanged at 64).
+pub const BELL_SLOTS: usize = 3;
+
 #[cfg(not(ipc_loom))] // loom atomics are bigger
-const _: () = assert!(size_of::<EventCount>() == 8);
+const _: () = assert!(size_of::<EventCount>() == 8 && size_of::<SelectableEventCount>() == 20);
+
+impl<const BELLS: usize> Default for EventCount<BELLS> {
+    fn default() -> Self {
+        Self::with_bells()
+    }
+}
 
 impl EventCount {
-    /// A new event count (all zero).
+    /// A new event count (all zero) without doorbell slots.
     #[cfg(not(ipc_loom))]
     pub const fn new() -> Self {
-        EventCount { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
+        Self::with_bells()
     }
 
-    /// A new event count (all zero).
+    /// A new event count (all zero) without doorbell slots.
     #[cfg(ipc_loom)]
     pub fn new() -> Self {
-        EventCount { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
+        Self::with_bells()
+    }
+}
+
+impl<const BELLS: usize> EventCount<BELLS> {
+    /// A new event count (all zero) with `BELLS` doorbell slots (`SelectableEventCount::with_bells()`).
+    #[cfg(not(ipc_loom))]
+    pub const fn with_bells() -> Self {
+        EventCount {
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+            bells: [const { AtomicU32::new(0) }; BELLS],
+        }
+    }
+
+    /// A new event count (all zero) with `BELLS` doorbell slots.
+    #[cfg(ipc_loom)]
+    pub fn with_bells() -> Self {
+        EventCount {
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+            bells: std::array::from_fn(|_| AtomicU32::new(0)),
+        }
     }
 
     /// Wake every sleeper, if any. Call after the state change is published (a Release
@@ -132,6 +197,106 @@ impl EventCount {
         } else {
             futex::wake_all(&self.seq);
         }
+        if BELLS > 0 {
+            self.ring_bells();
+        }
+    }
+
+    /// Ring every registered doorbell (the wake path of a [`SelectableEventCount`]; a word
+    /// without slots compiles this away). A doorbell whose selector is gone is cleared here,
+    /// and the CAS that clears it also decides that this notifier, not the owner's
+    /// deregistration, takes its count back out of `sleepers`: exactly one of them does.
+    #[cold]
+    fn ring_bells(&self) {
+        self.notify_bells();
+    }
+
+    /// Ring the registered doorbells only, without the futex wake: for a primitive whose
+    /// blocking waiters sleep on a word of their own (an untracked semaphore's count) and
+    /// which keeps this event count for its selectors. Call it where that word's wake-up
+    /// happens (after the RMW that found its waiter flag), never on the plain path.
+    #[cold]
+    pub fn notify_bells(&self) {
+        // Acquire: in the membarrier mode `may_have_sleepers` read `sleepers` Relaxed; this
+        // fence pairs with the AcqRel announcement in `register`, so the slot written before
+        // that announcement is visible to the loads below.
+        crate::sync::atomic::fence(Ordering::Acquire);
+        for slot in &self.bells {
+            // Acquire: pairs with the AcqRel CAS in `register`.
+            let id = slot.load(Ordering::Acquire);
+            if id != 0 && bell::ring(id) == bell::Rang::Gone {
+                // AcqRel: the slot's CAS decides who takes the count back (the owner's
+                // `deregister` CASes the same slot). Failure Relaxed: someone else did.
+                if slot.compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    // Release: as every withdrawal of a count.
+                    self.sleepers.fetch_sub(1, Ordering::Release);
+                }
+            }
+        }
+    }
+
+    /// Register the doorbell `id` (a [`bell::Doorbell`]'s) in a free slot and count it in
+    /// `sleepers`, so that every notify from now on takes the wake path and rings it. `None`
+    /// when every slot is taken (the caller then polls in [`FALLBACK_SLICE`]s; nothing is
+    /// changed). Undo with [`deregister`](Self::deregister).
+    ///
+    /// The caller then checks its condition (after [`bell::announce_barrier`] for a word whose
+    /// notifiers use [`notify_all`](Self::notify_all) / [`notify_one`](Self::notify_one); a
+    /// flagged primitive arms its flag instead) and sleeps on the doorbell's fd: a notify
+    /// after the check rings it, so no wake-up is lost between the check and the sleep.
+    pub fn register(&self, id: u32) -> Option<BellSlot> {
+        if id == 0 {
+            return None;
+        }
+        for (i, slot) in self.bells.iter().enumerate() {
+            // AcqRel: publishes the slot before the count below; pairs with the Acquire
+            // loads in `ring_bells`. Failure Relaxed: the slot is taken, try the next.
+            if slot.compare_exchange(0, id, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                // AcqRel: the announcement, as in `wait` (ordered against the notifier's
+                // RMW in the fallback mode, followed by the heavy barrier otherwise).
+                self.sleepers.fetch_add(1, Ordering::AcqRel);
+                return Some(BellSlot { index: i, id });
+            }
+        }
+        None
+    }
+
+    /// Withdraw a registration. `false` if a notifier had cleared the slot first, having
+    /// found the doorbell unreachable (a doorbell in another network namespace looks dead):
+    /// that notifier took the count back, and the caller may have missed its wake-up.
+    pub fn deregister(&self, slot: BellSlot) -> bool {
+        let Some(word) = self.bells.get(slot.index) else { return false };
+        // AcqRel: as in `ring_bells`, whose CAS on this slot races with this one.
+        // Failure Relaxed: the notifier cleared it and took the count.
+        if word.compare_exchange(slot.id, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            // Release: as in `wait`.
+            self.sleepers.fetch_sub(1, Ordering::Release);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A registered selector that could not issue the heavy barrier
+    /// ([`bell::announce_barrier`] returned `false`): make notifiers take the RMW path, as
+    /// [`wait`](Self::wait) does for such a waiter. The caller caps its sleeps at
+    /// [`FALLBACK_SLICE`].
+    pub fn set_fallback(&self) {
+        // AcqRel: as in `wait`.
+        self.sleepers.fetch_or(FALLBACK, Ordering::AcqRel);
+    }
+
+    /// The doorbell ids registered now (0: free), for diagnostics and tests.
+    pub fn bell_ids(&self) -> [u32; BELLS] {
+        // Relaxed: a snapshot.
+        std::array::from_fn(|i| self.bells[i].load(Ordering::Relaxed))
+    }
+
+    /// The waiters counted in `sleepers` (without the [`FALLBACK`] bit), for diagnostics and
+    /// tests.
+    pub fn sleeper_count(&self) -> u32 {
+        // Relaxed: a snapshot.
+        self.sleepers.load(Ordering::Relaxed) & !FALLBACK
     }
 
     #[inline]
@@ -288,12 +453,21 @@ impl EventCount {
 /// ```
 #[derive(Debug)]
 #[must_use = "dropping it withdraws the announcement at once"]
-pub struct LockedWait<'a> {
-    ec: &'a EventCount,
+pub struct LockedWait<'a, const BELLS: usize = 0> {
+    ec: &'a EventCount<BELLS>,
     seq: u32,
 }
 
-impl EventCount {
+/// A doorbell registered in one slot of an event count ([`EventCount::register`]); give it
+/// back to [`EventCount::deregister`] of the same event count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a registration stays until it is deregistered"]
+pub struct BellSlot {
+    index: usize,
+    id: u32,
+}
+
+impl<const BELLS: usize> EventCount<BELLS> {
     /// Announce a waiter whose announcement reaches every notifier it must not miss through a
     /// lock: the waiter calls this while it holds a lock (a condition variable's mutex), and
     /// each such notifier makes its change under that lock, then notifies (inside the lock or
@@ -301,7 +475,7 @@ impl EventCount {
     /// count, so, unlike [`wait`](Self::wait), no membarrier is issued and no
     /// [`FALLBACK_SLICE`] cap applies. Release the lock, then [`sleep`](LockedWait::sleep)
     /// until [`notified`](LockedWait::notified) (or a deadline).
-    pub fn prepare_locked_wait(&self) -> LockedWait<'_> {
+    pub fn prepare_locked_wait(&self) -> LockedWait<'_, BELLS> {
         // Acquire: pairs with the Release bump in `wake`.
         let seq = self.seq.load(Ordering::Acquire);
         // Relaxed: the caller's lock release (a Release) orders this announcement before every
@@ -311,7 +485,7 @@ impl EventCount {
     }
 }
 
-impl LockedWait<'_> {
+impl<const BELLS: usize> LockedWait<'_, BELLS> {
     /// Whether a notify that found sleepers came since the announcement (a notify by someone
     /// who did not take the lock may also count: a spurious wake-up).
     pub fn notified(&self) -> bool {
@@ -327,7 +501,7 @@ impl LockedWait<'_> {
     }
 }
 
-impl Drop for LockedWait<'_> {
+impl<const BELLS: usize> Drop for LockedWait<'_, BELLS> {
     fn drop(&mut self) {
         // Release: nothing to publish really; the count is a hint for notifiers (as in `wait`).
         self.ec.sleepers.fetch_sub(1, Ordering::Release);

@@ -99,7 +99,9 @@
 //! `sys.rs` (OFD locks, `pthread_atfork`, raw fds), `segment.rs` (copies in and out of the
 //! mapping, atomic views), `object.rs` (writing the header and zeroing the body of an object
 //! nobody uses yet), `shared.rs` (the `&T` view, `ShmSafe` impls), `liveness.rs` (the raw
-//! lease fd, the registry's atomic words). Everything else is `#![deny(unsafe_code)]`.
+//! lease fd, the registry's atomic words), `event_count/ready_async.rs` (registering the
+//! doorbell with tokio's reactor, feature `tokio`). Everything else is
+//! `#![deny(unsafe_code)]`.
 //!
 //! # Platform
 //! Linux only (futex, memfd, OFD locks, /dev/shm); other targets fail to compile with a
@@ -129,7 +131,7 @@ pub use bytemuck;
 
 pub use deadline::Deadline;
 pub use error::{Error, Result};
-pub use event_count::EventCount;
+pub use event_count::{EventCount, SelectableEventCount, Waitable};
 pub use header::ObjectKind;
 pub use liveness::{OwnerId, ProcessToken};
 pub use name::{MAX_NAME_LEN, random_name, validate_name};

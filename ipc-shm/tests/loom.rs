@@ -147,3 +147,81 @@ fn flagged_waiters_are_woken_by_a_flagged_notify() {
         }
     });
 }
+
+// ---- doorbells: the selector's registration on a SelectableEventCount ----------------------
+
+use ipc_shm::SelectableEventCount;
+use ipc_shm::event_count::bell::Doorbell;
+
+/// A selector registers its doorbell, then checks; a notifier publishes, then notifies. No
+/// lost wake-up between the check and the sleep: the selector saw the change, or its
+/// doorbell was rung (a selector that then slept would be woken).
+#[test]
+fn a_registered_doorbell_is_rung_or_the_change_seen() {
+    loom::model(|| {
+        let flag = Arc::new(AtomicU32::new(0));
+        let ec = Arc::new(SelectableEventCount::with_bells());
+        let (f2, e2) = (flag.clone(), ec.clone());
+        let notifier = thread::spawn(move || {
+            // Release: pairs with the Acquire in the selector's check.
+            f2.store(1, Ordering::Release);
+            e2.notify_all();
+        });
+        let bell = Doorbell::new().unwrap();
+        let slot = ec.register(bell.id()).expect("a free slot");
+        // Acquire: pairs with the notifier's Release store.
+        let seen = flag.load(Ordering::Acquire) == 1;
+        notifier.join().unwrap();
+        let rung = bell.drain();
+        assert!(seen || rung, "lost wake-up: change not seen and doorbell not rung");
+        assert!(ec.deregister(slot));
+        assert_eq!(ec.sleeper_count(), 0);
+    });
+}
+
+/// A dead selector's doorbell (gone) is cleared by a notifier while its owner's
+/// deregistration races with it (the owner closed its socket first): exactly one of them takes
+/// the count back, and the slot ends free.
+#[test]
+fn a_gone_doorbell_is_taken_back_exactly_once() {
+    loom::model(|| {
+        let ec = Arc::new(SelectableEventCount::with_bells());
+        let bell = Doorbell::new().unwrap();
+        let slot = ec.register(bell.id()).expect("a free slot");
+        drop(bell); // its socket is gone: a ring finds nobody
+        let e2 = ec.clone();
+        let notifier = thread::spawn(move || e2.notify_all());
+        let mine = ec.deregister(slot);
+        notifier.join().unwrap();
+        assert_eq!(ec.sleeper_count(), 0, "count taken back twice or never (owner: {mine})");
+        assert_eq!(ec.bell_ids(), [0; 3]);
+    });
+}
+
+/// Two selectors register on one word while a notifier notifies: each either saw the change
+/// or was rung; both slots end free.
+#[test]
+fn two_selectors_and_a_notifier() {
+    loom::model(|| {
+        let flag = Arc::new(AtomicU32::new(0));
+        let ec = Arc::new(SelectableEventCount::with_bells());
+        let (f2, e2) = (flag.clone(), ec.clone());
+        let other = thread::spawn(move || {
+            let bell = Doorbell::new().unwrap();
+            let slot = e2.register(bell.id()).expect("a free slot");
+            // Acquire: as above.
+            let seen = f2.load(Ordering::Acquire) == 1;
+            (bell, slot, seen)
+        });
+        let bell = Doorbell::new().unwrap();
+        let slot = ec.register(bell.id()).expect("a free slot");
+        // Release: as above.
+        flag.store(1, Ordering::Release);
+        ec.notify_all();
+        let (obell, oslot, oseen) = other.join().unwrap();
+        assert!(oseen || obell.drain(), "the other selector lost its wake-up");
+        assert!(ec.deregister(slot) && ec.deregister(oslot));
+        assert_eq!(ec.sleeper_count(), 0);
+        drop(bell);
+    });
+}
