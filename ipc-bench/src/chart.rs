@@ -59,9 +59,11 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("sem", "semaphores"),
     ("shm", "shared-memory segments"),
     ("process", "processes"),
+    ("select", "waiting on many sources at once, and async"),
 ];
 /// Group id prefixes that belong to a family of another name.
-const ALIASES: &[(&str, &str)] = &[("tput", "throughput"), ("memcpy", "throughput")];
+const ALIASES: &[(&str, &str)] =
+    &[("tput", "throughput"), ("memcpy", "throughput"), ("async", "select")];
 /// The panel of groups whose prefix is not a family.
 pub const OTHER: &str = "other";
 
@@ -857,7 +859,9 @@ mod tests {
         assert_eq!(known_family("tput-queue-64"), Some("throughput"));
         assert_eq!(known_family("memcpy"), Some("throughput"));
         assert_eq!(known_family("process-spawn"), Some("process"));
-        assert_eq!(known_family("select-X"), None);
+        assert_eq!(known_family("select-X"), Some("select"));
+        assert_eq!(known_family("async-X"), Some("select"));
+        assert_eq!(known_family("newthing-X"), None);
         // 6.2 px per letter and 8.4 px for the ellipsis at 10 px.
         assert_eq!(fit("abcdef", 40.0, 10.0), "abcdef");
         assert_eq!(fit("abcdef", 27.5, 10.0), "abc…");
