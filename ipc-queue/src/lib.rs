@@ -206,12 +206,13 @@ mod error;
 mod raw;
 mod region;
 pub mod ring;
-mod select;
 
 #[cfg(not(ipc_loom))]
 mod joinable;
 #[cfg(not(ipc_loom))]
 mod queue;
+#[cfg(not(ipc_loom))]
+mod select;
 #[cfg(not(ipc_loom))]
 mod spsc;
 #[cfg(not(ipc_loom))]
@@ -233,6 +234,7 @@ pub use error::{
 };
 #[cfg(not(ipc_loom))]
 pub use joinable::JoinableQueue;
+#[cfg(not(ipc_loom))]
 pub use queue::{Queue, QueueOptions, RECOVERY_CHECK, RecvRef, SendSlot, Stats};
 pub use ring::PEERS_LISTED;
 #[cfg(not(ipc_loom))]

@@ -217,6 +217,7 @@ mod model {
         }
     }
 
+    /// Ring the model doorbell `id`: `Gone` when its owner has dropped it (a dead selector).
     pub fn ring(id: u32) -> Rang {
         let mut t = TABLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match t.iter_mut().find(|(i, _)| *i == id) {
