@@ -39,11 +39,11 @@
 //! ```
 //!
 //! # Sources
-//! Anything that implements [`ipc_shm::Waitable`]: an MPMC [`ipc_queue::Queue`] (readable;
-//! `queue.writable()` for room), SPSC [`ipc_queue::Receiver`] / [`ipc_queue::Sender`], an
-//! [`ipc_sem::Semaphore`] (a permit is free), an [`ipc_sem::Event`] (set), an ipc-pipe
+//! Anything that implements [`ipc_shm::Waitable`]: an MPMC `ipc_queue::Queue` (readable;
+//! `queue.writable()` for room), SPSC `ipc_queue::Receiver` / `ipc_queue::Sender`, an
+//! `ipc_sem::Semaphore` (a permit is free), an `ipc_sem::Event` (set), an ipc-pipe
 //! `Connection`, `Receiver` or `Listener` (feature `select` of ipc-pipe: readable, or a client
-//! waiting), an [`ipc_process::Process`] (the child ended). Closed queues, queues whose every
+//! waiting), an `ipc_process::Process` (the child ended). Closed queues, queues whose every
 //! peer on the other side died, and corrupted objects count as ready, so the caller's `try_`
 //! call tells what happened.
 //!
