@@ -84,6 +84,8 @@ pub(crate) fn thread_count() -> std::io::Result<usize> {
 /// did not call [`init`] first: it would start its own children the same way (a fork bomb
 /// for a program whose `main` starts processes).
 pub(crate) fn check_dispatched(op: &'static str) -> Result<(), Error> {
+    // Relaxed: a flag set once by `init` on the main thread before any start; it orders
+    // nothing else.
     if !INIT_CALLED.load(Ordering::Relaxed) && std::env::var_os(ENV).is_some() {
         return Err(Error::InitNotCalled { op });
     }
@@ -108,6 +110,7 @@ pub(crate) fn check_dispatched(op: &'static str) -> Result<(), Error> {
 /// processes of its own.
 #[allow(clippy::needless_doctest_main)] // the point is where in main it goes
 pub fn init() {
+    // Relaxed: see `check_dispatched`.
     INIT_CALLED.store(true, Ordering::Relaxed);
     let Some(raw) = std::env::var_os(ENV) else { return };
     run_as_child(&raw.to_string_lossy())

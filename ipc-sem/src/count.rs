@@ -137,6 +137,8 @@ pub(crate) fn take(word: &AtomicU32, n: u32, max: u32, deadline: Deadline) -> bo
             continue;
         }
         let armed = cur | SLEEPERS;
+        // Relaxed: arming the waiter flag publishes nothing; the futex wait re-reads the word
+        // and a releaser's RMW that sees the flag takes the wake path.
         if cur & SLEEPERS == 0
             && word.compare_exchange(cur, armed, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {

@@ -320,6 +320,8 @@ impl<const L: usize> Semaphore<L> {
             });
         }
         let s = Self::zeroed();
+        // Relaxed: a value under construction, published by whatever shares it (the
+        // segment's READY store).
         s.count.store(value, Ordering::Relaxed);
         Ok(s)
     }

@@ -246,6 +246,9 @@ fn slot_words(reg: &Registry, slot: usize) -> Option<(&AtomicU32, &AtomicU32)> {
 unsafe extern "C" fn after_fork_child() {
     // Only async-signal-safe work: atomics and close(2). Idempotent, so registering the
     // handler twice (see `ensure_fork_handler`) is harmless.
+    // AcqRel/Release: the child has one thread, so these only keep the same pairing as in
+    // the parent: with the Acquire loads of LEASE_FD in `status`/`lease_fd`, of OWNER and
+    // OWNER_WORD in `current`/`current_word`, of REGISTERING in `lock_registering`.
     let fd = LEASE_FD.swap(-1, Ordering::AcqRel);
     if fd >= 0 {
         sys::close_raw(fd);
@@ -292,10 +295,12 @@ fn ensure_fork_handler() -> Result<()> {
         }
         return match sys::atfork_child(after_fork_child) {
             Ok(()) => {
+                // Release: pairs with the Acquire loads of ATFORK in this function and below.
                 ATFORK.store(DONE, Ordering::Release);
                 Ok(())
             }
             Err(e) => {
+                // Release: as above (the next caller tries again).
                 ATFORK.store(0, Ordering::Release);
                 Err(Error::io("register fork handlers for", "liveness", e))
             }
@@ -333,11 +338,14 @@ fn current_slow() -> Result<OwnerId> {
     let reg = registry()?;
     lock_registering();
     let result = register(reg);
+    // Release: pairs with the Acquire of `lock_registering`: the next registrant sees our
+    // OWNER and LEASE_FD stores.
     REGISTERING.store(false, Ordering::Release);
     result
 }
 
 fn register(reg: &Registry) -> Result<OwnerId> {
+    // Acquire: pairs with the Release store of OWNER in `claim_slot`.
     if let Some(id) = OwnerId::from_raw(OWNER.load(Ordering::Acquire)) {
         return Ok(id); // another thread registered while we waited
     }
@@ -348,9 +356,11 @@ fn register(reg: &Registry) -> Result<OwnerId> {
         .map_err(|e| Error::io("open liveness registry", &reg.name, e))?;
     // Into the fork handler's reach before any lock is taken on it (see LEASE_FD).
     let lease_raw = sys::into_raw(lease);
+    // Release: pairs with the Acquire loads in `status` and `lease_fd`.
     LEASE_FD.store(lease_raw, Ordering::Release);
     let result = claim_slot(reg, lease_raw);
     if result.is_err() {
+        // AcqRel: takes the fd back against the fork handler's swap (the same pairing).
         let fd = LEASE_FD.swap(-1, Ordering::AcqRel);
         if fd >= 0 {
             sys::close_raw(fd);
@@ -519,6 +529,7 @@ pub fn pid_hint(owner: OwnerId) -> Option<u32> {
 #[doc(hidden)]
 /// The raw lease fd (tests check it is close-on-exec and not inherited).
 pub fn lease_fd() -> Option<RawFd> {
+    // Acquire: pairs with the Release store in `register`.
     let fd = LEASE_FD.load(Ordering::Acquire);
     (fd >= 0).then_some(fd)
 }

@@ -234,6 +234,7 @@ fn attach(
             return Err(Error::NotInitialized { op, name: shm.label().to_owned(), why });
         };
         if shm.try_init_lock()? {
+            // Acquire: pairs with the creator's Release store of READY after the body.
             let result = if state.load(Ordering::Acquire) == READY {
                 Ok(())
             } else {

@@ -769,6 +769,7 @@ impl Shm {
         let Some(name) = self.name.as_deref() else {
             return Ok(());
         };
+        // Relaxed: a flag of this handle only, read by its own drop; it orders nothing.
         self.unlink_on_drop.store(false, Ordering::Relaxed);
         if unlink_if_linked(&sys::shm_path(name), self.fd.as_fd()) {
             Ok(())
@@ -780,6 +781,7 @@ impl Shm {
     /// Keep (`true`) or remove (`false`) the name when this handle is dropped. Creators
     /// remove it by default, openers keep it.
     pub fn persist(&self, persist: bool) {
+        // Relaxed: as in `unlink`.
         self.unlink_on_drop.store(!persist && self.name.is_some(), Ordering::Relaxed);
     }
 
@@ -810,6 +812,7 @@ impl Drop for Shm {
     fn drop(&mut self) {
         // Only in the process that made the handle: a forked child that unwinds through its
         // parent's frame (a panic, a `?`) drops a copy, and must leave the name alone.
+        // Relaxed: the handle's own flag (see `unlink`).
         if self.unlink_on_drop.load(Ordering::Relaxed)
             && self.maker.is_current()
             && let Some(name) = self.name.as_deref()
