@@ -521,10 +521,10 @@ pub fn fork<R: ChildResult>(f: impl FnOnce() -> R) -> Child {
 pub fn fork_inheriting<T, R: ChildResult>(value: &T, f: impl FnOnce(T) -> R) -> Child {
     let at = std::ptr::from_ref(value).expose_provenance();
     fork_named("forked child (inheriting)", move || {
-        // SAFETY: in the child, the memory at `at` is the child's copy of the parent's live
-        // `value` (fork copies the address space), properly aligned and initialised. The
-        // child never returns into the parent's code (it `_exit`s after `f`), so nothing
-        // else will use or drop that copy: reading it out leaves exactly one owner.
+        // In the child, the memory at `at` is the child's copy of the parent's live `value`
+        // (fork copies the address space), properly aligned and initialised.
+        // SAFETY: the child never returns into the parent's code (it `_exit`s after `f`), so
+        // nothing else uses or drops that copy: reading it out leaves exactly one owner.
         let copy = unsafe { std::ptr::read(std::ptr::with_exposed_provenance::<T>(at)) };
         f(copy)
     })

@@ -494,9 +494,12 @@ fn cancelled_futures_lose_no_permit_and_no_message() {
 fn close_death_and_set_end_pending_futures() {
     let _w = watchdog(Duration::from_secs(60), "close and death wake futures");
     let rt = runtime();
+    // The other process acts only once this thread sleeps in the runtime's poll: the future
+    // is pending, so what ends it is the wake under test, not a first look that finds it.
+    let me = rustix::thread::gettid().as_raw_nonzero().get() as u32;
     let q = Queue::anonymous(4, 16).unwrap();
     let mut closer = fork(|| {
-        std::thread::sleep(Duration::from_millis(20)); // fault timing: the future is pending
+        ipc_testkit::wait_until_sleeping(me);
         q.close();
     });
     let r = rt.block_on(async { tokio::time::timeout(LINE, q.recv_async()).await }).unwrap();
@@ -520,7 +523,7 @@ fn close_death_and_set_end_pending_futures() {
 
     let ev = Shared::anonymous(Event::new()).unwrap();
     let mut setter = fork(|| {
-        std::thread::sleep(Duration::from_millis(20)); // fault timing, as above
+        ipc_testkit::wait_until_sleeping(me); // the future is pending, as above
         ev.set();
     });
     rt.block_on(async { tokio::time::timeout(LINE, ev.wait_async()).await }).unwrap();
